@@ -1,0 +1,301 @@
+//! Node configuration: a validated builder (spec §9 lists the defaults).
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use crate::crypto::{AeadAlg, CryptoProvider, RustCrypto};
+use crate::identity::NodeId;
+
+/// Every limit and timer of a node. Build with `Config::default()` and the
+/// by-value setters; [`Node::new`](crate::Node::new) validates it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    pub(crate) provider: &'static dyn CryptoProvider,
+    pub(crate) aeads: heapless::Vec<AeadAlg, 2>,
+    pub(crate) max_udp_payload: usize,
+    pub(crate) max_sessions: usize,
+    pub(crate) max_half_open: usize,
+    pub(crate) accept_incoming: bool,
+    pub(crate) allow_list: Option<Vec<NodeId>>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) handshake_retransmit: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) keepalive_active: Option<Duration>,
+    pub(crate) keepalive_idle: Option<Duration>,
+    pub(crate) handshake_rate: u32,
+    pub(crate) handshake_burst: u32,
+    pub(crate) timestamp_window: Duration,
+    pub(crate) cookie_lifetime: Duration,
+    pub(crate) cookie_rate: u32,
+    pub(crate) ephemeral_cache: usize,
+    pub(crate) key_update_packets: u64,
+    pub(crate) key_update_interval: Duration,
+    pub(crate) integrity_limit: Option<u64>,
+    pub(crate) max_events: usize,
+    pub(crate) datagram_queue: usize,
+    pub(crate) max_datagram_frame: usize,
+    pub(crate) session_id_prefix: heapless::Vec<u8, 4>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut aeads = heapless::Vec::new();
+        let _ = aeads.push(AeadAlg::ChaCha20Poly1305);
+        let _ = aeads.push(AeadAlg::Aes256Gcm);
+        Self {
+            provider: &RustCrypto,
+            aeads,
+            max_udp_payload: 1200,
+            max_sessions: 1024,
+            max_half_open: 256,
+            accept_incoming: true,
+            allow_list: None,
+            handshake_timeout: Duration::from_secs(10),
+            handshake_retransmit: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(30),
+            keepalive_active: Some(Duration::from_secs(2)),
+            keepalive_idle: Some(Duration::from_secs(10)),
+            handshake_rate: 1000,
+            handshake_burst: 200,
+            timestamp_window: Duration::from_secs(60),
+            cookie_lifetime: Duration::from_secs(120),
+            cookie_rate: 1000,
+            ephemeral_cache: 8192,
+            key_update_packets: 1 << 22,
+            key_update_interval: Duration::from_secs(3600),
+            integrity_limit: None,
+            max_events: 1024,
+            datagram_queue: 256,
+            max_datagram_frame: 1150,
+            session_id_prefix: heapless::Vec::new(),
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
+impl Config {
+    /// Uses `provider` for packet protection (default: [`RustCrypto`]).
+    #[must_use]
+    pub fn crypto_provider(mut self, provider: &'static dyn CryptoProvider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// The AEADs this node offers (as initiator, in preference order) and accepts
+    /// (as responder, in its own preference order). Default: ChaCha20-Poly1305, AES-256-GCM.
+    #[must_use]
+    pub fn aeads(mut self, algs: &[AeadAlg]) -> Self {
+        self.aeads.clear();
+        for a in algs.iter().take(2) {
+            if !self.aeads.contains(a) {
+                let _ = self.aeads.push(*a);
+            }
+        }
+        self
+    }
+
+    /// Accept only these peers (checked after AUTH_PROOF, spec [HS-20]); `None` accepts any seed holder.
+    #[must_use]
+    pub fn allow_list(mut self, ids: Option<Vec<NodeId>>) -> Self {
+        self.allow_list = ids;
+        self
+    }
+
+    /// A fixed prefix (≤ 4 bytes) for every session id this node chooses, for load-balancer routing.
+    #[must_use]
+    pub fn session_id_prefix(mut self, prefix: &[u8]) -> Self {
+        self.session_id_prefix.clear();
+        for b in prefix.iter().take(5) {
+            // A fifth byte makes validation fail with a clear message.
+            if self.session_id_prefix.push(*b).is_err() {
+                self.max_udp_payload = 0;
+            }
+        }
+        self
+    }
+
+    /// Overrides the AEAD integrity limit (failed openings before close); for tests.
+    #[must_use]
+    pub fn integrity_limit(mut self, limit: u64) -> Self {
+        self.integrity_limit = Some(limit);
+        self
+    }
+
+    setter!(
+        /// Largest UDP payload sent before path MTU discovery (1200..=65527).
+        max_udp_payload: usize
+    );
+    setter!(
+        /// Most sessions at once, in any state.
+        max_sessions: usize
+    );
+    setter!(
+        /// Most responder handshakes waiting for AUTH_PROOF.
+        max_half_open: usize
+    );
+    setter!(
+        /// Whether HELLOs from other nodes are answered at all.
+        accept_incoming: bool
+    );
+    setter!(
+        /// Time after which an unfinished handshake fails.
+        handshake_timeout: Duration
+    );
+    setter!(
+        /// First retransmission delay of HELLO / AUTH_PROOF; doubles per attempt.
+        handshake_retransmit: Duration
+    );
+    setter!(
+        /// Session closes when nothing authenticated arrived for this long (the smaller of both sides' values).
+        idle_timeout: Duration
+    );
+    setter!(
+        /// Keepalive interval while application data moved recently (`None` disables).
+        keepalive_active: Option<Duration>
+    );
+    setter!(
+        /// Keepalive interval while idle (`None` disables).
+        keepalive_idle: Option<Duration>
+    );
+    setter!(
+        /// Responder handshakes started per second before COOKIE is required.
+        handshake_rate: u32
+    );
+    setter!(
+        /// Burst allowance of the handshake token bucket.
+        handshake_burst: u32
+    );
+    setter!(
+        /// Largest accepted distance between a HELLO's timestamp and local wall time.
+        timestamp_window: Duration
+    );
+    setter!(
+        /// Lifetime of a cookie secret (cookies from the previous secret are also accepted).
+        cookie_lifetime: Duration
+    );
+    setter!(
+        /// COOKIE replies per second, across all destinations.
+        cookie_rate: u32
+    );
+    setter!(
+        /// Capacity of the seen-ephemeral cache (replay protection); when full, new handshakes are refused.
+        ephemeral_cache: usize
+    );
+    setter!(
+        /// Packets sealed under one key phase before a key update is started.
+        key_update_packets: u64
+    );
+    setter!(
+        /// Age of a key phase after which a key update is started.
+        key_update_interval: Duration
+    );
+    setter!(
+        /// Capacity of the node's event queue; input is refused while it is full.
+        max_events: usize
+    );
+    setter!(
+        /// Datagrams queued per session and direction.
+        datagram_queue: usize
+    );
+    setter!(
+        /// Largest DATAGRAM payload this node accepts.
+        max_datagram_frame: usize
+    );
+
+    /// Checks every value; `Node::new` calls it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field: &'static str, reason: &'static str| Err(ConfigError { field, reason });
+        if !(1200..=65527).contains(&self.max_udp_payload) {
+            return err("max_udp_payload", "must be within 1200..=65527 (and the session id prefix at most 4 bytes)");
+        }
+        if self.aeads.is_empty() {
+            return err("aeads", "at least one AEAD must be enabled");
+        }
+        if self.max_sessions == 0 {
+            return err("max_sessions", "must be at least 1");
+        }
+        if self.handshake_timeout.is_zero() || self.handshake_retransmit.is_zero() {
+            return err("handshake_timeout", "handshake timers must be non-zero");
+        }
+        if self.handshake_retransmit >= self.handshake_timeout {
+            return err("handshake_retransmit", "must be shorter than handshake_timeout");
+        }
+        if self.idle_timeout.is_zero() {
+            return err("idle_timeout", "must be non-zero");
+        }
+        for k in [self.keepalive_active, self.keepalive_idle].into_iter().flatten() {
+            if k.is_zero() || k >= self.idle_timeout {
+                return err("keepalive", "keepalive intervals must be non-zero and shorter than idle_timeout");
+            }
+        }
+        if self.handshake_rate == 0 || self.handshake_burst == 0 || self.cookie_rate == 0 {
+            return err("handshake_rate", "rates and burst must be at least 1");
+        }
+        if self.cookie_lifetime.is_zero() {
+            return err("cookie_lifetime", "must be non-zero");
+        }
+        if self.ephemeral_cache == 0 {
+            return err("ephemeral_cache", "must be at least 1");
+        }
+        if self.key_update_packets == 0 || self.key_update_interval.is_zero() {
+            return err("key_update_packets", "key update triggers must be non-zero");
+        }
+        if self.max_events < 16 {
+            return err("max_events", "must be at least 16");
+        }
+        if self.max_datagram_frame > self.max_udp_payload {
+            return err("max_datagram_frame", "must not exceed max_udp_payload");
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is required of it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_are_named() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let e = Config::default().max_udp_payload(1000).validate().unwrap_err();
+        assert_eq!(e.field, "max_udp_payload");
+        let e = Config::default().keepalive_idle(Some(Duration::from_secs(60))).validate().unwrap_err();
+        assert_eq!(e.field, "keepalive");
+        assert!(alloc::format!("{e}").contains("shorter than idle_timeout"));
+        assert_eq!(Config::default().aeads(&[]).validate().unwrap_err().field, "aeads");
+        assert!(Config::default().session_id_prefix(&[1, 2, 3, 4, 5]).validate().is_err());
+        assert!(Config::default().session_id_prefix(&[1, 2, 3, 4]).validate().is_ok());
+    }
+}

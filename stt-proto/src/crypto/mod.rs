@@ -1,0 +1,101 @@
+//! Cryptography: a provider trait for packet protection (rustls style), the key
+//! schedule, and the glue that lets `snow` run on injected randomness.
+//!
+//! Nothing here implements a primitive: AEADs come from RustCrypto or `ring`,
+//! HKDF/HMAC from RustCrypto, X25519 from `x25519-dalek`, Noise from `snow`.
+
+use alloc::boxed::Box;
+use core::fmt;
+
+pub(crate) mod kdf;
+pub(crate) mod keys;
+pub(crate) mod noise;
+#[cfg(feature = "ring")]
+mod ring_provider;
+mod rustcrypto;
+
+#[cfg(feature = "ring")]
+pub use ring_provider::Ring;
+pub use rustcrypto::RustCrypto;
+
+/// Length of every AEAD tag used by STT.
+pub const TAG_LEN: usize = 16;
+
+/// A record-layer AEAD algorithm, with its wire id (spec §5.2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum AeadAlg {
+    /// ChaCha20-Poly1305 (RFC 8439), wire id 0x01.
+    ChaCha20Poly1305,
+    /// AES-256-GCM, wire id 0x02.
+    Aes256Gcm,
+}
+
+impl AeadAlg {
+    /// The algorithm's wire id.
+    pub const fn id(self) -> u8 {
+        match self {
+            AeadAlg::ChaCha20Poly1305 => 0x01,
+            AeadAlg::Aes256Gcm => 0x02,
+        }
+    }
+
+    /// The algorithm with wire id `id`, if known.
+    pub const fn from_id(id: u8) -> Option<Self> {
+        match id {
+            0x01 => Some(AeadAlg::ChaCha20Poly1305),
+            0x02 => Some(AeadAlg::Aes256Gcm),
+            _ => None,
+        }
+    }
+
+    /// Packets one key may seal before a key update is mandatory (confidentiality limit, spec [RL-9]).
+    pub const fn confidentiality_limit(self) -> u64 {
+        match self {
+            AeadAlg::ChaCha20Poly1305 => 1 << 62,
+            AeadAlg::Aes256Gcm => 1 << 23,
+        }
+    }
+
+    /// Failed openings tolerated over the session before it is closed (integrity limit, spec [RL-8]).
+    pub const fn integrity_limit(self) -> u64 {
+        match self {
+            AeadAlg::ChaCha20Poly1305 => 1 << 36,
+            AeadAlg::Aes256Gcm => 1 << 52,
+        }
+    }
+}
+
+/// An AEAD operation failed: authentication failure or an unusable length.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CryptoError;
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AEAD operation failed")
+    }
+}
+
+impl core::error::Error for CryptoError {}
+
+/// One direction's packet protection key, bound to its algorithm.
+pub trait PacketKey: Send + Sync {
+    /// Encrypts `payload` in place and returns the tag.
+    ///
+    /// # Errors
+    /// [`CryptoError`] if the backend refuses (e.g. a length limit).
+    fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], payload: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError>;
+
+    /// Decrypts `payload` in place after checking `tag`.
+    ///
+    /// # Errors
+    /// [`CryptoError`] when authentication fails. `payload` content is unspecified then.
+    fn open_in_place(&self, nonce: &[u8; 12], aad: &[u8], payload: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError>;
+}
+
+/// A source of packet-protection keys.
+pub trait CryptoProvider: Send + Sync + fmt::Debug {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+    /// Builds a key for `alg`.
+    fn packet_key(&self, alg: AeadAlg, key: &[u8; 32]) -> Box<dyn PacketKey>;
+}

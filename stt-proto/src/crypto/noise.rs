@@ -1,0 +1,225 @@
+//! `snow` glue: a resolver whose X25519 counts its operations, reuses the node's
+//! cached static public key (so a junk HELLO costs no DH), and draws the
+//! ephemeral key from bytes the node took from its injected [`Entropy`](crate::Entropy).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+use snow::HandshakeState;
+use zeroize::Zeroize;
+
+use crate::identity::StaticKey;
+
+/// The Noise protocol name STT/1 uses (spec [HS-1]).
+pub(crate) const NOISE_PARAMS: &str = "Noise_XXpsk0_25519_ChaChaPoly_SHA256";
+
+/// Noise overhead of each message: HELLO (`e` + payload tag).
+pub(crate) const MSG1_OVERHEAD: usize = 32 + 16;
+/// CHALLENGE (`e`, encrypted `s`, payload tag).
+pub(crate) const MSG2_OVERHEAD: usize = 32 + 48 + 16;
+/// AUTH_PROOF (encrypted `s`, payload tag).
+pub(crate) const MSG3_OVERHEAD: usize = 48 + 16;
+
+/// Counts X25519 operations performed by one handshake; the node folds it into its stats.
+#[derive(Clone, Default)]
+pub(crate) struct DhCounter(Arc<AtomicU32>);
+
+impl DhCounter {
+    /// Returns the operations counted since the last call and resets the count.
+    pub(crate) fn take(&self) -> u64 {
+        u64::from(self.0.swap(0, Ordering::Relaxed))
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Which side of the Noise handshake to build.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum NoiseRole {
+    Initiator,
+    Responder,
+}
+
+/// Builds a handshake state. `ephemeral` is the private ephemeral key drawn from
+/// the node's entropy (purpose `EphemeralKey`); `prologue` binds the cleartext header.
+pub(crate) fn build(
+    role: NoiseRole,
+    static_key: &StaticKey,
+    psk: &[u8; 32],
+    ephemeral: [u8; 32],
+    prologue: &[u8],
+    counter: &DhCounter,
+) -> Option<HandshakeState> {
+    let params: NoiseParams = NOISE_PARAMS.parse().ok()?;
+    let resolver = Resolver {
+        statics: (static_key.private, static_key.public),
+        ephemeral: Some(ephemeral),
+        counter: counter.clone(),
+    };
+    let builder = snow::Builder::with_resolver(params, Box::new(resolver))
+        .local_private_key(&static_key.private)
+        .ok()?
+        .psk(0, psk)
+        .ok()?
+        .prologue(prologue)
+        .ok()?;
+    match role {
+        NoiseRole::Initiator => builder.build_initiator().ok(),
+        NoiseRole::Responder => builder.build_responder().ok(),
+    }
+}
+
+struct Resolver {
+    statics: ([u8; 32], [u8; 32]),
+    ephemeral: Option<[u8; 32]>,
+    counter: DhCounter,
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.statics.0.zeroize();
+        if let Some(e) = self.ephemeral.as_mut() {
+            e.zeroize();
+        }
+    }
+}
+
+impl CryptoResolver for Resolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        Some(Box::new(PinnedBytes { bytes: self.ephemeral.unwrap_or([0; 32]), used: false }))
+    }
+
+    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+        match choice {
+            DHChoice::Curve25519 => Some(Box::new(CountingX25519 {
+                statics: self.statics,
+                private: [0; 32],
+                public: [0; 32],
+                counter: self.counter.clone(),
+            })),
+            _ => None,
+        }
+    }
+
+    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// Hands snow the 32 ephemeral-key bytes the node drew, once. Not a generator:
+/// a second request fails, so snow can never run on anything but injected entropy.
+struct PinnedBytes {
+    bytes: [u8; 32],
+    used: bool,
+}
+
+impl Drop for PinnedBytes {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl Random for PinnedBytes {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        if self.used || dest.len() != 32 {
+            return Err(snow::Error::Rng);
+        }
+        dest.copy_from_slice(&self.bytes);
+        self.used = true;
+        Ok(())
+    }
+}
+
+/// X25519 from `x25519-dalek`, counting every scalar multiplication.
+struct CountingX25519 {
+    statics: ([u8; 32], [u8; 32]),
+    private: [u8; 32],
+    public: [u8; 32],
+    counter: DhCounter,
+}
+
+impl Drop for CountingX25519 {
+    fn drop(&mut self) {
+        self.statics.0.zeroize();
+        self.private.zeroize();
+    }
+}
+
+impl CountingX25519 {
+    fn derive_public(&mut self) {
+        let secret = x25519_dalek::StaticSecret::from(self.private);
+        self.public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        self.counter.bump();
+    }
+}
+
+impl Dh for CountingX25519 {
+    fn name(&self) -> &'static str {
+        "25519"
+    }
+
+    fn pub_len(&self) -> usize {
+        32
+    }
+
+    fn priv_len(&self) -> usize {
+        32
+    }
+
+    fn set(&mut self, privkey: &[u8]) {
+        let Ok(k) = <[u8; 32]>::try_from(privkey) else {
+            return;
+        };
+        self.private = k;
+        let same = k.iter().zip(&self.statics.0).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same {
+            // The node's static key: its public half was computed once at Node::new.
+            self.public = self.statics.1;
+        } else {
+            self.derive_public();
+        }
+    }
+
+    fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
+        let mut k = [0u8; 32];
+        rng.try_fill_bytes(&mut k)?;
+        self.private = k;
+        k.zeroize();
+        self.derive_public();
+        Ok(())
+    }
+
+    fn pubkey(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn privkey(&self) -> &[u8] {
+        &self.private
+    }
+
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        let theirs = <[u8; 32]>::try_from(pubkey).map_err(|_| snow::Error::Dh)?;
+        if out.len() < 32 {
+            return Err(snow::Error::Dh);
+        }
+        self.counter.bump();
+        let secret = x25519_dalek::StaticSecret::from(self.private);
+        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(theirs));
+        // A low-order point gives an all-zero secret: refuse it (spec [HS-12]).
+        if !shared.was_contributory() {
+            return Err(snow::Error::Dh);
+        }
+        out[..32].copy_from_slice(shared.as_bytes());
+        Ok(())
+    }
+}

@@ -1,0 +1,786 @@
+//! The node: one local transport, many sessions. Routing, the responder's front
+//! door (cheapest checks first), and the output drain.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use crate::addr::PathAddr;
+use crate::config::{Config, ConfigError};
+use crate::cookie::{open_cookie, CookieJar, TokenBucket, COOKIE_PACKET_LEN};
+use crate::crypto::kdf;
+use crate::crypto::noise::DhCounter;
+use crate::crypto::AeadAlg;
+use crate::entropy::{Entropy, EntropyPurpose};
+use crate::ephemeral_cache::{EphemeralCache, Seen, SeenHello};
+use crate::error::{ConnectError, DatagramError, DropReason, HandshakeFailure, TransportCode};
+use crate::event::{Event, Input, InputOutcome, Output, SessionId, Transmit};
+use crate::handshake::{self, ReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
+use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
+use crate::record::Record;
+use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, SessionState};
+use crate::stats::{NodeStats, SessionStats};
+use crate::time::{Instant, UnixTime, WallClock};
+use crate::wire::frame::CloseKind;
+use crate::wire::handshake::{observed_of, AuthPayload, ChallengePayload, HelloPayload};
+use crate::wire::header::{Header, WireSessionId, COOKIE_HEADER_LEN, HELLO_HEADER_LEN, RECORD_HEADER_LEN, TYPE_CHALLENGE, VERSION};
+use crate::wire::params::TransportParams;
+
+/// COOKIE replies waiting for `poll_output`; beyond this they are not minted.
+const COOKIE_QUEUE: usize = 16;
+/// COOKIEs accepted per connect attempt (stops a COOKIE ping-pong).
+const MAX_COOKIES_PER_CONNECT: u8 = 4;
+
+struct Slot {
+    generation: u32,
+    session: Option<Session>,
+}
+
+/// An STT node: the sans-IO state machine for one local transport.
+///
+/// Drive it with [`handle_input`](Node::handle_input) and app commands, then drain
+/// [`poll_output`](Node::poll_output) until it returns [`Output::Wait`].
+#[doc(alias = "STTNode")]
+pub struct Node<E: Entropy> {
+    config: Config,
+    entropy: E,
+    static_key: StaticKey,
+    node_id: NodeId,
+    groups: heapless::Vec<GroupKeys, { Identity::MAX_SHARED_SEEDS }>,
+    wall: Option<WallClock>,
+    now: Instant,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    routes: BTreeMap<WireSessionId, u32>,
+    ephemerals: EphemeralCache,
+    cookies: CookieJar,
+    handshake_bucket: TokenBucket,
+    pending_cookies: VecDeque<(PathAddr, [u8; COOKIE_PACKET_LEN])>,
+    cookies_received: BTreeMap<u32, u8>,
+    events: VecDeque<Event>,
+    stats: NodeStats,
+    round_robin: usize,
+    shut_down: bool,
+}
+
+impl<E: Entropy> Node<E> {
+    /// Creates a node. `unix` is the wall time at `now`, or `None` on a device
+    /// without a clock (every HELLO it receives then takes the COOKIE path).
+    ///
+    /// # Errors
+    /// [`ConfigError`] if `config` does not validate.
+    pub fn new(config: Config, identity: Identity, mut entropy: E, now: Instant, unix: Option<UnixTime>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let static_key = StaticKey::derive(&identity.node_seed);
+        let node_id = static_key.node_id();
+        let mut groups = heapless::Vec::new();
+        for seed in &identity.shared_seeds {
+            let _ = groups.push(seed.derive());
+        }
+        let retention = (config.timestamp_window * 2).max(config.cookie_lifetime * 2);
+        let cookies = CookieJar::new(config.cookie_lifetime, config.cookie_rate, now, &mut entropy);
+        let mut stats = NodeStats::default();
+        // Deriving the static public key is the node's only DH-class operation at rest.
+        stats.x25519_ops = 1;
+        Ok(Self {
+            ephemerals: EphemeralCache::new(config.ephemeral_cache, retention),
+            handshake_bucket: TokenBucket::new(config.handshake_rate, config.handshake_burst, now),
+            cookies,
+            config,
+            entropy,
+            static_key,
+            node_id,
+            groups,
+            wall: unix.map(|u| WallClock::new(now, u)),
+            now,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            routes: BTreeMap::new(),
+            pending_cookies: VecDeque::new(),
+            cookies_received: BTreeMap::new(),
+            events: VecDeque::new(),
+            stats,
+            round_robin: 0,
+            shut_down: false,
+        })
+    }
+
+    // ----- getters -----
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Node-wide counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Ids of all sessions that exist now, in any state.
+    pub fn session_ids(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.slots.iter().filter_map(|s| s.session.as_ref().map(|s| s.id))
+    }
+
+    /// The established session with `peer`, if any.
+    pub fn session_with(&self, peer: NodeId) -> Option<SessionId> {
+        self.slots.iter().filter_map(|s| s.session.as_ref()).find(|s| s.peer == Some(peer) && s.is_established()).map(|s| s.id)
+    }
+
+    /// A borrowed handle on one session.
+    pub fn session(&mut self, id: SessionId) -> Option<SessionRef<'_>> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let session = slot.session.as_mut()?;
+        Some(SessionRef { session, config: &self.config, events: &mut self.events, now: self.now })
+    }
+
+    /// Earliest time the node needs [`Input::Timeout`]; "now" when output is pending.
+    /// Side-effect free.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.events.is_empty() || !self.pending_cookies.is_empty() {
+            return Some(self.now);
+        }
+        self.slots.iter().filter_map(|s| s.session.as_ref()).filter_map(|s| s.next_deadline(self.now)).min()
+    }
+
+    // ----- commands -----
+
+    /// Resynchronizes wall time (after suspend, or once an RTC or NTP answers).
+    pub fn sync_unix_time(&mut self, now: Instant, unix: UnixTime) {
+        self.advance(now);
+        self.wall = Some(WallClock::new(self.now, unix));
+    }
+
+    /// Starts a handshake with the node at `to`. With `expected_peer`, the handshake
+    /// aborts unless the responder proves that node id.
+    ///
+    /// # Errors
+    /// [`ConnectError`] when the session limit is reached or the node is shut down.
+    pub fn connect(&mut self, now: Instant, to: PathAddr, expected_peer: Option<NodeId>) -> Result<SessionId, ConnectError> {
+        self.advance(now);
+        if self.shut_down {
+            return Err(ConnectError::NodeClosed);
+        }
+        let (id, local_sid) = self.reserve().ok_or(ConnectError::TooManySessions)?;
+        let counter = DhCounter::default();
+        let (noise, hello) = self.build_hello(local_sid, None, &counter).ok_or(ConnectError::TooManySessions)?;
+        let phase = Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        let mut session = Session::new(id, Role::Initiator, local_sid, to, phase, self.now, &self.config);
+        session.expected_peer = expected_peer;
+        session.dh = counter;
+        self.install(session);
+        Ok(id)
+    }
+
+    /// Closes every session (code "no error") and refuses new ones. Drain
+    /// `poll_output` afterwards so the SESSION_CLOSE packets go out.
+    pub fn close(&mut self, now: Instant) {
+        self.advance(now);
+        self.shut_down = true;
+        for i in 0..self.slots.len() {
+            if let Some(s) = self.slots[i].session.as_mut() {
+                let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                s.close(self.now, &mut ctx, CloseKind::Transport, u64::MAX);
+            }
+            self.after_session(i);
+        }
+    }
+
+    // ----- input -----
+
+    /// Feeds one input. Peer input never yields an error: it is consumed or
+    /// dropped with a reason (also counted in [`NodeStats::dropped`]).
+    pub fn handle_input(&mut self, input: Input<'_>) -> InputOutcome {
+        match input {
+            Input::Timeout { now } => {
+                self.advance(now);
+                for i in 0..self.slots.len() {
+                    if let Some(s) = self.slots[i].session.as_mut() {
+                        let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                        s.handle_timeout(self.now, &mut ctx);
+                    }
+                    self.after_session(i);
+                }
+                InputOutcome::Consumed
+            }
+            Input::Datagram { now, from, data } => {
+                self.advance(now);
+                self.stats.datagrams_in += 1;
+                self.stats.bytes_in += data.len() as u64;
+                let outcome = self.handle_datagram(from, data);
+                if let InputOutcome::Dropped(reason) = outcome {
+                    self.stats.dropped[reason.index()] += 1;
+                }
+                outcome
+            }
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if now < self.now {
+            self.stats.time_went_backwards += 1;
+        } else {
+            self.now = now;
+        }
+    }
+
+    fn handle_datagram(&mut self, from: PathAddr, data: &mut [u8]) -> InputOutcome {
+        use InputOutcome::{Consumed, Dropped};
+        if self.events.len() >= self.config.max_events {
+            return Dropped(DropReason::EventQueueFull);
+        }
+        let Some((header, _)) = Header::decode(data) else {
+            return InputOutcome::NotStt;
+        };
+        let result = match header {
+            Header::Hello { version, sender } => self.handle_hello(from, version, sender, data),
+            Header::Handshake { ty, version, sender, receiver } => {
+                if version != VERSION {
+                    return Dropped(DropReason::BadVersion);
+                }
+                let Some(idx) = self.routes.get(&receiver).copied() else {
+                    return Dropped(DropReason::UnknownSession);
+                };
+                let r = if ty == TYPE_CHALLENGE { self.handle_challenge(idx, from, sender, data) } else { self.handle_auth_proof(idx, sender, data) };
+                self.after_session(idx as usize);
+                r
+            }
+            Header::Cookie { version, receiver } => {
+                if version != VERSION {
+                    return Dropped(DropReason::BadVersion);
+                }
+                let Some(idx) = self.routes.get(&receiver).copied() else {
+                    return Dropped(DropReason::UnknownSession);
+                };
+                let r = self.handle_cookie(idx, from, data);
+                self.after_session(idx as usize);
+                r
+            }
+            Header::Protected { key_phase, receiver, truncated_pn } => {
+                let Some(idx) = self.routes.get(&receiver).copied() else {
+                    // Packets for unknown sessions are answered with nothing (spec [LC-8]).
+                    return Dropped(DropReason::UnknownSession);
+                };
+                let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
+                    return Dropped(DropReason::UnknownSession);
+                };
+                let Some((head, body)) = data.split_at_mut_checked(RECORD_HEADER_LEN) else {
+                    return Dropped(DropReason::Malformed);
+                };
+                let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                let r = session.handle_protected(self.now, &mut ctx, from, key_phase, truncated_pn, head, body);
+                self.after_session(idx as usize);
+                r
+            }
+        };
+        match result {
+            Ok(()) => Consumed,
+            Err(reason) => Dropped(reason),
+        }
+    }
+
+    /// The responder's front door, cheapest check first (spec [HS-6]):
+    /// size → version → Noise read → cookie MAC → timestamp window → ephemeral
+    /// cache → rate limit → state.
+    fn handle_hello(&mut self, from: PathAddr, version: u8, sender: WireSessionId, data: &[u8]) -> Result<(), DropReason> {
+        if !(HELLO_LEN..=HELLO_MAX_LEN).contains(&data.len()) {
+            return Err(DropReason::Malformed);
+        }
+        if version != VERSION {
+            return Err(DropReason::BadVersion);
+        }
+        if !self.config.accept_incoming || self.shut_down {
+            return Err(DropReason::NotAccepting);
+        }
+        // Which shared seed, if any? Hashes and one AEAD per seed; no DH, no entropy drawn.
+        let probe = DhCounter::default();
+        let found = self
+            .groups
+            .iter()
+            .enumerate()
+            .find_map(|(gi, g)| handshake::read_hello(&self.static_key, g, [0; 32], data, &probe).map(|(_, p)| (gi, p)));
+        self.stats.x25519_ops += probe.take();
+        let Some((group, payload)) = found else {
+            return Err(DropReason::AuthFailed);
+        };
+
+        let mac_at = data.len() - HELLO_MAC_LEN;
+        let mac: [u8; 16] = data[mac_at..].try_into().map_err(|_| DropReason::Malformed)?;
+        let has_mac = mac != [0; 16];
+        let cookie_ok = has_mac && self.cookies.verify(self.now, &mut self.entropy, from, &data[..mac_at], &mac);
+        if has_mac && !cookie_ok {
+            return Err(DropReason::BadCookie);
+        }
+        let in_window = self.wall.is_some_and(|w| {
+            let local = w.unix_at(self.now).as_millis();
+            local.abs_diff(payload.timestamp_ms) <= u64::try_from(self.config.timestamp_window.as_millis()).unwrap_or(u64::MAX)
+        });
+        if !in_window && !cookie_ok {
+            return self.send_cookie(from, sender, group, data);
+        }
+
+        let e: [u8; 32] = data[HELLO_HEADER_LEN..HELLO_HEADER_LEN + 32].try_into().map_err(|_| DropReason::Malformed)?;
+        let digest = kdf::mac16(b"stt/1 hello digest", &[data]);
+        match self.ephemerals.lookup(self.now, &e, from, &digest) {
+            Seen::New => {}
+            Seen::Retransmit(id) => {
+                // Retransmission is not replay: re-send the stored CHALLENGE, no DH (spec [HS-8]).
+                let s = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.session.as_mut());
+                return match s {
+                    Some(s) if matches!(s.phase, Phase::Challenged(_)) => {
+                        s.send_handshake = true;
+                        self.stats.challenges_resent += 1;
+                        Ok(())
+                    }
+                    _ => Err(DropReason::Replay),
+                };
+            }
+            Seen::Replay => return Err(DropReason::Replay),
+        }
+        if self.ephemerals.is_full(self.now) {
+            return Err(DropReason::NotAccepting);
+        }
+        if !cookie_ok && !self.handshake_bucket.try_take(self.now) {
+            return self.send_cookie(from, sender, group, data);
+        }
+        let half_open = self.slots.iter().filter_map(|s| s.session.as_ref()).filter(|s| matches!(s.phase, Phase::Challenged(_))).count();
+        if half_open >= self.config.max_half_open {
+            return Err(DropReason::NotAccepting);
+        }
+        // The responder chooses among the offer, in its own preference order (spec [RL-1]).
+        let Some(alg) = self.config.aeads.iter().copied().find(|a| payload.offer.contains(&Some(*a))) else {
+            return Err(DropReason::NoCommonAead);
+        };
+        let (id, local_sid) = self.reserve().ok_or(DropReason::NotAccepting)?;
+        let ephemeral = self.draw32(EntropyPurpose::EphemeralKey);
+        let counter = DhCounter::default();
+        let (mut noise, _) = handshake::read_hello(&self.static_key, &self.groups[group], ephemeral, data, &counter).ok_or(DropReason::AuthFailed)?;
+        let challenge = ChallengePayload { responder_sid: local_sid, choice: alg.id(), observed: observed_of(from), params: self.local_params() };
+        let bytes = handshake::write_challenge(&mut noise, local_sid, sender, &challenge).ok_or(DropReason::Malformed)?;
+        self.stats.x25519_ops += counter.take();
+        if bytes.len() > data.len() {
+            // Never larger than the HELLO (spec [HS-5]); cannot happen with v1 payloads.
+            return Err(DropReason::Malformed);
+        }
+        let phase = Phase::Challenged(alloc::boxed::Box::new(ChallengedState { noise, challenge: bytes, sent_at: None, alg }));
+        let mut session = Session::new(id, Role::Responder, local_sid, from, phase, self.now, &self.config);
+        session.remote_sid = sender;
+        session.dh = counter;
+        self.ephemerals.insert(self.now, e, SeenHello { from, digest, session: id });
+        self.stats.handshakes_started += 1;
+        self.install(session);
+        Ok(())
+    }
+
+    fn send_cookie(&mut self, from: PathAddr, sender: WireSessionId, group: usize, hello: &[u8]) -> Result<(), DropReason> {
+        if self.pending_cookies.len() >= COOKIE_QUEUE {
+            return Err(DropReason::RateLimited);
+        }
+        let tag = handshake::hello_tag(hello).ok_or(DropReason::Malformed)?;
+        let mut pkt = [0u8; COOKIE_PACKET_LEN];
+        let key = self.groups[group].cookie_key;
+        if !self.cookies.mint(self.now, &mut self.entropy, from, sender, &key, &tag, &mut pkt) {
+            return Err(DropReason::RateLimited);
+        }
+        self.pending_cookies.push_back((from, pkt));
+        self.stats.cookies_sent += 1;
+        Err(DropReason::CookieSent)
+    }
+
+    fn handle_cookie(&mut self, idx: u32, from: PathAddr, data: &[u8]) -> Result<(), DropReason> {
+        let count = self.cookies_received.get(&idx).copied().unwrap_or(0);
+        let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
+            return Err(DropReason::UnknownSession);
+        };
+        let Phase::Hello(h) = &session.phase else {
+            return Err(DropReason::UnexpectedState);
+        };
+        if from != session.remote || count >= MAX_COOKIES_PER_CONNECT {
+            return Err(DropReason::UnexpectedState);
+        }
+        let tag = handshake::hello_tag(&h.hello).ok_or(DropReason::Malformed)?;
+        let cookie = open_cookie(&self.groups[0].cookie_key, &tag, data.get(COOKIE_HEADER_LEN..).ok_or(DropReason::Malformed)?).ok_or(DropReason::AuthFailed)?;
+        let local_sid = session.local_sid;
+        let counter = session.dh.clone();
+        // A fresh HELLO with a new ephemeral, carrying the cookie MAC (spec [HS-9]).
+        let (noise, hello) = self.build_hello(local_sid, Some(&cookie), &counter).ok_or(DropReason::Malformed)?;
+        self.cookies_received.insert(idx, count + 1);
+        let session = self.slots[idx as usize].session.as_mut().ok_or(DropReason::UnknownSession)?;
+        session.phase = Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        session.send_handshake = true;
+        Ok(())
+    }
+
+    fn handle_challenge(&mut self, idx: u32, from: PathAddr, sender: WireSessionId, data: &[u8]) -> Result<(), DropReason> {
+        let local_params = self.local_params();
+        let provider = self.config.provider;
+        let integrity = self.config.integrity_limit;
+        let offered = self.config.aeads.clone();
+        let now = self.now;
+        let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
+            return Err(DropReason::UnknownSession);
+        };
+        let Phase::Hello(h) = &mut session.phase else {
+            // A second CHALLENGE (answer to a retransmitted HELLO) changes nothing.
+            return Err(DropReason::UnexpectedState);
+        };
+        if from != session.remote {
+            return Err(DropReason::UnexpectedState);
+        }
+        let payload = match handshake::read_challenge(&mut h.noise, data) {
+            Ok(p) => p,
+            Err(ReadError::Auth) => return Err(DropReason::AuthFailed),
+            Err(ReadError::Malformed) => {
+                let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
+                return Ok(());
+            }
+        };
+        let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+        if payload.responder_sid != sender {
+            session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
+            return Ok(());
+        }
+        // The choice must be one we offered: anything else is a downgrade (spec [RL-1]).
+        let Some(alg) = AeadAlg::from_id(payload.choice).filter(|a| offered.contains(a)) else {
+            session.fail_handshake(&mut ctx, HandshakeFailure::AeadNotOffered);
+            return Ok(());
+        };
+        let Some(remote_static) = handshake::remote_static(&h.noise) else {
+            session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
+            return Ok(());
+        };
+        let peer = NodeId::from_static_public(&remote_static);
+        if session.expected_peer.is_some_and(|e| e != peer) {
+            session.fail_handshake(&mut ctx, HandshakeFailure::PeerMismatch);
+            return Ok(());
+        }
+        let Some(auth) = handshake::write_auth_proof(&mut h.noise, session.local_sid, sender, &AuthPayload { params: local_params }) else {
+            session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
+            return Ok(());
+        };
+        let (i2r, r2i, hash) = handshake::split(&mut h.noise);
+        let rtt = match (h.first_sent, h.retransmitted) {
+            (Some(sent), false) => Some(now.saturating_duration_since(sent)),
+            _ => None,
+        };
+        let record = Record::new(provider, alg, i2r, r2i, integrity, now);
+        session.peer = Some(peer);
+        session.remote_sid = sender;
+        session.peer_params = Some(payload.params);
+        session.observed = payload.observed;
+        session.handshake_hash = hash;
+        session.challenge_accepted(auth, record, rtt);
+        Ok(())
+    }
+
+    fn handle_auth_proof(&mut self, idx: u32, sender: WireSessionId, data: &[u8]) -> Result<(), DropReason> {
+        let provider = self.config.provider;
+        let integrity = self.config.integrity_limit;
+        let now = self.now;
+        let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
+            return Err(DropReason::UnknownSession);
+        };
+        let digest = kdf::mac16(b"stt/1 auth digest", &[data]);
+        let Phase::Challenged(c) = &mut session.phase else {
+            return session.handle_repeated_auth_proof(&digest, &mut self.stats);
+        };
+        if sender != session.remote_sid {
+            return Err(DropReason::Malformed);
+        }
+        let payload = match handshake::read_auth_proof(&mut c.noise, data) {
+            Ok(p) => p,
+            Err(ReadError::Auth) => return Err(DropReason::AuthFailed),
+            Err(ReadError::Malformed) => {
+                session.phase = Phase::Done;
+                return Err(DropReason::Malformed);
+            }
+        };
+        let Some(remote_static) = handshake::remote_static(&c.noise) else {
+            session.phase = Phase::Done;
+            return Err(DropReason::Malformed);
+        };
+        let peer = NodeId::from_static_public(&remote_static);
+        let (i2r, r2i, hash) = handshake::split(&mut c.noise);
+        let record = Record::new(provider, c.alg, r2i, i2r, integrity, now);
+        session.peer = Some(peer);
+        session.peer_params = Some(payload.params);
+        session.handshake_hash = hash;
+        session.auth_digest = digest;
+        let allowed = self.config.allow_list.as_ref().is_none_or(|l| l.contains(&peer));
+        session.auth_accepted(now, record, &self.config);
+        if !allowed {
+            // Refused after AUTH_PROOF with a distinct code (spec [HS-20]); no event.
+            session.just_established = false;
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+            session.close(now, &mut ctx, CloseKind::Transport, TransportCode::NotAllowed.to_u64());
+        }
+        Ok(())
+    }
+
+    // ----- session bookkeeping -----
+
+    fn local_params(&self) -> TransportParams {
+        TransportParams {
+            idle_timeout_ms: u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_udp_payload: self.config.max_udp_payload as u64,
+            max_datagram_frame: self.config.max_datagram_frame as u64,
+            app_frame_types: [0; 16],
+            max_app_frame: 0,
+        }
+    }
+
+    fn draw32(&mut self, purpose: EntropyPurpose) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        self.entropy.fill(purpose, &mut b);
+        b
+    }
+
+    fn build_hello(&mut self, sid: WireSessionId, cookie: Option<&[u8; 16]>, counter: &DhCounter) -> Option<(snow::HandshakeState, Vec<u8>)> {
+        let ephemeral = self.draw32(EntropyPurpose::EphemeralKey);
+        let timestamp_ms = self.wall.map_or(0, |w| w.unix_at(self.now).as_millis());
+        let mut offer = [None; 2];
+        for (o, a) in offer.iter_mut().zip(&self.config.aeads) {
+            *o = Some(*a);
+        }
+        let payload = HelloPayload { timestamp_ms, offer };
+        let r = handshake::write_hello(&self.static_key, &self.groups[0], ephemeral, sid, &payload, cookie, counter);
+        self.stats.x25519_ops += counter.take();
+        r
+    }
+
+    /// Picks a free slot and a fresh random session id.
+    fn reserve(&mut self) -> Option<(SessionId, WireSessionId)> {
+        if self.live >= self.config.max_sessions {
+            return None;
+        }
+        let prefix = self.config.session_id_prefix.len();
+        let mut sid = WireSessionId::default();
+        let mut unique = false;
+        for _ in 0..8 {
+            sid.0[..prefix].copy_from_slice(&self.config.session_id_prefix);
+            self.entropy.fill(EntropyPurpose::SessionId, &mut sid.0[prefix..]);
+            if !self.routes.contains_key(&sid) {
+                unique = true;
+                break;
+            }
+        }
+        if !unique {
+            return None;
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { generation: 0, session: None });
+                u32::try_from(self.slots.len() - 1).ok()?
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        Some((SessionId { index, generation: slot.generation }, sid))
+    }
+
+    fn install(&mut self, session: Session) {
+        self.stats.x25519_ops += session.dh.take();
+        let index = session.id.index;
+        self.routes.insert(session.local_sid, index);
+        self.slots[index as usize].session = Some(session);
+        self.live += 1;
+    }
+
+    /// After any call into a session: fold counters, emit `Established` once
+    /// (resolving duplicate sessions with the same peer), free finished sessions.
+    fn after_session(&mut self, idx: usize) {
+        let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else {
+            return;
+        };
+        self.stats.x25519_ops += s.dh.take();
+        if s.just_established {
+            s.just_established = false;
+            self.stats.handshakes_completed += 1;
+            self.resolve_duplicates(idx);
+        }
+        let done = self.slots[idx].session.as_ref().is_some_and(Session::is_done);
+        if done {
+            if let Some(s) = self.slots[idx].session.take() {
+                self.routes.remove(&s.local_sid);
+                self.cookies_received.remove(&(idx as u32));
+                self.free.push(idx as u32);
+                self.live -= 1;
+            }
+        }
+    }
+
+    /// One session per peer pair (spec [HS-21]): a simultaneous open keeps the session
+    /// initiated by the lower node id; otherwise the newer session replaces the older.
+    fn resolve_duplicates(&mut self, idx: usize) {
+        let (peer, mine, started) = match self.slots[idx].session.as_ref() {
+            Some(s) => match (s.peer, s.initiator_id(self.node_id)) {
+                (Some(p), Some(i)) => (p, i, s.started_at),
+                _ => return,
+            },
+            None => return,
+        };
+        let now = self.now;
+        for j in 0..self.slots.len() {
+            if j == idx {
+                continue;
+            }
+            let Some(other) = self.slots[j].session.as_mut() else { continue };
+            if other.peer != Some(peer) || !matches!(other.state(), SessionState::Handshaking | SessionState::Established) {
+                continue;
+            }
+            let Some(theirs) = other.initiator_id(self.node_id) else { continue };
+            let overlapping = other.established_at.is_none_or(|t| t >= started);
+            let keep_other = overlapping && theirs < mine;
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+            if keep_other {
+                if let Some(me) = self.slots[idx].session.as_mut() {
+                    me.close(now, &mut ctx, CloseKind::Transport, TransportCode::Superseded.to_u64());
+                }
+                return;
+            }
+            other.close(now, &mut ctx, CloseKind::Transport, TransportCode::Superseded.to_u64());
+            self.after_session(j);
+        }
+        if let Some(me) = self.slots[idx].session.as_mut() {
+            me.established_emitted = true;
+            self.events.push_back(Event::Established { session: me.id, peer });
+        }
+    }
+
+    // ----- output -----
+
+    /// Returns the next thing to do: a datagram to send (written into `buf`), an
+    /// event, or `Wait(deadline)`. Call until it returns `Wait`.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than the configured `max_udp_payload` (API misuse).
+    pub fn poll_output(&mut self, buf: &mut [u8]) -> Output {
+        assert!(buf.len() >= self.config.max_udp_payload, "poll_output buffer must hold max_udp_payload bytes");
+        if let Some(e) = self.events.pop_front() {
+            return Output::Event(e);
+        }
+        if let Some((dst, pkt)) = self.pending_cookies.pop_front() {
+            buf[..pkt.len()].copy_from_slice(&pkt);
+            return self.transmit(dst, pkt.len());
+        }
+        let n = self.slots.len();
+        for k in 0..n {
+            let idx = (self.round_robin + k) % n;
+            let Some(s) = self.slots[idx].session.as_mut() else { continue };
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+            let sent = s.poll_transmit(self.now, &mut ctx, buf);
+            self.after_session(idx);
+            if let Some((dst, len)) = sent {
+                self.round_robin = (idx + 1) % n;
+                return self.transmit(dst, len);
+            }
+        }
+        if let Some(e) = self.events.pop_front() {
+            return Output::Event(e);
+        }
+        Output::Wait(self.next_deadline())
+    }
+
+    fn transmit(&mut self, dst: PathAddr, len: usize) -> Output {
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += len as u64;
+        Output::Transmit(Transmit { dst, len, segment_size: None })
+    }
+}
+
+/// A borrowed handle on one session, from [`Node::session`].
+#[doc(alias = "STTSession")]
+pub struct SessionRef<'a> {
+    session: &'a mut Session,
+    config: &'a Config,
+    events: &'a mut VecDeque<Event>,
+    now: Instant,
+}
+
+impl SessionRef<'_> {
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.session.id
+    }
+
+    /// The peer's authenticated node id (known once the handshake revealed it).
+    pub fn peer(&self) -> Option<NodeId> {
+        self.session.peer
+    }
+
+    /// The session's state.
+    pub fn state(&self) -> SessionState {
+        self.session.state()
+    }
+
+    /// The peer's current path address.
+    pub fn remote(&self) -> PathAddr {
+        self.session.remote
+    }
+
+    /// This node's address as the responder saw it (initiator side; NAT reflexive address).
+    pub fn observed_address(&self) -> Option<SocketAddr> {
+        self.session.observed
+    }
+
+    /// The negotiated AEAD, once keys exist.
+    pub fn aead(&self) -> Option<AeadAlg> {
+        self.session.record.as_ref().map(Record::alg)
+    }
+
+    /// The Noise handshake hash (channel binding), once the handshake finished.
+    pub fn handshake_hash(&self) -> Option<[u8; 32]> {
+        self.session.record.as_ref().map(|_| self.session.handshake_hash)
+    }
+
+    /// Counters, with RTT and key updates filled in.
+    pub fn stats(&self) -> SessionStats {
+        let mut s = self.session.stats.clone();
+        s.rtt = self.session.rtt().smoothed();
+        s.key_updates = self.session.record.as_ref().map_or(0, Record::key_updates);
+        s
+    }
+
+    /// The probe timeout currently in force.
+    pub fn pto(&self) -> Duration {
+        self.session.rtt().pto()
+    }
+
+    /// Largest datagram payload that can be sent now.
+    pub fn max_datagram(&self) -> usize {
+        self.session.max_datagram(self.config)
+    }
+
+    /// Queues an unreliable datagram. When the queue is full, `drop_oldest` chooses
+    /// between evicting the oldest queued datagram and refusing this one.
+    ///
+    /// # Errors
+    /// [`DatagramError`] naming the limit that refused it.
+    pub fn send_datagram(&mut self, now: Instant, data: &[u8], drop_oldest: bool) -> Result<(), DatagramError> {
+        self.session.send_datagram(now.max(self.now), self.config, data, drop_oldest)
+    }
+
+    /// Reads the oldest received datagram into `buf` (truncating to `buf.len()`).
+    pub fn recv_datagram(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.session.recv_datagram(buf)
+    }
+
+    /// Closes the session with an application code. Emits `Closed` once.
+    pub fn close(&mut self, now: Instant, code: u64) {
+        let mut ctx = Ctx { config: self.config, events: self.events };
+        self.session.close(now.max(self.now), &mut ctx, CloseKind::Application, code.min(crate::wire::codec::VARINT_MAX));
+    }
+}

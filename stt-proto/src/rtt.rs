@@ -1,0 +1,66 @@
+//! Round-trip time estimation (RFC 9002 §5; handshake samples until loss recovery adds ACKs).
+
+use core::time::Duration;
+
+/// Initial RTT before any sample (RFC 9002 §6.2.2).
+pub(crate) const INITIAL_RTT: Duration = Duration::from_millis(333);
+/// Timer granularity.
+const GRANULARITY: Duration = Duration::from_millis(1);
+
+/// Smoothed RTT and variance.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RttEstimator {
+    smoothed: Duration,
+    var: Duration,
+    min: Duration,
+    has_sample: bool,
+}
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        Self { smoothed: INITIAL_RTT, var: INITIAL_RTT / 2, min: Duration::MAX, has_sample: false }
+    }
+}
+
+impl RttEstimator {
+    /// Adds one sample.
+    pub(crate) fn update(&mut self, sample: Duration) {
+        self.min = self.min.min(sample);
+        if !self.has_sample {
+            self.smoothed = sample;
+            self.var = sample / 2;
+            self.has_sample = true;
+            return;
+        }
+        let diff = self.smoothed.abs_diff(sample);
+        self.var = (self.var * 3 + diff) / 4;
+        self.smoothed = (self.smoothed * 7 + sample) / 8;
+    }
+
+    /// Smoothed RTT.
+    pub(crate) fn smoothed(&self) -> Duration {
+        self.smoothed
+    }
+
+    /// Probe timeout: `srtt + max(4·rttvar, granularity)`.
+    pub(crate) fn pto(&self) -> Duration {
+        self.smoothed + (self.var * 4).max(GRANULARITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_sample_then_smoothing() {
+        let mut r = RttEstimator::default();
+        assert_eq!(r.smoothed(), INITIAL_RTT);
+        r.update(Duration::from_millis(100));
+        assert_eq!(r.smoothed(), Duration::from_millis(100));
+        assert_eq!(r.pto(), Duration::from_millis(300));
+        r.update(Duration::from_millis(180));
+        assert_eq!(r.smoothed(), Duration::from_millis(110));
+        assert_eq!(r.var, Duration::from_millis(57) + Duration::from_micros(500));
+    }
+}

@@ -1,0 +1,662 @@
+//! One session's state machine: handshake phases, the established record, timers,
+//! keepalive, idle timeout and close (spec §6, §8).
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use snow::HandshakeState;
+
+use crate::addr::PathAddr;
+use crate::config::Config;
+use crate::crypto::noise::DhCounter;
+use crate::crypto::AeadAlg;
+use crate::error::{CloseReason, DatagramError, DropReason, HandshakeFailure, TransportCode};
+use crate::event::{Event, SessionId};
+use crate::identity::NodeId;
+use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
+use crate::rtt::RttEstimator;
+use crate::stats::{NodeStats, SessionStats};
+use crate::time::Instant;
+use crate::wire::codec::{Reader, Writer};
+use crate::wire::frame::{CloseKind, Frame};
+use crate::wire::header::{WireSessionId, RECORD_HEADER_LEN};
+use crate::wire::params::TransportParams;
+
+/// Which side started the handshake.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Role {
+    Initiator,
+    Responder,
+}
+
+/// The state of a session as the application sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// The handshake is running.
+    Handshaking,
+    /// Keys are confirmed both ways; data flows.
+    Established,
+    /// Closed locally; the close is being repeated to the peer for a while.
+    Closing,
+    /// The peer closed; waiting out late packets.
+    Draining,
+}
+
+/// Initiator: HELLO sent, waiting for CHALLENGE or COOKIE.
+pub(crate) struct HelloState {
+    pub(crate) noise: HandshakeState,
+    pub(crate) hello: Vec<u8>,
+    pub(crate) first_sent: Option<Instant>,
+    pub(crate) retransmitted: bool,
+}
+
+/// Initiator: AUTH_PROOF sent, keys ready, waiting for the first protected packet (FINAL).
+pub(crate) struct AwaitFinalState {
+    pub(crate) auth: Vec<u8>,
+    pub(crate) first_sent: Option<Instant>,
+    pub(crate) retransmitted: bool,
+}
+
+/// Responder: CHALLENGE sent, waiting for AUTH_PROOF.
+pub(crate) struct ChallengedState {
+    pub(crate) noise: HandshakeState,
+    pub(crate) challenge: Vec<u8>,
+    pub(crate) sent_at: Option<Instant>,
+    pub(crate) alg: AeadAlg,
+}
+
+/// The session's phase: an enum with the data each phase needs.
+pub(crate) enum Phase {
+    Hello(Box<HelloState>),
+    AwaitFinal(Box<AwaitFinalState>),
+    Challenged(Box<ChallengedState>),
+    Established,
+    Closing { until: Instant, resends: u8 },
+    Draining,
+    /// Finished: the node frees the slot.
+    Done,
+}
+
+/// Timers, in a fixed table indexed by this enum (spec §8.1).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Timer {
+    Retransmit = 0,
+    Handshake = 1,
+    Idle = 2,
+    Keepalive = 3,
+    Close = 4,
+}
+const TIMERS: usize = 5;
+
+/// How many times a closing session repeats its SESSION_CLOSE in answer to late packets.
+const CLOSE_RESENDS: u8 = 3;
+
+/// Node-wide things a session touches while it runs.
+pub(crate) struct Ctx<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) events: &'a mut VecDeque<Event>,
+}
+
+/// One session.
+pub(crate) struct Session {
+    pub(crate) id: SessionId,
+    pub(crate) role: Role,
+    pub(crate) local_sid: WireSessionId,
+    pub(crate) remote_sid: WireSessionId,
+    pub(crate) remote: PathAddr,
+    pub(crate) peer: Option<NodeId>,
+    pub(crate) expected_peer: Option<NodeId>,
+    pub(crate) phase: Phase,
+    pub(crate) record: Option<Record>,
+    pub(crate) peer_params: Option<TransportParams>,
+    pub(crate) observed: Option<SocketAddr>,
+    pub(crate) handshake_hash: [u8; 32],
+    pub(crate) auth_digest: [u8; 16],
+    pub(crate) dh: DhCounter,
+    pub(crate) started_at: Instant,
+    pub(crate) established_at: Option<Instant>,
+    /// Set when the session has just become established; the node resolves duplicates and emits the event.
+    pub(crate) just_established: bool,
+    pub(crate) established_emitted: bool,
+    rtt: RttEstimator,
+    timers: [Option<Instant>; TIMERS],
+    retransmit_backoff: u32,
+    idle_timeout: Duration,
+    last_app_activity: Option<Instant>,
+    // Pending output.
+    pub(crate) send_handshake: bool,
+    pub(crate) send_final: u8,
+    send_keepalive: bool,
+    close_frame: Option<(CloseKind, u64)>,
+    last_close: Option<(CloseKind, u64)>,
+    dgram_send: VecDeque<Vec<u8>>,
+    dgram_recv: VecDeque<Vec<u8>>,
+    pub(crate) stats: SessionStats,
+}
+
+impl Session {
+    /// A session in its first phase.
+    pub(crate) fn new(id: SessionId, role: Role, local_sid: WireSessionId, remote: PathAddr, phase: Phase, now: Instant, config: &Config) -> Self {
+        let mut s = Self {
+            id,
+            role,
+            local_sid,
+            remote_sid: WireSessionId::default(),
+            remote,
+            peer: None,
+            expected_peer: None,
+            phase,
+            record: None,
+            peer_params: None,
+            observed: None,
+            handshake_hash: [0; 32],
+            auth_digest: [0; 16],
+            dh: DhCounter::default(),
+            started_at: now,
+            established_at: None,
+            just_established: false,
+            established_emitted: false,
+            rtt: RttEstimator::default(),
+            timers: [None; TIMERS],
+            retransmit_backoff: 0,
+            idle_timeout: config.idle_timeout,
+            last_app_activity: None,
+            send_handshake: true,
+            send_final: 0,
+            send_keepalive: false,
+            close_frame: None,
+            last_close: None,
+            dgram_send: VecDeque::new(),
+            dgram_recv: VecDeque::new(),
+            stats: SessionStats::default(),
+        };
+        s.set_timer(Timer::Handshake, Some(now.saturating_add(config.handshake_timeout)));
+        s
+    }
+
+    fn set_timer(&mut self, t: Timer, at: Option<Instant>) {
+        self.timers[t as usize] = at;
+    }
+
+    /// The public view of the phase.
+    pub(crate) fn state(&self) -> SessionState {
+        match self.phase {
+            Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => SessionState::Handshaking,
+            Phase::Established => SessionState::Established,
+            Phase::Closing { .. } => SessionState::Closing,
+            Phase::Draining | Phase::Done => SessionState::Draining,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Established)
+    }
+
+    pub(crate) fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// The node id of whoever initiated this session.
+    pub(crate) fn initiator_id(&self, local: NodeId) -> Option<NodeId> {
+        match self.role {
+            Role::Initiator => Some(local),
+            Role::Responder => self.peer,
+        }
+    }
+
+    /// The earliest timer, or "now" if output is pending.
+    pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.has_pending_output() {
+            return Some(now);
+        }
+        let key_discard = self.record.as_ref().and_then(Record::discard_deadline);
+        self.timers.iter().flatten().copied().chain(key_discard).min()
+    }
+
+    fn has_pending_output(&self) -> bool {
+        match self.phase {
+            Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
+            Phase::Established => self.send_final > 0 || self.send_keepalive || !self.dgram_send.is_empty() || self.close_frame.is_some(),
+            Phase::Closing { .. } => self.close_frame.is_some(),
+            Phase::Draining | Phase::Done => false,
+        }
+    }
+
+    /// The retransmission delay after `attempts` sends: doubling, capped at 4× the first.
+    fn retransmit_delay(&self, config: &Config) -> Duration {
+        config.handshake_retransmit * (1u32 << self.retransmit_backoff.min(2))
+    }
+
+    // ----- handshake transitions (called by the node) -----
+
+    /// Initiator: CHALLENGE read; moves to AwaitFinal with transport keys.
+    pub(crate) fn challenge_accepted(&mut self, auth: Vec<u8>, record: Record, hello_rtt: Option<Duration>) {
+        if let Some(sample) = hello_rtt {
+            self.rtt.update(sample);
+        }
+        self.record = Some(record);
+        self.phase = Phase::AwaitFinal(Box::new(AwaitFinalState { auth, first_sent: None, retransmitted: false }));
+        self.send_handshake = true;
+        self.retransmit_backoff = 0;
+        self.set_timer(Timer::Retransmit, None);
+    }
+
+    /// Responder: AUTH_PROOF read and accepted; the session is established.
+    pub(crate) fn auth_accepted(&mut self, now: Instant, record: Record, config: &Config) {
+        if let Phase::Challenged(c) = &self.phase {
+            if let Some(sent) = c.sent_at {
+                self.rtt.update(now.saturating_duration_since(sent));
+            }
+        }
+        self.record = Some(record);
+        self.send_final = 1;
+        self.become_established(now, config);
+    }
+
+    fn become_established(&mut self, now: Instant, config: &Config) {
+        self.phase = Phase::Established;
+        self.established_at = Some(now);
+        self.just_established = true;
+        self.send_handshake = false;
+        self.set_timer(Timer::Handshake, None);
+        self.set_timer(Timer::Retransmit, None);
+        let peer_idle = self.peer_params.map_or(0, |p| p.idle_timeout_ms);
+        let local = config.idle_timeout;
+        self.idle_timeout = if peer_idle == 0 { local } else { local.min(Duration::from_millis(peer_idle)) };
+        self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
+        self.arm_keepalive(now, config);
+    }
+
+    fn arm_keepalive(&mut self, now: Instant, config: &Config) {
+        let recently_active = self.last_app_activity.is_some_and(|t| config.keepalive_idle.is_some_and(|idle| now.saturating_duration_since(t) < idle));
+        let interval = if recently_active { config.keepalive_active.or(config.keepalive_idle) } else { config.keepalive_idle };
+        self.set_timer(Timer::Keepalive, interval.map(|i| now.saturating_add(i)));
+    }
+
+    /// Ends a handshake this node initiated.
+    pub(crate) fn fail_handshake(&mut self, ctx: &mut Ctx<'_>, reason: HandshakeFailure) {
+        if self.role == Role::Initiator && !self.established_emitted {
+            ctx.events.push_back(Event::HandshakeFailed { session: self.id, reason });
+        }
+        self.phase = Phase::Done;
+    }
+
+    /// Starts closing with a SESSION_CLOSE; emits `Closed` (or `HandshakeFailed`) once.
+    pub(crate) fn close(&mut self, now: Instant, ctx: &mut Ctx<'_>, kind: CloseKind, code: u64) {
+        match self.phase {
+            Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => {
+                let reason = if kind == CloseKind::Transport && code == TransportCode::Superseded.to_u64() {
+                    HandshakeFailure::Superseded
+                } else {
+                    HandshakeFailure::NodeClosed
+                };
+                // A session without a confirmed peer key cannot send a protected close.
+                if self.record.is_none() || matches!(self.phase, Phase::Hello(_)) {
+                    self.fail_handshake(ctx, reason);
+                    return;
+                }
+                if self.role == Role::Initiator {
+                    ctx.events.push_back(Event::HandshakeFailed { session: self.id, reason });
+                }
+            }
+            Phase::Established => {
+                if self.established_emitted {
+                    let reason = match kind {
+                        CloseKind::Application => CloseReason::Local(code),
+                        CloseKind::Transport if code == u64::MAX => CloseReason::NodeClosed,
+                        CloseKind::Transport => CloseReason::LocalTransport(TransportCode::from_u64(code)),
+                    };
+                    ctx.events.push_back(Event::Closed { session: self.id, reason });
+                }
+            }
+            Phase::Closing { .. } | Phase::Draining | Phase::Done => return,
+        }
+        let code = if code == u64::MAX { TransportCode::NoError.to_u64() } else { code };
+        self.close_frame = Some((kind, code));
+        self.phase = Phase::Closing { until: now.saturating_add(self.rtt.pto() * 3), resends: CLOSE_RESENDS };
+        self.set_timer(Timer::Close, Some(now.saturating_add(self.rtt.pto() * 3)));
+        for t in [Timer::Retransmit, Timer::Handshake, Timer::Idle, Timer::Keepalive] {
+            self.set_timer(t, None);
+        }
+    }
+
+    // ----- timers -----
+
+    /// Fires every due timer.
+    pub(crate) fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if let Some(r) = self.record.as_mut() {
+            r.discard_old_keys(now);
+        }
+        let due = |t: Timer, s: &Self| s.timers[t as usize].is_some_and(|at| at <= now);
+        if due(Timer::Handshake, self) {
+            self.set_timer(Timer::Handshake, None);
+            match self.phase {
+                Phase::Hello(_) | Phase::AwaitFinal(_) => self.fail_handshake(ctx, HandshakeFailure::Timeout),
+                // A half-open responder state just expires (spec [HS-17]).
+                Phase::Challenged(_) => self.phase = Phase::Done,
+                _ => {}
+            }
+        }
+        if due(Timer::Retransmit, self) {
+            self.set_timer(Timer::Retransmit, None);
+            if matches!(self.phase, Phase::Hello(_) | Phase::AwaitFinal(_)) {
+                self.send_handshake = true;
+                self.retransmit_backoff += 1;
+            }
+        }
+        if due(Timer::Idle, self) {
+            self.set_timer(Timer::Idle, None);
+            if self.is_established() {
+                if self.established_emitted {
+                    ctx.events.push_back(Event::Closed { session: self.id, reason: CloseReason::IdleTimeout });
+                }
+                // Idle timeout closes silently (spec [LC-4]).
+                self.phase = Phase::Done;
+            }
+        }
+        if due(Timer::Keepalive, self) {
+            self.set_timer(Timer::Keepalive, None);
+            if self.is_established() {
+                self.send_keepalive = true;
+            }
+        }
+        if due(Timer::Close, self) {
+            self.set_timer(Timer::Close, None);
+            if matches!(self.phase, Phase::Closing { .. } | Phase::Draining) {
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    // ----- input -----
+
+    /// A protected packet for this session. `header` is the record header, `body` the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_protected(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        from: PathAddr,
+        key_phase: bool,
+        truncated_pn: u32,
+        header: &[u8],
+        body: &mut [u8],
+    ) -> Result<(), DropReason> {
+        if matches!(self.phase, Phase::Draining | Phase::Done) {
+            return Err(DropReason::UnexpectedState);
+        }
+        let pto = self.rtt.pto();
+        let Some(record) = self.record.as_mut() else {
+            return Err(DropReason::UnexpectedState);
+        };
+        let (_pn, len) = match record.open(now, pto, key_phase, truncated_pn, header, body) {
+            Ok(v) => v,
+            Err(OpenError::Malformed) => return Err(DropReason::Malformed),
+            Err(OpenError::Replay) => {
+                self.stats.replays += 1;
+                return Err(DropReason::Replay);
+            }
+            Err(OpenError::Auth) => {
+                self.stats.auth_failures += 1;
+                if record.integrity_exceeded() {
+                    self.close(now, ctx, CloseKind::Transport, TransportCode::AeadLimit.to_u64());
+                }
+                return Err(DropReason::AuthFailed);
+            }
+        };
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += (header.len() + body.len()) as u64;
+        let _ = from; // Path migration arrives with the streams-and-recovery work (spec §10).
+        let plain = &body[..len];
+
+        // Pass 1: validate every frame so a packet is applied all or nothing.
+        let mut r = Reader::new(plain);
+        let mut remote_close = None;
+        while !r.is_empty() {
+            match Frame::decode(&mut r) {
+                Some(Frame::SessionClose { kind, code }) => remote_close = Some((kind, code)),
+                Some(Frame::Datagram(d)) if d.len() > ctx.config.max_datagram_frame => {
+                    self.close(now, ctx, CloseKind::Transport, TransportCode::ProtocolViolation.to_u64());
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => {
+                    self.close(now, ctx, CloseKind::Transport, TransportCode::FrameEncoding.to_u64());
+                    return Ok(());
+                }
+            }
+        }
+
+        match &self.phase {
+            Phase::Closing { until, resends } => {
+                let (until, resends) = (*until, *resends);
+                if remote_close.is_some() {
+                    self.phase = Phase::Draining;
+                    self.close_frame = None;
+                } else if resends > 0 {
+                    // Repeat the close for a peer that missed it (spec [LC-6]).
+                    self.phase = Phase::Closing { until, resends: resends - 1 };
+                    if self.close_frame.is_none() {
+                        self.close_frame = self.last_close;
+                    }
+                }
+                return Ok(());
+            }
+            Phase::AwaitFinal(st) => {
+                if let Some((_, code)) = remote_close {
+                    self.fail_handshake(ctx, HandshakeFailure::Refused(TransportCode::from_u64(code)));
+                    return Ok(());
+                }
+                if let (Some(sent), false) = (st.first_sent, st.retransmitted) {
+                    self.rtt.update(now.saturating_duration_since(sent));
+                }
+                self.become_established(now, ctx.config);
+            }
+            Phase::Established => {}
+            _ => return Err(DropReason::UnexpectedState),
+        }
+
+        // Any authenticated packet proves the peer alive.
+        self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
+
+        if let Some((kind, code)) = remote_close {
+            if self.established_emitted {
+                let reason = match kind {
+                    CloseKind::Application => CloseReason::Remote(code),
+                    CloseKind::Transport => CloseReason::RemoteTransport(TransportCode::from_u64(code)),
+                };
+                ctx.events.push_back(Event::Closed { session: self.id, reason });
+            }
+            let until = now.saturating_add(self.rtt.pto() * 3);
+            self.phase = Phase::Draining;
+            for t in [Timer::Retransmit, Timer::Handshake, Timer::Idle, Timer::Keepalive] {
+                self.set_timer(t, None);
+            }
+            self.set_timer(Timer::Close, Some(until));
+            return Ok(());
+        }
+
+        // Pass 2: apply.
+        let mut r = Reader::new(plain);
+        while let Some(frame) = Frame::decode(&mut r) {
+            if let Frame::Datagram(d) = frame {
+                self.last_app_activity = Some(now);
+                if self.dgram_recv.len() >= ctx.config.datagram_queue {
+                    // Overflow rule: drop the oldest, count it.
+                    self.dgram_recv.pop_front();
+                    self.stats.datagrams_dropped += 1;
+                }
+                if self.dgram_recv.is_empty() && self.established_emitted {
+                    ctx.events.push_back(Event::DatagramReadable { session: self.id });
+                }
+                self.dgram_recv.push_back(d.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// Initiator in AwaitFinal / responder established: a re-sent AUTH_PROOF gets one FINAL.
+    pub(crate) fn handle_repeated_auth_proof(&mut self, digest: &[u8; 16], stats: &mut NodeStats) -> Result<(), DropReason> {
+        if self.role == Role::Responder && self.is_established() && *digest == self.auth_digest {
+            self.send_final = self.send_final.saturating_add(1).min(1);
+            stats.finals_resent += 1;
+            Ok(())
+        } else {
+            Err(DropReason::Replay)
+        }
+    }
+
+    // ----- output -----
+
+    /// Writes the next datagram this session wants to send into `buf`.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+        let retransmit = self.retransmit_delay(ctx.config);
+        let bytes: Option<&[u8]> = match &mut self.phase {
+            Phase::Hello(h) if self.send_handshake => {
+                if h.first_sent.is_some() {
+                    h.retransmitted = true;
+                } else {
+                    h.first_sent = Some(now);
+                }
+                Some(&h.hello)
+            }
+            Phase::AwaitFinal(a) if self.send_handshake => {
+                if a.first_sent.is_some() {
+                    a.retransmitted = true;
+                } else {
+                    a.first_sent = Some(now);
+                }
+                Some(&a.auth)
+            }
+            Phase::Challenged(c) if self.send_handshake => {
+                c.sent_at.get_or_insert(now);
+                Some(&c.challenge)
+            }
+            Phase::Established | Phase::Closing { .. } => None,
+            _ => return None,
+        };
+        if let Some(bytes) = bytes {
+            let n = bytes.len();
+            let dst = buf.get_mut(..n)?;
+            dst.copy_from_slice(bytes);
+            self.send_handshake = false;
+            if self.role == Role::Initiator {
+                self.set_timer(Timer::Retransmit, Some(now.saturating_add(retransmit)));
+            }
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += n as u64;
+            return Some((self.remote, n));
+        }
+        self.build_protected(now, ctx, buf)
+    }
+
+    fn max_datagram_len(&self, config: &Config) -> usize {
+        let peer = self.peer_params.map_or(1200, |p| usize::try_from(p.max_udp_payload).unwrap_or(usize::MAX));
+        config.max_udp_payload.min(peer)
+    }
+
+    fn build_protected(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+        let limit = self.max_datagram_len(ctx.config).min(buf.len());
+        let room = limit.checked_sub(Record::OVERHEAD)?;
+        let mut w = Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + room]);
+        let mut eliciting = false;
+        let closing = matches!(self.phase, Phase::Closing { .. });
+        if let Some((kind, code)) = self.close_frame.take() {
+            Frame::SessionClose { kind, code }.encode(&mut w)?;
+            self.last_close = Some((kind, code));
+            eliciting = true;
+        }
+        if !closing {
+            if self.send_final > 0 && Frame::Final.encode(&mut w).is_some() {
+                self.send_final -= 1;
+                eliciting = true;
+            }
+            while let Some(d) = self.dgram_send.front() {
+                let f = Frame::Datagram(d);
+                if f.encoded_len() > w.remaining() {
+                    break;
+                }
+                f.encode(&mut w)?;
+                self.dgram_send.pop_front();
+                eliciting = true;
+            }
+            if self.send_keepalive && !eliciting && Frame::KeepAlive.encode(&mut w).is_some() {
+                eliciting = true;
+            }
+            self.send_keepalive = false;
+        }
+        if w.len() == 0 {
+            return None;
+        }
+        let payload_len = w.len();
+        let policy = KeyUpdatePolicy { packets: ctx.config.key_update_packets, interval: ctx.config.key_update_interval };
+        let record = self.record.as_mut()?;
+        match record.seal(now, policy, self.remote_sid, buf, payload_len) {
+            Ok(n) => {
+                self.stats.packets_out += 1;
+                self.stats.bytes_out += n as u64;
+                if eliciting && self.is_established() {
+                    self.arm_keepalive(now, ctx.config);
+                }
+                Some((self.remote, n))
+            }
+            Err(SealError::AeadLimit) => {
+                // Cannot protect anything more: end the session without a packet.
+                if self.established_emitted {
+                    ctx.events.push_back(Event::Closed { session: self.id, reason: CloseReason::LocalTransport(TransportCode::AeadLimit) });
+                }
+                self.phase = Phase::Done;
+                None
+            }
+            Err(SealError::Buffer) => None,
+        }
+    }
+
+    // ----- application commands -----
+
+    /// Largest datagram payload that can be sent now.
+    pub(crate) fn max_datagram(&self, config: &Config) -> usize {
+        let peer_max = self.peer_params.map_or(0, |p| usize::try_from(p.max_datagram_frame).unwrap_or(usize::MAX));
+        // One packet: overhead, frame type and a 2-byte length.
+        let fits = self.max_datagram_len(config).saturating_sub(Record::OVERHEAD + 3);
+        peer_max.min(fits)
+    }
+
+    pub(crate) fn send_datagram(&mut self, now: Instant, config: &Config, data: &[u8], drop_oldest: bool) -> Result<(), DatagramError> {
+        if !self.is_established() {
+            return Err(DatagramError::NotEstablished);
+        }
+        if self.peer_params.is_some_and(|p| p.max_datagram_frame == 0) {
+            return Err(DatagramError::Disabled);
+        }
+        let max = self.max_datagram(config);
+        if data.len() > max {
+            return Err(DatagramError::TooLarge { max });
+        }
+        if self.dgram_send.len() >= config.datagram_queue {
+            if !drop_oldest {
+                return Err(DatagramError::Blocked);
+            }
+            self.dgram_send.pop_front();
+            self.stats.datagrams_dropped += 1;
+        }
+        self.dgram_send.push_back(data.to_vec());
+        self.last_app_activity = Some(now);
+        Ok(())
+    }
+
+    pub(crate) fn recv_datagram(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let d = self.dgram_recv.pop_front()?;
+        let n = d.len().min(buf.len());
+        buf[..n].copy_from_slice(&d[..n]);
+        Some(n)
+    }
+}

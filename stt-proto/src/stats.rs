@@ -1,0 +1,71 @@
+//! Counters: the core reports through these instead of logging.
+
+use core::time::Duration;
+
+use crate::error::DropReason;
+
+/// Node-wide counters.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams emitted.
+    pub datagrams_out: u64,
+    /// Bytes emitted.
+    pub bytes_out: u64,
+    /// X25519 scalar multiplications performed (key generation and agreement).
+    pub x25519_ops: u64,
+    /// Handshakes this node completed, as either role.
+    pub handshakes_completed: u64,
+    /// Responder handshakes started (CHALLENGE built).
+    pub handshakes_started: u64,
+    /// Stored CHALLENGEs re-sent for retransmitted HELLOs.
+    pub challenges_resent: u64,
+    /// FINALs re-sent for retransmitted AUTH_PROOFs.
+    pub finals_resent: u64,
+    /// COOKIE replies sent.
+    pub cookies_sent: u64,
+    /// Inputs whose time was earlier than a previous input's.
+    pub time_went_backwards: u64,
+    /// Dropped datagrams, indexed by [`DropReason::index`].
+    pub dropped: [u64; DropReason::COUNT],
+}
+
+impl NodeStats {
+    /// Datagrams dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()]
+    }
+
+    /// Datagrams dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+/// Per-session counters.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Authenticated packets received.
+    pub packets_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Bytes received (whole datagrams).
+    pub bytes_in: u64,
+    /// Bytes sent (whole datagrams).
+    pub bytes_out: u64,
+    /// Packets that failed authentication.
+    pub auth_failures: u64,
+    /// Packets refused by the replay window.
+    pub replays: u64,
+    /// Key updates completed (either side started).
+    pub key_updates: u64,
+    /// Datagrams dropped because a queue was full.
+    pub datagrams_dropped: u64,
+    /// Smoothed round-trip time (from the handshake until loss recovery refines it).
+    pub rtt: Duration,
+}
