@@ -148,3 +148,32 @@ pub(crate) fn split(noise: &mut HandshakeState) -> ([u8; 32], [u8; 32], [u8; 32]
 pub(crate) fn remote_static(noise: &HandshakeState) -> Option<[u8; 32]> {
     noise.get_remote_static()?.try_into().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{NodeSeed, SharedSeed};
+    use crate::wire::params::TransportParams;
+
+    #[test]
+    fn four_messages_agree() {
+        let group = SharedSeed::from_bytes([1; 32]).derive();
+        let ki = StaticKey::derive(&NodeSeed::from_bytes([2; 32]));
+        let kr = StaticKey::derive(&NodeSeed::from_bytes([3; 32]));
+        let c = DhCounter::default();
+        let payload = HelloPayload { timestamp_ms: 5, offer: [Some(crate::crypto::AeadAlg::Aes256Gcm), None] };
+        let (mut ni, hello) = write_hello(&ki, &group, [4; 32], WireSessionId([5; 8]), &payload, None, &c).expect("hello");
+        let (mut nr, p) = read_hello(&kr, &group, [6; 32], &hello, &c).expect("read hello");
+        assert_eq!(p, payload);
+        let cp = ChallengePayload { responder_sid: WireSessionId([7; 8]), choice: 2, observed: None, params: TransportParams::default() };
+        let ch = write_challenge(&mut nr, WireSessionId([7; 8]), WireSessionId([5; 8]), &cp).expect("challenge");
+        assert_eq!(read_challenge(&mut ni, &ch), Ok(cp));
+        let ap = AuthPayload { params: TransportParams::default() };
+        let auth = write_auth_proof(&mut ni, WireSessionId([5; 8]), WireSessionId([7; 8]), &ap).expect("auth");
+        assert_eq!(read_auth_proof(&mut nr, &auth), Ok(ap));
+        let (a1, b1, h1) = split(&mut ni);
+        let (a2, b2, h2) = split(&mut nr);
+        assert_eq!((a1, b1, h1), (a2, b2, h2));
+        assert_eq!(c.take(), 8);
+    }
+}

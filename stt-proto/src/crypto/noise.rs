@@ -177,7 +177,7 @@ impl Dh for CountingX25519 {
     }
 
     fn set(&mut self, privkey: &[u8]) {
-        let Ok(k) = <[u8; 32]>::try_from(privkey) else {
+        let Some(k) = privkey.get(..32).and_then(|k| <[u8; 32]>::try_from(k).ok()) else {
             return;
         };
         self.private = k;
@@ -208,7 +208,8 @@ impl Dh for CountingX25519 {
     }
 
     fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
-        let theirs = <[u8; 32]>::try_from(pubkey).map_err(|_| snow::Error::Dh)?;
+        // snow passes its whole key buffer; the key is the first 32 bytes.
+        let theirs: [u8; 32] = pubkey.get(..32).and_then(|k| k.try_into().ok()).ok_or(snow::Error::Dh)?;
         if out.len() < 32 {
             return Err(snow::Error::Dh);
         }

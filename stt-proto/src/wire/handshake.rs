@@ -148,7 +148,7 @@ mod tests {
             c.encode(&mut w).unwrap();
             let n = w.len();
             assert_eq!(ChallengePayload::decode(&buf[..n]), Some(c));
-            assert_eq!(ChallengePayload::decode(&buf[..10]), None);
+            assert_eq!(ChallengePayload::decode(&buf[..9]), None);
         }
     }
 }

@@ -1,0 +1,164 @@
+//! Simulated links: delay, jitter, random and bursty loss, duplication,
+//! reordering, corruption, MTU cap, blackholes and a bottleneck queue.
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use rand_chacha::rand_core::RngCore;
+use rand_chacha::ChaCha20Rng;
+
+use crate::time::{duration_micros, Instant};
+
+/// Gilbert–Elliott two-state loss: bursts of consecutive drops.
+#[derive(Clone, Copy, Debug)]
+pub struct BurstLoss {
+    /// Probability of moving from the good to the bad state per packet.
+    pub enter_bad: f64,
+    /// Probability of leaving the bad state per packet (mean burst = 1 / this).
+    pub leave_bad: f64,
+}
+
+impl BurstLoss {
+    /// Bursty loss averaging `rate` with bursts of `mean_burst` packets.
+    pub fn with_rate(rate: f64, mean_burst: f64) -> Self {
+        let leave_bad = 1.0 / mean_burst.max(1.0);
+        let enter_bad = rate * leave_bad / (1.0 - rate).max(1e-9);
+        Self { enter_bad, leave_bad }
+    }
+}
+
+/// A rate limit with a drop-tail queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Bottleneck {
+    /// Bits per second.
+    pub rate_bps: u64,
+    /// Queue capacity in bytes.
+    pub queue_bytes: usize,
+}
+
+/// One direction of a link.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// One-way delay.
+    pub delay: Duration,
+    /// Extra uniform random delay in `[0, jitter)`.
+    pub jitter: Duration,
+    /// Independent random loss probability.
+    pub loss: f64,
+    /// Bursty loss on top of `loss`.
+    pub burst: Option<BurstLoss>,
+    /// Probability a datagram is delivered twice.
+    pub duplicate: f64,
+    /// Probability a datagram is held back by one extra `delay` (reordering).
+    pub reorder: f64,
+    /// Probability one bit of a datagram is flipped.
+    pub corrupt: f64,
+    /// Datagrams longer than this are dropped.
+    pub mtu: Option<usize>,
+    /// Windows `[start, end)` during which everything is dropped.
+    pub blackholes: Vec<(Instant, Instant)>,
+    /// Rate limit and queue.
+    pub bottleneck: Option<Bottleneck>,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            burst: None,
+            duplicate: 0.0,
+            reorder: 0.0,
+            corrupt: 0.0,
+            mtu: None,
+            blackholes: Vec::new(),
+            bottleneck: None,
+        }
+    }
+}
+
+/// What the link did with one datagram.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Fate {
+    /// Delivery times (empty: lost; two: duplicated).
+    pub(crate) deliveries: heapless::Vec<Instant, 2>,
+    /// Bit to flip, if corrupted.
+    pub(crate) flip_bit: Option<usize>,
+}
+
+/// A link's running state.
+#[derive(Clone, Debug)]
+pub(crate) struct Link {
+    pub(crate) config: LinkConfig,
+    bad_state: bool,
+    busy_until: Instant,
+    /// Largest datagram offered to this link (even if dropped).
+    pub(crate) largest_offered: usize,
+    /// Datagrams offered / delivered.
+    pub(crate) offered: u64,
+    pub(crate) delivered_bytes: u64,
+}
+
+pub(crate) fn chance(rng: &mut ChaCha20Rng, p: f64) -> bool {
+    p > 0.0 && (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+}
+
+impl Link {
+    pub(crate) fn new(config: LinkConfig) -> Self {
+        Self { config, bad_state: false, busy_until: Instant::ZERO, largest_offered: 0, offered: 0, delivered_bytes: 0 }
+    }
+
+    /// Decides the fate of a datagram of `len` bytes sent at `now`.
+    pub(crate) fn offer(&mut self, now: Instant, len: usize, rng: &mut ChaCha20Rng) -> Fate {
+        let c = &self.config;
+        self.offered += 1;
+        self.largest_offered = self.largest_offered.max(len);
+        let mut fate = Fate::default();
+        if c.mtu.is_some_and(|m| len > m) {
+            return fate;
+        }
+        if c.blackholes.iter().any(|(s, e)| *s <= now && now < *e) {
+            return fate;
+        }
+        if let Some(b) = c.burst {
+            self.bad_state = if self.bad_state { !chance(rng, b.leave_bad) } else { chance(rng, b.enter_bad) };
+            if self.bad_state {
+                return fate;
+            }
+        }
+        if chance(rng, c.loss) {
+            return fate;
+        }
+        let mut depart = now;
+        if let Some(b) = c.bottleneck {
+            let rate = b.rate_bps.max(1);
+            let queued_us = duration_micros(self.busy_until.saturating_duration_since(now));
+            let queued_bytes = (u128::from(queued_us) * u128::from(rate) / 8_000_000) as usize;
+            if queued_bytes + len > b.queue_bytes {
+                return fate;
+            }
+            let start = self.busy_until.max(now);
+            let tx_us = (len as u64 * 8 * 1_000_000).div_ceil(rate);
+            self.busy_until = start.saturating_add(Duration::from_micros(tx_us));
+            depart = self.busy_until;
+        }
+        let mut at = depart.saturating_add(c.delay);
+        if !c.jitter.is_zero() {
+            let j = rng.next_u64() % duration_micros(c.jitter).max(1);
+            at = at.saturating_add(Duration::from_micros(j));
+        }
+        if chance(rng, c.reorder) {
+            at = at.saturating_add(c.delay.max(Duration::from_millis(1)));
+        }
+        if chance(rng, c.corrupt) && len > 0 {
+            fate.flip_bit = Some((rng.next_u64() % (len as u64 * 8)) as usize);
+        }
+        let _ = fate.deliveries.push(at);
+        if chance(rng, c.duplicate) {
+            let _ = fate.deliveries.push(at.saturating_add(Duration::from_micros(1 + rng.next_u64() % 5_000)));
+        }
+        self.delivered_bytes += len as u64;
+        fate
+    }
+}
