@@ -99,3 +99,5 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     /// Builds a key for `alg`.
     fn packet_key(&self, alg: AeadAlg, key: &[u8; 32]) -> Box<dyn PacketKey>;
 }
+#[cfg(test)]
+mod vectors;

@@ -42,6 +42,8 @@ pub struct SimNode {
     pub addr: SocketAddr,
     /// Every event it emitted, in order.
     pub events: Vec<Event>,
+    /// The same events with the virtual time at which `poll_output` returned them.
+    pub timed_events: Vec<(Instant, Event)>,
     /// Every input outcome other than `Consumed`.
     pub drops: Vec<InputOutcome>,
     /// Bytes this node sent.
@@ -202,7 +204,7 @@ impl World {
         let entropy = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
         let unix_offset = unix.map(|u| u.as_millis() as i64 - SIM_UNIX_EPOCH.as_millis() as i64);
         let node = self.build_node(idx, config.clone(), identity.clone(), entropy, unix_offset);
-        self.nodes.push(SimNode { node, addr, events: Vec::new(), drops: Vec::new(), bytes_sent: 0, identity, config, unix_offset });
+        self.nodes.push(SimNode { node, addr, events: Vec::new(), timed_events: Vec::new(), drops: Vec::new(), bytes_sent: 0, identity, config, unix_offset });
         idx
     }
 
@@ -304,6 +306,8 @@ impl World {
                     Output::Event(e) => {
                         self.log(format!("node {i} event {e:?}"));
                         self.nodes[i].events.push(e);
+                        let now = self.now;
+                        self.nodes[i].timed_events.push((now, e));
                     }
                     Output::Wait(_) => break,
                 }
