@@ -10,8 +10,8 @@ use crate::addr::PathAddr;
 use crate::crypto::kdf;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::time::{duration_micros, Instant};
-use crate::wire::header::{Header, WireSessionId, COOKIE_HEADER_LEN, VERSION};
 use crate::wire::codec::Writer;
+use crate::wire::header::{Header, WireSessionId, COOKIE_HEADER_LEN, VERSION};
 
 /// Length of a COOKIE datagram: header, 24-byte nonce, 16-byte sealed cookie, tag.
 pub(crate) const COOKIE_PACKET_LEN: usize = COOKIE_HEADER_LEN + 24 + 16 + 16;
@@ -104,7 +104,14 @@ impl CookieJar {
     }
 
     /// Whether `mac` is `HMAC(cookie(addr), hello_without_mac)` for the current or previous secret.
-    pub(crate) fn verify(&mut self, now: Instant, entropy: &mut dyn Entropy, addr: PathAddr, hello_without_mac: &[u8], mac: &[u8; 16]) -> bool {
+    pub(crate) fn verify(
+        &mut self,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        addr: PathAddr,
+        hello_without_mac: &[u8],
+        mac: &[u8; 16],
+    ) -> bool {
         self.rotate(now, entropy);
         [self.current, self.previous].iter().any(|s| {
             let c = Self::cookie(s, addr);
@@ -139,7 +146,11 @@ impl CookieJar {
         let mut nonce = [0u8; 24];
         entropy.fill(EntropyPurpose::CookieNonce, &mut nonce);
         let mut sealed = Self::cookie(&self.current, addr);
-        let Ok(tag) = XChaCha20Poly1305::new(cookie_key.into()).encrypt_in_place_detached((&nonce).into(), hello_tag, &mut sealed) else {
+        let Ok(tag) = XChaCha20Poly1305::new(cookie_key.into()).encrypt_in_place_detached(
+            (&nonce).into(),
+            hello_tag,
+            &mut sealed,
+        ) else {
             return false;
         };
         let mut w = Writer::new(out);

@@ -12,7 +12,9 @@ use crate::crypto::noise::{self, DhCounter, NoiseRole, MSG1_OVERHEAD, MSG2_OVERH
 use crate::identity::{GroupKeys, StaticKey};
 use crate::wire::codec::Writer;
 use crate::wire::handshake::{AuthPayload, ChallengePayload, HelloPayload};
-use crate::wire::header::{Header, WireSessionId, HELLO_HEADER_LEN, HS_HEADER_LEN, TYPE_AUTH_PROOF, TYPE_CHALLENGE, VERSION};
+use crate::wire::header::{
+    Header, WireSessionId, HELLO_HEADER_LEN, HS_HEADER_LEN, TYPE_AUTH_PROOF, TYPE_CHALLENGE, VERSION,
+};
 
 /// Exact length of a HELLO this implementation sends (spec [HS-4]).
 pub(crate) const HELLO_LEN: usize = 1200;
@@ -83,7 +85,12 @@ pub(crate) fn read_hello(
 }
 
 /// The responder writes CHALLENGE (Noise message 2).
-pub(crate) fn write_challenge(noise: &mut HandshakeState, sender: WireSessionId, receiver: WireSessionId, payload: &ChallengePayload) -> Option<Vec<u8>> {
+pub(crate) fn write_challenge(
+    noise: &mut HandshakeState,
+    sender: WireSessionId,
+    receiver: WireSessionId,
+    payload: &ChallengePayload,
+) -> Option<Vec<u8>> {
     let mut plain = [0u8; MAX_PAYLOAD];
     let mut w = Writer::new(&mut plain);
     payload.encode(&mut w)?;
@@ -104,7 +111,12 @@ pub(crate) fn read_challenge(noise: &mut HandshakeState, datagram: &[u8]) -> Res
 }
 
 /// The initiator writes AUTH_PROOF (Noise message 3).
-pub(crate) fn write_auth_proof(noise: &mut HandshakeState, sender: WireSessionId, receiver: WireSessionId, payload: &AuthPayload) -> Option<Vec<u8>> {
+pub(crate) fn write_auth_proof(
+    noise: &mut HandshakeState,
+    sender: WireSessionId,
+    receiver: WireSessionId,
+    payload: &AuthPayload,
+) -> Option<Vec<u8>> {
     let mut plain = [0u8; MAX_PAYLOAD];
     let mut w = Writer::new(&mut plain);
     payload.encode(&mut w)?;
@@ -162,10 +174,16 @@ mod tests {
         let kr = StaticKey::derive(&NodeSeed::from_bytes([3; 32]));
         let c = DhCounter::default();
         let payload = HelloPayload { timestamp_ms: 5, offer: [Some(crate::crypto::AeadAlg::Aes256Gcm), None] };
-        let (mut ni, hello) = write_hello(&ki, &group, [4; 32], WireSessionId([5; 8]), &payload, None, &c).expect("hello");
+        let (mut ni, hello) =
+            write_hello(&ki, &group, [4; 32], WireSessionId([5; 8]), &payload, None, &c).expect("hello");
         let (mut nr, p) = read_hello(&kr, &group, [6; 32], &hello, &c).expect("read hello");
         assert_eq!(p, payload);
-        let cp = ChallengePayload { responder_sid: WireSessionId([7; 8]), choice: 2, observed: None, params: TransportParams::default() };
+        let cp = ChallengePayload {
+            responder_sid: WireSessionId([7; 8]),
+            choice: 2,
+            observed: None,
+            params: TransportParams::default(),
+        };
         let ch = write_challenge(&mut nr, WireSessionId([7; 8]), WireSessionId([5; 8]), &cp).expect("challenge");
         assert_eq!(read_challenge(&mut ni, &ch), Ok(cp));
         let ap = AuthPayload { params: TransportParams::default() };

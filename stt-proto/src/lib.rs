@@ -28,25 +28,34 @@
 //! let rng = |s| rand_chacha::ChaCha20Rng::seed_from_u64(s);
 //! let mut a = Node::new(Config::default(), id(1), rng(1), t0, wall).unwrap();
 //! let mut b = Node::new(Config::default(), id(2), rng(2), t0, wall).unwrap();
-//! let (addr_a, addr_b) = ("192.0.2.1:4000".parse().unwrap(), "192.0.2.2:4000".parse().unwrap());
+//! let addr_a: std::net::SocketAddr = "192.0.2.1:4000".parse().unwrap();
+//! let addr_b: std::net::SocketAddr = "192.0.2.2:4000".parse().unwrap();
 //!
-//! a.connect(t0, stt_proto::PathAddr::Udp(addr_b), Some(b.node_id())).unwrap();
-//! let mut established = 0;
-//! let mut buf = vec![0u8; 1500];
-//! for _ in 0..10 {
-//!     for (from, to, from_addr) in [(&mut a, &mut b, addr_a), (&mut b, &mut a, addr_b)] {
-//!         loop {
-//!             match from.poll_output(&mut buf) {
-//!                 Output::Transmit(t) => {
-//!                     let mut d = buf[..t.len].to_vec();
-//!                     let _ = to.handle_input(Input::Datagram { now: t0, from: from_addr.into(), data: &mut d });
-//!                 }
-//!                 Output::Event(stt_proto::Event::Established { .. }) => established += 1,
-//!                 Output::Event(_) => {}
-//!                 Output::Wait(_) => break,
+//! // Move everything `from` wants to send into `to`; count Established events.
+//! fn pump<E: stt_proto::Entropy, F: stt_proto::Entropy>(
+//!     from: &mut Node<E>, from_addr: std::net::SocketAddr, to: &mut Node<F>, buf: &mut [u8],
+//! ) -> usize {
+//!     let mut established = 0;
+//!     loop {
+//!         match from.poll_output(buf) {
+//!             Output::Transmit(t) => {
+//!                 let mut d = buf[..t.len].to_vec();
+//!                 let now = Instant::ZERO;
+//!                 let _ = to.handle_input(Input::Datagram { now, from: from_addr.into(), data: &mut d });
 //!             }
+//!             Output::Event(stt_proto::Event::Established { .. }) => established += 1,
+//!             Output::Event(_) => {}
+//!             Output::Wait(_) => return established,
 //!         }
 //!     }
+//! }
+//!
+//! a.connect(t0, addr_b.into(), Some(b.node_id())).unwrap();
+//! let mut buf = vec![0u8; 1500];
+//! let mut established = 0;
+//! for _ in 0..4 {
+//!     established += pump(&mut a, addr_a, &mut b, &mut buf);
+//!     established += pump(&mut b, addr_b, &mut a, &mut buf);
 //! }
 //! assert_eq!(established, 2);
 //! ```

@@ -24,7 +24,9 @@ use crate::stats::{NodeStats, SessionStats};
 use crate::time::{Instant, UnixTime, WallClock};
 use crate::wire::frame::CloseKind;
 use crate::wire::handshake::{observed_of, AuthPayload, ChallengePayload, HelloPayload};
-use crate::wire::header::{Header, WireSessionId, COOKIE_HEADER_LEN, HELLO_HEADER_LEN, RECORD_HEADER_LEN, TYPE_CHALLENGE, VERSION};
+use crate::wire::header::{
+    Header, WireSessionId, COOKIE_HEADER_LEN, HELLO_HEADER_LEN, RECORD_HEADER_LEN, TYPE_CHALLENGE, VERSION,
+};
 use crate::wire::params::TransportParams;
 
 /// COOKIE replies waiting for `poll_output`; beyond this they are not minted.
@@ -71,7 +73,13 @@ impl<E: Entropy> Node<E> {
     ///
     /// # Errors
     /// [`ConfigError`] if `config` does not validate.
-    pub fn new(config: Config, identity: Identity, mut entropy: E, now: Instant, unix: Option<UnixTime>) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        mut entropy: E,
+        now: Instant,
+        unix: Option<UnixTime>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let static_key = StaticKey::derive(&identity.node_seed);
         let node_id = static_key.node_id();
@@ -81,9 +89,8 @@ impl<E: Entropy> Node<E> {
         }
         let retention = (config.timestamp_window * 2).max(config.cookie_lifetime * 2);
         let cookies = CookieJar::new(config.cookie_lifetime, config.cookie_rate, now, &mut entropy);
-        let mut stats = NodeStats::default();
         // Deriving the static public key is the node's only DH-class operation at rest.
-        stats.x25519_ops = 1;
+        let stats = NodeStats { x25519_ops: 1, ..NodeStats::default() };
         Ok(Self {
             ephemerals: EphemeralCache::new(config.ephemeral_cache, retention),
             handshake_bucket: TokenBucket::new(config.handshake_rate, config.handshake_burst, now),
@@ -132,7 +139,11 @@ impl<E: Entropy> Node<E> {
 
     /// The established session with `peer`, if any.
     pub fn session_with(&self, peer: NodeId) -> Option<SessionId> {
-        self.slots.iter().filter_map(|s| s.session.as_ref()).find(|s| s.peer == Some(peer) && s.is_established()).map(|s| s.id)
+        self.slots
+            .iter()
+            .filter_map(|s| s.session.as_ref())
+            .find(|s| s.peer == Some(peer) && s.is_established())
+            .map(|s| s.id)
     }
 
     /// A borrowed handle on one session.
@@ -167,7 +178,12 @@ impl<E: Entropy> Node<E> {
     ///
     /// # Errors
     /// [`ConnectError`] when the session limit is reached or the node is shut down.
-    pub fn connect(&mut self, now: Instant, to: PathAddr, expected_peer: Option<NodeId>) -> Result<SessionId, ConnectError> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        to: PathAddr,
+        expected_peer: Option<NodeId>,
+    ) -> Result<SessionId, ConnectError> {
         self.advance(now);
         if self.shut_down {
             return Err(ConnectError::NodeClosed);
@@ -175,7 +191,8 @@ impl<E: Entropy> Node<E> {
         let (id, local_sid) = self.reserve().ok_or(ConnectError::TooManySessions)?;
         let counter = DhCounter::default();
         let (noise, hello) = self.build_hello(local_sid, None, &counter).ok_or(ConnectError::TooManySessions)?;
-        let phase = Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        let phase =
+            Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
         let mut session = Session::new(id, Role::Initiator, local_sid, to, phase, self.now, &self.config);
         session.expected_peer = expected_peer;
         session.dh = counter;
@@ -252,7 +269,11 @@ impl<E: Entropy> Node<E> {
                 let Some(idx) = self.routes.get(&receiver).copied() else {
                     return Dropped(DropReason::UnknownSession);
                 };
-                let r = if ty == TYPE_CHALLENGE { self.handle_challenge(idx, from, sender, data) } else { self.handle_auth_proof(idx, sender, data) };
+                let r = if ty == TYPE_CHALLENGE {
+                    self.handle_challenge(idx, from, sender, data)
+                } else {
+                    self.handle_auth_proof(idx, sender, data)
+                };
                 self.after_session(idx as usize);
                 r
             }
@@ -293,7 +314,13 @@ impl<E: Entropy> Node<E> {
     /// The responder's front door, cheapest check first (spec [HS-6]):
     /// size → version → Noise read → cookie MAC → timestamp window → ephemeral
     /// cache → rate limit → state.
-    fn handle_hello(&mut self, from: PathAddr, version: u8, sender: WireSessionId, data: &[u8]) -> Result<(), DropReason> {
+    fn handle_hello(
+        &mut self,
+        from: PathAddr,
+        version: u8,
+        sender: WireSessionId,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
         if !(HELLO_LEN..=HELLO_MAX_LEN).contains(&data.len()) {
             return Err(DropReason::Malformed);
         }
@@ -305,11 +332,9 @@ impl<E: Entropy> Node<E> {
         }
         // Which shared seed, if any? Hashes and one AEAD per seed; no DH, no entropy drawn.
         let probe = DhCounter::default();
-        let found = self
-            .groups
-            .iter()
-            .enumerate()
-            .find_map(|(gi, g)| handshake::read_hello(&self.static_key, g, [0; 32], data, &probe).map(|(_, p)| (gi, p)));
+        let found = self.groups.iter().enumerate().find_map(|(gi, g)| {
+            handshake::read_hello(&self.static_key, g, [0; 32], data, &probe).map(|(_, p)| (gi, p))
+        });
         self.stats.x25519_ops += probe.take();
         let Some((group, payload)) = found else {
             return Err(DropReason::AuthFailed);
@@ -324,19 +349,25 @@ impl<E: Entropy> Node<E> {
         }
         let in_window = self.wall.is_some_and(|w| {
             let local = w.unix_at(self.now).as_millis();
-            local.abs_diff(payload.timestamp_ms) <= u64::try_from(self.config.timestamp_window.as_millis()).unwrap_or(u64::MAX)
+            local.abs_diff(payload.timestamp_ms)
+                <= u64::try_from(self.config.timestamp_window.as_millis()).unwrap_or(u64::MAX)
         });
         if !in_window && !cookie_ok {
             return self.send_cookie(from, sender, group, data);
         }
 
-        let e: [u8; 32] = data[HELLO_HEADER_LEN..HELLO_HEADER_LEN + 32].try_into().map_err(|_| DropReason::Malformed)?;
+        let e: [u8; 32] =
+            data[HELLO_HEADER_LEN..HELLO_HEADER_LEN + 32].try_into().map_err(|_| DropReason::Malformed)?;
         let digest = kdf::mac16(b"stt/1 hello digest", &[data]);
         match self.ephemerals.lookup(self.now, &e, from, &digest) {
             Seen::New => {}
             Seen::Retransmit(id) => {
                 // Retransmission is not replay: re-send the stored CHALLENGE, no DH (spec [HS-8]).
-                let s = self.slots.get_mut(id.index as usize).filter(|s| s.generation == id.generation).and_then(|s| s.session.as_mut());
+                let s = self
+                    .slots
+                    .get_mut(id.index as usize)
+                    .filter(|s| s.generation == id.generation)
+                    .and_then(|s| s.session.as_mut());
                 return match s {
                     Some(s) if matches!(s.phase, Phase::Challenged(_)) => {
                         s.send_handshake = true;
@@ -354,7 +385,12 @@ impl<E: Entropy> Node<E> {
         if !cookie_ok && !self.handshake_bucket.try_take(self.now) {
             return self.send_cookie(from, sender, group, data);
         }
-        let half_open = self.slots.iter().filter_map(|s| s.session.as_ref()).filter(|s| matches!(s.phase, Phase::Challenged(_))).count();
+        let half_open = self
+            .slots
+            .iter()
+            .filter_map(|s| s.session.as_ref())
+            .filter(|s| matches!(s.phase, Phase::Challenged(_)))
+            .count();
         if half_open >= self.config.max_half_open {
             return Err(DropReason::NotAccepting);
         }
@@ -365,15 +401,23 @@ impl<E: Entropy> Node<E> {
         let (id, local_sid) = self.reserve().ok_or(DropReason::NotAccepting)?;
         let ephemeral = self.draw32(EntropyPurpose::EphemeralKey);
         let counter = DhCounter::default();
-        let (mut noise, _) = handshake::read_hello(&self.static_key, &self.groups[group], ephemeral, data, &counter).ok_or(DropReason::AuthFailed)?;
-        let challenge = ChallengePayload { responder_sid: local_sid, choice: alg.id(), observed: observed_of(from), params: self.local_params() };
-        let bytes = handshake::write_challenge(&mut noise, local_sid, sender, &challenge).ok_or(DropReason::Malformed)?;
+        let (mut noise, _) = handshake::read_hello(&self.static_key, &self.groups[group], ephemeral, data, &counter)
+            .ok_or(DropReason::AuthFailed)?;
+        let challenge = ChallengePayload {
+            responder_sid: local_sid,
+            choice: alg.id(),
+            observed: observed_of(from),
+            params: self.local_params(),
+        };
+        let bytes =
+            handshake::write_challenge(&mut noise, local_sid, sender, &challenge).ok_or(DropReason::Malformed)?;
         self.stats.x25519_ops += counter.take();
         if bytes.len() > data.len() {
             // Never larger than the HELLO (spec [HS-5]); cannot happen with v1 payloads.
             return Err(DropReason::Malformed);
         }
-        let phase = Phase::Challenged(alloc::boxed::Box::new(ChallengedState { noise, challenge: bytes, sent_at: None, alg }));
+        let phase =
+            Phase::Challenged(alloc::boxed::Box::new(ChallengedState { noise, challenge: bytes, sent_at: None, alg }));
         let mut session = Session::new(id, Role::Responder, local_sid, from, phase, self.now, &self.config);
         session.remote_sid = sender;
         session.dh = counter;
@@ -383,7 +427,13 @@ impl<E: Entropy> Node<E> {
         Ok(())
     }
 
-    fn send_cookie(&mut self, from: PathAddr, sender: WireSessionId, group: usize, hello: &[u8]) -> Result<(), DropReason> {
+    fn send_cookie(
+        &mut self,
+        from: PathAddr,
+        sender: WireSessionId,
+        group: usize,
+        hello: &[u8],
+    ) -> Result<(), DropReason> {
         if self.pending_cookies.len() >= COOKIE_QUEUE {
             return Err(DropReason::RateLimited);
         }
@@ -410,19 +460,28 @@ impl<E: Entropy> Node<E> {
             return Err(DropReason::UnexpectedState);
         }
         let tag = handshake::hello_tag(&h.hello).ok_or(DropReason::Malformed)?;
-        let cookie = open_cookie(&self.groups[0].cookie_key, &tag, data.get(COOKIE_HEADER_LEN..).ok_or(DropReason::Malformed)?).ok_or(DropReason::AuthFailed)?;
+        let cookie =
+            open_cookie(&self.groups[0].cookie_key, &tag, data.get(COOKIE_HEADER_LEN..).ok_or(DropReason::Malformed)?)
+                .ok_or(DropReason::AuthFailed)?;
         let local_sid = session.local_sid;
         let counter = session.dh.clone();
         // A fresh HELLO with a new ephemeral, carrying the cookie MAC (spec [HS-9]).
         let (noise, hello) = self.build_hello(local_sid, Some(&cookie), &counter).ok_or(DropReason::Malformed)?;
         self.cookies_received.insert(idx, count + 1);
         let session = self.slots[idx as usize].session.as_mut().ok_or(DropReason::UnknownSession)?;
-        session.phase = Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        session.phase =
+            Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
         session.send_handshake = true;
         Ok(())
     }
 
-    fn handle_challenge(&mut self, idx: u32, from: PathAddr, sender: WireSessionId, data: &[u8]) -> Result<(), DropReason> {
+    fn handle_challenge(
+        &mut self,
+        idx: u32,
+        from: PathAddr,
+        sender: WireSessionId,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
         let local_params = self.local_params();
         let provider = self.config.provider;
         let integrity = self.config.integrity_limit;
@@ -466,7 +525,9 @@ impl<E: Entropy> Node<E> {
             session.fail_handshake(&mut ctx, HandshakeFailure::PeerMismatch);
             return Ok(());
         }
-        let Some(auth) = handshake::write_auth_proof(&mut h.noise, session.local_sid, sender, &AuthPayload { params: local_params }) else {
+        let Some(auth) =
+            handshake::write_auth_proof(&mut h.noise, session.local_sid, sender, &AuthPayload { params: local_params })
+        else {
             session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
             return Ok(());
         };
@@ -547,7 +608,12 @@ impl<E: Entropy> Node<E> {
         b
     }
 
-    fn build_hello(&mut self, sid: WireSessionId, cookie: Option<&[u8; 16]>, counter: &DhCounter) -> Option<(snow::HandshakeState, Vec<u8>)> {
+    fn build_hello(
+        &mut self,
+        sid: WireSessionId,
+        cookie: Option<&[u8; 16]>,
+        counter: &DhCounter,
+    ) -> Option<(snow::HandshakeState, Vec<u8>)> {
         let ephemeral = self.draw32(EntropyPurpose::EphemeralKey);
         let timestamp_ms = self.wall.map_or(0, |w| w.unix_at(self.now).as_millis());
         let mut offer = [None; 2];
@@ -638,7 +704,9 @@ impl<E: Entropy> Node<E> {
                 continue;
             }
             let Some(other) = self.slots[j].session.as_mut() else { continue };
-            if other.peer != Some(peer) || !matches!(other.state(), SessionState::Handshaking | SessionState::Established) {
+            if other.peer != Some(peer)
+                || !matches!(other.state(), SessionState::Handshaking | SessionState::Established)
+            {
                 continue;
             }
             let Some(theirs) = other.initiator_id(self.node_id) else { continue };
@@ -781,6 +849,11 @@ impl SessionRef<'_> {
     /// Closes the session with an application code. Emits `Closed` once.
     pub fn close(&mut self, now: Instant, code: u64) {
         let mut ctx = Ctx { config: self.config, events: self.events };
-        self.session.close(now.max(self.now), &mut ctx, CloseKind::Application, code.min(crate::wire::codec::VARINT_MAX));
+        self.session.close(
+            now.max(self.now),
+            &mut ctx,
+            CloseKind::Application,
+            code.min(crate::wire::codec::VARINT_MAX),
+        );
     }
 }

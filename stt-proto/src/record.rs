@@ -127,7 +127,14 @@ impl Record {
 
     /// Seals the packet whose plaintext payload is `buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]`,
     /// writing the header in front and the tag behind. Returns the datagram length.
-    pub(crate) fn seal(&mut self, now: Instant, policy: KeyUpdatePolicy, receiver: WireSessionId, buf: &mut [u8], payload_len: usize) -> Result<usize, SealError> {
+    pub(crate) fn seal(
+        &mut self,
+        now: Instant,
+        policy: KeyUpdatePolicy,
+        receiver: WireSessionId,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize, SealError> {
         self.maybe_start_update(now, policy);
         if self.sealed_in_phase >= self.alg.confidentiality_limit() {
             return Err(SealError::AeadLimit);
@@ -167,7 +174,15 @@ impl Record {
     /// Authenticates and decrypts a protected packet in place. `header` is the
     /// 13-byte record header (associated data), `body` the ciphertext and tag.
     /// Nothing changes unless authentication succeeds. Returns `(pn, plaintext_len)`.
-    pub(crate) fn open(&mut self, now: Instant, pto: Duration, key_phase: bool, truncated_pn: u32, header: &[u8], body: &mut [u8]) -> Result<(u64, usize), OpenError> {
+    pub(crate) fn open(
+        &mut self,
+        now: Instant,
+        pto: Duration,
+        key_phase: bool,
+        truncated_pn: u32,
+        header: &[u8],
+        body: &mut [u8],
+    ) -> Result<(u64, usize), OpenError> {
         let Some(ct_len) = body.len().checked_sub(TAG_LEN) else {
             return Err(OpenError::Malformed);
         };

@@ -75,7 +75,10 @@ pub(crate) enum Phase {
     AwaitFinal(Box<AwaitFinalState>),
     Challenged(Box<ChallengedState>),
     Established,
-    Closing { until: Instant, resends: u8 },
+    Closing {
+        until: Instant,
+        resends: u8,
+    },
     Draining,
     /// Finished: the node frees the slot.
     Done,
@@ -140,7 +143,15 @@ pub(crate) struct Session {
 
 impl Session {
     /// A session in its first phase.
-    pub(crate) fn new(id: SessionId, role: Role, local_sid: WireSessionId, remote: PathAddr, phase: Phase, now: Instant, config: &Config) -> Self {
+    pub(crate) fn new(
+        id: SessionId,
+        role: Role,
+        local_sid: WireSessionId,
+        remote: PathAddr,
+        phase: Phase,
+        now: Instant,
+        config: &Config,
+    ) -> Self {
         let mut s = Self {
             id,
             role,
@@ -224,7 +235,9 @@ impl Session {
     fn has_pending_output(&self) -> bool {
         match self.phase {
             Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
-            Phase::Established => self.send_final > 0 || self.send_keepalive || !self.dgram_send.is_empty() || self.close_frame.is_some(),
+            Phase::Established => {
+                self.send_final > 0 || self.send_keepalive || !self.dgram_send.is_empty() || self.close_frame.is_some()
+            }
             Phase::Closing { .. } => self.close_frame.is_some(),
             Phase::Draining | Phase::Done => false,
         }
@@ -276,8 +289,11 @@ impl Session {
     }
 
     fn arm_keepalive(&mut self, now: Instant, config: &Config) {
-        let recently_active = self.last_app_activity.is_some_and(|t| config.keepalive_idle.is_some_and(|idle| now.saturating_duration_since(t) < idle));
-        let interval = if recently_active { config.keepalive_active.or(config.keepalive_idle) } else { config.keepalive_idle };
+        let recently_active = self
+            .last_app_activity
+            .is_some_and(|t| config.keepalive_idle.is_some_and(|idle| now.saturating_duration_since(t) < idle));
+        let interval =
+            if recently_active { config.keepalive_active.or(config.keepalive_idle) } else { config.keepalive_idle };
         self.set_timer(Timer::Keepalive, interval.map(|i| now.saturating_add(i)));
     }
 
@@ -504,7 +520,11 @@ impl Session {
     }
 
     /// Initiator in AwaitFinal / responder established: a re-sent AUTH_PROOF gets one FINAL.
-    pub(crate) fn handle_repeated_auth_proof(&mut self, digest: &[u8; 16], stats: &mut NodeStats) -> Result<(), DropReason> {
+    pub(crate) fn handle_repeated_auth_proof(
+        &mut self,
+        digest: &[u8; 16],
+        stats: &mut NodeStats,
+    ) -> Result<(), DropReason> {
         if self.role == Role::Responder && self.is_established() && *digest == self.auth_digest {
             self.send_final = self.send_final.saturating_add(1).min(1);
             stats.finals_resent += 1;
@@ -517,7 +537,12 @@ impl Session {
     // ----- output -----
 
     /// Writes the next datagram this session wants to send into `buf`.
-    pub(crate) fn poll_transmit(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        buf: &mut [u8],
+    ) -> Option<(PathAddr, usize)> {
         let retransmit = self.retransmit_delay(ctx.config);
         let bytes: Option<&[u8]> = match &mut self.phase {
             Phase::Hello(h) if self.send_handshake => {
@@ -597,7 +622,8 @@ impl Session {
             return None;
         }
         let payload_len = w.len();
-        let policy = KeyUpdatePolicy { packets: ctx.config.key_update_packets, interval: ctx.config.key_update_interval };
+        let policy =
+            KeyUpdatePolicy { packets: ctx.config.key_update_packets, interval: ctx.config.key_update_interval };
         let record = self.record.as_mut()?;
         match record.seal(now, policy, self.remote_sid, buf, payload_len) {
             Ok(n) => {
@@ -611,7 +637,10 @@ impl Session {
             Err(SealError::AeadLimit) => {
                 // Cannot protect anything more: end the session without a packet.
                 if self.established_emitted {
-                    ctx.events.push_back(Event::Closed { session: self.id, reason: CloseReason::LocalTransport(TransportCode::AeadLimit) });
+                    ctx.events.push_back(Event::Closed {
+                        session: self.id,
+                        reason: CloseReason::LocalTransport(TransportCode::AeadLimit),
+                    });
                 }
                 self.phase = Phase::Done;
                 None
@@ -630,7 +659,13 @@ impl Session {
         peer_max.min(fits)
     }
 
-    pub(crate) fn send_datagram(&mut self, now: Instant, config: &Config, data: &[u8], drop_oldest: bool) -> Result<(), DatagramError> {
+    pub(crate) fn send_datagram(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        data: &[u8],
+        drop_oldest: bool,
+    ) -> Result<(), DatagramError> {
         if !self.is_established() {
             return Err(DatagramError::NotEstablished);
         }

@@ -101,10 +101,7 @@ mod tests {
     fn saturating_arithmetic_never_panics() {
         assert_eq!(Instant::MAX.saturating_add(Duration::from_secs(1)), Instant::MAX);
         assert_eq!(Instant::MAX.checked_add(Duration::from_micros(1)), None);
-        assert_eq!(
-            Instant::ZERO.saturating_duration_since(Instant::from_micros(5)),
-            Duration::ZERO
-        );
+        assert_eq!(Instant::ZERO.saturating_duration_since(Instant::from_micros(5)), Duration::ZERO);
         assert_eq!(Instant::from_micros(1_500_000).saturating_add(Duration::MAX), Instant::MAX);
     }
 

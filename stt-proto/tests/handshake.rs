@@ -1,7 +1,7 @@
 //! Handshake behaviour in the simulator (spec §6). Requirement ids in brackets.
 
 use stt_proto::sim::{LinkConfig, World};
-use stt_proto::{Config, DropReason, Event, HandshakeFailure, Identity, InputOutcome, SessionState, TransportCode};
+use stt_proto::{Config, DropReason, Event, HandshakeFailure, Identity, InputOutcome, TransportCode};
 
 fn seed(default: u64) -> u64 {
     World::seed_from_env(default)
@@ -59,7 +59,10 @@ fn allow_list_refusal_closes_with_code() {
     let b = w.add_node(Config::default().allow_list(Some(vec![other])));
     let s = w.connect(a, b);
     check(w.drive_until(|w| !w.nodes[a].events.is_empty(), 1000));
-    assert_eq!(w.nodes[a].events[0], Event::HandshakeFailed { session: s, reason: HandshakeFailure::Refused(TransportCode::NotAllowed) });
+    assert_eq!(
+        w.nodes[a].events[0],
+        Event::HandshakeFailed { session: s, reason: HandshakeFailure::Refused(TransportCode::NotAllowed) }
+    );
     assert!(w.nodes[b].events.is_empty(), "no Established on the refusing side");
     // An allowed peer gets in.
     let allowed = w.node_id(a);
@@ -87,7 +90,10 @@ fn wrong_seed_and_junk_cost_nothing() {
     assert_eq!(w.nodes[a].bytes_sent, sent_before, "nothing sent");
     assert_eq!(w.node(a).stats().x25519_ops, ops_before, "no X25519");
     assert!(w.node(a).stats().dropped(DropReason::AuthFailed) >= 3, "HELLO retransmissions all refused");
-    assert!(matches!(w.nodes[m].events[..], [Event::HandshakeFailed { reason: HandshakeFailure::Timeout, .. }]), "HandshakeFailed after the timeout");
+    assert!(
+        matches!(w.nodes[m].events[..], [Event::HandshakeFailed { reason: HandshakeFailure::Timeout, .. }]),
+        "HandshakeFailed after the timeout"
+    );
 
     // Random junk of every size, every type byte.
     let from = "198.51.100.7:999".parse().unwrap();
@@ -184,7 +190,14 @@ fn retransmitted_and_replayed_auth_proof() {
     let b = w.add_node(Config::default());
     w.capture = true;
     // Lose B→A for a while after the CHALLENGE went out: FINAL is lost.
-    w.set_link(b, a, LinkConfig { blackholes: vec![(stt_proto::Instant::from_micros(15_000), stt_proto::Instant::from_micros(400_000))], ..Default::default() });
+    w.set_link(
+        b,
+        a,
+        LinkConfig {
+            blackholes: vec![(stt_proto::Instant::from_micros(15_000), stt_proto::Instant::from_micros(400_000))],
+            ..Default::default()
+        },
+    );
     let s = w.connect(a, b);
     check(w.drive_until(|w| w.is_established(a, s), 1000));
     assert!(w.node(b).stats().finals_resent >= 1);
@@ -212,7 +225,16 @@ fn handshake_under_30_percent_loss() {
     let b = w.add_node(Config::default());
     for _ in 0..20 {
         let s = w.connect(a, b);
-        check(w.drive_until(|w| w.is_established(a, s) || !w.nodes[a].events.iter().all(|e| !matches!(e, Event::HandshakeFailed { session, .. } if *session == s)), 100_000));
+        check(w.drive_until(
+            |w| {
+                w.is_established(a, s)
+                    || !w.nodes[a]
+                        .events
+                        .iter()
+                        .all(|e| !matches!(e, Event::HandshakeFailed { session, .. } if *session == s))
+            },
+            100_000,
+        ));
         assert!(w.is_established(a, s), "handshake failed under 30% loss (seed {})", w.seed());
     }
 }

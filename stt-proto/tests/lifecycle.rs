@@ -95,7 +95,11 @@ fn lost_close_is_repeated() {
     let config = Config::default().keepalive_idle(Some(Duration::from_millis(100))).keepalive_active(None);
     let (mut w, a, b, sa, sb) = pair(24, config);
     let now = w.now;
-    w.set_link(a, b, LinkConfig { blackholes: vec![(now, now.saturating_add(Duration::from_millis(5)))], ..Default::default() });
+    w.set_link(
+        a,
+        b,
+        LinkConfig { blackholes: vec![(now, now.saturating_add(Duration::from_millis(5)))], ..Default::default() },
+    );
     w.node(a).session(sa).unwrap().close(now, 9);
     w.run_for(Duration::from_secs(2));
     assert!(matches!(closed_at(&w, b, sb), Some((_, CloseReason::Remote(9)))), "{:?}", w.nodes[b].events);
@@ -109,7 +113,11 @@ fn backwards_time_is_clamped() {
     let node = w.node(a);
     let _ = node.handle_input(Input::Timeout { now: later });
     let _ = node.handle_input(Input::Timeout { now: Instant::ZERO });
-    let _ = node.handle_input(Input::Datagram { now: Instant::ZERO, from: "192.0.2.9:1".parse::<std::net::SocketAddr>().unwrap().into(), data: &mut [0x40; 40] });
+    let _ = node.handle_input(Input::Datagram {
+        now: Instant::ZERO,
+        from: "192.0.2.9:1".parse::<std::net::SocketAddr>().unwrap().into(),
+        data: &mut [0x40; 40],
+    });
     assert_eq!(node.stats().time_went_backwards, 2);
     assert!(node.next_deadline().is_some_and(|d| d >= later));
     let mut buf = vec![0u8; 1500];

@@ -83,7 +83,12 @@ fn key_updates_under_traffic_lose_nothing() {
 #[test]
 fn reordering_across_key_updates_is_exactly_once() {
     let mut w = World::new(World::seed_from_env(31));
-    w.set_default_link(LinkConfig { jitter: Duration::from_millis(30), reorder: 0.2, duplicate: 0.1, ..Default::default() });
+    w.set_default_link(LinkConfig {
+        jitter: Duration::from_millis(30),
+        reorder: 0.2,
+        duplicate: 0.1,
+        ..Default::default()
+    });
     let (a, b, sa, sb) = pair(&mut w, Config::default().key_update_packets(32));
     let (mut at_a, mut at_b) = exchange(&mut w, a, b, sa, sb, 200);
     at_a.sort_unstable();
@@ -146,7 +151,9 @@ fn integrity_limit_closes_session() {
         assert_eq!(w.inject(b, pkt.from, &forged), InputOutcome::Dropped(DropReason::AuthFailed));
     }
     w.flush();
-    assert!(w.nodes[b].events.contains(&Event::Closed { session: sb, reason: CloseReason::LocalTransport(TransportCode::AeadLimit) }));
+    assert!(w.nodes[b]
+        .events
+        .contains(&Event::Closed { session: sb, reason: CloseReason::LocalTransport(TransportCode::AeadLimit) }));
 }
 
 /// No input can panic the core: mutated captures of every packet type into nodes in

@@ -89,7 +89,13 @@ pub trait PacketKey: Send + Sync {
     ///
     /// # Errors
     /// [`CryptoError`] when authentication fails. `payload` content is unspecified then.
-    fn open_in_place(&self, nonce: &[u8; 12], aad: &[u8], payload: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError>;
+    fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError>;
 }
 
 /// A source of packet-protection keys.
@@ -101,3 +107,26 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
 }
 #[cfg(test)]
 mod vectors;
+
+#[cfg(all(test, feature = "ring"))]
+mod ring_interop {
+    use super::*;
+
+    /// Both providers produce the same ciphertext and open each other's packets.
+    #[test]
+    fn ring_and_rustcrypto_interoperate() {
+        for alg in [AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm] {
+            let key = [7u8; 32];
+            let nonce = [3u8; 12];
+            let (r, c) = (Ring.packet_key(alg, &key), RustCrypto.packet_key(alg, &key));
+            let mut a = *b"sixteen byte msg";
+            let mut b = a;
+            let ta = r.seal_in_place(&nonce, b"hdr", &mut a).unwrap();
+            let tb = c.seal_in_place(&nonce, b"hdr", &mut b).unwrap();
+            assert_eq!((a, ta), (b, tb), "{alg:?}");
+            c.open_in_place(&nonce, b"hdr", &mut a, &ta).unwrap();
+            assert_eq!(&a, b"sixteen byte msg");
+            assert!(r.open_in_place(&nonce, b"hdX", &mut b, &tb).is_err());
+        }
+    }
+}

@@ -39,7 +39,13 @@ impl PacketKey for RingKey {
         Ok(out)
     }
 
-    fn open_in_place(&self, nonce: &[u8; 12], aad: &[u8], payload: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError> {
+    fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
         let key = self.0.as_ref().ok_or(CryptoError)?;
         let tag = Tag::try_from(&tag[..]).map_err(|_| CryptoError)?;
         key.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, payload, 0..)

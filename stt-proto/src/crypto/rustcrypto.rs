@@ -39,7 +39,13 @@ where
         Ok(out)
     }
 
-    fn open_in_place(&self, nonce: &[u8; 12], aad: &[u8], payload: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError> {
+    fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
         self.0.decrypt_in_place_detached(nonce.into(), aad, payload, tag.into()).map_err(|_| CryptoError)
     }
 }

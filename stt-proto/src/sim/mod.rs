@@ -26,10 +26,13 @@ use core::time::Duration;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-pub use link::{BurstLoss, Bottleneck, LinkConfig};
 use link::Link;
+pub use link::{Bottleneck, BurstLoss, LinkConfig};
 
-use crate::{Config, Event, Identity, Input, InputOutcome, Instant, Node, NodeId, NodeSeed, Output, PathAddr, SessionId, SessionState, SharedSeed, UnixTime};
+use crate::{
+    Config, Event, Identity, Input, InputOutcome, Instant, Node, NodeId, NodeSeed, Output, PathAddr, SessionId,
+    SessionState, SharedSeed, UnixTime,
+};
 
 /// Wall time at the simulator's epoch.
 pub const SIM_UNIX_EPOCH: UnixTime = UnixTime::from_millis(1_700_000_000_000);
@@ -204,12 +207,31 @@ impl World {
         let entropy = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
         let unix_offset = unix.map(|u| u.as_millis() as i64 - SIM_UNIX_EPOCH.as_millis() as i64);
         let node = self.build_node(idx, config.clone(), identity.clone(), entropy, unix_offset);
-        self.nodes.push(SimNode { node, addr, events: Vec::new(), timed_events: Vec::new(), drops: Vec::new(), bytes_sent: 0, identity, config, unix_offset });
+        self.nodes.push(SimNode {
+            node,
+            addr,
+            events: Vec::new(),
+            timed_events: Vec::new(),
+            drops: Vec::new(),
+            bytes_sent: 0,
+            identity,
+            config,
+            unix_offset,
+        });
         idx
     }
 
-    fn build_node(&self, idx: usize, config: Config, identity: Identity, entropy: ChaCha20Rng, unix_offset: Option<i64>) -> Node<ChaCha20Rng> {
-        let unix = unix_offset.map(|o| UnixTime::from_millis((SIM_UNIX_EPOCH.as_millis() as i64 + o) as u64 + self.now.as_micros() / 1000));
+    fn build_node(
+        &self,
+        idx: usize,
+        config: Config,
+        identity: Identity,
+        entropy: ChaCha20Rng,
+        unix_offset: Option<i64>,
+    ) -> Node<ChaCha20Rng> {
+        let unix = unix_offset.map(|o| {
+            UnixTime::from_millis((SIM_UNIX_EPOCH.as_millis() as i64 + o) as u64 + self.now.as_micros() / 1000)
+        });
         match Node::new(config, identity, entropy, self.now, unix) {
             Ok(n) => n,
             Err(e) => panic!("invalid config for sim node {idx}: {e}"),
@@ -329,7 +351,12 @@ impl World {
         let default = self.default_link.clone();
         let link = self.links.entry((from_node, to_node)).or_insert_with(|| Link::new(default));
         let fate = link.offer(self.now, data.len(), &mut self.rng);
-        self.log(format!("node {from_node} -> node {to_node}: {} bytes type {:#04x} {}", data.len(), data.first().copied().unwrap_or(0), if fate.deliveries.is_empty() { "LOST" } else { "" }));
+        self.log(format!(
+            "node {from_node} -> node {to_node}: {} bytes type {:#04x} {}",
+            data.len(),
+            data.first().copied().unwrap_or(0),
+            if fate.deliveries.is_empty() { "LOST" } else { "" }
+        ));
         for at in fate.deliveries {
             let mut d = data.clone();
             if let Some(bit) = fate.flip_bit {
@@ -363,7 +390,8 @@ impl World {
             let Some(i) = self.nodes.iter().position(|n| n.addr == f.to) else { continue };
             let mut data = f.data;
             let now = self.now;
-            let out = self.nodes[i].node.handle_input(Input::Datagram { now, from: PathAddr::Udp(f.from), data: &mut data });
+            let out =
+                self.nodes[i].node.handle_input(Input::Datagram { now, from: PathAddr::Udp(f.from), data: &mut data });
             if out != InputOutcome::Consumed {
                 self.log(format!("node {i} dropped datagram from {}: {out:?}", f.from));
                 self.nodes[i].drops.push(out);
@@ -384,7 +412,11 @@ impl World {
     /// # Errors
     /// [`SimError`] (with the seed and the last steps) if the world went idle or
     /// the step budget ran out first.
-    pub fn drive_until(&mut self, mut pred: impl FnMut(&mut World) -> bool, max_steps: usize) -> Result<usize, SimError> {
+    pub fn drive_until(
+        &mut self,
+        mut pred: impl FnMut(&mut World) -> bool,
+        max_steps: usize,
+    ) -> Result<usize, SimError> {
         for n in 0..max_steps {
             if pred(self) {
                 return Ok(n);

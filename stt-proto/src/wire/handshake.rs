@@ -133,7 +133,10 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let h = HelloPayload { timestamp_ms: 1_700_000_000_000, offer: [Some(AeadAlg::Aes256Gcm), Some(AeadAlg::ChaCha20Poly1305)] };
+        let h = HelloPayload {
+            timestamp_ms: 1_700_000_000_000,
+            offer: [Some(AeadAlg::Aes256Gcm), Some(AeadAlg::ChaCha20Poly1305)],
+        };
         let mut buf = [0u8; 64];
         let mut w = Writer::new(&mut buf);
         h.encode(&mut w).unwrap();
@@ -142,7 +145,12 @@ mod tests {
         assert_eq!(HelloPayload::decode(&buf), None, "non-zero padding refused");
 
         for observed in [None, Some("192.0.2.1:9".parse().unwrap()), Some("[2001:db8::1]:443".parse().unwrap())] {
-            let c = ChallengePayload { responder_sid: WireSessionId([3; 8]), choice: 2, observed, params: TransportParams::default() };
+            let c = ChallengePayload {
+                responder_sid: WireSessionId([3; 8]),
+                choice: 2,
+                observed,
+                params: TransportParams::default(),
+            };
             let mut buf = [0u8; 128];
             let mut w = Writer::new(&mut buf);
             c.encode(&mut w).unwrap();

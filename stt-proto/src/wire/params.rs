@@ -99,7 +99,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejections() {
-        let mut p = TransportParams { idle_timeout_ms: 12_345, max_udp_payload: 1452, max_datagram_frame: 1100, max_app_frame: 65_536, ..Default::default() };
+        let mut p = TransportParams {
+            idle_timeout_ms: 12_345,
+            max_udp_payload: 1452,
+            max_datagram_frame: 1100,
+            max_app_frame: 65_536,
+            ..Default::default()
+        };
         p.app_frame_types[0] = 0b101;
         p.app_frame_types[15] = 0x80;
         let mut buf = [0u8; 128];
