@@ -32,6 +32,7 @@ pub struct Config {
     pub(crate) ephemeral_cache: usize,
     pub(crate) key_update_packets: u64,
     pub(crate) key_update_interval: Duration,
+    pub(crate) rehandshake_interval: Option<Duration>,
     pub(crate) integrity_limit: Option<u64>,
     pub(crate) max_events: usize,
     pub(crate) datagram_queue: usize,
@@ -52,7 +53,7 @@ impl Default for Config {
             max_half_open: 256,
             accept_incoming: true,
             allow_list: None,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(15),
             handshake_retransmit: Duration::from_millis(300),
             idle_timeout: Duration::from_secs(30),
             keepalive_active: Some(Duration::from_secs(2)),
@@ -65,6 +66,7 @@ impl Default for Config {
             ephemeral_cache: 8192,
             key_update_packets: 1 << 22,
             key_update_interval: Duration::from_secs(3600),
+            rehandshake_interval: Some(Duration::from_secs(600)),
             integrity_limit: None,
             max_events: 1024,
             datagram_queue: 256,
@@ -154,7 +156,7 @@ impl Config {
         handshake_timeout: Duration
     );
     setter!(
-        /// First retransmission delay of HELLO / AUTH_PROOF; doubles per attempt.
+        /// First retransmission delay of HELLO / AUTH_PROOF; later ones wait twice as long.
         handshake_retransmit: Duration
     );
     setter!(
@@ -200,6 +202,10 @@ impl Config {
     setter!(
         /// Age of a key phase after which a key update is started.
         key_update_interval: Duration
+    );
+    setter!(
+        /// Interval of the in-session re-handshake (fresh DH, post-compromise security); `None` disables.
+        rehandshake_interval: Option<Duration>
     );
     setter!(
         /// Capacity of the node's event queue; input is refused while it is full.
@@ -254,6 +260,9 @@ impl Config {
         }
         if self.key_update_packets == 0 || self.key_update_interval.is_zero() {
             return err("key_update_packets", "key update triggers must be non-zero");
+        }
+        if self.rehandshake_interval.is_some_and(|i| i.is_zero()) {
+            return err("rehandshake_interval", "must be non-zero (or None)");
         }
         if self.max_events < 16 {
             return err("max_events", "must be at least 16");

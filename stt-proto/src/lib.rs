@@ -79,6 +79,7 @@ mod handshake;
 mod identity;
 mod node;
 mod record;
+mod rehandshake;
 mod replay;
 mod rtt;
 mod session;

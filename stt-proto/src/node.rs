@@ -153,7 +153,13 @@ impl<E: Entropy> Node<E> {
             return None;
         }
         let session = slot.session.as_mut()?;
-        Some(SessionRef { session, config: &self.config, events: &mut self.events, now: self.now })
+        Some(SessionRef {
+            session,
+            config: &self.config,
+            events: &mut self.events,
+            entropy: &mut self.entropy,
+            now: self.now,
+        })
     }
 
     /// Earliest time the node needs [`Input::Timeout`]; "now" when output is pending.
@@ -207,7 +213,7 @@ impl<E: Entropy> Node<E> {
         self.shut_down = true;
         for i in 0..self.slots.len() {
             if let Some(s) = self.slots[i].session.as_mut() {
-                let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                 s.close(self.now, &mut ctx, CloseKind::Transport, u64::MAX);
             }
             self.after_session(i);
@@ -224,7 +230,8 @@ impl<E: Entropy> Node<E> {
                 self.advance(now);
                 for i in 0..self.slots.len() {
                     if let Some(s) = self.slots[i].session.as_mut() {
-                        let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                        let mut ctx =
+                            Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                         s.handle_timeout(self.now, &mut ctx);
                     }
                     self.after_session(i);
@@ -299,7 +306,7 @@ impl<E: Entropy> Node<E> {
                 let Some((head, body)) = data.split_at_mut_checked(RECORD_HEADER_LEN) else {
                     return Dropped(DropReason::Malformed);
                 };
-                let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                 let r = session.handle_protected(self.now, &mut ctx, from, key_phase, truncated_pn, head, body);
                 self.after_session(idx as usize);
                 r
@@ -501,12 +508,12 @@ impl<E: Entropy> Node<E> {
             Ok(p) => p,
             Err(ReadError::Auth) => return Err(DropReason::AuthFailed),
             Err(ReadError::Malformed) => {
-                let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+                let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                 session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
                 return Ok(());
             }
         };
-        let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+        let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
         if payload.responder_sid != sender {
             session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
             return Ok(());
@@ -584,7 +591,7 @@ impl<E: Entropy> Node<E> {
         if !allowed {
             // Refused after AUTH_PROOF with a distinct code (spec [HS-20]); no event.
             session.just_established = false;
-            let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             session.close(now, &mut ctx, CloseKind::Transport, TransportCode::NotAllowed.to_u64());
         }
         Ok(())
@@ -712,7 +719,7 @@ impl<E: Entropy> Node<E> {
             let Some(theirs) = other.initiator_id(self.node_id) else { continue };
             let overlapping = other.established_at.is_none_or(|t| t >= started);
             let keep_other = overlapping && theirs < mine;
-            let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             if keep_other {
                 if let Some(me) = self.slots[idx].session.as_mut() {
                     me.close(now, &mut ctx, CloseKind::Transport, TransportCode::Superseded.to_u64());
@@ -748,7 +755,7 @@ impl<E: Entropy> Node<E> {
         for k in 0..n {
             let idx = (self.round_robin + k) % n;
             let Some(s) = self.slots[idx].session.as_mut() else { continue };
-            let mut ctx = Ctx { config: &self.config, events: &mut self.events };
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             let sent = s.poll_transmit(self.now, &mut ctx, buf);
             self.after_session(idx);
             if let Some((dst, len)) = sent {
@@ -775,6 +782,7 @@ pub struct SessionRef<'a> {
     session: &'a mut Session,
     config: &'a Config,
     events: &'a mut VecDeque<Event>,
+    entropy: &'a mut dyn Entropy,
     now: Instant,
 }
 
@@ -819,6 +827,7 @@ impl SessionRef<'_> {
         let mut s = self.session.stats.clone();
         s.rtt = self.session.rtt().smoothed();
         s.key_updates = self.session.record.as_ref().map_or(0, Record::key_updates);
+        s.rehandshakes = self.session.rehandshakes();
         s
     }
 
@@ -848,7 +857,7 @@ impl SessionRef<'_> {
 
     /// Closes the session with an application code. Emits `Closed` once.
     pub fn close(&mut self, now: Instant, code: u64) {
-        let mut ctx = Ctx { config: self.config, events: self.events };
+        let mut ctx = Ctx { config: self.config, events: self.events, entropy: self.entropy };
         self.session.close(
             now.max(self.now),
             &mut ctx,

@@ -32,6 +32,8 @@ pub(crate) enum SealError {
 pub(crate) struct KeyUpdatePolicy {
     pub(crate) packets: u64,
     pub(crate) interval: Duration,
+    /// No update may start (a re-handshake is switching keys).
+    pub(crate) paused: bool,
 }
 
 /// Keys and counters of an established (or confirming) session.
@@ -49,6 +51,8 @@ pub(crate) struct Record {
     recv_next: DirectionKeys,
     recv_prev: Option<(DirectionKeys, Instant)>,
     recv_phase_start_pn: u64,
+    /// Send secret installed by a re-handshake, used when following the peer's next update.
+    pending_send: Option<DirectionKeys>,
     replay: ReplayWindow,
     failed_opens: u64,
     integrity_limit: u64,
@@ -82,6 +86,7 @@ impl Record {
             recv_next,
             recv_prev: None,
             recv_phase_start_pn: 0,
+            pending_send: None,
             replay: ReplayWindow::default(),
             failed_opens: 0,
             integrity_limit: integrity_limit.unwrap_or(alg.integrity_limit()),
@@ -156,8 +161,42 @@ impl Record {
         Ok(total)
     }
 
+    /// Whether a key update this side started is still waiting for the peer.
+    pub(crate) fn update_unconfirmed(&self) -> bool {
+        self.update_unconfirmed
+    }
+
+    /// Re-handshake, responding side (spec [RL-10]): the peer's next key phase uses
+    /// these fresh secrets instead of the `ku` derivation, and so does our reply.
+    pub(crate) fn install_rekey(&mut self, send_secret: [u8; 32], recv_secret: [u8; 32]) {
+        self.recv_next = DirectionKeys::new(self.provider, self.alg, recv_secret);
+        self.pending_send = Some(DirectionKeys::new(self.provider, self.alg, send_secret));
+    }
+
+    /// Whether secrets installed by [`install_rekey`](Self::install_rekey) still wait for the peer's switch.
+    pub(crate) fn rekey_pending(&self) -> bool {
+        self.pending_send.is_some()
+    }
+
+    /// Undoes [`install_rekey`](Self::install_rekey) when the peer never switched.
+    pub(crate) fn abandon_rekey(&mut self) {
+        if self.pending_send.take().is_some() {
+            self.recv_next = self.recv.next(self.provider, self.alg);
+        }
+    }
+
+    /// Re-handshake, starting side: switch to the fresh secrets now, as a key update.
+    pub(crate) fn switch_to_rekey(&mut self, now: Instant, send_secret: [u8; 32], recv_secret: [u8; 32]) {
+        self.send = DirectionKeys::new(self.provider, self.alg, send_secret);
+        self.recv_next = DirectionKeys::new(self.provider, self.alg, recv_secret);
+        self.send_phase = !self.send_phase;
+        self.sealed_in_phase = 0;
+        self.send_phase_started = now;
+        self.update_unconfirmed = true;
+    }
+
     fn maybe_start_update(&mut self, now: Instant, policy: KeyUpdatePolicy) {
-        if self.update_unconfirmed {
+        if self.update_unconfirmed || policy.paused {
             return;
         }
         let due = self.sealed_in_phase >= policy.packets.min(self.alg.confidentiality_limit() / 2)
@@ -231,9 +270,13 @@ impl Record {
         self.recv_phase = phase;
         self.recv_phase_start_pn = pn;
         self.key_updates += 1;
+        let rekeyed = self.pending_send.take();
         if self.send_phase != phase {
-            // The peer started the update: follow it.
-            self.send = self.send.next(self.provider, self.alg);
+            // The peer started the update: follow it (with the re-handshake's secret if one is pending).
+            self.send = match rekeyed {
+                Some(k) => k,
+                None => self.send.next(self.provider, self.alg),
+            };
             self.send_phase = phase;
             self.sealed_in_phase = 0;
             self.send_phase_started = now;
@@ -247,7 +290,7 @@ mod tests {
     use super::*;
     use crate::crypto::RustCrypto;
 
-    const POLICY: KeyUpdatePolicy = KeyUpdatePolicy { packets: 5, interval: Duration::from_secs(3600) };
+    const POLICY: KeyUpdatePolicy = KeyUpdatePolicy { packets: 5, interval: Duration::from_secs(3600), paused: false };
     const SID: WireSessionId = WireSessionId([4; 8]);
 
     fn pair(alg: AeadAlg) -> (Record, Record) {

@@ -13,10 +13,12 @@ use crate::addr::PathAddr;
 use crate::config::Config;
 use crate::crypto::noise::DhCounter;
 use crate::crypto::AeadAlg;
+use crate::entropy::Entropy;
 use crate::error::{CloseReason, DatagramError, DropReason, HandshakeFailure, TransportCode};
 use crate::event::{Event, SessionId};
 use crate::identity::NodeId;
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
+use crate::rehandshake::{Rekey, RekeyTimers};
 use crate::rtt::RttEstimator;
 use crate::stats::{NodeStats, SessionStats};
 use crate::time::Instant;
@@ -102,6 +104,12 @@ const CLOSE_RESENDS: u8 = 3;
 pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a Config,
     pub(crate) events: &'a mut VecDeque<Event>,
+    pub(crate) entropy: &'a mut dyn Entropy,
+}
+
+/// Re-handshake messages travel inside the session, so they retransmit on the PTO.
+fn rekey_timers(config: &Config, rtt: &RttEstimator) -> RekeyTimers {
+    RekeyTimers { interval: config.rehandshake_interval, retransmit: rtt.pto(), timeout: config.handshake_timeout }
 }
 
 /// One session.
@@ -115,6 +123,7 @@ pub(crate) struct Session {
     pub(crate) expected_peer: Option<NodeId>,
     pub(crate) phase: Phase,
     pub(crate) record: Option<Record>,
+    rekey: Option<Rekey>,
     pub(crate) peer_params: Option<TransportParams>,
     pub(crate) observed: Option<SocketAddr>,
     pub(crate) handshake_hash: [u8; 32],
@@ -162,6 +171,7 @@ impl Session {
             expected_peer: None,
             phase,
             record: None,
+            rekey: None,
             peer_params: None,
             observed: None,
             handshake_hash: [0; 32],
@@ -211,6 +221,11 @@ impl Session {
         matches!(self.phase, Phase::Established)
     }
 
+    /// Re-handshakes completed.
+    pub(crate) fn rehandshakes(&self) -> u64 {
+        self.rekey.as_ref().map_or(0, |r| r.completed)
+    }
+
     pub(crate) fn rtt(&self) -> &RttEstimator {
         &self.rtt
     }
@@ -229,23 +244,29 @@ impl Session {
             return Some(now);
         }
         let key_discard = self.record.as_ref().and_then(Record::discard_deadline);
-        self.timers.iter().flatten().copied().chain(key_discard).min()
+        let rekey = if self.is_established() { self.rekey.as_ref().and_then(Rekey::deadline) } else { None };
+        self.timers.iter().flatten().copied().chain(key_discard).chain(rekey).min()
     }
 
     fn has_pending_output(&self) -> bool {
         match self.phase {
             Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
             Phase::Established => {
-                self.send_final > 0 || self.send_keepalive || !self.dgram_send.is_empty() || self.close_frame.is_some()
+                self.send_final > 0
+                    || self.send_keepalive
+                    || self.rekey.as_ref().is_some_and(|r| r.send)
+                    || !self.dgram_send.is_empty()
+                    || self.close_frame.is_some()
             }
             Phase::Closing { .. } => self.close_frame.is_some(),
             Phase::Draining | Phase::Done => false,
         }
     }
 
-    /// The retransmission delay after `attempts` sends: doubling, capped at 4× the first.
+    /// The retransmission delay: the configured delay, then twice it for every later attempt
+    /// (a short cap keeps handshakes alive under heavy loss, spec [HS-14]).
     fn retransmit_delay(&self, config: &Config) -> Duration {
-        config.handshake_retransmit * (1u32 << self.retransmit_backoff.min(2))
+        config.handshake_retransmit * (1u32 << self.retransmit_backoff.min(1))
     }
 
     // ----- handshake transitions (called by the node) -----
@@ -286,6 +307,8 @@ impl Session {
         self.idle_timeout = if peer_idle == 0 { local } else { local.min(Duration::from_millis(peer_idle)) };
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
         self.arm_keepalive(now, config);
+        self.rekey =
+            Some(Rekey::new(&self.handshake_hash, self.role == Role::Initiator, now, rekey_timers(config, &self.rtt)));
     }
 
     fn arm_keepalive(&mut self, now: Instant, config: &Config) {
@@ -382,6 +405,13 @@ impl Session {
             self.set_timer(Timer::Keepalive, None);
             if self.is_established() {
                 self.send_keepalive = true;
+            }
+        }
+        if self.is_established() {
+            if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_mut()) {
+                if rekey.deadline().is_some_and(|d| d <= now) {
+                    rekey.handle_timeout(now, record, ctx.entropy, &self.dh, rekey_timers(ctx.config, &self.rtt));
+                }
             }
         }
         if due(Timer::Close, self) {
@@ -501,8 +531,17 @@ impl Session {
         }
 
         // Pass 2: apply.
+        let initiator = self.role == Role::Initiator;
         let mut r = Reader::new(plain);
         while let Some(frame) = Frame::decode(&mut r) {
+            if let Frame::Rehandshake { seq, message, noise } = frame {
+                if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_mut()) {
+                    let timers = rekey_timers(ctx.config, &self.rtt);
+                    // A prompt packet in the new phase lets the peer follow (and confirms the update).
+                    self.send_keepalive |=
+                        rekey.handle_frame(now, initiator, seq, message, noise, record, ctx.entropy, &self.dh, timers);
+                }
+            }
             if let Frame::Datagram(d) = frame {
                 self.last_app_activity = Some(now);
                 if self.dgram_recv.len() >= ctx.config.datagram_queue {
@@ -515,6 +554,9 @@ impl Session {
                 }
                 self.dgram_recv.push_back(d.to_vec());
             }
+        }
+        if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_ref()) {
+            self.send_keepalive |= rekey.check_switched(record);
         }
         Ok(())
     }
@@ -604,6 +646,13 @@ impl Session {
                 self.send_final -= 1;
                 eliciting = true;
             }
+            if let Some(rekey) = self.rekey.as_mut().filter(|r| r.send) {
+                if let Some((seq, message, noise)) = rekey.outgoing() {
+                    Frame::Rehandshake { seq, message, noise }.encode(&mut w)?;
+                    eliciting = true;
+                }
+                rekey.sent(now, rekey_timers(ctx.config, &self.rtt));
+            }
             while let Some(d) = self.dgram_send.front() {
                 let f = Frame::Datagram(d);
                 if f.encoded_len() > w.remaining() {
@@ -622,8 +671,11 @@ impl Session {
             return None;
         }
         let payload_len = w.len();
-        let policy =
-            KeyUpdatePolicy { packets: ctx.config.key_update_packets, interval: ctx.config.key_update_interval };
+        let policy = KeyUpdatePolicy {
+            packets: ctx.config.key_update_packets,
+            interval: ctx.config.key_update_interval,
+            paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
+        };
         let record = self.record.as_mut()?;
         match record.seal(now, policy, self.remote_sid, buf, payload_len) {
             Ok(n) => {

@@ -64,6 +64,8 @@ pub struct SessionStats {
     pub replays: u64,
     /// Key updates completed (either side started).
     pub key_updates: u64,
+    /// In-session re-handshakes completed.
+    pub rehandshakes: u64,
     /// Datagrams dropped because a queue was full.
     pub datagrams_dropped: u64,
     /// Smoothed round-trip time (from the handshake until loss recovery refines it).

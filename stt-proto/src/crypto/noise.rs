@@ -75,6 +75,26 @@ pub(crate) fn build(
     }
 }
 
+/// Noise protocol of the in-session re-handshake (spec [RL-10]).
+pub(crate) const REKEY_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_SHA256";
+
+/// Builds a re-handshake state: no static keys, the session-bound `psk`.
+pub(crate) fn build_rekey(
+    role: NoiseRole,
+    psk: &[u8; 32],
+    ephemeral: [u8; 32],
+    prologue: &[u8],
+    counter: &DhCounter,
+) -> Option<HandshakeState> {
+    let params: NoiseParams = REKEY_PARAMS.parse().ok()?;
+    let resolver = Resolver { statics: ([0; 32], [0; 32]), ephemeral: Some(ephemeral), counter: counter.clone() };
+    let builder = snow::Builder::with_resolver(params, Box::new(resolver)).psk(0, psk).ok()?.prologue(prologue).ok()?;
+    match role {
+        NoiseRole::Initiator => builder.build_initiator().ok(),
+        NoiseRole::Responder => builder.build_responder().ok(),
+    }
+}
+
 struct Resolver {
     statics: ([u8; 32], [u8; 32]),
     ephemeral: Option<[u8; 32]>,

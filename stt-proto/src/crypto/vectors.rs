@@ -44,7 +44,7 @@ fn record_keys_and_first_packets() {
     assert_eq!(next.to_vec(), hex("82facca79ec0e2f99bb4a89c727f4139a89f1c170fa22de3114b2687d7028af3"));
     let _ = DirectionKeys::new(&RustCrypto, AeadAlg::Aes256Gcm, secret);
 
-    let policy = KeyUpdatePolicy { packets: 1 << 40, interval: Duration::from_secs(1 << 30) };
+    let policy = KeyUpdatePolicy { packets: 1 << 40, interval: Duration::from_secs(1 << 30), paused: false };
     for (alg, expect) in [
         (AeadAlg::ChaCha20Poly1305, "40010203040506070800000005eec818d3fa61dda18d78e7c44f1ea8575b"),
         (AeadAlg::Aes256Gcm, "400102030405060708000000057c48672260c12b52fc71ddc09a28d34db3"),

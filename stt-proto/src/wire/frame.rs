@@ -10,6 +10,8 @@ pub(crate) const FRAME_FINAL: u8 = 0x12;
 pub(crate) const FRAME_KEEP_ALIVE: u8 = 0x13;
 /// DATAGRAM: one unreliable message.
 pub(crate) const FRAME_DATAGRAM: u8 = 0x14;
+/// REHANDSHAKE: one message of the in-session re-handshake.
+pub(crate) const FRAME_REHANDSHAKE: u8 = 0x15;
 /// SESSION_CLOSE: the sender is closing the session.
 pub(crate) const FRAME_SESSION_CLOSE: u8 = 0x30;
 
@@ -29,7 +31,16 @@ pub(crate) enum Frame<'a> {
     Final,
     KeepAlive,
     Datagram(&'a [u8]),
-    SessionClose { kind: CloseKind, code: u64 },
+    SessionClose {
+        kind: CloseKind,
+        code: u64,
+    },
+    /// `message` is 1 (from the session initiator) or 2 (the answer).
+    Rehandshake {
+        seq: u64,
+        message: u8,
+        noise: &'a [u8],
+    },
 }
 
 impl<'a> Frame<'a> {
@@ -46,6 +57,14 @@ impl<'a> Frame<'a> {
             FRAME_FINAL => Frame::Final,
             FRAME_KEEP_ALIVE => Frame::KeepAlive,
             FRAME_DATAGRAM => Frame::Datagram(r.var_bytes()?),
+            FRAME_REHANDSHAKE => {
+                let seq = r.varint()?;
+                let message = r.u8()?;
+                if !(1..=2).contains(&message) {
+                    return None;
+                }
+                Frame::Rehandshake { seq, message, noise: r.var_bytes()? }
+            }
             FRAME_SESSION_CLOSE => {
                 let kind = match r.u8()? {
                     0 => CloseKind::Transport,
@@ -76,6 +95,12 @@ impl<'a> Frame<'a> {
                 })?;
                 w.varint(code)
             }
+            Frame::Rehandshake { seq, message, noise } => {
+                w.u8(FRAME_REHANDSHAKE)?;
+                w.varint(seq)?;
+                w.u8(message)?;
+                w.var_bytes(noise)
+            }
         }
     }
 
@@ -85,6 +110,7 @@ impl<'a> Frame<'a> {
             Frame::Padding | Frame::Final | Frame::KeepAlive => 1,
             Frame::Datagram(d) => 1 + varint_len(d.len() as u64) + d.len(),
             Frame::SessionClose { code, .. } => 2 + varint_len(code),
+            Frame::Rehandshake { seq, noise, .. } => 2 + varint_len(seq) + varint_len(noise.len() as u64) + noise.len(),
         }
     }
 }
@@ -103,6 +129,7 @@ mod tests {
             Frame::Datagram(&[]),
             Frame::SessionClose { kind: CloseKind::Application, code: 42 },
             Frame::SessionClose { kind: CloseKind::Transport, code: 0x3fff_ffff },
+            Frame::Rehandshake { seq: 300, message: 2, noise: &[9; 48] },
         ];
         let mut buf = [0u8; 128];
         let mut w = Writer::new(&mut buf);
