@@ -866,3 +866,58 @@ impl SessionRef<'_> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{NodeSeed, SharedSeed};
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    /// A seed holder acting as a malicious responder answers a HELLO with `choice`.
+    fn forged_challenge(choice: AeadAlg, echo_sid: Option<WireSessionId>) -> (Event, Option<SessionState>) {
+        let shared = SharedSeed::from_bytes([1; 32]);
+        let id = Identity::new(NodeSeed::from_bytes([2; 32]), shared.clone());
+        let config = Config::default().aeads(&[AeadAlg::ChaCha20Poly1305]);
+        let wall = Some(UnixTime::from_millis(1_000_000));
+        let mut a = Node::new(config, id, ChaCha20Rng::seed_from_u64(1), Instant::ZERO, wall).unwrap();
+        let to = PathAddr::Udp("192.0.2.2:1".parse().unwrap());
+        let s = a.connect(Instant::ZERO, to, None).unwrap();
+        let mut buf = [0u8; 1500];
+        let Output::Transmit(t) = a.poll_output(&mut buf) else { panic!("HELLO expected") };
+        let hello = buf[..t.len].to_vec();
+        let responder = StaticKey::derive(&NodeSeed::from_bytes([3; 32]));
+        let c = DhCounter::default();
+        let (mut noise, offer) = handshake::read_hello(&responder, &shared.derive(), [4; 32], &hello, &c).unwrap();
+        assert_eq!(offer.offer, [Some(AeadAlg::ChaCha20Poly1305), None]);
+        let rsid = WireSessionId([9; 8]);
+        let isid = WireSessionId(hello[2..10].try_into().unwrap());
+        let payload = ChallengePayload {
+            responder_sid: echo_sid.unwrap_or(rsid),
+            choice: choice.id(),
+            observed: None,
+            params: TransportParams::default(),
+        };
+        let mut challenge = handshake::write_challenge(&mut noise, rsid, isid, &payload).unwrap();
+        let out = a.handle_input(Input::Datagram { now: Instant::ZERO, from: to, data: &mut challenge });
+        assert_eq!(out, InputOutcome::Consumed);
+        let Output::Event(e) = a.poll_output(&mut buf) else { panic!("event expected") };
+        let state = a.session(s).map(|s| s.state());
+        (e, state)
+    }
+
+    /// [RL-1]: a CHALLENGE choosing an AEAD that was not offered aborts the handshake.
+    #[test]
+    fn downgraded_choice_aborts() {
+        let (e, state) = forged_challenge(AeadAlg::Aes256Gcm, None);
+        assert!(matches!(e, Event::HandshakeFailed { reason: HandshakeFailure::AeadNotOffered, .. }), "{e:?}");
+        assert_eq!(state, None, "session removed");
+    }
+
+    /// [HS-10]: the responder sid inside CHALLENGE must match its header.
+    #[test]
+    fn mismatched_responder_sid_aborts() {
+        let (e, _) = forged_challenge(AeadAlg::ChaCha20Poly1305, Some(WireSessionId([8; 8])));
+        assert!(matches!(e, Event::HandshakeFailed { reason: HandshakeFailure::Malformed, .. }), "{e:?}");
+    }
+}

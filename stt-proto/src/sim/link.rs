@@ -162,3 +162,62 @@ impl Link {
         fate
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn run(config: LinkConfig, n: usize, len: usize, spacing: Duration) -> (Link, Vec<Fate>) {
+        let mut link = Link::new(config);
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let fates =
+            (0..n).map(|i| link.offer(Instant::ZERO.saturating_add(spacing * i as u32), len, &mut rng)).collect();
+        (link, fates)
+    }
+
+    #[test]
+    fn burst_loss_matches_rate_and_burst_length() {
+        let (_, fates) = run(
+            LinkConfig { burst: Some(BurstLoss::with_rate(0.02, 3.0)), ..Default::default() },
+            200_000,
+            100,
+            Duration::from_micros(10),
+        );
+        let lost: Vec<bool> = fates.iter().map(|f| f.deliveries.is_empty()).collect();
+        let rate = lost.iter().filter(|l| **l).count() as f64 / lost.len() as f64;
+        let bursts = lost.windows(2).filter(|w| !w[0] && w[1]).count();
+        let mean_burst = lost.iter().filter(|l| **l).count() as f64 / bursts as f64;
+        assert!((0.015..0.025).contains(&rate), "loss rate {rate}");
+        assert!((2.5..3.5).contains(&mean_burst), "mean burst {mean_burst}");
+    }
+
+    #[test]
+    fn bottleneck_paces_and_drops_tail() {
+        // 8 Mbit/s = 1 byte/µs: 1000-byte packets leave 1 ms apart; the queue holds 10.
+        let b = Bottleneck { rate_bps: 8_000_000, queue_bytes: 10_000 };
+        let (_, fates) = run(
+            LinkConfig { bottleneck: Some(b), delay: Duration::ZERO, ..Default::default() },
+            50,
+            1000,
+            Duration::ZERO,
+        );
+        let delivered: Vec<Instant> = fates.iter().filter_map(|f| f.deliveries.first().copied()).collect();
+        assert_eq!(delivered.len(), 10, "drop-tail beyond the queue");
+        for (i, t) in delivered.iter().enumerate() {
+            assert_eq!(t.as_micros(), 1000 * (i as u64 + 1));
+        }
+    }
+
+    #[test]
+    fn mtu_blackhole_duplicate_corrupt() {
+        let (link, fates) = run(LinkConfig { mtu: Some(1200), ..Default::default() }, 3, 1300, Duration::ZERO);
+        assert!(fates.iter().all(|f| f.deliveries.is_empty()));
+        assert_eq!(link.largest_offered, 1300);
+        let hole = alloc::vec![(Instant::ZERO, Instant::from_micros(50))];
+        let (_, fates) = run(LinkConfig { blackholes: hole, ..Default::default() }, 10, 10, Duration::from_micros(10));
+        assert_eq!(fates.iter().filter(|f| f.deliveries.is_empty()).count(), 5);
+        let (_, fates) = run(LinkConfig { duplicate: 1.0, corrupt: 1.0, ..Default::default() }, 10, 10, Duration::ZERO);
+        assert!(fates.iter().all(|f| f.deliveries.len() == 2 && f.flip_bit.is_some_and(|b| b < 80)));
+    }
+}
