@@ -78,6 +78,7 @@ mod event;
 mod handshake;
 mod identity;
 mod node;
+mod range_set;
 mod record;
 mod rehandshake;
 mod replay;
@@ -97,6 +98,7 @@ pub use error::{CloseReason, ConnectError, DatagramError, DropReason, HandshakeF
 pub use event::{Event, Input, InputOutcome, Output, SessionId, Transmit};
 pub use identity::{Identity, NodeId, NodeSeed, SeedParseError, SharedSeed, TooManySeeds};
 pub use node::{Node, SessionRef};
+pub use range_set::RangeSet;
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
 pub use session::SessionState;
 pub use stats::{NodeStats, SessionStats};

@@ -22,6 +22,11 @@ impl<'a> Reader<'a> {
         self.buf.len()
     }
 
+    /// The first `n` bytes of what remains, without consuming them.
+    pub(crate) fn clone_prefix(&self, n: usize) -> Option<&'a [u8]> {
+        self.buf.get(..n)
+    }
+
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         core::mem::take(&mut self.buf)
     }

@@ -1,9 +1,40 @@
 //! Frames inside protected packets (spec §7).
 
-use super::codec::{varint_len, Reader, Writer};
+use super::codec::{varint_len, Reader, Writer, VARINT_MAX};
 
 /// PADDING: a run of zero bytes up to the end of the packet.
 pub(crate) const FRAME_PADDING: u8 = 0x00;
+/// DATA: stream bytes.
+pub(crate) const FRAME_DATA: u8 = 0x10;
+/// ACK: received packet-number ranges.
+pub(crate) const FRAME_ACK: u8 = 0x11;
+/// MAX_DATA: session flow-control limit.
+pub(crate) const FRAME_MAX_DATA: u8 = 0x16;
+/// MAX_STREAM_DATA: stream flow-control limit.
+pub(crate) const FRAME_MAX_STREAM_DATA: u8 = 0x17;
+/// MAX_STREAMS: stream-count limit (bidi or uni).
+pub(crate) const FRAME_MAX_STREAMS: u8 = 0x18;
+/// DATA_BLOCKED: the sender is blocked by the session limit.
+pub(crate) const FRAME_DATA_BLOCKED: u8 = 0x19;
+/// STREAM_DATA_BLOCKED: the sender is blocked by a stream limit.
+pub(crate) const FRAME_STREAM_DATA_BLOCKED: u8 = 0x1a;
+/// STREAMS_BLOCKED: the sender wants more streams.
+pub(crate) const FRAME_STREAMS_BLOCKED: u8 = 0x1b;
+/// STREAM_CLOSE: reset a stream's sending side with a code.
+pub(crate) const FRAME_STREAM_CLOSE: u8 = 0x21;
+/// STREAM_FIN: stream bytes that end the stream.
+pub(crate) const FRAME_STREAM_FIN: u8 = 0x22;
+/// STOP_SENDING: ask the peer to stop sending on a stream.
+pub(crate) const FRAME_STOP_SENDING: u8 = 0x23;
+/// APP_DATA: bytes of the application-frame stream.
+pub(crate) const FRAME_APP_DATA: u8 = 0x24;
+/// PATH_CHALLENGE: path validation probe.
+pub(crate) const FRAME_PATH_CHALLENGE: u8 = 0x31;
+/// PATH_RESPONSE: path validation answer.
+pub(crate) const FRAME_PATH_RESPONSE: u8 = 0x32;
+
+/// Largest number of additional ACK ranges accepted or sent.
+pub(crate) const MAX_ACK_RANGES: u64 = 64;
 /// FINAL: the responder's handshake confirmation (first protected packet).
 pub(crate) const FRAME_FINAL: u8 = 0x12;
 /// KEEP_ALIVE: elicits nothing, refreshes idle timers and NAT bindings.
@@ -41,12 +72,120 @@ pub(crate) enum Frame<'a> {
         message: u8,
         noise: &'a [u8],
     },
+    Ack(AckFrame<'a>),
+    Stream {
+        id: u64,
+        offset: u64,
+        data: &'a [u8],
+        fin: bool,
+    },
+    StreamClose {
+        id: u64,
+        code: u64,
+        final_size: u64,
+    },
+    StopSending {
+        id: u64,
+        code: u64,
+    },
+    MaxData(u64),
+    MaxStreamData {
+        id: u64,
+        max: u64,
+    },
+    MaxStreams {
+        uni: bool,
+        count: u64,
+    },
+    DataBlocked(u64),
+    StreamDataBlocked {
+        id: u64,
+        limit: u64,
+    },
+    StreamsBlocked {
+        uni: bool,
+        limit: u64,
+    },
+    AppData {
+        offset: u64,
+        data: &'a [u8],
+    },
+    PathChallenge([u8; 8]),
+    PathResponse([u8; 8]),
+}
+
+/// A decoded ACK frame; its ranges were validated when decoded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct AckFrame<'a> {
+    pub(crate) largest: u64,
+    /// Acknowledgement delay in microseconds.
+    pub(crate) delay_us: u64,
+    first_range: u64,
+    count: u64,
+    rest: &'a [u8],
+}
+
+impl<'a> AckFrame<'a> {
+    fn decode(r: &mut Reader<'a>) -> Option<Self> {
+        let largest = r.varint()?;
+        let delay_us = r.varint()?.checked_mul(8)?;
+        let count = r.varint()?;
+        if count > MAX_ACK_RANGES {
+            return None;
+        }
+        let first_range = r.varint()?;
+        let mut smallest = largest.checked_sub(first_range)?;
+        let before = *r;
+        for _ in 0..count {
+            let gap = r.varint()?;
+            let len = r.varint()?;
+            let next_largest = smallest.checked_sub(gap)?.checked_sub(2)?;
+            smallest = next_largest.checked_sub(len)?;
+        }
+        let used = before.remaining() - r.remaining();
+        let rest = before.clone_prefix(used)?;
+        Some(Self { largest, delay_us, first_range, count, rest })
+    }
+
+    /// The acknowledged ranges, highest first.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = core::ops::Range<u64>> + 'a {
+        let first = (self.largest - self.first_range)..self.largest + 1;
+        let mut r = Reader::new(self.rest);
+        let mut smallest = first.start;
+        core::iter::once(first).chain((0..self.count).map_while(move |_| {
+            let gap = r.varint()?;
+            let len = r.varint()?;
+            let largest = smallest.checked_sub(gap)?.checked_sub(2)?;
+            smallest = largest.checked_sub(len)?;
+            Some(smallest..largest + 1)
+        }))
+    }
+
+    /// Encodes an ACK for `ranges` (at most [`MAX_ACK_RANGES`] + 1, the highest kept).
+    pub(crate) fn encode(ranges: &crate::range_set::RangeSet, delay_us: u64, w: &mut Writer<'_>) -> Option<()> {
+        let mut it = ranges.iter().rev().take(MAX_ACK_RANGES as usize + 1);
+        let first = it.next()?;
+        let count = ranges.len().min(MAX_ACK_RANGES as usize + 1) - 1;
+        w.u8(FRAME_ACK)?;
+        w.varint(first.end - 1)?;
+        w.varint(delay_us / 8)?;
+        w.varint(count as u64)?;
+        w.varint(first.end - 1 - first.start)?;
+        let mut smallest = first.start;
+        for r in it {
+            w.varint(smallest - r.end - 1)?;
+            w.varint(r.end - 1 - r.start)?;
+            smallest = r.start;
+        }
+        Some(())
+    }
 }
 
 impl<'a> Frame<'a> {
     /// Decodes the next frame; `None` if malformed or of an unknown type.
     pub(crate) fn decode(r: &mut Reader<'a>) -> Option<Self> {
-        Some(match r.u8()? {
+        let ty = r.u8()?;
+        Some(match ty {
             FRAME_PADDING => {
                 // Padding runs to the end of the packet; it must be all zeros.
                 if r.rest().iter().any(|b| *b != 0) {
@@ -65,6 +204,30 @@ impl<'a> Frame<'a> {
                 }
                 Frame::Rehandshake { seq, message, noise: r.var_bytes()? }
             }
+            FRAME_ACK => Frame::Ack(AckFrame::decode(r)?),
+            FRAME_DATA | FRAME_STREAM_FIN => {
+                let id = r.varint()?;
+                let offset = r.varint()?;
+                let data = r.var_bytes()?;
+                offset.checked_add(data.len() as u64).filter(|end| *end <= VARINT_MAX)?;
+                Frame::Stream { id, offset, data, fin: ty == FRAME_STREAM_FIN }
+            }
+            FRAME_STREAM_CLOSE => Frame::StreamClose { id: r.varint()?, code: r.varint()?, final_size: r.varint()? },
+            FRAME_STOP_SENDING => Frame::StopSending { id: r.varint()?, code: r.varint()? },
+            FRAME_MAX_DATA => Frame::MaxData(r.varint()?),
+            FRAME_MAX_STREAM_DATA => Frame::MaxStreamData { id: r.varint()?, max: r.varint()? },
+            FRAME_MAX_STREAMS => Frame::MaxStreams { uni: decode_dir(r)?, count: r.varint()? },
+            FRAME_DATA_BLOCKED => Frame::DataBlocked(r.varint()?),
+            FRAME_STREAM_DATA_BLOCKED => Frame::StreamDataBlocked { id: r.varint()?, limit: r.varint()? },
+            FRAME_STREAMS_BLOCKED => Frame::StreamsBlocked { uni: decode_dir(r)?, limit: r.varint()? },
+            FRAME_APP_DATA => {
+                let offset = r.varint()?;
+                let data = r.var_bytes()?;
+                offset.checked_add(data.len() as u64).filter(|end| *end <= VARINT_MAX)?;
+                Frame::AppData { offset, data }
+            }
+            FRAME_PATH_CHALLENGE => Frame::PathChallenge(r.array()?),
+            FRAME_PATH_RESPONSE => Frame::PathResponse(r.array()?),
             FRAME_SESSION_CLOSE => {
                 let kind = match r.u8()? {
                     0 => CloseKind::Transport,
@@ -101,6 +264,72 @@ impl<'a> Frame<'a> {
                 w.u8(message)?;
                 w.var_bytes(noise)
             }
+            Frame::Ack(a) => {
+                w.u8(FRAME_ACK)?;
+                w.varint(a.largest)?;
+                w.varint(a.delay_us / 8)?;
+                w.varint(a.count)?;
+                w.varint(a.first_range)?;
+                w.bytes(a.rest)
+            }
+            Frame::Stream { id, offset, data, fin } => {
+                w.u8(if fin { FRAME_STREAM_FIN } else { FRAME_DATA })?;
+                w.varint(id)?;
+                w.varint(offset)?;
+                w.var_bytes(data)
+            }
+            Frame::StreamClose { id, code, final_size } => {
+                w.u8(FRAME_STREAM_CLOSE)?;
+                w.varint(id)?;
+                w.varint(code)?;
+                w.varint(final_size)
+            }
+            Frame::StopSending { id, code } => {
+                w.u8(FRAME_STOP_SENDING)?;
+                w.varint(id)?;
+                w.varint(code)
+            }
+            Frame::MaxData(v) => {
+                w.u8(FRAME_MAX_DATA)?;
+                w.varint(v)
+            }
+            Frame::MaxStreamData { id, max } => {
+                w.u8(FRAME_MAX_STREAM_DATA)?;
+                w.varint(id)?;
+                w.varint(max)
+            }
+            Frame::MaxStreams { uni, count } => {
+                w.u8(FRAME_MAX_STREAMS)?;
+                w.u8(u8::from(uni))?;
+                w.varint(count)
+            }
+            Frame::DataBlocked(v) => {
+                w.u8(FRAME_DATA_BLOCKED)?;
+                w.varint(v)
+            }
+            Frame::StreamDataBlocked { id, limit } => {
+                w.u8(FRAME_STREAM_DATA_BLOCKED)?;
+                w.varint(id)?;
+                w.varint(limit)
+            }
+            Frame::StreamsBlocked { uni, limit } => {
+                w.u8(FRAME_STREAMS_BLOCKED)?;
+                w.u8(u8::from(uni))?;
+                w.varint(limit)
+            }
+            Frame::AppData { offset, data } => {
+                w.u8(FRAME_APP_DATA)?;
+                w.varint(offset)?;
+                w.var_bytes(data)
+            }
+            Frame::PathChallenge(d) => {
+                w.u8(FRAME_PATH_CHALLENGE)?;
+                w.bytes(&d)
+            }
+            Frame::PathResponse(d) => {
+                w.u8(FRAME_PATH_RESPONSE)?;
+                w.bytes(&d)
+            }
         }
     }
 
@@ -111,7 +340,39 @@ impl<'a> Frame<'a> {
             Frame::Datagram(d) => 1 + varint_len(d.len() as u64) + d.len(),
             Frame::SessionClose { code, .. } => 2 + varint_len(code),
             Frame::Rehandshake { seq, noise, .. } => 2 + varint_len(seq) + varint_len(noise.len() as u64) + noise.len(),
+            Frame::Ack(a) => {
+                1 + varint_len(a.largest)
+                    + varint_len(a.delay_us / 8)
+                    + varint_len(a.count)
+                    + varint_len(a.first_range)
+                    + a.rest.len()
+            }
+            Frame::Stream { id, offset, data, .. } => stream_frame_len(id, offset, data.len()),
+            Frame::StreamClose { id, code, final_size } => {
+                1 + varint_len(id) + varint_len(code) + varint_len(final_size)
+            }
+            Frame::StopSending { id, code } => 1 + varint_len(id) + varint_len(code),
+            Frame::MaxData(v) | Frame::DataBlocked(v) => 1 + varint_len(v),
+            Frame::MaxStreamData { id, max: v } | Frame::StreamDataBlocked { id, limit: v } => {
+                1 + varint_len(id) + varint_len(v)
+            }
+            Frame::MaxStreams { count: v, .. } | Frame::StreamsBlocked { limit: v, .. } => 2 + varint_len(v),
+            Frame::AppData { offset, data } => 1 + varint_len(offset) + varint_len(data.len() as u64) + data.len(),
+            Frame::PathChallenge(_) | Frame::PathResponse(_) => 9,
         }
+    }
+}
+
+/// Encoded length of a DATA / STREAM_FIN frame carrying `len` bytes.
+pub(crate) const fn stream_frame_len(id: u64, offset: u64, len: usize) -> usize {
+    1 + varint_len(id) + varint_len(offset) + varint_len(len as u64) + len
+}
+
+fn decode_dir(r: &mut Reader<'_>) -> Option<bool> {
+    match r.u8()? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
     }
 }
 
@@ -130,8 +391,21 @@ mod tests {
             Frame::SessionClose { kind: CloseKind::Application, code: 42 },
             Frame::SessionClose { kind: CloseKind::Transport, code: 0x3fff_ffff },
             Frame::Rehandshake { seq: 300, message: 2, noise: &[9; 48] },
+            Frame::Stream { id: 4, offset: 1 << 20, data: b"abc", fin: true },
+            Frame::Stream { id: 1, offset: 0, data: b"", fin: false },
+            Frame::StreamClose { id: 8, code: 3, final_size: 99 },
+            Frame::StopSending { id: 9, code: 1 },
+            Frame::MaxData(1 << 30),
+            Frame::MaxStreamData { id: 2, max: 5000 },
+            Frame::MaxStreams { uni: true, count: 100 },
+            Frame::DataBlocked(7),
+            Frame::StreamDataBlocked { id: 3, limit: 8 },
+            Frame::StreamsBlocked { uni: false, limit: 10 },
+            Frame::AppData { offset: 12, data: b"frame" },
+            Frame::PathChallenge([1; 8]),
+            Frame::PathResponse([2; 8]),
         ];
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 512];
         let mut w = Writer::new(&mut buf);
         for f in &frames {
             let before = w.len();
@@ -151,7 +425,41 @@ mod tests {
         assert_eq!(Frame::decode(&mut Reader::new(&[0x30, 0x02, 0x00])), None, "bad close kind");
     }
 
+    #[test]
+    fn ack_ranges_round_trip() {
+        let mut set = crate::range_set::RangeSet::new();
+        for r in [0..3u64, 5..6, 10..20, 21..22] {
+            set.insert(r);
+        }
+        let mut buf = [0u8; 64];
+        let mut w = Writer::new(&mut buf);
+        AckFrame::encode(&set, 800, &mut w).unwrap();
+        let n = w.len();
+        let Some(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else { panic!() };
+        assert_eq!((a.largest, a.delay_us), (21, 800));
+        assert_eq!(a.ranges().collect::<alloc::vec::Vec<_>>(), [21..22, 10..20, 5..6, 0..3]);
+        assert_eq!(Frame::Ack(a).encoded_len(), n);
+        // A gap below zero is malformed.
+        assert_eq!(Frame::decode(&mut Reader::new(&[0x11, 2, 0, 1, 0, 5, 0])), None);
+    }
+
     quickcheck! {
+        fn ack_encode_decode_is_the_set(values: alloc::vec::Vec<u16>) -> bool {
+            let mut set = crate::range_set::RangeSet::new();
+            for v in &values { set.insert(u64::from(*v)..u64::from(*v) + 1); }
+            if set.is_empty() { return true; }
+            let mut buf = alloc::vec![0u8; 4096];
+            let mut w = Writer::new(&mut buf);
+            AckFrame::encode(&set, 0, &mut w).unwrap();
+            let n = w.len();
+            let Some(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else { return false };
+            let mut got = crate::range_set::RangeSet::new();
+            for r in a.ranges() { got.insert(r); }
+            let mut expect = set.clone();
+            expect.truncate_low(MAX_ACK_RANGES as usize + 1);
+            got == expect
+        }
+
         fn decode_never_panics(data: alloc::vec::Vec<u8>) -> bool {
             let mut r = Reader::new(&data);
             while let Some(f) = Frame::decode(&mut r) {
