@@ -82,7 +82,7 @@ mod range_set;
 mod record;
 mod rehandshake;
 mod replay;
-mod rtt;
+pub mod recovery;
 mod session;
 mod stats;
 mod time;

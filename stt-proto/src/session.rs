@@ -19,7 +19,7 @@ use crate::event::{Event, SessionId};
 use crate::identity::NodeId;
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
 use crate::rehandshake::{Rekey, RekeyTimers};
-use crate::rtt::RttEstimator;
+use crate::recovery::rtt::RttEstimator;
 use crate::stats::{NodeStats, SessionStats};
 use crate::time::Instant;
 use crate::wire::codec::{Reader, Writer};

@@ -13,19 +13,34 @@ pub(crate) struct RttEstimator {
     smoothed: Duration,
     var: Duration,
     min: Duration,
+    latest: Duration,
     has_sample: bool,
 }
 
 impl Default for RttEstimator {
     fn default() -> Self {
-        Self { smoothed: INITIAL_RTT, var: INITIAL_RTT / 2, min: Duration::MAX, has_sample: false }
+        Self { smoothed: INITIAL_RTT, var: INITIAL_RTT / 2, min: Duration::MAX, latest: INITIAL_RTT, has_sample: false }
     }
 }
 
 impl RttEstimator {
-    /// Adds one sample.
+    /// Adds one sample from an ACK: `ack_delay` (capped by the caller at the peer's
+    /// maximum) is subtracted when that leaves at least `min_rtt` (RFC 9002 §5.3).
+    pub(crate) fn update_with_ack_delay(&mut self, latest: Duration, ack_delay: Duration) {
+        self.latest = latest;
+        self.min = self.min.min(latest);
+        let adjusted = if latest >= self.min + ack_delay { latest - ack_delay } else { latest };
+        self.smooth(adjusted);
+    }
+
+    /// Adds one sample with no acknowledgement delay (handshake round trips).
     pub(crate) fn update(&mut self, sample: Duration) {
+        self.latest = sample;
         self.min = self.min.min(sample);
+        self.smooth(sample);
+    }
+
+    fn smooth(&mut self, sample: Duration) {
         if !self.has_sample {
             self.smoothed = sample;
             self.var = sample / 2;
@@ -35,6 +50,16 @@ impl RttEstimator {
         let diff = self.smoothed.abs_diff(sample);
         self.var = (self.var * 3 + diff) / 4;
         self.smoothed = (self.smoothed * 7 + sample) / 8;
+    }
+
+    /// The most recent sample.
+    pub(crate) fn latest(&self) -> Duration {
+        self.latest
+    }
+
+    /// Whether any sample was taken.
+    pub(crate) fn has_sample(&self) -> bool {
+        self.has_sample
     }
 
     /// Smoothed RTT.

@@ -1,0 +1,332 @@
+//! Sent-packet tracking, loss detection and probe timeouts (RFC 9002 §6).
+
+use alloc::collections::VecDeque;
+use core::time::Duration;
+
+use super::ack::MAX_ACK_DELAY;
+use super::rtt::RttEstimator;
+use crate::time::Instant;
+use crate::wire::frame::AckFrame;
+
+/// Packets acknowledged by a later packet number distance this large are lost.
+const PACKET_THRESHOLD: u64 = 3;
+/// Consecutive PTOs are spaced by at most 2^this.
+const MAX_PTO_BACKOFF: u32 = 6;
+
+/// What a sent packet carried that must be retransmitted (or confirmed) later.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SentFrame {
+    Stream { id: u64, offset: u64, len: u32, fin: bool },
+    AppData { offset: u64, len: u32 },
+    StreamClose { id: u64 },
+    StopSending { id: u64 },
+    MaxData,
+    MaxStreamData { id: u64 },
+    MaxStreams { uni: bool },
+    Final,
+    MtuProbe,
+}
+
+/// Frames recorded per packet; the packet builder stops adding frames past this.
+pub(crate) const MAX_SENT_FRAMES: usize = 12;
+
+/// One packet in flight.
+#[derive(Clone, Debug)]
+pub(crate) struct SentPacket {
+    pub(crate) time: Instant,
+    pub(crate) size: u32,
+    pub(crate) ack_eliciting: bool,
+    pub(crate) frames: heapless::Vec<SentFrame, MAX_SENT_FRAMES>,
+}
+
+/// Receives the outcome of acknowledgement processing.
+pub(crate) trait RecoverySink {
+    /// A packet was acknowledged.
+    fn acked(&mut self, now: Instant, p: &SentPacket);
+    /// A packet was declared lost.
+    fn lost(&mut self, p: &SentPacket);
+    /// A loss event: packets sent up to `sent` were lost.
+    fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool);
+}
+
+/// The peer acknowledged a packet number that was never sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct InvalidAck;
+
+/// Sent packets and the loss / PTO timers.
+#[derive(Debug)]
+pub(crate) struct LossDetector {
+    sent: VecDeque<Option<SentPacket>>,
+    base: u64,
+    largest_acked: Option<u64>,
+    in_flight: u64,
+    eliciting_in_flight: u64,
+    loss_time: Option<Instant>,
+    pto_count: u32,
+    last_eliciting: Option<Instant>,
+    pub(crate) rtt: RttEstimator,
+    /// Packets declared lost so far.
+    pub(crate) lost_packets: u64,
+}
+
+impl LossDetector {
+    pub(crate) fn new(rtt: RttEstimator, first_pn: u64) -> Self {
+        Self {
+            sent: VecDeque::new(),
+            base: first_pn,
+            largest_acked: None,
+            in_flight: 0,
+            eliciting_in_flight: 0,
+            loss_time: None,
+            pto_count: 0,
+            last_eliciting: None,
+            rtt,
+            lost_packets: 0,
+        }
+    }
+
+    /// Bytes of ack-eliciting packets in flight.
+    pub(crate) fn bytes_in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    /// Records a sealed packet. Packet numbers are consecutive.
+    pub(crate) fn on_sent(&mut self, pn: u64, p: SentPacket) {
+        while self.base + (self.sent.len() as u64) < pn {
+            self.sent.push_back(None);
+        }
+        if p.ack_eliciting {
+            self.in_flight += u64::from(p.size);
+            self.eliciting_in_flight += 1;
+            self.last_eliciting = Some(p.time);
+        }
+        self.sent.push_back(Some(p));
+    }
+
+    fn take(&mut self, pn: u64) -> Option<SentPacket> {
+        let i = usize::try_from(pn.checked_sub(self.base)?).ok()?;
+        let p = self.sent.get_mut(i)?.take()?;
+        if p.ack_eliciting {
+            self.in_flight -= u64::from(p.size);
+            self.eliciting_in_flight -= 1;
+        }
+        Some(p)
+    }
+
+    fn trim(&mut self) {
+        while let Some(None) = self.sent.front() {
+            self.sent.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Processes an ACK frame.
+    ///
+    /// # Errors
+    /// [`InvalidAck`] if it acknowledges a packet number not yet sent.
+    pub(crate) fn on_ack(&mut self, now: Instant, ack: &AckFrame<'_>, sink: &mut impl RecoverySink) -> Result<(), InvalidAck> {
+        let next_pn = self.base + self.sent.len() as u64;
+        if ack.largest >= next_pn {
+            return Err(InvalidAck);
+        }
+        let mut newly_acked_largest = None;
+        let mut any_eliciting = false;
+        for range in ack.ranges() {
+            let start = range.start.max(self.base);
+            let end = range.end.min(next_pn);
+            for pn in start..end {
+                if let Some(p) = self.take(pn) {
+                    if newly_acked_largest.is_none() || pn == ack.largest {
+                        newly_acked_largest = Some((pn, p.time, p.ack_eliciting));
+                    }
+                    any_eliciting |= p.ack_eliciting;
+                    sink.acked(now, &p);
+                }
+            }
+        }
+        let Some((pn, time, eliciting)) = newly_acked_largest else {
+            return Ok(());
+        };
+        self.largest_acked = Some(self.largest_acked.map_or(ack.largest, |l| l.max(ack.largest)));
+        if pn == ack.largest && eliciting {
+            let delay = Duration::from_micros(ack.delay_us).min(MAX_ACK_DELAY);
+            self.rtt.update_with_ack_delay(now.saturating_duration_since(time), delay);
+        }
+        if any_eliciting {
+            self.pto_count = 0;
+        }
+        self.detect_lost(now, sink);
+        self.trim();
+        Ok(())
+    }
+
+    fn loss_delay(&self) -> Duration {
+        (self.rtt.latest().max(self.rtt.smoothed()) * 9 / 8).max(Duration::from_millis(1))
+    }
+
+    fn detect_lost(&mut self, now: Instant, sink: &mut impl RecoverySink) {
+        self.loss_time = None;
+        let Some(largest) = self.largest_acked else { return };
+        let delay = self.loss_delay();
+        let mut first_lost: Option<Instant> = None;
+        let mut last_lost: Option<Instant> = None;
+        let end = (largest + 1).min(self.base + self.sent.len() as u64);
+        for pn in self.base..end {
+            let Some(Some(p)) = self.sent.get((pn - self.base) as usize) else { continue };
+            let late = p.time.saturating_add(delay) <= now;
+            if late || largest >= pn + PACKET_THRESHOLD {
+                if let Some(p) = self.take(pn) {
+                    if p.ack_eliciting {
+                        self.lost_packets += 1;
+                        first_lost.get_or_insert(p.time);
+                        last_lost = Some(p.time);
+                    }
+                    sink.lost(&p);
+                }
+            } else {
+                let t = p.time.saturating_add(delay);
+                self.loss_time = Some(self.loss_time.map_or(t, |l| l.min(t)));
+            }
+        }
+        if let (Some(first), Some(last)) = (first_lost, last_lost) {
+            let persistent = self.rtt.has_sample() && last.saturating_duration_since(first) > self.rtt.pto() * 3;
+            sink.congestion(now, last, persistent);
+        }
+        self.trim();
+    }
+
+    /// The probe timeout with backoff.
+    fn pto_deadline(&self) -> Option<Instant> {
+        if self.eliciting_in_flight == 0 {
+            return None;
+        }
+        let backoff = 1u32 << self.pto_count.min(MAX_PTO_BACKOFF);
+        Some(self.last_eliciting?.saturating_add((self.rtt.pto() + MAX_ACK_DELAY) * backoff))
+    }
+
+    /// The loss-detection timer: the time threshold, else the PTO.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.loss_time.or_else(|| self.pto_deadline())
+    }
+
+    /// Fires the timer. Returns true when probes must be sent (a PTO expired).
+    pub(crate) fn on_timeout(&mut self, now: Instant, sink: &mut impl RecoverySink) -> bool {
+        if self.loss_time.is_some_and(|t| t <= now) {
+            self.detect_lost(now, sink);
+            return false;
+        }
+        if self.pto_deadline().is_some_and(|t| t <= now) {
+            self.pto_count += 1;
+            return true;
+        }
+        false
+    }
+
+    /// The oldest ack-eliciting packet still in flight (its frames are re-sent as a probe).
+    pub(crate) fn oldest_unacked(&self) -> Option<&SentPacket> {
+        self.sent.iter().flatten().find(|p| p.ack_eliciting)
+    }
+
+    /// Current PTO backoff exponent.
+    pub(crate) fn pto_count(&self) -> u32 {
+        self.pto_count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::range_set::RangeSet;
+    use crate::wire::codec::{Reader, Writer};
+    use crate::wire::frame::Frame;
+    use alloc::vec::Vec;
+
+    #[derive(Default)]
+    struct Log {
+        acked: Vec<Instant>,
+        lost: Vec<Instant>,
+        events: Vec<(Instant, bool)>,
+    }
+
+    impl RecoverySink for Log {
+        fn acked(&mut self, _now: Instant, p: &SentPacket) {
+            self.acked.push(p.time);
+        }
+        fn lost(&mut self, p: &SentPacket) {
+            self.lost.push(p.time);
+        }
+        fn congestion(&mut self, _now: Instant, sent: Instant, persistent: bool) {
+            self.events.push((sent, persistent));
+        }
+    }
+
+    fn ms(v: u64) -> Instant {
+        Instant::from_micros(v * 1000)
+    }
+
+    fn packet(t: Instant) -> SentPacket {
+        SentPacket { time: t, size: 1000, ack_eliciting: true, frames: heapless::Vec::new() }
+    }
+
+    fn ack(ranges: &[core::ops::Range<u64>], buf: &mut [u8]) -> usize {
+        let mut set = RangeSet::new();
+        for r in ranges {
+            set.insert(r.clone());
+        }
+        let mut w = Writer::new(buf);
+        AckFrame::encode(&set, 0, &mut w).unwrap();
+        w.len()
+    }
+
+    fn with_ack<R>(ranges: &[core::ops::Range<u64>], f: impl FnOnce(&AckFrame<'_>) -> R) -> R {
+        let mut buf = [0u8; 256];
+        let n = ack(ranges, &mut buf);
+        let Some(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else { panic!() };
+        f(&a)
+    }
+
+    #[test]
+    fn packet_threshold_time_threshold_and_pto() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        for pn in 0..10 {
+            d.on_sent(pn, packet(ms(pn)));
+        }
+        assert_eq!(d.bytes_in_flight(), 10_000);
+        let mut log = Log::default();
+        // Ack only 5 at 100 ms: 0, 1 and 2 are lost by packet threshold (5 ≥ pn + 3), 3 and 4 wait.
+        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        assert_eq!(log.acked.len(), 1);
+        assert_eq!(log.lost, [ms(0), ms(1), ms(2)]);
+        assert_eq!(log.events.len(), 1);
+        assert_eq!(d.bytes_in_flight(), 6000);
+        // 3 and 4 are lost by time once 9/8 RTT has passed since they were sent.
+        let t = d.deadline().unwrap();
+        assert!(t > ms(100));
+        assert!(!d.on_timeout(t, &mut log));
+        assert_eq!(log.lost.len(), 4, "3 is late");
+        let t = d.deadline().unwrap();
+        assert!(!d.on_timeout(t, &mut log));
+        assert_eq!(log.lost.len(), 5, "then 4");
+        with_ack(&[6..10], |a| d.on_ack(ms(120), a, &mut log)).unwrap();
+        assert_eq!(d.bytes_in_flight(), 0);
+        assert_eq!(d.deadline(), None, "nothing in flight: no timer");
+        // PTO with backoff.
+        d.on_sent(10, packet(ms(200)));
+        let p1 = d.deadline().unwrap();
+        assert!(d.on_timeout(p1, &mut log));
+        let p2 = d.deadline().unwrap();
+        assert_eq!(p2.saturating_duration_since(ms(200)), p1.saturating_duration_since(ms(200)) * 2);
+        // Acknowledging something that was never sent is an error.
+        assert_eq!(with_ack(&[0..100], |a| d.on_ack(ms(300), a, &mut log)), Err(InvalidAck));
+    }
+
+    #[test]
+    fn rtt_from_acks_subtracts_ack_delay() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        d.on_sent(0, packet(ms(0)));
+        let mut log = Log::default();
+        with_ack(&[0..1], |a| d.on_ack(ms(50), a, &mut log)).unwrap();
+        assert_eq!(d.rtt.smoothed(), Duration::from_millis(50));
+        assert_eq!(d.bytes_in_flight(), 0);
+    }
+}
