@@ -38,6 +38,14 @@ pub struct Config {
     pub(crate) datagram_queue: usize,
     pub(crate) max_datagram_frame: usize,
     pub(crate) session_id_prefix: heapless::Vec<u8, 4>,
+    pub(crate) stream_window: u64,
+    pub(crate) session_window: u64,
+    pub(crate) max_stream_window: u64,
+    pub(crate) max_session_window: u64,
+    pub(crate) max_streams_bidi: u64,
+    pub(crate) max_streams_uni: u64,
+    pub(crate) stream_send_buffer: u64,
+    pub(crate) congestion: crate::recovery::CongestionAlgorithm,
 }
 
 impl Default for Config {
@@ -72,6 +80,14 @@ impl Default for Config {
             datagram_queue: 256,
             max_datagram_frame: 1150,
             session_id_prefix: heapless::Vec::new(),
+            stream_window: 256 * 1024,
+            session_window: 1024 * 1024,
+            max_stream_window: 16 * 1024 * 1024,
+            max_session_window: 24 * 1024 * 1024,
+            max_streams_bidi: 100,
+            max_streams_uni: 100,
+            stream_send_buffer: 4 * 1024 * 1024,
+            congestion: crate::recovery::CongestionAlgorithm::Cubic,
         }
     }
 }
@@ -219,6 +235,38 @@ impl Config {
         /// Largest DATAGRAM payload this node accepts.
         max_datagram_frame: usize
     );
+    setter!(
+        /// Initial receive window per stream (auto-tuned up to `max_stream_window`).
+        stream_window: u64
+    );
+    setter!(
+        /// Initial receive window per session (auto-tuned up to `max_session_window`).
+        session_window: u64
+    );
+    setter!(
+        /// Largest receive window per stream.
+        max_stream_window: u64
+    );
+    setter!(
+        /// Largest receive window per session.
+        max_session_window: u64
+    );
+    setter!(
+        /// Bidirectional streams the peer may have open at once.
+        max_streams_bidi: u64
+    );
+    setter!(
+        /// Unidirectional streams the peer may have open at once.
+        max_streams_uni: u64
+    );
+    setter!(
+        /// Bytes buffered per stream (written, not yet acknowledged); writes beyond block.
+        stream_send_buffer: u64
+    );
+    setter!(
+        /// Congestion controller (default CUBIC).
+        congestion: crate::recovery::CongestionAlgorithm
+    );
 
     /// Checks every value; `Node::new` calls it.
     ///
@@ -266,6 +314,12 @@ impl Config {
         }
         if self.max_events < 16 {
             return err("max_events", "must be at least 16");
+        }
+        if self.stream_window == 0 || self.session_window == 0 || self.stream_send_buffer == 0 {
+            return err("stream_window", "flow-control windows and the send buffer must be non-zero");
+        }
+        if self.stream_window > self.max_stream_window || self.session_window > self.max_session_window {
+            return err("max_stream_window", "maximum windows must be at least the initial windows");
         }
         if self.max_datagram_frame > self.max_udp_payload {
             return err("max_datagram_frame", "must not exceed max_udp_payload");

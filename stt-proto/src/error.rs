@@ -209,3 +209,24 @@ impl fmt::Display for DatagramError {
 }
 
 impl core::error::Error for DatagramError {}
+
+/// Why keying material could not be exported.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The handshake has not produced keys yet.
+    NotEstablished,
+    /// More than 255·32 bytes were asked for, or a label over 255 bytes.
+    TooLong,
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportError::NotEstablished => f.write_str("session has no keys yet"),
+            ExportError::TooLong => f.write_str("at most 8160 bytes (and labels of 255 bytes) can be exported"),
+        }
+    }
+}
+
+impl core::error::Error for ExportError {}

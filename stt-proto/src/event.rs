@@ -3,6 +3,7 @@
 use crate::addr::PathAddr;
 use crate::error::{CloseReason, DropReason, HandshakeFailure};
 use crate::identity::NodeId;
+use crate::stream::StreamId;
 use crate::time::Instant;
 
 /// A local handle for a session: a slot index and a generation, never reused.
@@ -44,10 +45,74 @@ pub enum Event {
         /// Why.
         reason: CloseReason,
     },
-    /// One or more datagrams can be read with `recv_datagram`.
+    /// One or more datagrams can be read with `recv_datagram` (edge-triggered: read
+    /// until it returns `None`).
     DatagramReadable {
         /// The session.
         session: SessionId,
+    },
+    /// The peer opened a stream; take it with `accept_stream`.
+    StreamOpened {
+        /// The session.
+        session: SessionId,
+        /// The new stream.
+        stream: StreamId,
+    },
+    /// Data (or the end of the stream) can be read (edge-triggered: read until `Blocked`).
+    StreamReadable {
+        /// The session.
+        session: SessionId,
+        /// The stream.
+        stream: StreamId,
+    },
+    /// A write that was refused (or cut short) for lack of buffer space can be retried.
+    StreamWritable {
+        /// The session.
+        session: SessionId,
+        /// The stream.
+        stream: StreamId,
+    },
+    /// Everything written on the stream, and its end, was acknowledged by the peer.
+    StreamFinished {
+        /// The session.
+        session: SessionId,
+        /// The stream.
+        stream: StreamId,
+    },
+    /// The peer reset its sending half with a code.
+    StreamReset {
+        /// The session.
+        session: SessionId,
+        /// The stream.
+        stream: StreamId,
+        /// The peer's code.
+        code: u64,
+    },
+    /// The peer asked us to stop sending (STOP_SENDING); our half was reset.
+    StreamStopped {
+        /// The session.
+        session: SessionId,
+        /// The stream.
+        stream: StreamId,
+        /// The peer's code.
+        code: u64,
+    },
+    /// The peer raised its stream limit after `open_stream` returned `Blocked`.
+    StreamsUnblocked {
+        /// The session.
+        session: SessionId,
+    },
+    /// Application frames can be read with `recv_app_frame`.
+    AppFrameReadable {
+        /// The session.
+        session: SessionId,
+    },
+    /// The peer's address changed (migration or NAT rebinding), after validation.
+    PathChanged {
+        /// The session.
+        session: SessionId,
+        /// The new address.
+        remote: crate::addr::PathAddr,
     },
 }
 

@@ -103,11 +103,11 @@ pub(crate) fn write_challenge(
 }
 
 /// The initiator reads CHALLENGE; on failure the Noise state is unchanged.
-pub(crate) fn read_challenge(noise: &mut HandshakeState, datagram: &[u8]) -> Result<ChallengePayload, ReadError> {
-    let msg = datagram.get(HS_HEADER_LEN..).ok_or(ReadError::Auth)?;
+pub(crate) fn read_challenge(noise: &mut HandshakeState, datagram: &[u8]) -> Result<ChallengePayload, HsReadError> {
+    let msg = datagram.get(HS_HEADER_LEN..).ok_or(HsReadError::Auth)?;
     let mut plain = [0u8; HELLO_MAX_LEN];
-    let n = noise.read_message(msg, &mut plain).map_err(|_| ReadError::Auth)?;
-    ChallengePayload::decode(&plain[..n]).ok_or(ReadError::Malformed)
+    let n = noise.read_message(msg, &mut plain).map_err(|_| HsReadError::Auth)?;
+    ChallengePayload::decode(&plain[..n]).ok_or(HsReadError::Malformed)
 }
 
 /// The initiator writes AUTH_PROOF (Noise message 3).
@@ -129,16 +129,16 @@ pub(crate) fn write_auth_proof(
 }
 
 /// The responder reads AUTH_PROOF; on failure the Noise state is unchanged.
-pub(crate) fn read_auth_proof(noise: &mut HandshakeState, datagram: &[u8]) -> Result<AuthPayload, ReadError> {
-    let msg = datagram.get(HS_HEADER_LEN..).ok_or(ReadError::Auth)?;
+pub(crate) fn read_auth_proof(noise: &mut HandshakeState, datagram: &[u8]) -> Result<AuthPayload, HsReadError> {
+    let msg = datagram.get(HS_HEADER_LEN..).ok_or(HsReadError::Auth)?;
     let mut plain = [0u8; HELLO_MAX_LEN];
-    let n = noise.read_message(msg, &mut plain).map_err(|_| ReadError::Auth)?;
-    AuthPayload::decode(&plain[..n]).ok_or(ReadError::Malformed)
+    let n = noise.read_message(msg, &mut plain).map_err(|_| HsReadError::Auth)?;
+    AuthPayload::decode(&plain[..n]).ok_or(HsReadError::Malformed)
 }
 
 /// Why a handshake message was not accepted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum ReadError {
+pub(crate) enum HsReadError {
     /// Noise authentication failed; nothing changed.
     Auth,
     /// Authenticated, but the payload does not decode.
@@ -154,6 +154,11 @@ pub(crate) fn split(noise: &mut HandshakeState) -> ([u8; 32], [u8; 32], [u8; 32]
     let n = hh.len().min(32);
     h[..n].copy_from_slice(&hh[..n]);
     (a, b, h)
+}
+
+/// The session's exporter secret: `HKDF(salt = handshake hash, ikm = c1 ‖ c2, "stt/1 exporter")`.
+pub(crate) fn exporter_secret(c1: &[u8; 32], c2: &[u8; 32], hash: &[u8; 32]) -> [u8; 32] {
+    crate::crypto::kdf::extract_expand(hash, c1, c2, b"stt/1 exporter")
 }
 
 /// The peer's static public key once Noise revealed it.

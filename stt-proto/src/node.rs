@@ -14,13 +14,14 @@ use crate::crypto::noise::DhCounter;
 use crate::crypto::AeadAlg;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::ephemeral_cache::{EphemeralCache, Seen, SeenHello};
-use crate::error::{ConnectError, DatagramError, DropReason, HandshakeFailure, TransportCode};
+use crate::error::{ConnectError, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
 use crate::event::{Event, Input, InputOutcome, Output, SessionId, Transmit};
-use crate::handshake::{self, ReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
+use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
 use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, SessionState};
 use crate::stats::{NodeStats, SessionStats};
+use crate::stream::{ReadError, StreamError, StreamId, WriteError};
 use crate::time::{Instant, UnixTime, WallClock};
 use crate::wire::frame::CloseKind;
 use crate::wire::handshake::{observed_of, AuthPayload, ChallengePayload, HelloPayload};
@@ -28,6 +29,7 @@ use crate::wire::header::{
     Header, WireSessionId, COOKIE_HEADER_LEN, HELLO_HEADER_LEN, RECORD_HEADER_LEN, TYPE_CHALLENGE, VERSION,
 };
 use crate::wire::params::TransportParams;
+use bytes::Bytes;
 
 /// COOKIE replies waiting for `poll_output`; beyond this they are not minted.
 const COOKIE_QUEUE: usize = 16;
@@ -65,6 +67,9 @@ pub struct Node<E: Entropy> {
     stats: NodeStats,
     round_robin: usize,
     shut_down: bool,
+    /// Events queued before the current session call; `Established` goes there so it
+    /// precedes events of the same packet.
+    event_mark: usize,
 }
 
 impl<E: Entropy> Node<E> {
@@ -112,6 +117,7 @@ impl<E: Entropy> Node<E> {
             stats,
             round_robin: 0,
             shut_down: false,
+            event_mark: 0,
         })
     }
 
@@ -228,6 +234,7 @@ impl<E: Entropy> Node<E> {
         match input {
             Input::Timeout { now } => {
                 self.advance(now);
+                self.event_mark = self.events.len();
                 for i in 0..self.slots.len() {
                     if let Some(s) = self.slots[i].session.as_mut() {
                         let mut ctx =
@@ -267,6 +274,7 @@ impl<E: Entropy> Node<E> {
         let Some((header, _)) = Header::decode(data) else {
             return InputOutcome::NotStt;
         };
+        self.event_mark = self.events.len();
         let result = match header {
             Header::Hello { version, sender } => self.handle_hello(from, version, sender, data),
             Header::Handshake { ty, version, sender, receiver } => {
@@ -506,8 +514,8 @@ impl<E: Entropy> Node<E> {
         }
         let payload = match handshake::read_challenge(&mut h.noise, data) {
             Ok(p) => p,
-            Err(ReadError::Auth) => return Err(DropReason::AuthFailed),
-            Err(ReadError::Malformed) => {
+            Err(HsReadError::Auth) => return Err(DropReason::AuthFailed),
+            Err(HsReadError::Malformed) => {
                 let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                 session.fail_handshake(&mut ctx, HandshakeFailure::Malformed);
                 return Ok(());
@@ -549,6 +557,7 @@ impl<E: Entropy> Node<E> {
         session.peer_params = Some(payload.params);
         session.observed = payload.observed;
         session.handshake_hash = hash;
+        session.exporter = handshake::exporter_secret(&i2r, &r2i, &hash);
         session.challenge_accepted(auth, record, rtt);
         Ok(())
     }
@@ -569,8 +578,8 @@ impl<E: Entropy> Node<E> {
         }
         let payload = match handshake::read_auth_proof(&mut c.noise, data) {
             Ok(p) => p,
-            Err(ReadError::Auth) => return Err(DropReason::AuthFailed),
-            Err(ReadError::Malformed) => {
+            Err(HsReadError::Auth) => return Err(DropReason::AuthFailed),
+            Err(HsReadError::Malformed) => {
                 session.phase = Phase::Done;
                 return Err(DropReason::Malformed);
             }
@@ -585,6 +594,7 @@ impl<E: Entropy> Node<E> {
         session.peer = Some(peer);
         session.peer_params = Some(payload.params);
         session.handshake_hash = hash;
+        session.exporter = handshake::exporter_secret(&i2r, &r2i, &hash);
         session.auth_digest = digest;
         let allowed = self.config.allow_list.as_ref().is_none_or(|l| l.contains(&peer));
         session.auth_accepted(now, record, &self.config);
@@ -606,6 +616,10 @@ impl<E: Entropy> Node<E> {
             max_datagram_frame: self.config.max_datagram_frame as u64,
             app_frame_types: [0; 16],
             max_app_frame: 0,
+            initial_max_data: self.config.session_window,
+            initial_max_stream_data: self.config.stream_window,
+            initial_max_streams_bidi: self.config.max_streams_bidi,
+            initial_max_streams_uni: self.config.max_streams_uni,
         }
     }
 
@@ -731,7 +745,8 @@ impl<E: Entropy> Node<E> {
         }
         if let Some(me) = self.slots[idx].session.as_mut() {
             me.established_emitted = true;
-            self.events.push_back(Event::Established { session: me.id, peer });
+            let at = self.event_mark.min(self.events.len());
+            self.events.insert(at, Event::Established { session: me.id, peer });
         }
     }
 
@@ -822,9 +837,18 @@ impl SessionRef<'_> {
         self.session.record.as_ref().map(|_| self.session.handshake_hash)
     }
 
-    /// Counters, with RTT and key updates filled in.
+    /// Counters, with RTT, congestion and key-update figures filled in.
     pub fn stats(&self) -> SessionStats {
         let mut s = self.session.stats.clone();
+        if let Some(t) = self.session.transport.as_ref() {
+            let (in_flight, cwnd) = t.window();
+            s.bytes_in_flight = in_flight;
+            s.cwnd = cwnd;
+            s.lost = t.lost();
+            s.mtu = t.mtu;
+            s.streams = t.streams.len() as u64;
+            s.datagrams_dropped = t.dgram_send.dropped + t.dgram_recv.dropped;
+        }
         s.rtt = self.session.rtt().smoothed();
         s.key_updates = self.session.record.as_ref().map_or(0, Record::key_updates);
         s.rehandshakes = self.session.rehandshakes();
@@ -848,6 +872,119 @@ impl SessionRef<'_> {
     /// [`DatagramError`] naming the limit that refused it.
     pub fn send_datagram(&mut self, now: Instant, data: &[u8], drop_oldest: bool) -> Result<(), DatagramError> {
         self.session.send_datagram(now.max(self.now), self.config, data, drop_oldest)
+    }
+
+    // ----- streams -----
+
+    fn streams(&mut self) -> Option<&mut crate::stream::Streams> {
+        self.session.transport.as_mut().map(|t| &mut t.streams)
+    }
+
+    /// Opens a stream (unidirectional if `uni`). Data is sent once written.
+    ///
+    /// # Errors
+    /// [`StreamError::Blocked`] at the peer's stream limit (wait for
+    /// `Event::StreamsUnblocked`), or `NotEstablished`.
+    pub fn open_stream(&mut self, now: Instant, uni: bool) -> Result<StreamId, StreamError> {
+        let now = now.max(self.now);
+        self.streams().ok_or(StreamError::NotEstablished)?.open(now, uni)
+    }
+
+    /// Opens a bidirectional stream.
+    ///
+    /// # Errors
+    /// As [`open_stream`](Self::open_stream).
+    pub fn open_bi(&mut self, now: Instant) -> Result<StreamId, StreamError> {
+        self.open_stream(now, false)
+    }
+
+    /// Opens a unidirectional stream.
+    ///
+    /// # Errors
+    /// As [`open_stream`](Self::open_stream).
+    pub fn open_uni(&mut self, now: Instant) -> Result<StreamId, StreamError> {
+        self.open_stream(now, true)
+    }
+
+    /// Takes the next stream the peer opened (see `Event::StreamOpened`).
+    pub fn accept_stream(&mut self) -> Option<StreamId> {
+        self.streams()?.accept()
+    }
+
+    /// Writes as much of `data` as the send buffer accepts; returns how much.
+    ///
+    /// # Errors
+    /// [`WriteError`]; `Blocked` when nothing fits (wait for `Event::StreamWritable`).
+    pub fn write(&mut self, now: Instant, stream: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        let streams = self.streams().ok_or(WriteError::NotEstablished)?;
+        let room = streams.write_room(stream)?;
+        let n = (data.len() as u64).min(room) as usize;
+        if n == 0 && !data.is_empty() {
+            return streams.write(stream, Bytes::new()).and(Err(WriteError::Blocked));
+        }
+        let written = streams.write(stream, Bytes::copy_from_slice(&data[..n]))?;
+        self.session.note_app_activity(now.max(self.now));
+        Ok(written)
+    }
+
+    /// Writes reference-counted bytes without copying; returns how much was taken.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn write_bytes(&mut self, now: Instant, stream: StreamId, data: Bytes) -> Result<usize, WriteError> {
+        let written = self.streams().ok_or(WriteError::NotEstablished)?.write(stream, data)?;
+        self.session.note_app_activity(now.max(self.now));
+        Ok(written)
+    }
+
+    /// Ends the stream after the data written so far.
+    ///
+    /// # Errors
+    /// [`WriteError`] if the stream is unknown, already finished or stopped.
+    pub fn finish(&mut self, now: Instant, stream: StreamId) -> Result<(), WriteError> {
+        let _ = now;
+        self.streams().ok_or(WriteError::NotEstablished)?.finish(stream)
+    }
+
+    /// Abandons the sending half with `code` (STREAM_CLOSE).
+    ///
+    /// # Errors
+    /// [`WriteError`] if the stream is unknown or already finished and acknowledged.
+    pub fn reset_stream(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), WriteError> {
+        let _ = now;
+        self.streams().ok_or(WriteError::NotEstablished)?.reset(stream, code.min(crate::wire::codec::VARINT_MAX))
+    }
+
+    /// Asks the peer to stop sending on `stream` (STOP_SENDING); unread data is discarded.
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownStream`] without a receiving half.
+    pub fn stop_sending(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), ReadError> {
+        let _ = now;
+        self.streams().ok_or(ReadError::UnknownStream)?.stop_sending(stream, code.min(crate::wire::codec::VARINT_MAX))
+    }
+
+    /// Reads stream data into `buf`: `(bytes, fin)`; `fin` once the whole stream was read.
+    ///
+    /// # Errors
+    /// [`ReadError::Blocked`] when nothing is available yet; `Reset(code)` after a peer reset.
+    pub fn read(&mut self, now: Instant, stream: StreamId, buf: &mut [u8]) -> Result<(usize, bool), ReadError> {
+        let now = now.max(self.now);
+        let srtt = self.session.rtt().smoothed();
+        let r = self.streams().ok_or(ReadError::UnknownStream)?.read(now, srtt, stream, buf);
+        if matches!(r, Ok((n, _)) if n > 0) {
+            self.session.note_app_activity(now);
+        }
+        r
+    }
+
+    /// Derives keying material bound to this session (RFC 5705 style, spec [EX-1]):
+    /// `HKDF-Expand(exporter_secret, "stt/1 export " ‖ len(label) ‖ label ‖ context, out.len())`.
+    ///
+    /// # Errors
+    /// [`ExportError`] before the handshake finished or for outputs over 255·32 bytes.
+    pub fn export_keying_material(&self, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), ExportError> {
+        self.session.export_keying_material(label, context, out)
     }
 
     /// Reads the oldest received datagram into `buf` (truncating to `buf.len()`).

@@ -94,6 +94,11 @@ impl Record {
         }
     }
 
+    /// The packet number the next sealed packet gets.
+    pub(crate) fn next_pn(&self) -> u64 {
+        self.next_pn
+    }
+
     /// The negotiated AEAD.
     pub(crate) fn alg(&self) -> AeadAlg {
         self.alg

@@ -16,7 +16,7 @@ use crate::entropy::{Entropy, EntropyPurpose};
 use crate::record::Record;
 use crate::time::Instant;
 
-/// Label deriving each re-handshake's PSK from the session's handshake hash.
+/// Label deriving each re-handshake's PSK from the session's exporter secret.
 const LABEL_PSK: &[u8] = b"stt/1 rekey psk";
 /// Noise message length of both re-handshake messages: `e` and an empty payload's tag.
 const MSG_LEN: usize = 32 + 16;
@@ -43,7 +43,7 @@ enum Phase {
 /// One session's re-handshake state.
 pub(crate) struct Rekey {
     phase: Phase,
-    /// Base of every re-handshake PSK (from the session's handshake hash).
+    /// Base of every re-handshake PSK (the session's exporter secret).
     base: [u8; 32],
     /// Session initiator: next sequence number to offer. Responder: last one answered + 1.
     next_seq: u64,
@@ -73,10 +73,12 @@ pub(crate) struct RekeyTimers {
 
 impl Rekey {
     /// State for a newly established session. Only the session initiator schedules.
-    pub(crate) fn new(handshake_hash: &[u8; 32], initiator: bool, now: Instant, timers: RekeyTimers) -> Self {
+    pub(crate) fn new(exporter: &[u8; 32], initiator: bool, now: Instant, timers: RekeyTimers) -> Self {
+        let mut base = [0u8; 32];
+        kdf::expand(exporter, b"stt/1 rekey", &[], &mut base);
         Self {
             phase: Phase::Idle,
-            base: *handshake_hash,
+            base,
             next_seq: 0,
             next_start: if initiator { timers.interval.map(|i| now.saturating_add(i)) } else { None },
             resend_at: None,

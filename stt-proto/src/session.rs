@@ -14,14 +14,16 @@ use crate::config::Config;
 use crate::crypto::noise::DhCounter;
 use crate::crypto::AeadAlg;
 use crate::entropy::Entropy;
-use crate::error::{CloseReason, DatagramError, DropReason, HandshakeFailure, TransportCode};
+use crate::error::{CloseReason, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
 use crate::event::{Event, SessionId};
 use crate::identity::NodeId;
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
-use crate::rehandshake::{Rekey, RekeyTimers};
 use crate::recovery::rtt::RttEstimator;
+use crate::rehandshake::{Rekey, RekeyTimers};
 use crate::stats::{NodeStats, SessionStats};
+use crate::stream::{PeerLimits, StreamLimits, Streams};
 use crate::time::Instant;
+use crate::transport::{FrameLog, Transport};
 use crate::wire::codec::{Reader, Writer};
 use crate::wire::frame::{CloseKind, Frame};
 use crate::wire::header::{WireSessionId, RECORD_HEADER_LEN};
@@ -97,6 +99,9 @@ pub(crate) enum Timer {
 }
 const TIMERS: usize = 5;
 
+/// Every path starts with this datagram size (spec [PM-1]).
+pub(crate) const INITIAL_MTU: u64 = 1200;
+
 /// How many times a closing session repeats its SESSION_CLOSE in answer to late packets.
 const CLOSE_RESENDS: u8 = 3;
 
@@ -127,6 +132,8 @@ pub(crate) struct Session {
     pub(crate) peer_params: Option<TransportParams>,
     pub(crate) observed: Option<SocketAddr>,
     pub(crate) handshake_hash: [u8; 32],
+    /// Secret for exported keys and re-handshake PSKs (spec §5.7).
+    pub(crate) exporter: [u8; 32],
     pub(crate) auth_digest: [u8; 16],
     pub(crate) dh: DhCounter,
     pub(crate) started_at: Instant,
@@ -141,12 +148,10 @@ pub(crate) struct Session {
     last_app_activity: Option<Instant>,
     // Pending output.
     pub(crate) send_handshake: bool,
-    pub(crate) send_final: u8,
     send_keepalive: bool,
     close_frame: Option<(CloseKind, u64)>,
     last_close: Option<(CloseKind, u64)>,
-    dgram_send: VecDeque<Vec<u8>>,
-    dgram_recv: VecDeque<Vec<u8>>,
+    pub(crate) transport: Option<Transport>,
     pub(crate) stats: SessionStats,
 }
 
@@ -175,6 +180,7 @@ impl Session {
             peer_params: None,
             observed: None,
             handshake_hash: [0; 32],
+            exporter: [0; 32],
             auth_digest: [0; 16],
             dh: DhCounter::default(),
             started_at: now,
@@ -187,12 +193,10 @@ impl Session {
             idle_timeout: config.idle_timeout,
             last_app_activity: None,
             send_handshake: true,
-            send_final: 0,
             send_keepalive: false,
             close_frame: None,
             last_close: None,
-            dgram_send: VecDeque::new(),
-            dgram_recv: VecDeque::new(),
+            transport: None,
             stats: SessionStats::default(),
         };
         s.set_timer(Timer::Handshake, Some(now.saturating_add(config.handshake_timeout)));
@@ -227,7 +231,7 @@ impl Session {
     }
 
     pub(crate) fn rtt(&self) -> &RttEstimator {
-        &self.rtt
+        self.transport.as_ref().map_or(&self.rtt, Transport::rtt)
     }
 
     /// The node id of whoever initiated this session.
@@ -240,23 +244,26 @@ impl Session {
 
     /// The earliest timer, or "now" if output is pending.
     pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        if self.has_pending_output() {
+        if self.has_pending_output(now) {
             return Some(now);
         }
         let key_discard = self.record.as_ref().and_then(Record::discard_deadline);
-        let rekey = if self.is_established() { self.rekey.as_ref().and_then(Rekey::deadline) } else { None };
-        self.timers.iter().flatten().copied().chain(key_discard).chain(rekey).min()
+        let (rekey, transport) = if self.is_established() {
+            (self.rekey.as_ref().and_then(Rekey::deadline), self.transport.as_ref().and_then(Transport::deadline))
+        } else {
+            (None, None)
+        };
+        self.timers.iter().flatten().copied().chain(key_discard).chain(rekey).chain(transport).min()
     }
 
-    fn has_pending_output(&self) -> bool {
+    fn has_pending_output(&self, now: Instant) -> bool {
         match self.phase {
             Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
             Phase::Established => {
-                self.send_final > 0
-                    || self.send_keepalive
-                    || self.rekey.as_ref().is_some_and(|r| r.send)
-                    || !self.dgram_send.is_empty()
+                self.send_keepalive
                     || self.close_frame.is_some()
+                    || self.rekey.as_ref().is_some_and(|r| r.send)
+                    || self.transport.as_ref().is_some_and(|t| t.wants_to_send(now))
             }
             Phase::Closing { .. } => self.close_frame.is_some(),
             Phase::Draining | Phase::Done => false,
@@ -291,8 +298,10 @@ impl Session {
             }
         }
         self.record = Some(record);
-        self.send_final = 1;
         self.become_established(now, config);
+        if let Some(t) = self.transport.as_mut() {
+            t.send_final = true;
+        }
     }
 
     fn become_established(&mut self, now: Instant, config: &Config) {
@@ -308,7 +317,35 @@ impl Session {
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
         self.arm_keepalive(now, config);
         self.rekey =
-            Some(Rekey::new(&self.handshake_hash, self.role == Role::Initiator, now, rekey_timers(config, &self.rtt)));
+            Some(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &self.rtt)));
+        let peer = self.peer_params.unwrap_or_default();
+        let limits = StreamLimits {
+            stream_window: config.stream_window,
+            session_window: config.session_window,
+            max_stream_window: config.max_stream_window,
+            max_session_window: config.max_session_window,
+            max_streams_bidi: config.max_streams_bidi,
+            max_streams_uni: config.max_streams_uni,
+            send_buffer: config.stream_send_buffer,
+        };
+        let peer_limits = PeerLimits {
+            max_data: peer.initial_max_data,
+            max_stream_data: peer.initial_max_stream_data,
+            max_streams_bidi: peer.initial_max_streams_bidi,
+            max_streams_uni: peer.initial_max_streams_uni,
+        };
+        let streams = Streams::new(self.id, self.role == Role::Responder, limits, peer_limits, now);
+        let first_pn = self.record.as_ref().map_or(0, Record::next_pn);
+        self.transport = Some(Transport::new(
+            self.id,
+            self.rtt,
+            first_pn,
+            config.congestion.build(INITIAL_MTU),
+            streams,
+            config.datagram_queue,
+            INITIAL_MTU,
+            now,
+        ));
     }
 
     fn arm_keepalive(&mut self, now: Instant, config: &Config) {
@@ -360,8 +397,9 @@ impl Session {
         }
         let code = if code == u64::MAX { TransportCode::NoError.to_u64() } else { code };
         self.close_frame = Some((kind, code));
-        self.phase = Phase::Closing { until: now.saturating_add(self.rtt.pto() * 3), resends: CLOSE_RESENDS };
-        self.set_timer(Timer::Close, Some(now.saturating_add(self.rtt.pto() * 3)));
+        let drain = self.rtt().pto() * 3;
+        self.phase = Phase::Closing { until: now.saturating_add(drain), resends: CLOSE_RESENDS };
+        self.set_timer(Timer::Close, Some(now.saturating_add(drain)));
         for t in [Timer::Retransmit, Timer::Handshake, Timer::Idle, Timer::Keepalive] {
             self.set_timer(t, None);
         }
@@ -408,10 +446,14 @@ impl Session {
             }
         }
         if self.is_established() {
+            let rtt = *self.rtt();
             if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_mut()) {
                 if rekey.deadline().is_some_and(|d| d <= now) {
-                    rekey.handle_timeout(now, record, ctx.entropy, &self.dh, rekey_timers(ctx.config, &self.rtt));
+                    rekey.handle_timeout(now, record, ctx.entropy, &self.dh, rekey_timers(ctx.config, &rtt));
                 }
+            }
+            if let Some(t) = self.transport.as_mut() {
+                t.on_timeout(now, ctx.events);
             }
         }
         if due(Timer::Close, self) {
@@ -439,11 +481,11 @@ impl Session {
         if matches!(self.phase, Phase::Draining | Phase::Done) {
             return Err(DropReason::UnexpectedState);
         }
-        let pto = self.rtt.pto();
+        let pto = self.rtt().pto();
         let Some(record) = self.record.as_mut() else {
             return Err(DropReason::UnexpectedState);
         };
-        let (_pn, len) = match record.open(now, pto, key_phase, truncated_pn, header, body) {
+        let (pn, len) = match record.open(now, pto, key_phase, truncated_pn, header, body) {
             Ok(v) => v,
             Err(OpenError::Malformed) => return Err(DropReason::Malformed),
             Err(OpenError::Replay) => {
@@ -466,8 +508,11 @@ impl Session {
         // Pass 1: validate every frame so a packet is applied all or nothing.
         let mut r = Reader::new(plain);
         let mut remote_close = None;
+        let mut eliciting = false;
         while !r.is_empty() {
-            match Frame::decode(&mut r) {
+            let frame = Frame::decode(&mut r);
+            eliciting |= !matches!(frame, Some(Frame::Ack(_) | Frame::Padding | Frame::SessionClose { .. }));
+            match frame {
                 Some(Frame::SessionClose { kind, code }) => remote_close = Some((kind, code)),
                 Some(Frame::Datagram(d)) if d.len() > ctx.config.max_datagram_frame => {
                     self.close(now, ctx, CloseKind::Transport, TransportCode::ProtocolViolation.to_u64());
@@ -521,7 +566,7 @@ impl Session {
                 };
                 ctx.events.push_back(Event::Closed { session: self.id, reason });
             }
-            let until = now.saturating_add(self.rtt.pto() * 3);
+            let until = now.saturating_add(self.rtt().pto() * 3);
             self.phase = Phase::Draining;
             for t in [Timer::Retransmit, Timer::Handshake, Timer::Idle, Timer::Keepalive] {
                 self.set_timer(t, None);
@@ -531,28 +576,42 @@ impl Session {
         }
 
         // Pass 2: apply.
+        if let Some(t) = self.transport.as_mut() {
+            t.on_packet_received(now, pn, eliciting);
+        }
         let initiator = self.role == Role::Initiator;
+        let rtt = *self.rtt();
         let mut r = Reader::new(plain);
         while let Some(frame) = Frame::decode(&mut r) {
-            if let Frame::Rehandshake { seq, message, noise } = frame {
-                if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_mut()) {
-                    let timers = rekey_timers(ctx.config, &self.rtt);
-                    // A prompt packet in the new phase lets the peer follow (and confirms the update).
-                    self.send_keepalive |=
-                        rekey.handle_frame(now, initiator, seq, message, noise, record, ctx.entropy, &self.dh, timers);
+            match frame {
+                Frame::Rehandshake { seq, message, noise } => {
+                    if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_mut()) {
+                        let timers = rekey_timers(ctx.config, &rtt);
+                        // A prompt packet in the new phase lets the peer follow (and confirms the update).
+                        self.send_keepalive |= rekey.handle_frame(
+                            now,
+                            initiator,
+                            seq,
+                            message,
+                            noise,
+                            record,
+                            ctx.entropy,
+                            &self.dh,
+                            timers,
+                        );
+                    }
                 }
-            }
-            if let Frame::Datagram(d) = frame {
-                self.last_app_activity = Some(now);
-                if self.dgram_recv.len() >= ctx.config.datagram_queue {
-                    // Overflow rule: drop the oldest, count it.
-                    self.dgram_recv.pop_front();
-                    self.stats.datagrams_dropped += 1;
+                Frame::Final | Frame::KeepAlive | Frame::Padding | Frame::SessionClose { .. } => {}
+                ref f => {
+                    if matches!(f, Frame::Datagram(_) | Frame::Stream { .. }) {
+                        self.last_app_activity = Some(now);
+                    }
+                    let Some(t) = self.transport.as_mut() else { continue };
+                    if let Err(code) = t.handle_frame(now, f, ctx.config.max_datagram_frame, ctx.events) {
+                        self.close(now, ctx, CloseKind::Transport, code.to_u64());
+                        return Ok(());
+                    }
                 }
-                if self.dgram_recv.is_empty() && self.established_emitted {
-                    ctx.events.push_back(Event::DatagramReadable { session: self.id });
-                }
-                self.dgram_recv.push_back(d.to_vec());
             }
         }
         if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_ref()) {
@@ -568,7 +627,9 @@ impl Session {
         stats: &mut NodeStats,
     ) -> Result<(), DropReason> {
         if self.role == Role::Responder && self.is_established() && *digest == self.auth_digest {
-            self.send_final = self.send_final.saturating_add(1).min(1);
+            if let Some(t) = self.transport.as_mut() {
+                t.send_final = true;
+            }
             stats.finals_resent += 1;
             Ok(())
         } else {
@@ -631,39 +692,28 @@ impl Session {
     }
 
     fn build_protected(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
-        let limit = self.max_datagram_len(ctx.config).min(buf.len());
+        let mtu = self.transport.as_ref().map_or(INITIAL_MTU as usize, |t| t.mtu as usize);
+        let limit = self.max_datagram_len(ctx.config).min(buf.len()).min(mtu);
         let room = limit.checked_sub(Record::OVERHEAD)?;
         let mut w = Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + room]);
         let mut eliciting = false;
+        let mut log = FrameLog::new();
         let closing = matches!(self.phase, Phase::Closing { .. });
         if let Some((kind, code)) = self.close_frame.take() {
             Frame::SessionClose { kind, code }.encode(&mut w)?;
             self.last_close = Some((kind, code));
-            eliciting = true;
         }
         if !closing {
-            if self.send_final > 0 && Frame::Final.encode(&mut w).is_some() {
-                self.send_final -= 1;
-                eliciting = true;
-            }
+            let rtt = *self.rtt();
             if let Some(rekey) = self.rekey.as_mut().filter(|r| r.send) {
                 if let Some((seq, message, noise)) = rekey.outgoing() {
                     Frame::Rehandshake { seq, message, noise }.encode(&mut w)?;
                     eliciting = true;
                 }
-                rekey.sent(now, rekey_timers(ctx.config, &self.rtt));
+                rekey.sent(now, rekey_timers(ctx.config, &rtt));
             }
-            while let Some(d) = self.dgram_send.front() {
-                let f = Frame::Datagram(d);
-                if f.encoded_len() > w.remaining() {
-                    break;
-                }
-                f.encode(&mut w)?;
-                self.dgram_send.pop_front();
-                eliciting = true;
-            }
-            if self.send_keepalive && !eliciting && Frame::KeepAlive.encode(&mut w).is_some() {
-                eliciting = true;
+            if let Some(t) = self.transport.as_mut() {
+                eliciting |= t.write_frames(now, &mut w, &mut log, self.send_keepalive);
             }
             self.send_keepalive = false;
         }
@@ -677,10 +727,14 @@ impl Session {
             paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
         };
         let record = self.record.as_mut()?;
+        let pn = record.next_pn();
         match record.seal(now, policy, self.remote_sid, buf, payload_len) {
             Ok(n) => {
                 self.stats.packets_out += 1;
                 self.stats.bytes_out += n as u64;
+                if let Some(t) = self.transport.as_mut() {
+                    t.on_sent(now, pn, n, eliciting, false, log);
+                }
                 if eliciting && self.is_established() {
                     self.arm_keepalive(now, ctx.config);
                 }
@@ -707,7 +761,8 @@ impl Session {
     pub(crate) fn max_datagram(&self, config: &Config) -> usize {
         let peer_max = self.peer_params.map_or(0, |p| usize::try_from(p.max_datagram_frame).unwrap_or(usize::MAX));
         // One packet: overhead, frame type and a 2-byte length.
-        let fits = self.max_datagram_len(config).saturating_sub(Record::OVERHEAD + 3);
+        let mtu = self.transport.as_ref().map_or(INITIAL_MTU as usize, |t| t.mtu as usize);
+        let fits = self.max_datagram_len(config).min(mtu).saturating_sub(Record::OVERHEAD + 3);
         peer_max.min(fits)
     }
 
@@ -728,22 +783,39 @@ impl Session {
         if data.len() > max {
             return Err(DatagramError::TooLarge { max });
         }
-        if self.dgram_send.len() >= config.datagram_queue {
-            if !drop_oldest {
-                return Err(DatagramError::Blocked);
-            }
-            self.dgram_send.pop_front();
-            self.stats.datagrams_dropped += 1;
+        let t = self.transport.as_mut().ok_or(DatagramError::NotEstablished)?;
+        if !t.dgram_send.push(data, drop_oldest) {
+            return Err(DatagramError::Blocked);
         }
-        self.dgram_send.push_back(data.to_vec());
         self.last_app_activity = Some(now);
         Ok(())
     }
 
+    pub(crate) fn note_app_activity(&mut self, now: Instant) {
+        self.last_app_activity = Some(now);
+    }
+
+    pub(crate) fn export_keying_material(
+        &self,
+        label: &[u8],
+        context: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), ExportError> {
+        if self.record.is_none() || !matches!(self.phase, Phase::Established | Phase::AwaitFinal(_)) {
+            return Err(ExportError::NotEstablished);
+        }
+        if out.len() > 255 * 32 || label.len() > 255 {
+            return Err(ExportError::TooLong);
+        }
+        let mut info = heapless::Vec::<u8, 300>::new();
+        let _ = info.extend_from_slice(b"stt/1 export ");
+        let _ = info.push(label.len() as u8);
+        let _ = info.extend_from_slice(label);
+        crate::crypto::kdf::expand_long(&self.exporter, &info, context, out);
+        Ok(())
+    }
+
     pub(crate) fn recv_datagram(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let d = self.dgram_recv.pop_front()?;
-        let n = d.len().min(buf.len());
-        buf[..n].copy_from_slice(&d[..n]);
-        Some(n)
+        self.transport.as_mut()?.dgram_recv.pop_into(buf)
     }
 }

@@ -68,6 +68,16 @@ pub struct SessionStats {
     pub rehandshakes: u64,
     /// Datagrams dropped because a queue was full.
     pub datagrams_dropped: u64,
-    /// Smoothed round-trip time (from the handshake until loss recovery refines it).
+    /// Smoothed round-trip time.
     pub rtt: Duration,
+    /// Packets declared lost.
+    pub lost: u64,
+    /// Congestion window in bytes.
+    pub cwnd: u64,
+    /// Bytes in flight.
+    pub bytes_in_flight: u64,
+    /// Current maximum datagram size of the path.
+    pub mtu: u64,
+    /// Streams open now.
+    pub streams: u64,
 }

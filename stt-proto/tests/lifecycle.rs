@@ -32,12 +32,22 @@ fn closed_at(w: &World, i: usize, s: SessionId) -> Option<(Instant, CloseReason)
 #[test]
 fn idle_timeout_exactly_on_time() {
     let config = Config::default().keepalive_active(None).keepalive_idle(None).idle_timeout(Duration::from_secs(5));
-    let (mut w, a, b, sa, sb) = pair(20, config);
-    // 10 ms links: AUTH_PROOF reaches b at 30 ms, FINAL reaches a at 40 ms.
+    let mut w = World::new(World::seed_from_env(20));
+    w.capture = true;
+    let a = w.add_node(config.clone());
+    let b = w.add_node(config);
+    let sa = w.connect(a, b);
+    check(w.drive_until(|w| w.is_established(a, sa) && w.established(b).len() == 1, 1000));
+    let sb = w.established(b)[0].0;
+    w.run_for(Duration::from_secs(1));
+    // Links delay 10 ms: the last packet each side received left the other 10 ms earlier.
+    let last_from = |w: &World, n: usize| w.captured.iter().filter(|c| c.from_node == n).map(|c| c.at).max().unwrap();
+    let (last_a, last_b) = (last_from(&w, a), last_from(&w, b));
     let sent = (w.nodes[a].bytes_sent, w.nodes[b].bytes_sent);
     w.run_for(Duration::from_secs(10));
-    assert_eq!(closed_at(&w, b, sb), Some((Instant::from_micros(5_030_000), CloseReason::IdleTimeout)));
-    assert_eq!(closed_at(&w, a, sa), Some((Instant::from_micros(5_040_000), CloseReason::IdleTimeout)));
+    let expect = |t: Instant| t.saturating_add(Duration::from_millis(10) + Duration::from_secs(5));
+    assert_eq!(closed_at(&w, b, sb), Some((expect(last_a), CloseReason::IdleTimeout)));
+    assert_eq!(closed_at(&w, a, sa), Some((expect(last_b), CloseReason::IdleTimeout)));
     assert_eq!((w.nodes[a].bytes_sent, w.nodes[b].bytes_sent), sent, "idle timeout is silent");
     assert_eq!(w.node(a).session_ids().count() + w.node(b).session_ids().count(), 0);
 }

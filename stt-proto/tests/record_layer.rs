@@ -59,7 +59,8 @@ fn exchange(w: &mut World, a: usize, b: usize, sa: SessionId, sb: SessionId, rou
         drain(w, b, sb, &mut at_b);
         drain(w, a, sa, &mut at_a);
     }
-    w.run_for(Duration::from_millis(200));
+    // Let congestion control drain what is still queued.
+    w.run_for(Duration::from_secs(3));
     drain(w, b, sb, &mut at_b);
     drain(w, a, sa, &mut at_a);
     (at_a, at_b)

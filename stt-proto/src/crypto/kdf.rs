@@ -12,6 +12,17 @@ pub(crate) fn derive32(ikm: &[u8], label: &[u8]) -> [u8; 32] {
     out
 }
 
+/// `HKDF-SHA256(salt, ikm = a ‖ b, info = label, L = 32)`.
+pub(crate) fn extract_expand(salt: &[u8], a: &[u8; 32], b: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut ikm = [0u8; 64];
+    ikm[..32].copy_from_slice(a);
+    ikm[32..].copy_from_slice(b);
+    let mut out = [0u8; 32];
+    let _ = Hkdf::<Sha256>::new(Some(salt), &ikm).expand(label, &mut out);
+    zeroize::Zeroize::zeroize(&mut ikm);
+    out
+}
+
 /// `HKDF-Expand-SHA256(prk, info = label ‖ context, L = out.len())`.
 ///
 /// `out.len()` is at most 255·32 at every call site.
@@ -20,6 +31,11 @@ pub(crate) fn expand(prk: &[u8; 32], label: &[u8], context: &[u8], out: &mut [u8
     if let Ok(h) = Hkdf::<Sha256>::from_prk(prk) {
         let _ = h.expand_multi_info(&[label, context], out);
     }
+}
+
+/// `HKDF-Expand-SHA256(prk, info = label ‖ context, L = out.len())` for outputs up to 255·32 bytes.
+pub(crate) fn expand_long(prk: &[u8; 32], label: &[u8], context: &[u8], out: &mut [u8]) {
+    expand(prk, label, context, out);
 }
 
 /// `HMAC-SHA256(key, parts...)` truncated to 16 bytes.

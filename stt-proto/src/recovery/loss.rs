@@ -36,6 +36,8 @@ pub(crate) struct SentPacket {
     pub(crate) time: Instant,
     pub(crate) size: u32,
     pub(crate) ack_eliciting: bool,
+    /// A path-MTU probe: its loss says nothing about congestion (RFC 8899 §3).
+    pub(crate) mtu_probe: bool,
     pub(crate) frames: heapless::Vec<SentFrame, MAX_SENT_FRAMES>,
 }
 
@@ -124,7 +126,12 @@ impl LossDetector {
     ///
     /// # Errors
     /// [`InvalidAck`] if it acknowledges a packet number not yet sent.
-    pub(crate) fn on_ack(&mut self, now: Instant, ack: &AckFrame<'_>, sink: &mut impl RecoverySink) -> Result<(), InvalidAck> {
+    pub(crate) fn on_ack(
+        &mut self,
+        now: Instant,
+        ack: &AckFrame<'_>,
+        sink: &mut impl RecoverySink,
+    ) -> Result<(), InvalidAck> {
         let next_pn = self.base + self.sent.len() as u64;
         if ack.largest >= next_pn {
             return Err(InvalidAck);
@@ -176,7 +183,7 @@ impl LossDetector {
             let late = p.time.saturating_add(delay) <= now;
             if late || largest >= pn + PACKET_THRESHOLD {
                 if let Some(p) = self.take(pn) {
-                    if p.ack_eliciting {
+                    if p.ack_eliciting && !p.mtu_probe {
                         self.lost_packets += 1;
                         first_lost.get_or_insert(p.time);
                         last_lost = Some(p.time);
@@ -265,7 +272,7 @@ mod tests {
     }
 
     fn packet(t: Instant) -> SentPacket {
-        SentPacket { time: t, size: 1000, ack_eliciting: true, frames: heapless::Vec::new() }
+        SentPacket { time: t, size: 1000, ack_eliciting: true, mtu_probe: false, frames: heapless::Vec::new() }
     }
 
     fn ack(ranges: &[core::ops::Range<u64>], buf: &mut [u8]) -> usize {

@@ -10,3 +10,4 @@ pub(crate) mod pacer;
 pub(crate) mod rtt;
 
 pub use cc::{CongestionAlgorithm, CongestionControl};
+pub use rtt::RttEstimator;

@@ -7,9 +7,9 @@ pub(crate) const INITIAL_RTT: Duration = Duration::from_millis(333);
 /// Timer granularity.
 const GRANULARITY: Duration = Duration::from_millis(1);
 
-/// Smoothed RTT and variance.
+/// Smoothed RTT and variance (RFC 9002 §5).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RttEstimator {
+pub struct RttEstimator {
     smoothed: Duration,
     var: Duration,
     min: Duration,
@@ -53,7 +53,7 @@ impl RttEstimator {
     }
 
     /// The most recent sample.
-    pub(crate) fn latest(&self) -> Duration {
+    pub fn latest(&self) -> Duration {
         self.latest
     }
 
@@ -63,12 +63,12 @@ impl RttEstimator {
     }
 
     /// Smoothed RTT.
-    pub(crate) fn smoothed(&self) -> Duration {
+    pub fn smoothed(&self) -> Duration {
         self.smoothed
     }
 
     /// Probe timeout: `srtt + max(4·rttvar, granularity)`.
-    pub(crate) fn pto(&self) -> Duration {
+    pub fn pto(&self) -> Duration {
         self.smoothed + (self.var * 4).max(GRANULARITY)
     }
 }

@@ -7,6 +7,10 @@ const P_MAX_UDP_PAYLOAD: u64 = 0x02;
 const P_MAX_DATAGRAM_FRAME: u64 = 0x03;
 const P_APP_FRAME_TYPES: u64 = 0x04;
 const P_MAX_APP_FRAME: u64 = 0x05;
+const P_INITIAL_MAX_DATA: u64 = 0x06;
+const P_INITIAL_MAX_STREAM_DATA: u64 = 0x07;
+const P_INITIAL_MAX_STREAMS_BIDI: u64 = 0x08;
+const P_INITIAL_MAX_STREAMS_UNI: u64 = 0x09;
 
 /// Limits one side announces to its peer. Unknown parameter ids are ignored
 /// ([HS-15]); a repeated id or a malformed value aborts the handshake.
@@ -22,6 +26,14 @@ pub struct TransportParams {
     pub app_frame_types: [u8; 16],
     /// Largest application frame body accepted.
     pub max_app_frame: u64,
+    /// Session flow-control limit at the start.
+    pub initial_max_data: u64,
+    /// Per-stream flow-control limit at the start.
+    pub initial_max_stream_data: u64,
+    /// Bidirectional streams the peer may open at the start.
+    pub initial_max_streams_bidi: u64,
+    /// Unidirectional streams the peer may open at the start.
+    pub initial_max_streams_uni: u64,
 }
 
 impl Default for TransportParams {
@@ -32,6 +44,10 @@ impl Default for TransportParams {
             max_datagram_frame: 0,
             app_frame_types: [0; 16],
             max_app_frame: 0,
+            initial_max_data: 0,
+            initial_max_stream_data: 0,
+            initial_max_streams_bidi: 0,
+            initial_max_streams_uni: 0,
         }
     }
 }
@@ -44,6 +60,10 @@ impl TransportParams {
             (P_MAX_UDP_PAYLOAD, self.max_udp_payload),
             (P_MAX_DATAGRAM_FRAME, self.max_datagram_frame),
             (P_MAX_APP_FRAME, self.max_app_frame),
+            (P_INITIAL_MAX_DATA, self.initial_max_data),
+            (P_INITIAL_MAX_STREAM_DATA, self.initial_max_stream_data),
+            (P_INITIAL_MAX_STREAMS_BIDI, self.initial_max_streams_bidi),
+            (P_INITIAL_MAX_STREAMS_UNI, self.initial_max_streams_uni),
         ] {
             w.varint(id)?;
             w.varint(super::codec::varint_len(v) as u64)?;
@@ -73,6 +93,10 @@ impl TransportParams {
                 P_MAX_DATAGRAM_FRAME => p.max_datagram_frame = exact_varint(&mut vr)?,
                 P_MAX_APP_FRAME => p.max_app_frame = exact_varint(&mut vr)?,
                 P_APP_FRAME_TYPES => p.app_frame_types = value.try_into().ok()?,
+                P_INITIAL_MAX_DATA => p.initial_max_data = exact_varint(&mut vr)?,
+                P_INITIAL_MAX_STREAM_DATA => p.initial_max_stream_data = exact_varint(&mut vr)?,
+                P_INITIAL_MAX_STREAMS_BIDI => p.initial_max_streams_bidi = exact_varint(&mut vr)?,
+                P_INITIAL_MAX_STREAMS_UNI => p.initial_max_streams_uni = exact_varint(&mut vr)?,
                 _ => {}
             }
         }

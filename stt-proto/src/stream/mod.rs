@@ -1,0 +1,778 @@
+//! Multiplexed streams and flow control (spec §7.3–§7.5).
+//!
+//! Stream ids carry two bits: bit 0 is set for streams opened by the session's
+//! responder, bit 1 for unidirectional streams. Streams open implicitly on their
+//! first frame; every stream of the same kind with a lower index opens with it.
+
+mod flow;
+mod recv;
+mod send;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use core::fmt;
+use core::time::Duration;
+
+use bytes::Bytes;
+
+pub(crate) use flow::RecvWindow;
+pub(crate) use recv::{RecvBuf, StreamViolation};
+pub(crate) use send::{SendBuf, SendState};
+
+use crate::event::{Event, SessionId};
+use crate::recovery::loss::{SentFrame, MAX_SENT_FRAMES};
+use crate::time::Instant;
+use crate::wire::codec::{varint_len, Writer, VARINT_MAX};
+use crate::wire::frame::{stream_frame_len, Frame};
+
+/// A stream id (bit 0: opened by the session responder; bit 1: unidirectional).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct StreamId(pub u64);
+
+impl StreamId {
+    fn new(index: u64, responder: bool, uni: bool) -> Self {
+        Self(index << 2 | u64::from(uni) << 1 | u64::from(responder))
+    }
+
+    /// Whether the stream carries data one way only.
+    pub fn is_uni(self) -> bool {
+        self.0 & 2 != 0
+    }
+
+    /// Whether the session's responder opened it.
+    pub fn opened_by_responder(self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    /// The stream's index among streams of its kind.
+    pub fn index(self) -> u64 {
+        self.0 >> 2
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stream {}", self.0)
+    }
+}
+
+/// Why a stream could not be opened.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The peer's stream limit is reached; wait for `Event::StreamsUnblocked`.
+    Blocked,
+    /// The session is not established.
+    NotEstablished,
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamError::Blocked => f.write_str("the peer's stream limit is reached"),
+            StreamError::NotEstablished => f.write_str("session is not established"),
+        }
+    }
+}
+
+impl core::error::Error for StreamError {}
+
+/// Why a write, finish or reset failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// No such stream, or it has no sending half here.
+    UnknownStream,
+    /// The send buffer is full; wait for `Event::StreamWritable`.
+    Blocked,
+    /// The stream was finished or reset locally.
+    Finished,
+    /// The peer asked to stop (STOP_SENDING) with this code; the stream was reset.
+    Stopped(u64),
+    /// The session is not established.
+    NotEstablished,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::UnknownStream => f.write_str("unknown stream (or no sending half)"),
+            WriteError::Blocked => f.write_str("send buffer full"),
+            WriteError::Finished => f.write_str("stream already finished or reset"),
+            WriteError::Stopped(c) => write!(f, "peer stopped the stream with code {c}"),
+            WriteError::NotEstablished => f.write_str("session is not established"),
+        }
+    }
+}
+
+impl core::error::Error for WriteError {}
+
+/// Why a read failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// No such stream, or it has no receiving half here.
+    UnknownStream,
+    /// Nothing to read yet; wait for `Event::StreamReadable`.
+    Blocked,
+    /// The peer reset the stream with this code.
+    Reset(u64),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::UnknownStream => f.write_str("unknown stream (or no receiving half)"),
+            ReadError::Blocked => f.write_str("no data available yet"),
+            ReadError::Reset(c) => write!(f, "peer reset the stream with code {c}"),
+        }
+    }
+}
+
+impl core::error::Error for ReadError {}
+
+/// Limits that shape the stream machinery.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamLimits {
+    pub(crate) stream_window: u64,
+    pub(crate) session_window: u64,
+    pub(crate) max_stream_window: u64,
+    pub(crate) max_session_window: u64,
+    pub(crate) max_streams_bidi: u64,
+    pub(crate) max_streams_uni: u64,
+    pub(crate) send_buffer: u64,
+}
+
+/// What the peer allowed us in its transport parameters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerLimits {
+    pub(crate) max_data: u64,
+    pub(crate) max_stream_data: u64,
+    pub(crate) max_streams_bidi: u64,
+    pub(crate) max_streams_uni: u64,
+}
+
+struct SendHalf {
+    state: SendState,
+    buf: SendBuf,
+    /// Peer's limit for this stream.
+    max_data: u64,
+    fin_sent: bool,
+    fin_acked: bool,
+    reset_pending: bool,
+    reset_acked: bool,
+    blocked_reported: Option<u64>,
+    wants_writable: bool,
+    stopped: Option<u64>,
+    finished_reported: bool,
+}
+
+struct RecvHalf {
+    buf: RecvBuf,
+    window: RecvWindow,
+    reset: Option<u64>,
+    stop_pending: Option<u64>,
+    stopped: bool,
+    readable_reported: bool,
+}
+
+struct Stream {
+    send: Option<SendHalf>,
+    recv: Option<RecvHalf>,
+}
+
+impl Stream {
+    fn is_done(&self) -> bool {
+        let send_done = self.send.as_ref().is_none_or(|s| (s.fin_acked && s.buf.all_acked()) || s.reset_acked);
+        let recv_done = self.recv.as_ref().is_none_or(|r| r.buf.is_finished() || r.reset.is_some() || r.stopped);
+        send_done && recv_done
+    }
+}
+
+/// All streams of one session, with session-level flow control.
+pub(crate) struct Streams {
+    session: SessionId,
+    responder: bool,
+    limits: StreamLimits,
+    map: BTreeMap<u64, Stream>,
+    next_local: [u64; 2],
+    peer_max_streams: [u64; 2],
+    wants_streams: bool,
+    /// Lowest peer index not yet opened, per kind.
+    next_peer: [u64; 2],
+    /// Limits we advertise for peer-opened streams, and peer streams closed so far.
+    local_max_streams: [u64; 2],
+    peer_closed: [u64; 2],
+    max_streams_pending: [bool; 2],
+    accept_queue: VecDeque<StreamId>,
+    // Session flow control.
+    send_max_data: u64,
+    send_data: u64,
+    data_blocked_reported: Option<u64>,
+    recv_window: RecvWindow,
+    recv_data: u64,
+    recv_consumed: u64,
+    max_data_pending: bool,
+    peer_stream_window: u64,
+    round_robin: u64,
+}
+
+fn kind(uni: bool) -> usize {
+    usize::from(uni)
+}
+
+impl Streams {
+    pub(crate) fn new(
+        session: SessionId,
+        responder: bool,
+        limits: StreamLimits,
+        peer: PeerLimits,
+        now: Instant,
+    ) -> Self {
+        Self {
+            session,
+            responder,
+            limits,
+            map: BTreeMap::new(),
+            next_local: [0; 2],
+            peer_max_streams: [peer.max_streams_bidi, peer.max_streams_uni],
+            wants_streams: false,
+            next_peer: [0; 2],
+            local_max_streams: [limits.max_streams_bidi, limits.max_streams_uni],
+            peer_closed: [0; 2],
+            max_streams_pending: [false; 2],
+            accept_queue: VecDeque::new(),
+            send_max_data: peer.max_data,
+            send_data: 0,
+            data_blocked_reported: None,
+            recv_window: RecvWindow::new(limits.session_window, limits.max_session_window, now),
+            recv_data: 0,
+            recv_consumed: 0,
+            max_data_pending: false,
+            peer_stream_window: peer.max_stream_data,
+            round_robin: 0,
+        }
+    }
+
+    fn is_local(&self, id: StreamId) -> bool {
+        id.opened_by_responder() == self.responder
+    }
+
+    fn new_stream(&self, id: StreamId, now: Instant) -> Stream {
+        let local = self.is_local(id);
+        let send = (local || !id.is_uni()).then(|| SendHalf {
+            state: SendState::Open,
+            buf: SendBuf::default(),
+            max_data: self.peer_stream_window,
+            fin_sent: false,
+            fin_acked: false,
+            reset_pending: false,
+            reset_acked: false,
+            blocked_reported: None,
+            wants_writable: false,
+            stopped: None,
+            finished_reported: false,
+        });
+        let recv = (!local || !id.is_uni()).then(|| RecvHalf {
+            buf: RecvBuf::default(),
+            window: RecvWindow::new(self.limits.stream_window, self.limits.max_stream_window, now),
+            reset: None,
+            stop_pending: None,
+            stopped: false,
+            readable_reported: false,
+        });
+        Stream { send, recv }
+    }
+
+    // ----- application commands -----
+
+    pub(crate) fn open(&mut self, now: Instant, uni: bool) -> Result<StreamId, StreamError> {
+        let k = kind(uni);
+        let index = self.next_local[k];
+        if index >= self.peer_max_streams[k] {
+            self.wants_streams = true;
+            return Err(StreamError::Blocked);
+        }
+        self.next_local[k] += 1;
+        let id = StreamId::new(index, self.responder, uni);
+        let s = self.new_stream(id, now);
+        self.map.insert(id.0, s);
+        Ok(id)
+    }
+
+    pub(crate) fn accept(&mut self) -> Option<StreamId> {
+        self.accept_queue.pop_front()
+    }
+
+    /// Bytes `write` would accept now on `id`.
+    pub(crate) fn write_room(&self, id: StreamId) -> Result<u64, WriteError> {
+        let s = self.map.get(&id.0).and_then(|s| s.send.as_ref()).ok_or(WriteError::UnknownStream)?;
+        if let Some(code) = s.stopped {
+            return Err(WriteError::Stopped(code));
+        }
+        if s.state != SendState::Open {
+            return Err(WriteError::Finished);
+        }
+        Ok(self.limits.send_buffer.saturating_sub(s.buf.unacked()))
+    }
+
+    pub(crate) fn write(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
+        let buffer = self.limits.send_buffer;
+        let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
+        if let Some(code) = s.stopped {
+            return Err(WriteError::Stopped(code));
+        }
+        if s.state != SendState::Open {
+            return Err(WriteError::Finished);
+        }
+        let room = buffer.saturating_sub(s.buf.unacked());
+        if room == 0 {
+            s.wants_writable = true;
+            return Err(WriteError::Blocked);
+        }
+        let n = (data.len() as u64).min(room).min(VARINT_MAX - s.buf.written()) as usize;
+        s.buf.push(data.slice(..n));
+        if n < data.len() {
+            s.wants_writable = true;
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
+        let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
+        if let Some(code) = s.stopped {
+            return Err(WriteError::Stopped(code));
+        }
+        if s.state != SendState::Open {
+            return Err(WriteError::Finished);
+        }
+        s.state = SendState::Finishing;
+        Ok(())
+    }
+
+    pub(crate) fn reset(&mut self, id: StreamId, code: u64) -> Result<(), WriteError> {
+        let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
+        if matches!(s.state, SendState::Reset { .. }) || (s.fin_acked && s.buf.all_acked()) {
+            return Err(WriteError::Finished);
+        }
+        Self::reset_half(s, code);
+        Ok(())
+    }
+
+    fn reset_half(s: &mut SendHalf, code: u64) {
+        let final_size = s.buf.sent();
+        s.state = SendState::Reset { code, final_size };
+        s.buf.clear();
+        s.reset_pending = true;
+    }
+
+    pub(crate) fn stop_sending(&mut self, id: StreamId, code: u64) -> Result<(), ReadError> {
+        let r = self.map.get_mut(&id.0).and_then(|s| s.recv.as_mut()).ok_or(ReadError::UnknownStream)?;
+        if !r.stopped {
+            r.stopped = true;
+            r.stop_pending = Some(code);
+            r.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads into `out`: `(bytes, fin)`. `fin` is true once everything was read.
+    pub(crate) fn read(
+        &mut self,
+        now: Instant,
+        srtt: Duration,
+        id: StreamId,
+        out: &mut [u8],
+    ) -> Result<(usize, bool), ReadError> {
+        let s = self.map.get_mut(&id.0).ok_or(ReadError::UnknownStream)?;
+        let r = s.recv.as_mut().ok_or(ReadError::UnknownStream)?;
+        if let Some(code) = r.reset {
+            return Err(ReadError::Reset(code));
+        }
+        let n = r.buf.read(out);
+        let fin = r.buf.is_finished();
+        if n == 0 && !fin {
+            r.readable_reported = false;
+            return Err(ReadError::Blocked);
+        }
+        if r.buf.readable() == 0 {
+            r.readable_reported = false;
+        }
+        r.window.on_consumed(now, srtt, r.buf.read_offset());
+        self.recv_consumed += n as u64;
+        if self.recv_window.on_consumed(now, srtt, self.recv_consumed) {
+            self.max_data_pending = true;
+        }
+        self.collect(id);
+        Ok((n, fin))
+    }
+
+    /// Frees a finished stream and, for peer streams, raises the limit (spec [ST-6]).
+    fn collect(&mut self, id: StreamId) {
+        if self.map.get(&id.0).is_some_and(Stream::is_done) {
+            self.map.remove(&id.0);
+            if !self.is_local(id) {
+                let k = kind(id.is_uni());
+                self.peer_closed[k] += 1;
+                self.local_max_streams[k] = self.peer_closed[k]
+                    + if id.is_uni() { self.limits.max_streams_uni } else { self.limits.max_streams_bidi };
+                self.max_streams_pending[k] = true;
+            }
+        }
+    }
+
+    /// Number of live streams.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    // ----- peer frames -----
+
+    /// Validates a stream id from the peer and opens every peer stream up to it (spec [ST-1]).
+    fn peer_stream(&mut self, now: Instant, id: StreamId, events: &mut VecDeque<Event>) -> Result<(), StreamViolation> {
+        if self.is_local(id) {
+            // Our own stream: it must exist (or have been finished and freed).
+            if id.index() >= self.next_local[kind(id.is_uni())] {
+                return Err(StreamViolation::FinalSize);
+            }
+            return Ok(());
+        }
+        let k = kind(id.is_uni());
+        if id.index() >= self.local_max_streams[k] {
+            return Err(StreamViolation::FlowControl);
+        }
+        while self.next_peer[k] <= id.index() {
+            let new = StreamId::new(self.next_peer[k], !self.responder, id.is_uni());
+            self.next_peer[k] += 1;
+            let s = self.new_stream(new, now);
+            self.map.insert(new.0, s);
+            self.accept_queue.push_back(new);
+            events.push_back(Event::StreamOpened { session: self.session, stream: new });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn on_stream_frame(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        offset: u64,
+        data: &[u8],
+        fin: bool,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), StreamViolation> {
+        let session = self.session;
+        self.peer_stream(now, id, events)?;
+        let Some(s) = self.map.get_mut(&id.0) else { return Ok(()) };
+        let Some(r) = s.recv.as_mut() else { return Err(StreamViolation::FinalSize) };
+        if r.reset.is_some() || r.stopped {
+            return Ok(());
+        }
+        let new = r.buf.insert(offset, data, fin, r.window.limit())?;
+        self.recv_data += new;
+        if self.recv_data > self.recv_window.limit() {
+            return Err(StreamViolation::FlowControl);
+        }
+        if (r.buf.readable() > 0 || r.buf.final_size() == Some(r.buf.read_offset())) && !r.readable_reported {
+            r.readable_reported = true;
+            events.push_back(Event::StreamReadable { session, stream: id });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn on_stream_close(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        code: u64,
+        final_size: u64,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), StreamViolation> {
+        let session = self.session;
+        self.peer_stream(now, id, events)?;
+        let Some(s) = self.map.get_mut(&id.0) else { return Ok(()) };
+        let Some(r) = s.recv.as_mut() else { return Err(StreamViolation::FinalSize) };
+        if final_size < r.buf.highest()
+            || r.buf.final_size().is_some_and(|f| f != final_size)
+            || final_size > r.window.limit()
+        {
+            return Err(StreamViolation::FinalSize);
+        }
+        if r.reset.is_none() {
+            self.recv_data += final_size - r.buf.highest();
+            r.reset = Some(code);
+            r.buf.clear();
+            events.push_back(Event::StreamReset { session, stream: id, code });
+        }
+        self.collect(id);
+        Ok(())
+    }
+
+    pub(crate) fn on_stop_sending(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        code: u64,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), StreamViolation> {
+        let session = self.session;
+        self.peer_stream(now, id, events)?;
+        let Some(s) = self.map.get_mut(&id.0) else { return Ok(()) };
+        let Some(snd) = s.send.as_mut() else { return Err(StreamViolation::FinalSize) };
+        if snd.stopped.is_none() {
+            snd.stopped = Some(code);
+            if !(matches!(snd.state, SendState::Reset { .. }) || snd.fin_acked && snd.buf.all_acked()) {
+                Self::reset_half(snd, code);
+            }
+            events.push_back(Event::StreamStopped { session, stream: id, code });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn on_max_data(&mut self, max: u64) {
+        self.send_max_data = self.send_max_data.max(max);
+    }
+
+    pub(crate) fn on_max_stream_data(&mut self, id: StreamId, max: u64) {
+        if let Some(s) = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()) {
+            s.max_data = s.max_data.max(max);
+        }
+    }
+
+    pub(crate) fn on_max_streams(&mut self, uni: bool, count: u64, events: &mut VecDeque<Event>) {
+        let k = kind(uni);
+        if count > self.peer_max_streams[k] {
+            self.peer_max_streams[k] = count;
+            if self.wants_streams {
+                self.wants_streams = false;
+                events.push_back(Event::StreamsUnblocked { session: self.session });
+            }
+        }
+    }
+
+    // ----- acknowledgements -----
+
+    pub(crate) fn on_frame_acked(&mut self, f: &SentFrame, events: &mut VecDeque<Event>) {
+        match *f {
+            SentFrame::Stream { id, offset, len, fin } => {
+                let session = self.session;
+                let buffer = self.limits.send_buffer;
+                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                    s.buf.on_ack(offset, u64::from(len));
+                    s.fin_acked |= fin;
+                    if s.wants_writable && s.buf.unacked() < buffer && s.state == SendState::Open {
+                        s.wants_writable = false;
+                        events.push_back(Event::StreamWritable { session, stream: StreamId(id) });
+                    }
+                    if s.fin_acked && s.buf.all_acked() && !s.finished_reported {
+                        s.finished_reported = true;
+                        events.push_back(Event::StreamFinished { session, stream: StreamId(id) });
+                    }
+                }
+                self.collect(StreamId(id));
+            }
+            SentFrame::StreamClose { id } => {
+                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                    s.reset_acked = true;
+                }
+                self.collect(StreamId(id));
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn on_frame_lost(&mut self, f: &SentFrame) {
+        match *f {
+            SentFrame::Stream { id, offset, len, fin } => {
+                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                    if !matches!(s.state, SendState::Reset { .. }) {
+                        s.buf.on_lost(offset, u64::from(len));
+                        if fin && !s.fin_acked {
+                            s.fin_sent = false;
+                        }
+                    }
+                }
+            }
+            SentFrame::StreamClose { id } => {
+                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                    s.reset_pending = true;
+                }
+            }
+            SentFrame::StopSending { id } => {
+                if let Some(r) = self.map.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+                    if r.stopped && r.stop_pending.is_none() {
+                        r.stop_pending = Some(0);
+                    }
+                }
+            }
+            SentFrame::MaxData => self.max_data_pending = true,
+            SentFrame::MaxStreamData { id } => {
+                if let Some(r) = self.map.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+                    r.window.mark_pending();
+                }
+            }
+            SentFrame::MaxStreams { uni } => self.max_streams_pending[kind(uni)] = true,
+            _ => {}
+        }
+    }
+
+    // ----- output -----
+
+    /// Whether any stream frame is waiting to be sent.
+    pub(crate) fn has_pending(&self) -> bool {
+        let session_room = self.send_max_data.saturating_sub(self.send_data);
+        self.max_data_pending
+            || self.max_streams_pending.iter().any(|p| *p)
+            || self.map.values().any(|s| {
+                s.send.as_ref().is_some_and(|h| {
+                    h.reset_pending
+                        || (!matches!(h.state, SendState::Reset { .. })
+                            && (h.buf.has_pending(h.max_data.min(h.buf.sent() + session_room))
+                                || (h.state == SendState::Finishing && !h.fin_sent && h.buf.sent() == h.buf.written())))
+                }) || s.recv.as_ref().is_some_and(|r| r.stop_pending.is_some() || r.window.is_pending())
+            })
+    }
+
+    /// Writes control frames and stream data into `w`, logging what needs acknowledgement.
+    pub(crate) fn write_frames(&mut self, w: &mut Writer<'_>, log: &mut heapless::Vec<SentFrame, MAX_SENT_FRAMES>) {
+        if self.max_data_pending && log.len() < MAX_SENT_FRAMES {
+            let f = Frame::MaxData(self.recv_window.limit());
+            if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                self.max_data_pending = false;
+                let _ = log.push(SentFrame::MaxData);
+            }
+        }
+        for (k, uni) in [(0, false), (1, true)] {
+            if self.max_streams_pending[k] && log.len() < MAX_SENT_FRAMES {
+                let f = Frame::MaxStreams { uni, count: self.local_max_streams[k] };
+                if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                    self.max_streams_pending[k] = false;
+                    let _ = log.push(SentFrame::MaxStreams { uni });
+                }
+            }
+        }
+        if self.send_data >= self.send_max_data && self.data_blocked_reported != Some(self.send_max_data) {
+            let f = Frame::DataBlocked(self.send_max_data);
+            if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                self.data_blocked_reported = Some(self.send_max_data);
+            }
+        }
+        // Control frames per stream, then data, starting after the last stream served.
+        let start = self.round_robin;
+        let mut served_any = None;
+        for (from, to) in [(start, u64::MAX), (0, start)] {
+            let mut cursor = from;
+            while log.len() < MAX_SENT_FRAMES && w.remaining() >= 4 {
+                let Some(id) = self.map.range(cursor..to).next().map(|(k, _)| *k) else { break };
+                if self.write_stream(id, w, log) {
+                    served_any = Some(id);
+                }
+                cursor = id + 1;
+            }
+        }
+        if let Some(id) = served_any {
+            self.round_robin = id + 1;
+        }
+    }
+
+    /// Writes what one stream has pending; returns whether it wrote stream data.
+    fn write_stream(
+        &mut self,
+        id: u64,
+        w: &mut Writer<'_>,
+        log: &mut heapless::Vec<SentFrame, MAX_SENT_FRAMES>,
+    ) -> bool {
+        let session_room = self.send_max_data.saturating_sub(self.send_data);
+        let Some(s) = self.map.get_mut(&id) else { return false };
+        if let Some(r) = s.recv.as_mut() {
+            if let Some(code) = r.stop_pending {
+                let f = Frame::StopSending { id, code };
+                if log.len() < MAX_SENT_FRAMES && f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                    r.stop_pending = None;
+                    let _ = log.push(SentFrame::StopSending { id });
+                }
+            }
+            if r.window.is_pending() && r.reset.is_none() && !r.stopped {
+                let f = Frame::MaxStreamData { id, max: r.window.limit() };
+                if log.len() < MAX_SENT_FRAMES && f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                    r.window.sent();
+                    let _ = log.push(SentFrame::MaxStreamData { id });
+                }
+            }
+        }
+        let Some(snd) = s.send.as_mut() else { return false };
+        if let SendState::Reset { code, final_size } = snd.state {
+            if snd.reset_pending {
+                let f = Frame::StreamClose { id, code, final_size };
+                if log.len() < MAX_SENT_FRAMES && f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                    snd.reset_pending = false;
+                    let _ = log.push(SentFrame::StreamClose { id });
+                }
+            }
+            return false;
+        }
+        let limit = snd.max_data.min(snd.buf.sent() + session_room);
+        let mut wrote = false;
+        while log.len() < MAX_SENT_FRAMES {
+            let overhead = stream_frame_len(id, snd.buf.sent(), 0) + 8;
+            let room = w.remaining().saturating_sub(overhead) as u64;
+            let finishing = snd.state == SendState::Finishing;
+            let Some((offset, len)) = snd.buf.next_range(room, limit) else {
+                // A FIN with no data left to send.
+                if finishing && !snd.fin_sent && snd.buf.sent() == snd.buf.written() {
+                    let offset = snd.buf.written();
+                    let f = Frame::Stream { id, offset, data: &[], fin: true };
+                    if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                        snd.fin_sent = true;
+                        let _ = log.push(SentFrame::Stream { id, offset, len: 0, fin: true });
+                        wrote = true;
+                    }
+                } else if snd.buf.sent() < snd.buf.written()
+                    && snd.buf.sent() >= limit
+                    && snd.blocked_reported != Some(limit)
+                {
+                    let f = Frame::StreamDataBlocked { id, limit };
+                    if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                        snd.blocked_reported = Some(limit);
+                    }
+                }
+                break;
+            };
+            if len == 0 {
+                break;
+            }
+            let new_bytes = (offset + len).saturating_sub(snd.buf.sent());
+            let fin = finishing && offset + len == snd.buf.written();
+            // Header, then the bytes straight from the send buffer.
+            let ty = if fin { 0x22 } else { 0x10 };
+            let header_ok =
+                w.u8(ty).is_some() && w.varint(id).is_some() && w.varint(offset).is_some() && w.varint(len).is_some();
+            if !header_ok || snd.buf.copy_into(offset, len, w).is_none() {
+                break;
+            }
+            snd.buf.mark_sent(offset, len);
+            if fin {
+                snd.fin_sent = true;
+            }
+            self.send_data += new_bytes;
+            let _ = log.push(SentFrame::Stream { id, offset, len: len as u32, fin });
+            wrote = true;
+            if w.remaining() < varint_len(id) + 12 {
+                break;
+            }
+        }
+        wrote
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_id_bits() {
+        let id = StreamId::new(5, true, true);
+        assert_eq!(id.0, 5 << 2 | 3);
+        assert!(id.is_uni() && id.opened_by_responder());
+        assert_eq!(id.index(), 5);
+    }
+}

@@ -1,0 +1,191 @@
+//! The sending half of a stream: bytes the application wrote, kept as reference-counted
+//! `Bytes` until acknowledged, so retransmission copies nothing but into the packet.
+
+use alloc::collections::VecDeque;
+use bytes::Bytes;
+
+use crate::range_set::RangeSet;
+use crate::wire::codec::Writer;
+
+/// Where the sending half stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SendState {
+    /// Accepting writes.
+    Open,
+    /// `finish` was called: no more writes; FIN goes out with the last byte.
+    Finishing,
+    /// Reset with this code (STREAM_CLOSE); pending data is dropped.
+    Reset { code: u64, final_size: u64 },
+}
+
+/// Unacknowledged and unsent stream bytes.
+#[derive(Debug, Default)]
+pub(crate) struct SendBuf {
+    /// Chunks holding bytes from `chunks_base` up to `written`.
+    chunks: VecDeque<Bytes>,
+    chunks_base: u64,
+    /// Total bytes written by the application.
+    written: u64,
+    /// Bytes below this were sent at least once.
+    sent: u64,
+    /// Ranges to send again (declared lost).
+    retransmit: RangeSet,
+    /// Ranges acknowledged.
+    acked: RangeSet,
+}
+
+impl SendBuf {
+    /// Bytes written and not yet acknowledged (the buffer's footprint).
+    pub(crate) fn unacked(&self) -> u64 {
+        self.written - self.acked_prefix()
+    }
+
+    fn acked_prefix(&self) -> u64 {
+        match self.acked.first() {
+            Some(r) if r.start == 0 => r.end,
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    pub(crate) fn push(&mut self, data: Bytes) {
+        self.written += data.len() as u64;
+        if !data.is_empty() {
+            self.chunks.push_back(data);
+        }
+    }
+
+    /// Whether there is anything to (re)send.
+    pub(crate) fn has_pending(&self, limit: u64) -> bool {
+        !self.retransmit.is_empty() || (self.sent < self.written && self.sent < limit)
+    }
+
+    /// The next range to send: retransmissions first, then new bytes up to `limit`
+    /// (the flow-control limit for new bytes). At most `max_len` bytes.
+    pub(crate) fn next_range(&self, max_len: u64, limit: u64) -> Option<(u64, u64)> {
+        if let Some(r) = self.retransmit.first() {
+            return Some((r.start, (r.end - r.start).min(max_len)));
+        }
+        let end = self.written.min(limit);
+        (self.sent < end).then(|| (self.sent, (end - self.sent).min(max_len)))
+    }
+
+    /// Marks `offset..offset+len` as sent now (removes it from the retransmit set).
+    pub(crate) fn mark_sent(&mut self, offset: u64, len: u64) {
+        self.retransmit.remove(offset..offset + len);
+        self.sent = self.sent.max(offset + len);
+    }
+
+    /// Copies `offset..offset+len` into `w`.
+    pub(crate) fn copy_into(&self, offset: u64, len: u64, w: &mut Writer<'_>) -> Option<()> {
+        let mut pos = self.chunks_base;
+        let mut need = offset..offset + len;
+        for c in &self.chunks {
+            let end = pos + c.len() as u64;
+            if need.start < end && need.start >= pos {
+                let from = (need.start - pos) as usize;
+                let to = (need.end.min(end) - pos) as usize;
+                w.bytes(&c[from..to])?;
+                need.start = end.min(need.end);
+                if need.is_empty() {
+                    return Some(());
+                }
+            }
+            pos = end;
+        }
+        need.is_empty().then_some(())
+    }
+
+    /// A range was acknowledged; frees fully acknowledged chunks.
+    pub(crate) fn on_ack(&mut self, offset: u64, len: u64) {
+        self.acked.insert(offset..offset + len);
+        self.retransmit.remove(offset..offset + len);
+        let prefix = self.acked_prefix();
+        while let Some(c) = self.chunks.front() {
+            if self.chunks_base + c.len() as u64 > prefix {
+                break;
+            }
+            self.chunks_base += c.len() as u64;
+            self.chunks.pop_front();
+        }
+    }
+
+    /// A range was lost: queue whatever of it is not acknowledged.
+    pub(crate) fn on_lost(&mut self, offset: u64, len: u64) {
+        let mut start = offset;
+        let end = offset + len;
+        // Insert only the unacknowledged parts.
+        for r in self.acked.iter() {
+            if r.end <= start {
+                continue;
+            }
+            if r.start >= end {
+                break;
+            }
+            if r.start > start {
+                self.retransmit.insert(start..r.start);
+            }
+            start = r.end;
+        }
+        if start < end {
+            self.retransmit.insert(start..end);
+        }
+    }
+
+    /// Whether every written byte was acknowledged.
+    pub(crate) fn all_acked(&self) -> bool {
+        self.acked_prefix() == self.written
+    }
+
+    /// Drops everything (reset).
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.retransmit.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_retransmit_ack_cycle() {
+        let mut b = SendBuf::default();
+        b.push(Bytes::from_static(b"hello "));
+        b.push(Bytes::from_static(b"world"));
+        assert_eq!(b.next_range(4, u64::MAX), Some((0, 4)));
+        b.mark_sent(0, 4);
+        assert_eq!(b.next_range(100, 8), Some((4, 4)), "flow limit");
+        b.mark_sent(4, 7);
+        assert_eq!(b.next_range(100, u64::MAX), None);
+        b.on_ack(4, 7);
+        b.on_lost(0, 4);
+        assert_eq!(b.next_range(100, u64::MAX), Some((0, 4)), "lost bytes first");
+        let mut out = [0u8; 16];
+        let mut w = Writer::new(&mut out);
+        b.copy_into(2, 7, &mut w).unwrap();
+        assert_eq!(&out[..7], b"llo wor");
+        b.mark_sent(0, 4);
+        b.on_ack(0, 4);
+        assert!(b.all_acked());
+        assert_eq!(b.unacked(), 0);
+        assert!(b.chunks.is_empty(), "acked chunks freed");
+    }
+
+    #[test]
+    fn lost_after_partial_ack_only_requeues_the_gap() {
+        let mut b = SendBuf::default();
+        b.push(Bytes::from(alloc::vec![7u8; 100]));
+        b.mark_sent(0, 100);
+        b.on_ack(20, 30);
+        b.on_lost(0, 100);
+        assert_eq!(b.retransmit.iter().collect::<alloc::vec::Vec<_>>(), [0..20, 50..100]);
+    }
+}

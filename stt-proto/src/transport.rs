@@ -1,0 +1,308 @@
+//! The established session's data path (spec §7): received packets → ACK tracking →
+//! frames → streams, datagrams and flow control; and the other way, packet assembly
+//! under congestion control and pacing, with loss recovery.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use core::time::Duration;
+
+use crate::datagram::DatagramQueue;
+use crate::error::TransportCode;
+use crate::event::{Event, SessionId};
+use crate::recovery::ack::AckTracker;
+use crate::recovery::cc::CongestionControl;
+use crate::recovery::loss::{LossDetector, RecoverySink, SentFrame, SentPacket, MAX_SENT_FRAMES};
+use crate::recovery::pacer::Pacer;
+use crate::recovery::rtt::RttEstimator;
+use crate::stream::{StreamId, StreamViolation, Streams};
+use crate::time::Instant;
+use crate::wire::codec::Writer;
+use crate::wire::frame::{AckFrame, Frame};
+
+/// Frames logged for one packet being built.
+pub(crate) type FrameLog = heapless::Vec<SentFrame, MAX_SENT_FRAMES>;
+
+/// Everything an established session needs to move data.
+pub(crate) struct Transport {
+    session: SessionId,
+    pub(crate) loss: LossDetector,
+    pub(crate) acks: AckTracker,
+    pub(crate) cc: Box<dyn CongestionControl>,
+    pacer: Pacer,
+    pacing_until: Option<Instant>,
+    pub(crate) streams: Streams,
+    pub(crate) dgram_send: DatagramQueue,
+    pub(crate) dgram_recv: DatagramQueue,
+    /// The current maximum datagram size on the path.
+    pub(crate) mtu: u64,
+    /// PTO probes still owed.
+    probes: u8,
+    /// FINAL must be (re)sent.
+    pub(crate) send_final: bool,
+}
+
+struct Sink<'a> {
+    streams: &'a mut Streams,
+    cc: &'a mut dyn CongestionControl,
+    rtt: RttEstimator,
+    events: &'a mut VecDeque<Event>,
+    send_final: &'a mut bool,
+    app_limited: bool,
+}
+
+impl RecoverySink for Sink<'_> {
+    fn acked(&mut self, now: Instant, p: &SentPacket) {
+        for f in &p.frames {
+            self.streams.on_frame_acked(f, self.events);
+        }
+        if p.ack_eliciting && !p.mtu_probe {
+            self.cc.on_ack(now, p.time, u64::from(p.size), &self.rtt, self.app_limited);
+        }
+    }
+
+    fn lost(&mut self, p: &SentPacket) {
+        for f in &p.frames {
+            if *f == SentFrame::Final {
+                *self.send_final = true;
+            }
+            self.streams.on_frame_lost(f);
+        }
+    }
+
+    fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) {
+        self.cc.on_congestion_event(now, sent, persistent);
+    }
+}
+
+impl Transport {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        session: SessionId,
+        rtt: RttEstimator,
+        first_pn: u64,
+        cc: Box<dyn CongestionControl>,
+        streams: Streams,
+        datagram_queue: usize,
+        mtu: u64,
+        now: Instant,
+    ) -> Self {
+        Self {
+            session,
+            loss: LossDetector::new(rtt, first_pn),
+            acks: AckTracker::default(),
+            cc,
+            pacer: Pacer::new(now),
+            pacing_until: None,
+            streams,
+            dgram_send: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
+            dgram_recv: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
+            mtu,
+            probes: 0,
+            send_final: false,
+        }
+    }
+
+    pub(crate) fn rtt(&self) -> &RttEstimator {
+        &self.loss.rtt
+    }
+
+    /// The earliest of the ACK, loss / PTO and pacing timers.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        [self.acks.deadline(), self.loss.deadline(), self.pacing_until].into_iter().flatten().min()
+    }
+
+    fn has_app_data(&self) -> bool {
+        self.streams.has_pending() || !self.dgram_send.is_empty()
+    }
+
+    fn congestion_allows(&self) -> bool {
+        self.probes > 0 || self.loss.bytes_in_flight() + self.mtu <= self.cc.window()
+    }
+
+    /// Whether a packet should be built now.
+    pub(crate) fn wants_to_send(&self, now: Instant) -> bool {
+        if self.acks.deadline().is_some_and(|d| d <= now) || self.probes > 0 {
+            return true;
+        }
+        let paced = self.pacing_until.is_some_and(|t| t > now);
+        !paced && self.congestion_allows() && (self.has_app_data() || self.send_final)
+    }
+
+    /// Fires the loss-detection timer.
+    pub(crate) fn on_timeout(&mut self, now: Instant, events: &mut VecDeque<Event>) {
+        if self.pacing_until.is_some_and(|t| t <= now) {
+            self.pacing_until = None;
+        }
+        if self.loss.deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        let rtt = self.loss.rtt;
+        let mut sink = Sink {
+            streams: &mut self.streams,
+            cc: &mut *self.cc,
+            rtt,
+            events,
+            send_final: &mut self.send_final,
+            app_limited: false,
+        };
+        if self.loss.on_timeout(now, &mut sink) {
+            // PTO: re-send what the oldest packet in flight carried, in up to two probes.
+            self.probes = 2;
+            if let Some(p) = self.loss.oldest_unacked() {
+                for f in p.frames.clone().iter() {
+                    if *f == SentFrame::Final {
+                        self.send_final = true;
+                    }
+                    self.streams.on_frame_lost(f);
+                }
+            }
+        }
+    }
+
+    /// Records an authenticated packet for acknowledgement.
+    pub(crate) fn on_packet_received(&mut self, now: Instant, pn: u64, ack_eliciting: bool) {
+        self.acks.on_packet(now, pn, ack_eliciting);
+    }
+
+    /// Applies one frame from the peer.
+    pub(crate) fn handle_frame(
+        &mut self,
+        now: Instant,
+        frame: &Frame<'_>,
+        max_datagram: usize,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), TransportCode> {
+        let v = |e: StreamViolation| match e {
+            StreamViolation::ConflictingData | StreamViolation::FinalSize | StreamViolation::FlowControl => {
+                TransportCode::ProtocolViolation
+            }
+        };
+        match *frame {
+            Frame::Ack(ref ack) => self.on_ack(now, ack, events)?,
+            Frame::Stream { id, offset, data, fin } => {
+                self.streams.on_stream_frame(now, StreamId(id), offset, data, fin, events).map_err(v)?
+            }
+            Frame::StreamClose { id, code, final_size } => {
+                self.streams.on_stream_close(now, StreamId(id), code, final_size, events).map_err(v)?
+            }
+            Frame::StopSending { id, code } => {
+                self.streams.on_stop_sending(now, StreamId(id), code, events).map_err(v)?
+            }
+            Frame::MaxData(max) => self.streams.on_max_data(max),
+            Frame::MaxStreamData { id, max } => self.streams.on_max_stream_data(StreamId(id), max),
+            Frame::MaxStreams { uni, count } => self.streams.on_max_streams(uni, count, events),
+            Frame::Datagram(d) => {
+                if d.len() > max_datagram {
+                    return Err(TransportCode::ProtocolViolation);
+                }
+                let was_empty = self.dgram_recv.is_empty();
+                // Overflow rule: drop the oldest (counted).
+                self.dgram_recv.push(d, true);
+                if was_empty {
+                    events.push_back(Event::DatagramReadable { session: self.session });
+                }
+            }
+            Frame::DataBlocked(_) | Frame::StreamDataBlocked { .. } | Frame::StreamsBlocked { .. } => {}
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: &AckFrame<'_>, events: &mut VecDeque<Event>) -> Result<(), TransportCode> {
+        let rtt = self.loss.rtt;
+        let app_limited = !self.has_app_data() && self.loss.bytes_in_flight() + 2 * self.mtu < self.cc.window();
+        let mut sink = Sink {
+            streams: &mut self.streams,
+            cc: &mut *self.cc,
+            rtt,
+            events,
+            send_final: &mut self.send_final,
+            app_limited,
+        };
+        self.loss.on_ack(now, ack, &mut sink).map_err(|_| TransportCode::ProtocolViolation)?;
+        if self.loss.pto_count() == 0 {
+            self.probes = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes this transport's frames into a packet being built. Returns whether the
+    /// packet is ack-eliciting. `keepalive` asks for an ack-eliciting packet regardless.
+    pub(crate) fn write_frames(
+        &mut self,
+        now: Instant,
+        w: &mut Writer<'_>,
+        log: &mut FrameLog,
+        keepalive: bool,
+    ) -> bool {
+        let mut eliciting = false;
+        if let Some((ranges, delay)) = self.acks.ack(now) {
+            if (self.acks.deadline().is_some_and(|d| d <= now) || self.acks.has_unacked())
+                && AckFrame::encode(ranges, delay, w).is_some()
+            {
+                self.acks.on_ack_sent();
+            }
+        }
+        if self.send_final && log.len() < MAX_SENT_FRAMES && Frame::Final.encode(w).is_some() {
+            self.send_final = false;
+            let _ = log.push(SentFrame::Final);
+            eliciting = true;
+        }
+        let paced = self.pacing_until.is_some_and(|t| t > now);
+        if self.congestion_allows() && (!paced || self.probes > 0) {
+            let before = log.len();
+            self.streams.write_frames(w, log);
+            eliciting |= log.len() > before;
+            while let Some(len) = self.dgram_send.front_len() {
+                if 1 + crate::wire::codec::varint_len(len as u64) + len > w.remaining() {
+                    break;
+                }
+                let ok = self.dgram_send.pop_with(|a, b| {
+                    w.u8(crate::wire::frame::FRAME_DATAGRAM).is_some()
+                        && w.varint(len as u64).is_some()
+                        && w.bytes(a).is_some()
+                        && w.bytes(b).is_some()
+                });
+                eliciting |= ok == Some(true);
+            }
+        }
+        if (keepalive || self.probes > 0) && !eliciting && Frame::KeepAlive.encode(w).is_some() {
+            eliciting = true;
+        }
+        eliciting
+    }
+
+    /// Records a sealed packet for loss recovery and pacing.
+    pub(crate) fn on_sent(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        size: usize,
+        eliciting: bool,
+        mtu_probe: bool,
+        frames: FrameLog,
+    ) {
+        self.loss.on_sent(pn, SentPacket { time: now, size: size as u32, ack_eliciting: eliciting, mtu_probe, frames });
+        if eliciting {
+            self.probes = self.probes.saturating_sub(1);
+            self.pacer.on_sent(size as u64);
+            let srtt = self.loss.rtt.smoothed();
+            self.pacing_until = self.pacer.delay(now, self.mtu, self.cc.window(), srtt, self.mtu);
+        }
+    }
+
+    /// Bytes in flight and congestion window (for stats).
+    pub(crate) fn window(&self) -> (u64, u64) {
+        (self.loss.bytes_in_flight(), self.cc.window())
+    }
+
+    /// Lost packets so far.
+    pub(crate) fn lost(&self) -> u64 {
+        self.loss.lost_packets
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn pto(&self) -> Duration {
+        self.loss.rtt.pto()
+    }
+}

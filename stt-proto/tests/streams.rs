@@ -1,0 +1,242 @@
+//! Streams under adverse networks, in the simulator (spec §7; the loss parameters of the
+//! QUIC interop runner).
+
+use std::time::Duration;
+
+use stt_proto::sim::{BurstLoss, LinkConfig, World};
+use stt_proto::{Config, Event, Instant, ReadError, SessionId, StreamId, WriteError};
+
+fn check<T>(r: Result<T, stt_proto::sim::SimError>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn pair(w: &mut World, ca: Config, cb: Config) -> (usize, usize, SessionId, SessionId) {
+    let a = w.add_node(ca);
+    let b = w.add_node(cb);
+    let sa = w.connect(a, b);
+    check(w.drive_until(|w| w.is_established(a, sa) && w.established(b).len() == 1, 100_000));
+    let sb = w.established(b)[0].0;
+    (a, b, sa, sb)
+}
+
+/// Deterministic test data.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(u32::from(seed)) as u8).collect()
+}
+
+/// Sends `data` a→b on one stream and returns what b read, stepping the world.
+fn transfer(w: &mut World, a: usize, b: usize, sa: SessionId, sb: SessionId, data: &[u8], max_steps: usize) -> Vec<u8> {
+    let now = w.now;
+    let id = w.node(a).session(sa).unwrap().open_uni(now).unwrap();
+    let mut sent = 0;
+    let mut finished = false;
+    let mut got = Vec::new();
+    let mut peer: Option<StreamId> = None;
+    let mut done = false;
+    let mut buf = vec![0u8; 65_536];
+    for _ in 0..max_steps {
+        let now = w.now;
+        let mut s = w.node(a).session(sa).unwrap();
+        while sent < data.len() {
+            match s.write(now, id, &data[sent..(sent + 100_000).min(data.len())]) {
+                Ok(n) => sent += n,
+                Err(WriteError::Blocked) => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        if sent == data.len() && !finished {
+            s.finish(now, id).unwrap();
+            finished = true;
+        }
+        let mut r = w.node(b).session(sb).unwrap();
+        if peer.is_none() {
+            peer = r.accept_stream();
+        }
+        if let Some(p) = peer {
+            loop {
+                match r.read(now, p, &mut buf) {
+                    Ok((n, fin)) => {
+                        got.extend_from_slice(&buf[..n]);
+                        if fin {
+                            done = true;
+                            break;
+                        }
+                    }
+                    Err(ReadError::Blocked) => break,
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        }
+        if done {
+            return got;
+        }
+        if !w.step() {
+            break;
+        }
+    }
+    panic!("transfer incomplete after {max_steps} steps: {} of {} bytes (seed {})", got.len(), data.len(), w.seed());
+}
+
+/// [ST-2] [RC-1]: 2 MB intact under 2 % loss in bursts of 3, both ways.
+#[test]
+fn two_megabytes_under_bursty_loss() {
+    let mut w = World::new(World::seed_from_env(40));
+    w.set_default_link(LinkConfig { burst: Some(BurstLoss::with_rate(0.02, 3.0)), ..Default::default() });
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let data = pattern(2 << 20, 1);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
+    let lost = w.node(a).session(sa).unwrap().stats().lost;
+    assert!(lost > 10, "loss happened and was recovered: {lost} packets");
+}
+
+/// [ST-3]: 10 % duplication plus reordering: delivered exactly once, in order.
+#[test]
+fn duplication_and_reordering_exactly_once_in_order() {
+    let mut w = World::new(World::seed_from_env(41));
+    w.set_default_link(LinkConfig {
+        duplicate: 0.1,
+        reorder: 0.1,
+        jitter: Duration::from_millis(8),
+        ..Default::default()
+    });
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let data = pattern(1 << 20, 2);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
+}
+
+/// [RL-4]: corruption at 2 % delivers nothing corrupt.
+#[test]
+fn corruption_delivers_nothing_corrupt() {
+    let mut w = World::new(World::seed_from_env(42));
+    w.set_default_link(LinkConfig { corrupt: 0.02, ..Default::default() });
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let data = pattern(1 << 20, 3);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
+    assert!(w.node(b).session(sb).unwrap().stats().auth_failures > 0);
+}
+
+/// [RC-3]: a path that blackholes 5 s on / 2 s off still completes.
+#[test]
+fn blackhole_five_on_two_off_completes() {
+    let mut w = World::new(World::seed_from_env(43));
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let start = w.now.saturating_add(Duration::from_millis(300));
+    let holes: Vec<(Instant, Instant)> = (0..10)
+        .map(|k| {
+            let s = start.saturating_add(Duration::from_secs(7 * k));
+            (s, s.saturating_add(Duration::from_secs(5)))
+        })
+        .collect();
+    w.set_links(a, b, LinkConfig { blackholes: holes, ..Default::default() });
+    let data = pattern(1 << 20, 4);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 2_000_000) == data);
+    assert!(w.is_established(a, sa));
+}
+
+/// [RC-4]: 750 ms one-way delay completes.
+#[test]
+fn long_delay_completes() {
+    let mut w = World::new(World::seed_from_env(44));
+    w.set_default_link(LinkConfig { delay: Duration::from_millis(750), ..Default::default() });
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let data = pattern(1 << 20, 5);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
+}
+
+/// [ST-6]: 2000 short streams against a stream limit of 1000 all arrive.
+#[test]
+fn two_thousand_streams_against_limit_of_thousand() {
+    let mut w = World::new(World::seed_from_env(45));
+    let cb = Config::default().max_streams_uni(1000);
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), cb);
+    let mut opened = 0u32;
+    let mut received = std::collections::BTreeMap::new();
+    let mut blocked_seen = false;
+    let mut buf = [0u8; 64];
+    for _ in 0..200_000 {
+        let now = w.now;
+        let mut s = w.node(a).session(sa).unwrap();
+        while opened < 2000 {
+            match s.open_uni(now) {
+                Ok(id) => {
+                    let msg = format!("stream {opened}");
+                    s.write(now, id, msg.as_bytes()).unwrap();
+                    s.finish(now, id).unwrap();
+                    opened += 1;
+                }
+                Err(stt_proto::StreamError::Blocked) => {
+                    blocked_seen = true;
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut r = w.node(b).session(sb).unwrap();
+        while let Some(id) = r.accept_stream() {
+            received.insert(id, Vec::new());
+        }
+        let ids: Vec<StreamId> = received.iter().filter(|(_, v)| !v.ends_with(b"$")).map(|(k, _)| *k).collect();
+        for id in ids {
+            while let Ok((n, fin)) = r.read(now, id, &mut buf) {
+                let v = received.get_mut(&id).unwrap();
+                v.extend_from_slice(&buf[..n]);
+                if fin {
+                    v.push(b'$');
+                    break;
+                }
+            }
+        }
+        if received.len() == 2000 && received.values().all(|v| v.ends_with(b"$")) {
+            break;
+        }
+        if !w.step() {
+            break;
+        }
+    }
+    assert!(blocked_seen, "the limit was hit");
+    assert!(
+        w.is_established(a, sa) && w.is_established(b, sb),
+        "{:?} / {:?}",
+        w.nodes[a].events.iter().rev().take(3).collect::<Vec<_>>(),
+        w.nodes[b].events.iter().rev().take(3).collect::<Vec<_>>()
+    );
+    assert_eq!(received.len(), 2000, "opened {opened}");
+    for (i, v) in received.values().enumerate() {
+        assert_eq!(v, format!("stream {i}$").as_bytes());
+    }
+    assert!(w.nodes[a].events.iter().any(|e| matches!(e, Event::StreamsUnblocked { .. })));
+    assert!(w.node(b).session(sb).unwrap().stats().streams <= 1000);
+}
+
+/// [ST-5]: tiny windows block the sender and unblock as the reader consumes.
+#[test]
+fn tiny_windows_block_and_unblock() {
+    let mut w = World::new(World::seed_from_env(46));
+    let cb =
+        Config::default().stream_window(1000).session_window(1500).max_stream_window(1000).max_session_window(1500);
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), cb);
+    let now = w.now;
+    let id = w.node(a).session(sa).unwrap().open_bi(now).unwrap();
+    let data = pattern(20_000, 6);
+    w.node(a).session(sa).unwrap().write(now, id, &data).unwrap();
+    w.run_for(Duration::from_secs(1));
+    let in_flight = w.node(a).session(sa).unwrap().stats().bytes_in_flight;
+    assert_eq!(in_flight, 0, "everything sent was acknowledged: the sender is blocked, not lost");
+    let mut r = w.node(b).session(sb).unwrap();
+    let peer = r.accept_stream().unwrap();
+    let mut buf = vec![0u8; 50_000];
+    let (n, _) = r.read(now, peer, &mut buf).unwrap();
+    assert_eq!(n, 1000, "exactly the stream window arrived");
+    let mut got = buf[..n].to_vec();
+    for _ in 0..400 {
+        w.run_for(Duration::from_millis(50));
+        let now = w.now;
+        if let Ok((n, _)) = w.node(b).session(sb).unwrap().read(now, peer, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        if got.len() == data.len() {
+            break;
+        }
+    }
+    assert!(got == data, "unblocked: {} of {} bytes", got.len(), data.len());
+}
