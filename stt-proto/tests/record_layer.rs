@@ -48,21 +48,35 @@ fn drain(w: &mut World, node: usize, s: SessionId, got: &mut Vec<u64>) {
 
 fn exchange(w: &mut World, a: usize, b: usize, sa: SessionId, sb: SessionId, rounds: u64) -> (Vec<u64>, Vec<u64>) {
     let (mut at_a, mut at_b) = (Vec::new(), Vec::new());
-    for r in 0..rounds {
+    let total = rounds * 4;
+    let (mut next_a, mut next_b) = (0u64, 0u64);
+    let mut round = 0u64;
+    // Four datagrams per 5 ms and side; when congestion control holds the queue full,
+    // the application waits (datagrams are refused, not lost, with the reject policy).
+    while next_a < total || next_b < total {
         let now = w.now;
-        for k in 0..4 {
-            let n = r * 4 + k;
-            w.node(a).session(sa).unwrap().send_datagram(now, &message(n), false).unwrap();
-            w.node(b).session(sb).unwrap().send_datagram(now, &message(n), false).unwrap();
+        let limit = ((round + 1) * 4).min(total);
+        for (node, s, next) in [(a, sa, &mut next_a), (b, sb, &mut next_b)] {
+            while *next < limit {
+                match w.node(node).session(s).unwrap().send_datagram(now, &message(*next), false) {
+                    Ok(()) => *next += 1,
+                    Err(stt_proto::DatagramError::Blocked) => break,
+                    Err(e) => panic!("send_datagram: {e}"),
+                }
+            }
         }
         w.run_for(Duration::from_millis(5));
         drain(w, b, sb, &mut at_b);
         drain(w, a, sa, &mut at_a);
+        round += 1;
+        assert!(round < rounds * 20, "the application could not hand over its datagrams (seed {})", w.seed());
     }
-    // Let congestion control drain what is still queued.
-    w.run_for(Duration::from_secs(3));
-    drain(w, b, sb, &mut at_b);
-    drain(w, a, sa, &mut at_a);
+    // Let congestion control drain what is still queued, reading as it arrives.
+    for _ in 0..600 {
+        w.run_for(Duration::from_millis(5));
+        drain(w, b, sb, &mut at_b);
+        drain(w, a, sa, &mut at_a);
+    }
     (at_a, at_b)
 }
 
