@@ -46,6 +46,9 @@ pub struct Config {
     pub(crate) max_streams_uni: u64,
     pub(crate) stream_send_buffer: u64,
     pub(crate) congestion: crate::recovery::CongestionAlgorithm,
+    pub(crate) app_frame_types: [u8; 16],
+    pub(crate) max_app_frame: u64,
+    pub(crate) app_frame_queue: usize,
 }
 
 impl Default for Config {
@@ -88,6 +91,9 @@ impl Default for Config {
             max_streams_uni: 100,
             stream_send_buffer: 4 * 1024 * 1024,
             congestion: crate::recovery::CongestionAlgorithm::Cubic,
+            app_frame_types: [0; 16],
+            max_app_frame: 65_000,
+            app_frame_queue: 64,
         }
     }
 }
@@ -104,6 +110,14 @@ macro_rules! setter {
 }
 
 impl Config {
+    /// The application frame types (0x80–0xFF) this node accepts; fixed for the node's
+    /// lifetime and announced in the handshake. Other values are ignored.
+    #[must_use]
+    pub fn app_frame_types(mut self, types: &[u8]) -> Self {
+        self.app_frame_types = crate::stream::bitmap(types);
+        self
+    }
+
     /// Uses `provider` for packet protection (default: [`RustCrypto`]).
     #[must_use]
     pub fn crypto_provider(mut self, provider: &'static dyn CryptoProvider) -> Self {
@@ -264,6 +278,15 @@ impl Config {
         stream_send_buffer: u64
     );
     setter!(
+        /// Largest application frame body accepted (default and maximum 65000 bytes).
+        max_app_frame: u64
+    );
+    setter!(
+        /// Received application frames held for the application; beyond this the frame
+        /// stream stops being read (flow control pushes back on the sender).
+        app_frame_queue: usize
+    );
+    setter!(
         /// Congestion controller (default CUBIC).
         congestion: crate::recovery::CongestionAlgorithm
     );
@@ -320,6 +343,9 @@ impl Config {
         }
         if self.stream_window > self.max_stream_window || self.session_window > self.max_session_window {
             return err("max_stream_window", "maximum windows must be at least the initial windows");
+        }
+        if self.max_app_frame > 65_000 || self.app_frame_queue == 0 {
+            return err("max_app_frame", "application frames are at most 65000 bytes and the queue holds at least one");
         }
         if self.max_datagram_frame > self.max_udp_payload {
             return err("max_datagram_frame", "must not exceed max_udp_payload");

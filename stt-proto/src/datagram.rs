@@ -51,6 +51,19 @@ impl DatagramQueue {
         true
     }
 
+    /// Whether an entry of `len` bytes fits without eviction.
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        len <= usize::from(u16::MAX) && !self.is_full_for(len)
+    }
+
+    /// Appends an entry from two parts (call only after `has_room`).
+    pub(crate) fn push_parts(&mut self, head: &[u8], body: impl Iterator<Item = u8>) {
+        let before = self.bytes.len();
+        self.bytes.extend(head);
+        self.bytes.extend(body);
+        self.lens.push_back((self.bytes.len() - before) as u16);
+    }
+
     /// Length of the oldest entry.
     pub(crate) fn front_len(&self) -> Option<usize> {
         self.lens.front().map(|l| usize::from(*l))

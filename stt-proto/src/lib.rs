@@ -106,7 +106,7 @@ pub use recovery::CongestionAlgorithm;
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
 pub use session::SessionState;
 pub use stats::{NodeStats, SessionStats};
-pub use stream::{ReadError, StreamError, StreamId, WriteError};
+pub use stream::{FrameError, ReadError, StreamError, StreamId, WriteError};
 pub use time::{Duration, Instant, UnixTime};
 pub use wire::frame::CloseKind;
 pub use wire::header::{WireSessionId, VERSION};

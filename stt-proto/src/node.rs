@@ -21,7 +21,7 @@ use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
 use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, SessionState};
 use crate::stats::{NodeStats, SessionStats};
-use crate::stream::{ReadError, StreamError, StreamId, WriteError};
+use crate::stream::{FrameError, ReadError, StreamError, StreamId, WriteError};
 use crate::time::{Instant, UnixTime, WallClock};
 use crate::wire::frame::CloseKind;
 use crate::wire::handshake::{observed_of, AuthPayload, ChallengePayload, HelloPayload};
@@ -614,8 +614,8 @@ impl<E: Entropy> Node<E> {
             idle_timeout_ms: u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX),
             max_udp_payload: self.config.max_udp_payload as u64,
             max_datagram_frame: self.config.max_datagram_frame as u64,
-            app_frame_types: [0; 16],
-            max_app_frame: 0,
+            app_frame_types: self.config.app_frame_types,
+            max_app_frame: self.config.max_app_frame,
             initial_max_data: self.config.session_window,
             initial_max_stream_data: self.config.stream_window,
             initial_max_streams_bidi: self.config.max_streams_bidi,
@@ -976,6 +976,25 @@ impl SessionRef<'_> {
             self.session.note_app_activity(now);
         }
         r
+    }
+
+    /// Sends an application frame (type 0x80–0xFF) reliably, in order among frames.
+    ///
+    /// # Errors
+    /// [`FrameError`]: a type the peer did not declare, an oversize body, a full buffer.
+    pub fn send_app_frame(&mut self, now: Instant, ty: u8, body: &[u8]) -> Result<(), FrameError> {
+        self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(ty, body)?;
+        self.session.note_app_activity(now.max(self.now));
+        Ok(())
+    }
+
+    /// Takes the oldest received application frame: `(type, body length)`, the body
+    /// copied into `buf` (truncated to `buf.len()`).
+    pub fn recv_app_frame(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u8, usize)> {
+        let now = now.max(self.now);
+        let srtt = self.session.rtt().smoothed();
+        let events = &mut *self.events;
+        self.session.transport.as_mut()?.streams.recv_app_frame(now, srtt, buf, events)
     }
 
     /// Derives keying material bound to this session (RFC 5705 style, spec [EX-1]):

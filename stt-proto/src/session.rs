@@ -21,7 +21,7 @@ use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
 use crate::recovery::rtt::RttEstimator;
 use crate::rehandshake::{Rekey, RekeyTimers};
 use crate::stats::{NodeStats, SessionStats};
-use crate::stream::{PeerLimits, StreamLimits, Streams};
+use crate::stream::{AppFrameSet, PeerLimits, StreamLimits, Streams};
 use crate::time::Instant;
 use crate::transport::{FrameLog, Transport};
 use crate::wire::codec::{Reader, Writer};
@@ -327,12 +327,15 @@ impl Session {
             max_streams_bidi: config.max_streams_bidi,
             max_streams_uni: config.max_streams_uni,
             send_buffer: config.stream_send_buffer,
+            app_frames: AppFrameSet { types: config.app_frame_types, max: config.max_app_frame },
+            app_queue: config.app_frame_queue,
         };
         let peer_limits = PeerLimits {
             max_data: peer.initial_max_data,
             max_stream_data: peer.initial_max_stream_data,
             max_streams_bidi: peer.initial_max_streams_bidi,
             max_streams_uni: peer.initial_max_streams_uni,
+            app_frames: AppFrameSet { types: peer.app_frame_types, max: peer.max_app_frame },
         };
         let streams = Streams::new(self.id, self.role == Role::Responder, limits, peer_limits, now);
         let first_pn = self.record.as_ref().map_or(0, Record::next_pn);

@@ -173,14 +173,16 @@ impl Transport {
         events: &mut VecDeque<Event>,
     ) -> Result<(), TransportCode> {
         let v = |e: StreamViolation| match e {
-            StreamViolation::ConflictingData | StreamViolation::FinalSize | StreamViolation::FlowControl => {
-                TransportCode::ProtocolViolation
-            }
+            StreamViolation::ConflictingData
+            | StreamViolation::FinalSize
+            | StreamViolation::FlowControl
+            | StreamViolation::UndeclaredAppFrame => TransportCode::ProtocolViolation,
         };
         match *frame {
             Frame::Ack(ref ack) => self.on_ack(now, ack, events)?,
             Frame::Stream { id, offset, data, fin } => {
-                self.streams.on_stream_frame(now, StreamId(id), offset, data, fin, events).map_err(v)?
+                let srtt = self.loss.rtt.smoothed();
+                self.streams.on_stream_frame(now, srtt, StreamId(id), offset, data, fin, events).map_err(v)?
             }
             Frame::StreamClose { id, code, final_size } => {
                 self.streams.on_stream_close(now, StreamId(id), code, final_size, events).map_err(v)?

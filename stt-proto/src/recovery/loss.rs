@@ -17,7 +17,6 @@ const MAX_PTO_BACKOFF: u32 = 6;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum SentFrame {
     Stream { id: u64, offset: u64, len: u32, fin: bool },
-    AppData { offset: u64, len: u32 },
     StreamClose { id: u64 },
     StopSending { id: u64 },
     MaxData,

@@ -4,6 +4,7 @@
 //! responder, bit 1 for unidirectional streams. Streams open implicitly on their
 //! first frame; every stream of the same kind with a lower index opens with it.
 
+mod app_frames;
 mod flow;
 mod recv;
 mod send;
@@ -14,6 +15,9 @@ use core::time::Duration;
 
 use bytes::Bytes;
 
+pub use app_frames::FrameError;
+pub(crate) use app_frames::{bitmap, AppFrameSet};
+use app_frames::{AppFrameQueue, APP_INDEX};
 pub(crate) use flow::RecvWindow;
 pub(crate) use recv::{RecvBuf, StreamViolation};
 pub(crate) use send::{SendBuf, SendState};
@@ -140,6 +144,8 @@ pub(crate) struct StreamLimits {
     pub(crate) max_streams_bidi: u64,
     pub(crate) max_streams_uni: u64,
     pub(crate) send_buffer: u64,
+    pub(crate) app_frames: AppFrameSet,
+    pub(crate) app_queue: usize,
 }
 
 /// What the peer allowed us in its transport parameters.
@@ -149,6 +155,7 @@ pub(crate) struct PeerLimits {
     pub(crate) max_stream_data: u64,
     pub(crate) max_streams_bidi: u64,
     pub(crate) max_streams_uni: u64,
+    pub(crate) app_frames: AppFrameSet,
 }
 
 struct SendHalf {
@@ -214,6 +221,7 @@ pub(crate) struct Streams {
     max_data_pending: bool,
     peer_stream_window: u64,
     round_robin: u64,
+    app: AppFrameQueue,
 }
 
 fn kind(uni: bool) -> usize {
@@ -250,7 +258,139 @@ impl Streams {
             max_data_pending: false,
             peer_stream_window: peer.max_stream_data,
             round_robin: 0,
+            app: AppFrameQueue {
+                queue: crate::datagram::DatagramQueue::new(
+                    limits.app_queue,
+                    limits.app_queue * (limits.app_frames.max as usize + 1),
+                ),
+                local: limits.app_frames,
+                peer: peer.app_frames,
+            },
         }
+        .with_app_streams(now)
+    }
+
+    /// Creates the two reserved application-frame streams (one each way).
+    fn with_app_streams(mut self, now: Instant) -> Self {
+        for id in [self.app_send_id(), self.app_recv_id()] {
+            let s = self.new_stream(id, now);
+            self.map.insert(id.0, s);
+        }
+        self
+    }
+
+    fn app_send_id(&self) -> StreamId {
+        StreamId::new(APP_INDEX, self.responder, true)
+    }
+
+    fn app_recv_id(&self) -> StreamId {
+        StreamId::new(APP_INDEX, !self.responder, true)
+    }
+
+    /// Queues an application frame (`type ‖ length ‖ body`) on the frame stream.
+    pub(crate) fn send_app_frame(&mut self, ty: u8, body: &[u8]) -> Result<(), FrameError> {
+        if ty < 0x80 {
+            return Err(FrameError::NotAppType(ty));
+        }
+        if !self.app.peer.contains(ty) {
+            return Err(FrameError::Undeclared(ty));
+        }
+        if body.len() as u64 > self.app.peer.max {
+            return Err(FrameError::TooLarge { max: self.app.peer.max });
+        }
+        let id = self.app_send_id();
+        let mut head = [0u8; 9];
+        let mut w = Writer::new(&mut head);
+        let _ = w.u8(ty);
+        let _ = w.varint(body.len() as u64);
+        let n = w.len();
+        let room = self.write_room(id).map_err(|_| FrameError::Blocked)?;
+        if room < (n + body.len()) as u64 {
+            if let Some(s) = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()) {
+                s.wants_writable = true;
+            }
+            return Err(FrameError::Blocked);
+        }
+        let _ = self.write(id, Bytes::copy_from_slice(&head[..n]));
+        let _ = self.write(id, Bytes::copy_from_slice(body));
+        Ok(())
+    }
+
+    /// Moves complete frames from the frame stream into the queue while it has room.
+    /// Returns a violation for undeclared types or oversize frames (spec [AF-2]).
+    fn parse_app_frames(
+        &mut self,
+        now: Instant,
+        srtt: Duration,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), StreamViolation> {
+        let id = self.app_recv_id();
+        let mut consumed = 0u64;
+        loop {
+            let Some(r) = self.map.get_mut(&id.0).and_then(|s| s.recv.as_mut()) else { break };
+            let mut head = [0u8; 9];
+            let got = r.buf.peek(&mut head);
+            if got == 0 {
+                break;
+            }
+            let ty = head[0];
+            let mut rd = crate::wire::codec::Reader::new(&head[1..got]);
+            let Some(len) = rd.varint() else { break };
+            if !self.app.local.contains(ty) {
+                return Err(StreamViolation::UndeclaredAppFrame);
+            }
+            if len > self.app.local.max {
+                return Err(StreamViolation::FlowControl);
+            }
+            let hdr = 1 + varint_len(len) as u64;
+            if r.buf.readable() < hdr + len || !self.app.queue.has_room(len as usize + 1) {
+                break;
+            }
+            let was_empty = self.app.queue.is_empty();
+            let mut skip = [0u8; 9];
+            r.buf.read(&mut skip[..hdr as usize]);
+            let queue = &mut self.app.queue;
+            r.buf.read_with(len as usize, |body| queue.push_parts(&[ty], body));
+            consumed += hdr + len;
+            r.window.on_consumed(now, srtt, r.buf.read_offset());
+            if was_empty {
+                events.push_back(Event::AppFrameReadable { session: self.session });
+            }
+        }
+        if consumed > 0 {
+            self.recv_consumed += consumed;
+            if self.recv_window.on_consumed(now, srtt, self.recv_consumed) {
+                self.max_data_pending = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the oldest received application frame: `(type, body length)`; the body is
+    /// copied into `buf` (truncated to its length).
+    pub(crate) fn recv_app_frame(
+        &mut self,
+        now: Instant,
+        srtt: Duration,
+        buf: &mut [u8],
+        events: &mut VecDeque<Event>,
+    ) -> Option<(u8, usize)> {
+        let mut ty = 0u8;
+        let len = self.app.queue.pop_with(|a, b| {
+            let (first, rest_a, rest_b) = match a.split_first() {
+                Some((f, r)) => (*f, r, b),
+                None => (b.first().copied().unwrap_or(0), &[][..], b.get(1..).unwrap_or(&[])),
+            };
+            ty = first;
+            let n = (rest_a.len() + rest_b.len()).min(buf.len());
+            let from_a = n.min(rest_a.len());
+            buf[..from_a].copy_from_slice(&rest_a[..from_a]);
+            buf[from_a..n].copy_from_slice(&rest_b[..n - from_a]);
+            rest_a.len() + rest_b.len()
+        })?;
+        // Room freed: frames still in the stream buffer may move up.
+        let _ = self.parse_app_frames(now, srtt, events);
+        Some((ty, len))
     }
 
     fn is_local(&self, id: StreamId) -> bool {
@@ -288,6 +428,9 @@ impl Streams {
     pub(crate) fn open(&mut self, now: Instant, uni: bool) -> Result<StreamId, StreamError> {
         let k = kind(uni);
         let index = self.next_local[k];
+        if index >= APP_INDEX {
+            return Err(StreamError::Blocked);
+        }
         if index >= self.peer_max_streams[k] {
             self.wants_streams = true;
             return Err(StreamError::Blocked);
@@ -420,15 +563,19 @@ impl Streams {
         }
     }
 
-    /// Number of live streams.
+    /// Number of live application streams (the two frame streams not counted).
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.map.len().saturating_sub(2)
     }
 
     // ----- peer frames -----
 
     /// Validates a stream id from the peer and opens every peer stream up to it (spec [ST-1]).
     fn peer_stream(&mut self, now: Instant, id: StreamId, events: &mut VecDeque<Event>) -> Result<(), StreamViolation> {
+        if id.index() == APP_INDEX {
+            // The reserved frame streams exist from the start and are unidirectional.
+            return if id.is_uni() { Ok(()) } else { Err(StreamViolation::FinalSize) };
+        }
         if self.is_local(id) {
             // Our own stream: it must exist (or have been finished and freed).
             if id.index() >= self.next_local[kind(id.is_uni())] {
@@ -451,9 +598,11 @@ impl Streams {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_stream_frame(
         &mut self,
         now: Instant,
+        srtt: Duration,
         id: StreamId,
         offset: u64,
         data: &[u8],
@@ -461,6 +610,7 @@ impl Streams {
         events: &mut VecDeque<Event>,
     ) -> Result<(), StreamViolation> {
         let session = self.session;
+        let is_app = id == self.app_recv_id();
         self.peer_stream(now, id, events)?;
         let Some(s) = self.map.get_mut(&id.0) else { return Ok(()) };
         let Some(r) = s.recv.as_mut() else { return Err(StreamViolation::FinalSize) };
@@ -471,6 +621,12 @@ impl Streams {
         self.recv_data += new;
         if self.recv_data > self.recv_window.limit() {
             return Err(StreamViolation::FlowControl);
+        }
+        if is_app {
+            if fin {
+                return Err(StreamViolation::FinalSize);
+            }
+            return self.parse_app_frames(now, srtt, events);
         }
         if (r.buf.readable() > 0 || r.buf.final_size() == Some(r.buf.read_offset())) && !r.readable_reported {
             r.readable_reported = true;
@@ -767,6 +923,65 @@ impl Streams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn streams(types: &[u8]) -> Streams {
+        let set = AppFrameSet { types: bitmap(types), max: 100 };
+        let limits = StreamLimits {
+            stream_window: 1000,
+            session_window: 1000,
+            max_stream_window: 1000,
+            max_session_window: 1000,
+            max_streams_bidi: 4,
+            max_streams_uni: 4,
+            send_buffer: 1000,
+            app_frames: set,
+            app_queue: 2,
+        };
+        let peer = PeerLimits {
+            max_data: 1000,
+            max_stream_data: 1000,
+            max_streams_bidi: 4,
+            max_streams_uni: 4,
+            app_frames: set,
+        };
+        Streams::new(SessionId { index: 0, generation: 0 }, false, limits, peer, Instant::ZERO)
+    }
+
+    /// [AF-2]: an undeclared or oversize application frame is a violation; declared
+    /// frames wait in a bounded queue and the stream holds the rest (flow control).
+    #[test]
+    fn app_frames_checked_and_bounded() {
+        let mut s = streams(&[0x80, 0x81]);
+        let mut ev = VecDeque::new();
+        let app = StreamId::new(APP_INDEX, true, true);
+        let rtt = Duration::from_millis(10);
+        let frames = [0x80, 2, b'h', b'i', 0x81, 1, b'!', 0x80, 0];
+        s.on_stream_frame(Instant::ZERO, rtt, app, 0, &frames, false, &mut ev).unwrap();
+        assert_eq!(ev.iter().filter(|e| matches!(e, Event::AppFrameReadable { .. })).count(), 1);
+        let mut buf = [0u8; 8];
+        assert_eq!(s.recv_app_frame(Instant::ZERO, rtt, &mut buf, &mut ev), Some((0x80, 2)));
+        assert_eq!(&buf[..2], b"hi");
+        assert_eq!(s.recv_app_frame(Instant::ZERO, rtt, &mut buf, &mut ev), Some((0x81, 1)));
+        assert_eq!(
+            s.recv_app_frame(Instant::ZERO, rtt, &mut buf, &mut ev),
+            Some((0x80, 0)),
+            "moved up once room freed"
+        );
+        assert_eq!(s.recv_app_frame(Instant::ZERO, rtt, &mut buf, &mut ev), None);
+        let undeclared = [0x90, 0];
+        let r = s.on_stream_frame(Instant::ZERO, rtt, app, 9, &undeclared, false, &mut ev);
+        assert_eq!(r, Err(StreamViolation::UndeclaredAppFrame));
+        let mut s = streams(&[0x80]);
+        let oversize = [0x80, 0x40, 200];
+        assert_eq!(
+            s.on_stream_frame(Instant::ZERO, rtt, app, 0, &oversize, false, &mut ev),
+            Err(StreamViolation::FlowControl)
+        );
+        assert_eq!(s.send_app_frame(0x81, b"x"), Err(FrameError::Undeclared(0x81)));
+        assert_eq!(s.send_app_frame(0x10, b"x"), Err(FrameError::NotAppType(0x10)));
+        assert_eq!(s.send_app_frame(0x80, &[0; 101]), Err(FrameError::TooLarge { max: 100 }));
+        assert_eq!(s.send_app_frame(0x80, &[0; 100]), Ok(()));
+    }
 
     #[test]
     fn stream_id_bits() {

@@ -12,8 +12,10 @@ pub(crate) enum StreamViolation {
     ConflictingData,
     /// Data beyond the final size, or a final size that changed.
     FinalSize,
-    /// Beyond the flow-control limit.
+    /// Beyond the flow-control limit (or an oversize application frame).
     FlowControl,
+    /// An application frame of a type this side did not declare.
+    UndeclaredAppFrame,
 }
 
 /// Reassembly buffer: bytes from `read` on, holes zero-filled, `received` tracking what arrived.
@@ -111,6 +113,23 @@ impl RecvBuf {
         self.data.drain(..n);
         self.read += n as u64;
         self.received.remove_below(self.read);
+        n
+    }
+
+    /// Consumes `n` readable bytes (n ≤ `readable()`), handing them to `sink`.
+    pub(crate) fn read_with(&mut self, n: usize, sink: impl FnOnce(alloc::collections::vec_deque::Drain<'_, u8>)) {
+        let n = n.min(self.readable() as usize);
+        sink(self.data.drain(..n));
+        self.read += n as u64;
+        self.received.remove_below(self.read);
+    }
+
+    /// Copies up to `out.len()` readable bytes without consuming them.
+    pub(crate) fn peek(&self, out: &mut [u8]) -> usize {
+        let n = (self.readable() as usize).min(out.len());
+        for (o, b) in out[..n].iter_mut().zip(self.data.iter()) {
+            *o = *b;
+        }
         n
     }
 

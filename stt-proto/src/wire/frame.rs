@@ -26,8 +26,6 @@ pub(crate) const FRAME_STREAM_CLOSE: u8 = 0x21;
 pub(crate) const FRAME_STREAM_FIN: u8 = 0x22;
 /// STOP_SENDING: ask the peer to stop sending on a stream.
 pub(crate) const FRAME_STOP_SENDING: u8 = 0x23;
-/// APP_DATA: bytes of the application-frame stream.
-pub(crate) const FRAME_APP_DATA: u8 = 0x24;
 /// PATH_CHALLENGE: path validation probe.
 pub(crate) const FRAME_PATH_CHALLENGE: u8 = 0x31;
 /// PATH_RESPONSE: path validation answer.
@@ -105,10 +103,6 @@ pub(crate) enum Frame<'a> {
     StreamsBlocked {
         uni: bool,
         limit: u64,
-    },
-    AppData {
-        offset: u64,
-        data: &'a [u8],
     },
     PathChallenge([u8; 8]),
     PathResponse([u8; 8]),
@@ -220,12 +214,6 @@ impl<'a> Frame<'a> {
             FRAME_DATA_BLOCKED => Frame::DataBlocked(r.varint()?),
             FRAME_STREAM_DATA_BLOCKED => Frame::StreamDataBlocked { id: r.varint()?, limit: r.varint()? },
             FRAME_STREAMS_BLOCKED => Frame::StreamsBlocked { uni: decode_dir(r)?, limit: r.varint()? },
-            FRAME_APP_DATA => {
-                let offset = r.varint()?;
-                let data = r.var_bytes()?;
-                offset.checked_add(data.len() as u64).filter(|end| *end <= VARINT_MAX)?;
-                Frame::AppData { offset, data }
-            }
             FRAME_PATH_CHALLENGE => Frame::PathChallenge(r.array()?),
             FRAME_PATH_RESPONSE => Frame::PathResponse(r.array()?),
             FRAME_SESSION_CLOSE => {
@@ -317,11 +305,6 @@ impl<'a> Frame<'a> {
                 w.u8(u8::from(uni))?;
                 w.varint(limit)
             }
-            Frame::AppData { offset, data } => {
-                w.u8(FRAME_APP_DATA)?;
-                w.varint(offset)?;
-                w.var_bytes(data)
-            }
             Frame::PathChallenge(d) => {
                 w.u8(FRAME_PATH_CHALLENGE)?;
                 w.bytes(&d)
@@ -357,7 +340,6 @@ impl<'a> Frame<'a> {
                 1 + varint_len(id) + varint_len(v)
             }
             Frame::MaxStreams { count: v, .. } | Frame::StreamsBlocked { limit: v, .. } => 2 + varint_len(v),
-            Frame::AppData { offset, data } => 1 + varint_len(offset) + varint_len(data.len() as u64) + data.len(),
             Frame::PathChallenge(_) | Frame::PathResponse(_) => 9,
         }
     }
@@ -401,7 +383,6 @@ mod tests {
             Frame::DataBlocked(7),
             Frame::StreamDataBlocked { id: 3, limit: 8 },
             Frame::StreamsBlocked { uni: false, limit: 10 },
-            Frame::AppData { offset: 12, data: b"frame" },
             Frame::PathChallenge([1; 8]),
             Frame::PathResponse([2; 8]),
         ];
