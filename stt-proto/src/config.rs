@@ -59,7 +59,7 @@ impl Default for Config {
         Self {
             provider: &RustCrypto,
             aeads,
-            max_udp_payload: 1200,
+            max_udp_payload: 1472,
             max_sessions: 1024,
             max_half_open: 256,
             accept_incoming: true,
@@ -166,7 +166,9 @@ impl Config {
     }
 
     setter!(
-        /// Largest UDP payload sent before path MTU discovery (1200..=65527).
+        /// Largest UDP payload this node sends or accepts (1200..=65527, default 1472).
+        /// Sessions start at 1200 bytes and path MTU discovery probes up to the smaller
+        /// of both sides' values; 1200 disables probing. `poll_output` needs a buffer this large.
         max_udp_payload: usize
     );
     setter!(

@@ -347,6 +347,7 @@ impl Session {
             streams,
             config.datagram_queue,
             INITIAL_MTU,
+            self.max_datagram_len(config) as u64,
             now,
         ));
     }
@@ -695,6 +696,13 @@ impl Session {
     }
 
     fn build_protected(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+        if self.is_established() && self.close_frame.is_none() {
+            if let Some(size) = self.transport.as_ref().and_then(|t| t.mtu_probe_due(now)) {
+                if let Some(sent) = self.build_mtu_probe(now, ctx, buf, size) {
+                    return Some(sent);
+                }
+            }
+        }
         let mtu = self.transport.as_ref().map_or(INITIAL_MTU as usize, |t| t.mtu as usize);
         let limit = self.max_datagram_len(ctx.config).min(buf.len()).min(mtu);
         let room = limit.checked_sub(Record::OVERHEAD)?;
@@ -756,6 +764,26 @@ impl Session {
             }
             Err(SealError::Buffer) => None,
         }
+    }
+
+    /// A path-MTU probe: KEEP_ALIVE and padding, exactly `size` bytes (spec [PM-2]).
+    fn build_mtu_probe(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8], size: u64) -> Option<(PathAddr, usize)> {
+        let size = usize::try_from(size).ok()?.min(buf.len());
+        let payload_len = size.checked_sub(Record::OVERHEAD)?;
+        let t = self.transport.as_mut()?;
+        let log = t.write_mtu_probe(&mut Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]), payload_len, size as u64)?;
+        let policy = KeyUpdatePolicy {
+            packets: ctx.config.key_update_packets,
+            interval: ctx.config.key_update_interval,
+            paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
+        };
+        let record = self.record.as_mut()?;
+        let pn = record.next_pn();
+        let n = record.seal(now, policy, self.remote_sid, buf, payload_len).ok()?;
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += n as u64;
+        t.on_sent(now, pn, n, true, true, log);
+        Some((self.remote, n))
     }
 
     // ----- application commands -----

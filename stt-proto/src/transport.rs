@@ -12,6 +12,7 @@ use crate::event::{Event, SessionId};
 use crate::recovery::ack::AckTracker;
 use crate::recovery::cc::CongestionControl;
 use crate::recovery::loss::{LossDetector, RecoverySink, SentFrame, SentPacket, MAX_SENT_FRAMES};
+use crate::pmtud::Pmtud;
 use crate::recovery::pacer::Pacer;
 use crate::recovery::rtt::RttEstimator;
 use crate::stream::{StreamId, StreamViolation, Streams};
@@ -39,11 +40,14 @@ pub(crate) struct Transport {
     probes: u8,
     /// FINAL must be (re)sent.
     pub(crate) send_final: bool,
+    pmtud: Option<Pmtud>,
 }
 
 struct Sink<'a> {
     streams: &'a mut Streams,
     cc: &'a mut dyn CongestionControl,
+    pmtud: Option<&'a mut Pmtud>,
+    mtu: &'a mut u64,
     rtt: RttEstimator,
     events: &'a mut VecDeque<Event>,
     send_final: &'a mut bool,
@@ -52,6 +56,12 @@ struct Sink<'a> {
 
 impl RecoverySink for Sink<'_> {
     fn acked(&mut self, now: Instant, p: &SentPacket) {
+        if p.mtu_probe {
+            if let Some(grown) = self.pmtud.as_mut().and_then(|d| d.on_probe_acked(u64::from(p.size), now)) {
+                *self.mtu = grown;
+                self.cc.on_mtu_change(grown);
+            }
+        }
         for f in &p.frames {
             self.streams.on_frame_acked(f, self.events);
         }
@@ -61,6 +71,11 @@ impl RecoverySink for Sink<'_> {
     }
 
     fn lost(&mut self, p: &SentPacket) {
+        if p.mtu_probe {
+            if let Some(d) = self.pmtud.as_mut() {
+                d.on_probe_lost(u64::from(p.size), p.time);
+            }
+        }
         for f in &p.frames {
             if *f == SentFrame::Final {
                 *self.send_final = true;
@@ -84,6 +99,7 @@ impl Transport {
         streams: Streams,
         datagram_queue: usize,
         mtu: u64,
+        mtu_ceiling: u64,
         now: Instant,
     ) -> Self {
         Self {
@@ -99,6 +115,7 @@ impl Transport {
             mtu,
             probes: 0,
             send_final: false,
+            pmtud: (mtu_ceiling > mtu).then(|| Pmtud::new(mtu, mtu_ceiling, now)),
         }
     }
 
@@ -108,7 +125,8 @@ impl Transport {
 
     /// The earliest of the ACK, loss / PTO and pacing timers.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        [self.acks.deadline(), self.loss.deadline(), self.pacing_until].into_iter().flatten().min()
+        let probe = self.pmtud.as_ref().and_then(Pmtud::deadline);
+        [self.acks.deadline(), self.loss.deadline(), self.pacing_until, probe].into_iter().flatten().min()
     }
 
     fn has_app_data(&self) -> bool {
@@ -121,7 +139,7 @@ impl Transport {
 
     /// Whether a packet should be built now.
     pub(crate) fn wants_to_send(&self, now: Instant) -> bool {
-        if self.acks.deadline().is_some_and(|d| d <= now) || self.probes > 0 {
+        if self.acks.deadline().is_some_and(|d| d <= now) || self.probes > 0 || self.mtu_probe_due(now).is_some() {
             return true;
         }
         let paced = self.pacing_until.is_some_and(|t| t > now);
@@ -140,6 +158,8 @@ impl Transport {
         let mut sink = Sink {
             streams: &mut self.streams,
             cc: &mut *self.cc,
+            pmtud: self.pmtud.as_mut(),
+            mtu: &mut self.mtu,
             rtt,
             events,
             send_final: &mut self.send_final,
@@ -216,6 +236,8 @@ impl Transport {
         let mut sink = Sink {
             streams: &mut self.streams,
             cc: &mut *self.cc,
+            pmtud: self.pmtud.as_mut(),
+            mtu: &mut self.mtu,
             rtt,
             events,
             send_final: &mut self.send_final,
@@ -272,6 +294,23 @@ impl Transport {
             eliciting = true;
         }
         eliciting
+    }
+
+    /// The size of a path-MTU probe due now, if any.
+    pub(crate) fn mtu_probe_due(&self, now: Instant) -> Option<u64> {
+        self.pmtud.as_ref()?.probe_due(now)
+    }
+
+    /// Writes a probe's payload: a KEEP_ALIVE padded to fill `payload_len` bytes.
+    pub(crate) fn write_mtu_probe(&mut self, w: &mut Writer<'_>, payload_len: usize, size: u64) -> Option<FrameLog> {
+        Frame::KeepAlive.encode(w)?;
+        w.zeros(payload_len.checked_sub(1)?)?;
+        if let Some(d) = self.pmtud.as_mut() {
+            d.on_probe_sent(size);
+        }
+        let mut log = FrameLog::new();
+        let _ = log.push(SentFrame::MtuProbe);
+        Some(log)
     }
 
     /// Records a sealed packet for loss recovery and pacing.

@@ -55,7 +55,11 @@ fn idle_timeout_exactly_on_time() {
 /// [LC-2] [LC-3]: keepalives keep an idle session open far past the idle timeout.
 #[test]
 fn keepalives_prevent_idle_timeout() {
-    let config = Config::default().keepalive_idle(Some(Duration::from_secs(2))).idle_timeout(Duration::from_secs(5));
+    // 1200-byte datagrams: no path-MTU probes among the packets counted.
+    let config = Config::default()
+        .keepalive_idle(Some(Duration::from_secs(2)))
+        .idle_timeout(Duration::from_secs(5))
+        .max_udp_payload(1200);
     let (mut w, a, b, sa, sb) = pair(21, config);
     w.run_for(Duration::from_secs(120));
     assert!(w.is_established(a, sa) && w.is_established(b, sb));

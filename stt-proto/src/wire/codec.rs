@@ -107,6 +107,13 @@ impl<'a> Writer<'a> {
         Some(())
     }
 
+    pub(crate) fn zeros(&mut self, n: usize) -> Option<()> {
+        let end = self.pos.checked_add(n)?;
+        self.buf.get_mut(self.pos..end)?.fill(0);
+        self.pos = end;
+        Some(())
+    }
+
     pub(crate) fn u8(&mut self, v: u8) -> Option<()> {
         self.bytes(&[v])
     }
