@@ -13,6 +13,8 @@ pub enum EntropyPurpose {
     CookieNonce,
     /// The responder's rotating cookie secret (32 bytes).
     CookieSecret,
+    /// PATH_CHALLENGE data (8 bytes).
+    PathChallenge,
 }
 
 /// A source of cryptographically secure random bytes.

@@ -79,6 +79,7 @@ mod event;
 mod handshake;
 mod identity;
 mod node;
+mod path;
 mod pmtud;
 mod range_set;
 mod record;

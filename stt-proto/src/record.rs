@@ -110,7 +110,6 @@ impl Record {
     }
 
     /// The largest packet number received.
-    #[cfg(test)]
     pub(crate) fn largest_received(&self) -> Option<u64> {
         self.replay.largest()
     }

@@ -13,10 +13,11 @@ use crate::addr::PathAddr;
 use crate::config::Config;
 use crate::crypto::noise::DhCounter;
 use crate::crypto::AeadAlg;
-use crate::entropy::Entropy;
+use crate::entropy::{Entropy, EntropyPurpose};
 use crate::error::{CloseReason, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
 use crate::event::{Event, SessionId};
 use crate::identity::NodeId;
+use crate::path::{Moved, Paths, Validation, MIN_PATH_PACKET, PATH_PROBE_SIZE};
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
 use crate::recovery::rtt::RttEstimator;
 use crate::rehandshake::{Rekey, RekeyTimers};
@@ -99,6 +100,9 @@ pub(crate) enum Timer {
 }
 const TIMERS: usize = 5;
 
+/// Smallest anti-amplification budget worth building a packet for.
+const REMOTE_MIN_BUDGET: u64 = Record::OVERHEAD as u64 + 64;
+
 /// Every path starts with this datagram size (spec [PM-1]).
 pub(crate) const INITIAL_MTU: u64 = 1200;
 
@@ -152,6 +156,7 @@ pub(crate) struct Session {
     close_frame: Option<(CloseKind, u64)>,
     last_close: Option<(CloseKind, u64)>,
     pub(crate) transport: Option<Transport>,
+    paths: Option<Paths>,
     pub(crate) stats: SessionStats,
 }
 
@@ -197,6 +202,7 @@ impl Session {
             close_frame: None,
             last_close: None,
             transport: None,
+            paths: None,
             stats: SessionStats::default(),
         };
         s.set_timer(Timer::Handshake, Some(now.saturating_add(config.handshake_timeout)));
@@ -248,26 +254,39 @@ impl Session {
             return Some(now);
         }
         let key_discard = self.record.as_ref().and_then(Record::discard_deadline);
-        let (rekey, transport) = if self.is_established() {
-            (self.rekey.as_ref().and_then(Rekey::deadline), self.transport.as_ref().and_then(Transport::deadline))
+        let (rekey, transport, paths) = if self.is_established() {
+            let pto = self.rtt().pto();
+            (
+                self.rekey.as_ref().and_then(Rekey::deadline),
+                self.transport.as_ref().and_then(|t| t.deadline(self.may_send_to_remote())),
+                self.paths.as_ref().and_then(|p| p.deadline(pto)),
+            )
         } else {
-            (None, None)
+            (None, None, None)
         };
-        self.timers.iter().flatten().copied().chain(key_discard).chain(rekey).chain(transport).min()
+        self.timers.iter().flatten().copied().chain(key_discard).chain(rekey).chain(transport).chain(paths).min()
     }
 
     fn has_pending_output(&self, now: Instant) -> bool {
         match self.phase {
             Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
             Phase::Established => {
-                self.send_keepalive
-                    || self.close_frame.is_some()
-                    || self.rekey.as_ref().is_some_and(|r| r.send)
-                    || self.transport.as_ref().is_some_and(|t| t.wants_to_send(now))
+                let paths = self.paths.as_ref().is_some_and(Paths::has_pending);
+                paths
+                    || (self.may_send_to_remote()
+                        && (self.send_keepalive
+                            || self.close_frame.is_some()
+                            || self.rekey.as_ref().is_some_and(|r| r.send)
+                            || self.transport.as_ref().is_some_and(|t| t.wants_to_send(now))))
             }
             Phase::Closing { .. } => self.close_frame.is_some(),
             Phase::Draining | Phase::Done => false,
         }
+    }
+
+    /// Whether the anti-amplification budget of an unvalidated path allows a packet (spec [MG-3]).
+    fn may_send_to_remote(&self) -> bool {
+        self.paths.as_ref().is_none_or(|p| p.budget() >= REMOTE_MIN_BUDGET)
     }
 
     /// The retransmission delay: the configured delay, then twice it for every later attempt
@@ -339,6 +358,7 @@ impl Session {
         };
         let streams = Streams::new(self.id, self.role == Role::Responder, limits, peer_limits, now);
         let first_pn = self.record.as_ref().map_or(0, Record::next_pn);
+        self.paths = Some(Paths::new(self.remote));
         self.transport = Some(Transport::new(
             self.id,
             self.rtt,
@@ -459,6 +479,10 @@ impl Session {
             if let Some(t) = self.transport.as_mut() {
                 t.on_timeout(now, ctx.events);
             }
+            let pto = self.rtt().pto();
+            if let Some(p) = self.paths.as_mut() {
+                p.on_timeout(now, pto);
+            }
         }
         if due(Timer::Close, self) {
             self.set_timer(Timer::Close, None);
@@ -506,16 +530,17 @@ impl Session {
         };
         self.stats.packets_in += 1;
         self.stats.bytes_in += (header.len() + body.len()) as u64;
-        let _ = from; // Path migration arrives with the streams-and-recovery work (spec §10).
         let plain = &body[..len];
 
         // Pass 1: validate every frame so a packet is applied all or nothing.
         let mut r = Reader::new(plain);
         let mut remote_close = None;
         let mut eliciting = false;
+        let mut probing_only = true;
         while !r.is_empty() {
             let frame = Frame::decode(&mut r);
             eliciting |= !matches!(frame, Some(Frame::Ack(_) | Frame::Padding | Frame::SessionClose { .. }));
+            probing_only &= matches!(frame, Some(Frame::PathChallenge(_) | Frame::PathResponse(_) | Frame::Padding));
             match frame {
                 Some(Frame::SessionClose { kind, code }) => remote_close = Some((kind, code)),
                 Some(Frame::Datagram(d)) if d.len() > ctx.config.max_datagram_frame => {
@@ -583,6 +608,20 @@ impl Session {
         if let Some(t) = self.transport.as_mut() {
             t.on_packet_received(now, pn, eliciting);
         }
+        let highest = self.record.as_ref().and_then(Record::largest_received) == Some(pn) && !probing_only;
+        let min_interval = self.rtt().smoothed();
+        if let Some(p) = self.paths.as_mut() {
+            let entropy = &mut *ctx.entropy;
+            let moved = p.on_packet(now, from, header.len() + body.len(), highest, min_interval, || {
+                let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+                entropy.fill(EntropyPurpose::PathChallenge, &mut a);
+                entropy.fill(EntropyPurpose::PathChallenge, &mut b);
+                (a, b)
+            });
+            if moved == Moved::Started {
+                self.remote = p.remote;
+            }
+        }
         let initiator = self.role == Role::Initiator;
         let rtt = *self.rtt();
         let mut r = Reader::new(plain);
@@ -606,6 +645,26 @@ impl Session {
                     }
                 }
                 Frame::Final | Frame::KeepAlive | Frame::Padding | Frame::SessionClose { .. } => {}
+                Frame::PathChallenge(data) => {
+                    if let Some(p) = self.paths.as_mut() {
+                        if p.responses.is_full() {
+                            p.responses.pop_front();
+                        }
+                        let _ = p.responses.push_back((from, data));
+                    }
+                }
+                Frame::PathResponse(data) => {
+                    if let Some(p) = self.paths.as_mut() {
+                        match p.on_response(data) {
+                            Validation::NewPath(addr) => {
+                                self.remote = addr;
+                                ctx.events.push_back(Event::PathChanged { session: self.id, remote: addr });
+                            }
+                            Validation::Restored(addr) => self.remote = addr,
+                            Validation::Unknown => {}
+                        }
+                    }
+                }
                 ref f => {
                     if matches!(f, Frame::Datagram(_) | Frame::Stream { .. }) {
                         self.last_app_activity = Some(now);
@@ -696,6 +755,16 @@ impl Session {
     }
 
     fn build_protected(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+        if self.is_established() && self.paths.as_ref().is_some_and(Paths::has_pending) {
+            if let Some(sent) = self.build_path_packet(now, ctx, buf) {
+                return Some(sent);
+            }
+        }
+        let budget = self.paths.as_ref().map_or(u64::MAX, Paths::budget);
+        if budget < REMOTE_MIN_BUDGET {
+            // Unvalidated path: the 3× limit is spent until the peer answers (spec [MG-3]).
+            return None;
+        }
         if self.is_established() && self.close_frame.is_none() {
             if let Some(size) = self.transport.as_ref().and_then(|t| t.mtu_probe_due(now)) {
                 if let Some(sent) = self.build_mtu_probe(now, ctx, buf, size) {
@@ -704,7 +773,11 @@ impl Session {
             }
         }
         let mtu = self.transport.as_ref().map_or(INITIAL_MTU as usize, |t| t.mtu as usize);
-        let limit = self.max_datagram_len(ctx.config).min(buf.len()).min(mtu);
+        let limit = self
+            .max_datagram_len(ctx.config)
+            .min(buf.len())
+            .min(mtu)
+            .min(usize::try_from(budget).unwrap_or(usize::MAX));
         let room = limit.checked_sub(Record::OVERHEAD)?;
         let mut w = Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + room]);
         let mut eliciting = false;
@@ -746,6 +819,9 @@ impl Session {
                 if let Some(t) = self.transport.as_mut() {
                     t.on_sent(now, pn, n, eliciting, false, log);
                 }
+                if let Some(p) = self.paths.as_mut() {
+                    p.on_sent(self.remote, n);
+                }
                 if eliciting && self.is_established() {
                     self.arm_keepalive(now, ctx.config);
                 }
@@ -766,12 +842,85 @@ impl Session {
         }
     }
 
+    /// A packet of path-validation frames for one address, padded to 1200 bytes (or to
+    /// what the anti-amplification budget allows for the current, unvalidated path).
+    fn build_path_packet(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+        let paths = self.paths.as_mut()?;
+        // Pick a destination: a response owed elsewhere, the old path, then the current one.
+        let dst = if let Some((addr, _)) = paths.responses.iter().find(|(a, _)| *a != paths.remote) {
+            *addr
+        } else if let Some((c, _)) = paths.old.as_ref().filter(|(c, _)| c.send) {
+            c.addr
+        } else {
+            paths.remote
+        };
+        let budget = if dst == paths.remote { paths.budget() } else { u64::MAX };
+        let size = PATH_PROBE_SIZE.min(buf.len()).min(usize::try_from(budget).unwrap_or(usize::MAX));
+        if size < MIN_PATH_PACKET {
+            return None;
+        }
+        let payload_len = size - Record::OVERHEAD;
+        let mut w = Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]);
+        let mut n_resp = 0;
+        for (addr, data) in paths.responses.iter() {
+            if *addr == dst && w.remaining() >= 9 {
+                Frame::PathResponse(*data).encode(&mut w)?;
+                n_resp += 1;
+            }
+        }
+        // Drop the responses just written.
+        for _ in 0..paths.responses.len() {
+            if let Some(r) = paths.responses.pop_front() {
+                if r.0 != dst {
+                    let _ = paths.responses.push_back(r);
+                }
+            }
+        }
+        let _ = n_resp;
+        if let Some((c, _)) = paths.old.as_mut().filter(|(c, _)| c.send && c.addr == dst) {
+            Frame::PathChallenge(c.data).encode(&mut w)?;
+            Paths::challenge_sent(c, now);
+        }
+        if let Some(c) = paths.current.as_mut().filter(|c| c.send && c.addr == dst) {
+            Frame::PathChallenge(c.data).encode(&mut w)?;
+            Paths::challenge_sent(c, now);
+        }
+        let used = w.len();
+        w.zeros(payload_len - used)?;
+        let policy = KeyUpdatePolicy {
+            packets: ctx.config.key_update_packets,
+            interval: ctx.config.key_update_interval,
+            paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
+        };
+        let record = self.record.as_mut()?;
+        let pn = record.next_pn();
+        let n = record.seal(now, policy, self.remote_sid, buf, payload_len).ok()?;
+        paths.on_sent(dst, n);
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += n as u64;
+        if let Some(t) = self.transport.as_mut() {
+            // Path frames retransmit on their own timer: not in flight, no congestion signal.
+            t.on_sent(now, pn, n, false, false, FrameLog::new());
+        }
+        Some((dst, n))
+    }
+
     /// A path-MTU probe: KEEP_ALIVE and padding, exactly `size` bytes (spec [PM-2]).
-    fn build_mtu_probe(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8], size: u64) -> Option<(PathAddr, usize)> {
+    fn build_mtu_probe(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+        buf: &mut [u8],
+        size: u64,
+    ) -> Option<(PathAddr, usize)> {
         let size = usize::try_from(size).ok()?.min(buf.len());
         let payload_len = size.checked_sub(Record::OVERHEAD)?;
         let t = self.transport.as_mut()?;
-        let log = t.write_mtu_probe(&mut Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]), payload_len, size as u64)?;
+        let log = t.write_mtu_probe(
+            &mut Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]),
+            payload_len,
+            size as u64,
+        )?;
         let policy = KeyUpdatePolicy {
             packets: ctx.config.key_update_packets,
             interval: ctx.config.key_update_interval,

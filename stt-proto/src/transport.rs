@@ -9,10 +9,10 @@ use core::time::Duration;
 use crate::datagram::DatagramQueue;
 use crate::error::TransportCode;
 use crate::event::{Event, SessionId};
+use crate::pmtud::Pmtud;
 use crate::recovery::ack::AckTracker;
 use crate::recovery::cc::CongestionControl;
 use crate::recovery::loss::{LossDetector, RecoverySink, SentFrame, SentPacket, MAX_SENT_FRAMES};
-use crate::pmtud::Pmtud;
 use crate::recovery::pacer::Pacer;
 use crate::recovery::rtt::RttEstimator;
 use crate::stream::{StreamId, StreamViolation, Streams};
@@ -123,8 +123,12 @@ impl Transport {
         &self.loss.rtt
     }
 
-    /// The earliest of the ACK, loss / PTO and pacing timers.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
+    /// The earliest of the ACK, loss / PTO, pacing and probe timers. With `can_send`
+    /// false (an unvalidated path out of budget) only the loss timer counts.
+    pub(crate) fn deadline(&self, can_send: bool) -> Option<Instant> {
+        if !can_send {
+            return self.loss.deadline();
+        }
         let probe = self.pmtud.as_ref().and_then(Pmtud::deadline);
         [self.acks.deadline(), self.loss.deadline(), self.pacing_until, probe].into_iter().flatten().min()
     }

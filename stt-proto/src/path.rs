@@ -1,0 +1,231 @@
+//! Session continuity across address changes (spec §8.4, RFC 9000 §9): only the highest
+//! packet number can move the path; the new address is validated with padded
+//! PATH_CHALLENGE / PATH_RESPONSE under a 3× anti-amplification limit, the old path is
+//! probed and restored if it answers, and moves are rate-limited.
+
+use core::time::Duration;
+
+use crate::addr::PathAddr;
+use crate::time::Instant;
+
+/// Padded size of packets carrying path validation frames.
+pub(crate) const PATH_PROBE_SIZE: usize = 1200;
+/// Smallest packet carrying path frames (header, two frames, tag).
+pub(crate) const MIN_PATH_PACKET: usize = 13 + 18 + 16;
+/// Challenges sent per path before giving up on it.
+const MAX_CHALLENGES: u8 = 3;
+
+/// One outstanding PATH_CHALLENGE.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Challenge {
+    pub(crate) addr: PathAddr,
+    pub(crate) data: [u8; 8],
+    pub(crate) send: bool,
+    sent_at: Option<Instant>,
+    tries: u8,
+}
+
+impl Challenge {
+    fn new(addr: PathAddr, data: [u8; 8]) -> Self {
+        Self { addr, data, send: true, sent_at: None, tries: 0 }
+    }
+}
+
+/// The session's view of where its peer is.
+#[derive(Debug)]
+pub(crate) struct Paths {
+    pub(crate) remote: PathAddr,
+    validated: bool,
+    /// Bytes received from / sent to `remote` since it became current (anti-amplification).
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Validating the current remote after a move.
+    pub(crate) current: Option<Challenge>,
+    /// Probing the previous remote (restored if it answers).
+    pub(crate) old: Option<(Challenge, bool)>,
+    /// PATH_RESPONSEs owed: (address, data). One slot per path is enough.
+    pub(crate) responses: heapless::Deque<(PathAddr, [u8; 8]), 4>,
+    last_move: Option<Instant>,
+    /// Moves ignored by the rate limit.
+    pub(crate) moves_ignored: u64,
+}
+
+/// What a PATH_RESPONSE did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Validation {
+    /// Not a response to an outstanding challenge.
+    Unknown,
+    /// The new path is validated.
+    NewPath(PathAddr),
+    /// The old path answered: it is current again.
+    Restored(PathAddr),
+}
+
+/// What a received packet did to the path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Moved {
+    No,
+    /// The peer moved; validation started (the caller draws the challenge data).
+    Started,
+}
+
+impl Paths {
+    pub(crate) fn new(remote: PathAddr) -> Self {
+        Self {
+            remote,
+            validated: true,
+            bytes_in: 0,
+            bytes_out: 0,
+            current: None,
+            old: None,
+            responses: heapless::Deque::new(),
+            last_move: None,
+            moves_ignored: 0,
+        }
+    }
+
+    /// An authenticated packet of `len` bytes arrived from `from`; `highest` says whether
+    /// it carried the highest packet number so far (spec [MG-1]).
+    pub(crate) fn on_packet(
+        &mut self,
+        now: Instant,
+        from: PathAddr,
+        len: usize,
+        highest: bool,
+        min_interval: Duration,
+        challenge: impl FnOnce() -> ([u8; 8], [u8; 8]),
+    ) -> Moved {
+        if from == self.remote {
+            self.bytes_in += len as u64;
+            return Moved::No;
+        }
+        if !highest {
+            return Moved::No;
+        }
+        if self.last_move.is_some_and(|t| now.saturating_duration_since(t) < min_interval) {
+            self.moves_ignored += 1;
+            return Moved::No;
+        }
+        let (new_data, old_data) = challenge();
+        let previous = self.remote;
+        // Probe the old path only if it was a validated one.
+        self.old = self.validated.then(|| (Challenge::new(previous, old_data), true));
+        self.remote = from;
+        self.validated = false;
+        self.bytes_in = len as u64;
+        self.bytes_out = 0;
+        self.current = Some(Challenge::new(from, new_data));
+        self.last_move = Some(now);
+        Moved::Started
+    }
+
+    /// A PATH_RESPONSE arrived.
+    pub(crate) fn on_response(&mut self, data: [u8; 8]) -> Validation {
+        if self.current.is_some_and(|c| c.data == data) {
+            self.current = None;
+            self.validated = true;
+            return Validation::NewPath(self.remote);
+        }
+        if let Some((c, _)) = self.old.filter(|(c, _)| c.data == data) {
+            // The old path still works: the move was spurious (or spoofed). Go back.
+            self.old = None;
+            self.current = None;
+            self.remote = c.addr;
+            self.validated = true;
+            return Validation::Restored(c.addr);
+        }
+        Validation::Unknown
+    }
+
+    /// Bytes that may still be sent to the current remote before validation (3× rule).
+    pub(crate) fn budget(&self) -> u64 {
+        if self.validated {
+            u64::MAX
+        } else {
+            (3 * self.bytes_in).saturating_sub(self.bytes_out)
+        }
+    }
+
+    pub(crate) fn on_sent(&mut self, to: PathAddr, len: usize) {
+        if to == self.remote {
+            self.bytes_out += len as u64;
+        }
+    }
+
+    /// A challenge went out.
+    pub(crate) fn challenge_sent(c: &mut Challenge, now: Instant) {
+        c.send = false;
+        c.sent_at = Some(now);
+        c.tries += 1;
+    }
+
+    /// Retransmits unanswered challenges every `pto`; gives up after three tries.
+    pub(crate) fn on_timeout(&mut self, now: Instant, pto: Duration) {
+        for c in [self.current.as_mut(), self.old.as_mut().map(|(c, _)| c)].into_iter().flatten() {
+            if c.sent_at.is_some_and(|t| now.saturating_duration_since(t) >= pto) && !c.send {
+                if c.tries >= MAX_CHALLENGES {
+                    c.sent_at = None;
+                } else {
+                    c.send = true;
+                }
+            }
+        }
+        if self.current.is_some_and(|c| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
+            // The new path never answered: keep it anyway if the old one is gone too.
+            self.current = None;
+        }
+        if self.old.is_some_and(|(c, _)| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
+            self.old = None;
+        }
+    }
+
+    /// The next challenge retransmission time.
+    pub(crate) fn deadline(&self, pto: Duration) -> Option<Instant> {
+        [self.current.as_ref(), self.old.as_ref().map(|(c, _)| c)]
+            .into_iter()
+            .flatten()
+            .filter(|c| !c.send)
+            .filter_map(|c| c.sent_at.map(|t| t.saturating_add(pto)))
+            .min()
+    }
+
+    /// Whether path frames wait to be sent and can be (the current, unvalidated path
+    /// needs anti-amplification budget for a minimal packet).
+    pub(crate) fn has_pending(&self) -> bool {
+        let elsewhere = self.responses.iter().any(|(a, _)| *a != self.remote) || self.old.is_some_and(|(c, _)| c.send);
+        let here = self.responses.iter().any(|(a, _)| *a == self.remote) || self.current.is_some_and(|c| c.send);
+        elsewhere || (here && self.budget() >= MIN_PATH_PACKET as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> PathAddr {
+        PathAddr::Udp(s.parse().unwrap())
+    }
+
+    #[test]
+    fn move_validate_and_restore() {
+        let (a, b, c) = (addr("192.0.2.1:1"), addr("192.0.2.1:2"), addr("198.51.100.1:3"));
+        let mut p = Paths::new(a);
+        let t = Instant::ZERO;
+        assert_eq!(p.on_packet(t, b, 100, false, Duration::ZERO, || ([1; 8], [2; 8])), Moved::No, "not the highest");
+        assert_eq!(p.on_packet(t, b, 100, true, Duration::ZERO, || ([1; 8], [2; 8])), Moved::Started);
+        assert_eq!(p.remote, b);
+        assert_eq!(p.budget(), 300, "3× what arrived");
+        p.on_sent(b, 250);
+        assert_eq!(p.budget(), 50);
+        assert_eq!(p.on_response([9; 8]), Validation::Unknown);
+        assert_eq!(p.on_response([1; 8]), Validation::NewPath(b), "validated");
+        assert_eq!(p.budget(), u64::MAX);
+        // A spoofed move to c is undone when the old path (b) answers.
+        assert_eq!(p.on_packet(t, c, 100, true, Duration::ZERO, || ([3; 8], [4; 8])), Moved::Started);
+        assert_eq!(p.on_response([4; 8]), Validation::Restored(b));
+        assert_eq!(p.remote, b);
+        // Rate limit.
+        assert_eq!(p.on_packet(t, c, 100, true, Duration::from_secs(1), || ([5; 8], [6; 8])), Moved::No);
+        assert_eq!(p.moves_ignored, 1);
+    }
+}
