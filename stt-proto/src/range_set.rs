@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(s.insert(5..10), 5);
         assert_eq!(s.insert(12..15), 3);
         assert_eq!(s.insert(8..13), 2);
-        assert_eq!(s.iter().collect::<Vec<_>>(), [5..15]);
+        assert_eq!(s.iter().collect::<Vec<_>>(), alloc::vec![5..15]);
         assert_eq!(s.insert(15..16), 1, "adjacent merges");
         assert_eq!(s.len(), 1);
         s.remove(7..9);

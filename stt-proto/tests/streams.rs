@@ -8,7 +8,7 @@ use stt_proto::{Config, Event, Instant, StreamId};
 
 mod common;
 
-use common::{check, pair, pattern, transfer};
+use common::{pair, pattern, transfer};
 
 /// [ST-2] [RC-1]: 2 MB intact under 2 % loss in bursts of 3, both ways.
 #[test]

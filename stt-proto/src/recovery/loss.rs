@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(d.bytes_in_flight(), 10_000);
         let mut log = Log::default();
         // Ack only 5 at 100 ms: 0, 1 and 2 are lost by packet threshold (5 ≥ pn + 3), 3 and 4 wait.
-        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        with_ack(&[5..6, 5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
         assert_eq!(log.acked.len(), 1);
         assert_eq!(log.lost, [ms(0), ms(1), ms(2)]);
         assert_eq!(log.events.len(), 1);
@@ -313,7 +313,7 @@ mod tests {
         let t = d.deadline().unwrap();
         assert!(!d.on_timeout(t, &mut log));
         assert_eq!(log.lost.len(), 5, "then 4");
-        with_ack(&[6..10], |a| d.on_ack(ms(120), a, &mut log)).unwrap();
+        with_ack(&[6..10, 6..10], |a| d.on_ack(ms(120), a, &mut log)).unwrap();
         assert_eq!(d.bytes_in_flight(), 0);
         assert_eq!(d.deadline(), None, "nothing in flight: no timer");
         // PTO with backoff.
@@ -323,7 +323,7 @@ mod tests {
         let p2 = d.deadline().unwrap();
         assert_eq!(p2.saturating_duration_since(ms(200)), p1.saturating_duration_since(ms(200)) * 2);
         // Acknowledging something that was never sent is an error.
-        assert_eq!(with_ack(&[0..100], |a| d.on_ack(ms(300), a, &mut log)), Err(InvalidAck));
+        assert_eq!(with_ack(&[0..100, 0..100], |a| d.on_ack(ms(300), a, &mut log)), Err(InvalidAck));
     }
 
     #[test]
@@ -331,7 +331,7 @@ mod tests {
         let mut d = LossDetector::new(RttEstimator::default(), 0);
         d.on_sent(0, packet(ms(0)));
         let mut log = Log::default();
-        with_ack(&[0..1], |a| d.on_ack(ms(50), a, &mut log)).unwrap();
+        with_ack(&[0..1, 0..1], |a| d.on_ack(ms(50), a, &mut log)).unwrap();
         assert_eq!(d.rtt.smoothed(), Duration::from_millis(50));
         assert_eq!(d.bytes_in_flight(), 0);
     }

@@ -326,8 +326,7 @@ impl Streams {
     ) -> Result<(), StreamViolation> {
         let id = self.app_recv_id();
         let mut consumed = 0u64;
-        loop {
-            let Some(r) = self.map.get_mut(&id.0).and_then(|s| s.recv.as_mut()) else { break };
+        while let Some(r) = self.map.get_mut(&id.0).and_then(|s| s.recv.as_mut()) {
             let mut head = [0u8; 9];
             let got = r.buf.peek(&mut head);
             if got == 0 {
