@@ -59,6 +59,9 @@ pub struct LinkConfig {
     pub blackholes: Vec<(Instant, Instant)>,
     /// Rate limit and queue.
     pub bottleneck: Option<Bottleneck>,
+    /// Use the world's shared bottleneck with this index (several links, one queue)
+    /// instead of `bottleneck`.
+    pub shared_bottleneck: Option<usize>,
 }
 
 impl Default for LinkConfig {
@@ -74,6 +77,7 @@ impl Default for LinkConfig {
             mtu: None,
             blackholes: Vec::new(),
             bottleneck: None,
+            shared_bottleneck: None,
         }
     }
 }
@@ -87,12 +91,39 @@ pub(crate) struct Fate {
     pub(crate) flip_bit: Option<usize>,
 }
 
+/// A bottleneck's running state: when its transmitter is free again.
+#[derive(Clone, Debug)]
+pub(crate) struct Queue {
+    pub(crate) config: Bottleneck,
+    busy_until: Instant,
+}
+
+impl Queue {
+    pub(crate) fn new(config: Bottleneck) -> Self {
+        Self { config, busy_until: Instant::ZERO }
+    }
+
+    /// When a datagram of `len` bytes offered at `now` has left the queue, or `None` if it is dropped (tail).
+    fn admit(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let rate = self.config.rate_bps.max(1);
+        let queued_us = duration_micros(self.busy_until.saturating_duration_since(now));
+        let queued_bytes = (u128::from(queued_us) * u128::from(rate) / 8_000_000) as usize;
+        if queued_bytes + len > self.config.queue_bytes {
+            return None;
+        }
+        let start = self.busy_until.max(now);
+        let tx_us = (len as u64 * 8 * 1_000_000).div_ceil(rate);
+        self.busy_until = start.saturating_add(Duration::from_micros(tx_us));
+        Some(self.busy_until)
+    }
+}
+
 /// A link's running state.
 #[derive(Clone, Debug)]
 pub(crate) struct Link {
     pub(crate) config: LinkConfig,
     bad_state: bool,
-    busy_until: Instant,
+    queue: Option<Queue>,
     /// Largest datagram offered to this link (even if dropped).
     pub(crate) largest_offered: usize,
     /// Datagrams offered / delivered.
@@ -106,11 +137,12 @@ pub(crate) fn chance(rng: &mut ChaCha20Rng, p: f64) -> bool {
 
 impl Link {
     pub(crate) fn new(config: LinkConfig) -> Self {
-        Self { config, bad_state: false, busy_until: Instant::ZERO, largest_offered: 0, offered: 0, delivered_bytes: 0 }
+        let queue = config.bottleneck.map(Queue::new);
+        Self { config, bad_state: false, queue, largest_offered: 0, offered: 0, delivered_bytes: 0 }
     }
 
     /// Decides the fate of a datagram of `len` bytes sent at `now`.
-    pub(crate) fn offer(&mut self, now: Instant, len: usize, rng: &mut ChaCha20Rng) -> Fate {
+    pub(crate) fn offer(&mut self, now: Instant, len: usize, rng: &mut ChaCha20Rng, shared: &mut [Queue]) -> Fate {
         let c = &self.config;
         self.offered += 1;
         self.largest_offered = self.largest_offered.max(len);
@@ -131,17 +163,15 @@ impl Link {
             return fate;
         }
         let mut depart = now;
-        if let Some(b) = c.bottleneck {
-            let rate = b.rate_bps.max(1);
-            let queued_us = duration_micros(self.busy_until.saturating_duration_since(now));
-            let queued_bytes = (u128::from(queued_us) * u128::from(rate) / 8_000_000) as usize;
-            if queued_bytes + len > b.queue_bytes {
-                return fate;
+        let queue = match c.shared_bottleneck {
+            Some(i) => shared.get_mut(i),
+            None => self.queue.as_mut(),
+        };
+        if let Some(q) = queue {
+            match q.admit(now, len) {
+                Some(t) => depart = t,
+                None => return fate,
             }
-            let start = self.busy_until.max(now);
-            let tx_us = (len as u64 * 8 * 1_000_000).div_ceil(rate);
-            self.busy_until = start.saturating_add(Duration::from_micros(tx_us));
-            depart = self.busy_until;
         }
         let mut at = depart.saturating_add(c.delay);
         if !c.jitter.is_zero() {
@@ -172,7 +202,7 @@ mod tests {
         let mut link = Link::new(config);
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let fates =
-            (0..n).map(|i| link.offer(Instant::ZERO.saturating_add(spacing * i as u32), len, &mut rng)).collect();
+            (0..n).map(|i| link.offer(Instant::ZERO.saturating_add(spacing * i as u32), len, &mut rng, &mut [])).collect();
         (link, fates)
     }
 

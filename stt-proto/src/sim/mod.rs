@@ -26,7 +26,7 @@ use core::time::Duration;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use link::Link;
+use link::{Link, Queue};
 pub use link::{Bottleneck, BurstLoss, LinkConfig};
 
 use crate::{
@@ -113,6 +113,7 @@ pub struct World {
     /// The nodes, by index.
     pub nodes: Vec<SimNode>,
     links: BTreeMap<(usize, usize), Link>,
+    shared: Vec<Queue>,
     default_link: LinkConfig,
     queue: BinaryHeap<Reverse<InFlight>>,
     rng: ChaCha20Rng,
@@ -142,6 +143,7 @@ impl World {
             now: Instant::ZERO,
             nodes: Vec::new(),
             links: BTreeMap::new(),
+            shared: Vec::new(),
             default_link: LinkConfig::default(),
             queue: BinaryHeap::new(),
             rng,
@@ -186,6 +188,18 @@ impl World {
     pub fn set_links(&mut self, a: usize, b: usize, config: LinkConfig) {
         self.set_link(a, b, config.clone());
         self.set_link(b, a, config);
+    }
+
+    /// Adds a bottleneck that several links can share (`LinkConfig::shared_bottleneck`);
+    /// returns its index.
+    pub fn add_shared_bottleneck(&mut self, b: Bottleneck) -> usize {
+        self.shared.push(Queue::new(b));
+        self.shared.len() - 1
+    }
+
+    /// Bytes delivered over the link `from → to` so far (after loss and queue drops).
+    pub fn delivered_bytes(&self, from: usize, to: usize) -> u64 {
+        self.links.get(&(from, to)).map_or(0, |l| l.delivered_bytes)
     }
 
     /// The largest datagram offered to the link `from → to` so far.
@@ -350,7 +364,7 @@ impl World {
         };
         let default = self.default_link.clone();
         let link = self.links.entry((from_node, to_node)).or_insert_with(|| Link::new(default));
-        let fate = link.offer(self.now, data.len(), &mut self.rng);
+        let fate = link.offer(self.now, data.len(), &mut self.rng, &mut self.shared);
         self.log(format!(
             "node {from_node} -> node {to_node}: {} bytes type {:#04x} {}",
             data.len(),
