@@ -38,7 +38,8 @@ const MAX_COOKIES_PER_CONNECT: u8 = 4;
 
 struct Slot {
     generation: u32,
-    session: Option<Session>,
+    /// Boxed so the slot table stays small and grows without copying sessions.
+    session: Option<alloc::boxed::Box<Session>>,
 }
 
 /// An STT node: the sans-IO state machine for one local transport.
@@ -682,7 +683,7 @@ impl<E: Entropy> Node<E> {
         self.stats.x25519_ops += session.dh.take();
         let index = session.id.index;
         self.routes.insert(session.local_sid, index);
-        self.slots[index as usize].session = Some(session);
+        self.slots[index as usize].session = Some(alloc::boxed::Box::new(session));
         self.live += 1;
     }
 
@@ -698,7 +699,7 @@ impl<E: Entropy> Node<E> {
             self.stats.handshakes_completed += 1;
             self.resolve_duplicates(idx);
         }
-        let done = self.slots[idx].session.as_ref().is_some_and(Session::is_done);
+        let done = self.slots[idx].session.as_ref().is_some_and(|s| s.is_done());
         if done {
             if let Some(s) = self.slots[idx].session.take() {
                 self.routes.remove(&s.local_sid);

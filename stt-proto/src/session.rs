@@ -467,6 +467,9 @@ impl Session {
             self.set_timer(Timer::Keepalive, None);
             if self.is_established() {
                 self.send_keepalive = true;
+                if let Some(t) = self.transport.as_mut() {
+                    t.shrink_if_idle();
+                }
             }
         }
         if self.is_established() {

@@ -336,6 +336,11 @@ impl Transport {
         }
     }
 
+    /// Gives back memory sized for traffic while the session is idle (spec [LC-3]).
+    pub(crate) fn shrink_if_idle(&mut self) {
+        self.loss.shrink_if_idle();
+    }
+
     /// Bytes in flight and congestion window (for stats).
     pub(crate) fn window(&self) -> (u64, u64) {
         (self.loss.bytes_in_flight(), self.cc.window())

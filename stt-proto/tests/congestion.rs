@@ -112,7 +112,17 @@ fn two_flows_are_fair() {
     let t0 = w.now;
     let mut flows = [
         Flow { a: a1, b: b1, sa: s1, sb: r1, send: None, recv: None, start: t0, samples: vec![], total: 0 },
-        Flow { a: a2, b: b2, sa: s2, sb: r2, send: None, recv: None, start: t0.saturating_add(Duration::from_secs(2)), samples: vec![], total: 0 },
+        Flow {
+            a: a2,
+            b: b2,
+            sa: s2,
+            sb: r2,
+            send: None,
+            recv: None,
+            start: t0.saturating_add(Duration::from_secs(2)),
+            samples: vec![],
+            total: 0,
+        },
     ];
     run(&mut w, &mut flows, at(40.0));
     let x: Vec<f64> = flows.iter().map(|f| f.bytes_between(at(15.0), at(40.0)) as f64 / 25.0).collect();

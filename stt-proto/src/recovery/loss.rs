@@ -233,6 +233,13 @@ impl LossDetector {
         self.sent.iter().flatten().find(|p| p.ack_eliciting)
     }
 
+    /// Releases the sent-packet table's memory when nothing is in flight (idle sessions).
+    pub(crate) fn shrink_if_idle(&mut self) {
+        if self.sent.is_empty() {
+            self.sent.shrink_to_fit();
+        }
+    }
+
     /// Current PTO backoff exponent.
     pub(crate) fn pto_count(&self) -> u32 {
         self.pto_count

@@ -201,8 +201,9 @@ mod tests {
     fn run(config: LinkConfig, n: usize, len: usize, spacing: Duration) -> (Link, Vec<Fate>) {
         let mut link = Link::new(config);
         let mut rng = ChaCha20Rng::seed_from_u64(7);
-        let fates =
-            (0..n).map(|i| link.offer(Instant::ZERO.saturating_add(spacing * i as u32), len, &mut rng, &mut [])).collect();
+        let fates = (0..n)
+            .map(|i| link.offer(Instant::ZERO.saturating_add(spacing * i as u32), len, &mut rng, &mut []))
+            .collect();
         (link, fates)
     }
 

@@ -26,8 +26,8 @@ use core::time::Duration;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use link::{Link, Queue};
 pub use link::{Bottleneck, BurstLoss, LinkConfig};
+use link::{Link, Queue};
 
 use crate::{
     Config, Event, Identity, Input, InputOutcome, Instant, Node, NodeId, NodeSeed, Output, PathAddr, SessionId,

@@ -9,6 +9,7 @@ mod flow;
 mod recv;
 mod send;
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use core::fmt;
 use core::time::Duration;
@@ -200,7 +201,7 @@ pub(crate) struct Streams {
     session: SessionId,
     responder: bool,
     limits: StreamLimits,
-    map: BTreeMap<u64, Stream>,
+    map: BTreeMap<u64, Box<Stream>>,
     next_local: [u64; 2],
     peer_max_streams: [u64; 2],
     wants_streams: bool,
@@ -274,7 +275,7 @@ impl Streams {
     fn with_app_streams(mut self, now: Instant) -> Self {
         for id in [self.app_send_id(), self.app_recv_id()] {
             let s = self.new_stream(id, now);
-            self.map.insert(id.0, s);
+            self.map.insert(id.0, Box::new(s));
         }
         self
     }
@@ -437,7 +438,7 @@ impl Streams {
         self.next_local[k] += 1;
         let id = StreamId::new(index, self.responder, uni);
         let s = self.new_stream(id, now);
-        self.map.insert(id.0, s);
+        self.map.insert(id.0, Box::new(s));
         Ok(id)
     }
 
@@ -550,7 +551,7 @@ impl Streams {
 
     /// Frees a finished stream and, for peer streams, raises the limit (spec [ST-6]).
     fn collect(&mut self, id: StreamId) {
-        if self.map.get(&id.0).is_some_and(Stream::is_done) {
+        if self.map.get(&id.0).is_some_and(|s| s.is_done()) {
             self.map.remove(&id.0);
             if !self.is_local(id) {
                 let k = kind(id.is_uni());
@@ -590,7 +591,7 @@ impl Streams {
             let new = StreamId::new(self.next_peer[k], !self.responder, id.is_uni());
             self.next_peer[k] += 1;
             let s = self.new_stream(new, now);
-            self.map.insert(new.0, s);
+            self.map.insert(new.0, Box::new(s));
             self.accept_queue.push_back(new);
             events.push_back(Event::StreamOpened { session: self.session, stream: new });
         }
