@@ -66,7 +66,7 @@ fn blackhole_five_on_two_off_completes() {
     assert!(w.is_established(a, sa));
 }
 
-/// [RC-4]: 750 ms one-way delay completes.
+/// [RC-3]: 750 ms one-way delay completes (PTO backoff, no spurious give-up).
 #[test]
 fn long_delay_completes() {
     let mut w = World::new(World::seed_from_env(44));
