@@ -205,6 +205,9 @@ pub(crate) struct Streams {
     next_local: [u64; 2],
     peer_max_streams: [u64; 2],
     wants_streams: bool,
+    /// Kind and limit of the last STREAMS_BLOCKED sent.
+    streams_blocked_sent: [Option<u64>; 2],
+    streams_blocked_pending: [bool; 2],
     /// Lowest peer index not yet opened, per kind.
     next_peer: [u64; 2],
     /// Limits we advertise for peer-opened streams, and peer streams closed so far.
@@ -245,6 +248,8 @@ impl Streams {
             next_local: [0; 2],
             peer_max_streams: [peer.max_streams_bidi, peer.max_streams_uni],
             wants_streams: false,
+            streams_blocked_sent: [None; 2],
+            streams_blocked_pending: [false; 2],
             next_peer: [0; 2],
             local_max_streams: [limits.max_streams_bidi, limits.max_streams_uni],
             peer_closed: [0; 2],
@@ -433,6 +438,9 @@ impl Streams {
         }
         if index >= self.peer_max_streams[k] {
             self.wants_streams = true;
+            if self.streams_blocked_sent[k] != Some(self.peer_max_streams[k]) {
+                self.streams_blocked_pending[k] = true;
+            }
             return Err(StreamError::Blocked);
         }
         self.next_local[k] += 1;
@@ -778,6 +786,7 @@ impl Streams {
         let session_room = self.send_max_data.saturating_sub(self.send_data);
         self.max_data_pending
             || self.max_streams_pending.iter().any(|p| *p)
+            || self.streams_blocked_pending.iter().any(|p| *p)
             || self.map.values().any(|s| {
                 s.send.as_ref().is_some_and(|h| {
                     h.reset_pending
@@ -803,6 +812,15 @@ impl Streams {
                 if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
                     self.max_streams_pending[k] = false;
                     let _ = log.push(SentFrame::MaxStreams { uni });
+                }
+            }
+        }
+        for (k, uni) in [(0, false), (1, true)] {
+            if self.streams_blocked_pending[k] {
+                let f = Frame::StreamsBlocked { uni, limit: self.peer_max_streams[k] };
+                if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
+                    self.streams_blocked_pending[k] = false;
+                    self.streams_blocked_sent[k] = Some(self.peer_max_streams[k]);
                 }
             }
         }
