@@ -663,6 +663,9 @@ impl Streams {
         }
         if r.reset.is_none() {
             self.recv_data += final_size - r.buf.highest();
+            if self.recv_data > self.recv_window.limit() {
+                return Err(StreamViolation::FlowControl);
+            }
             r.reset = Some(code);
             r.buf.clear();
             events.push_back(Event::StreamReset { session, stream: id, code });
