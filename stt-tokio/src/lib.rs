@@ -1,0 +1,69 @@
+//! # stt-tokio: the async driver and application API for STT
+//!
+//! One task owns the sans-IO [`stt_proto::Node`] and its UDP socket; the handles here
+//! talk to it through bounded buffers and a command queue. The driver stays thin: every
+//! protocol decision is made in `stt-proto`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let shared = SharedSeed::from_hex(&std::fs::read_to_string("shared.seed")?)?;
+//! let node = Node::bind("0.0.0.0:0".parse()?, Config::default(), Identity::new(NodeSeed::random(), shared)).await?;
+//! let session = node.connect("203.0.113.5:7000".parse()?, None).await?;
+//! let mut stream = session.open_uni().await?;
+//! stream.write_all(b"hello").await?;
+//! stream.finish().await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod dispatch;
+mod driver;
+mod node;
+mod session;
+mod shared;
+mod stream;
+
+pub use dispatch::{EventEmitter, FrameDispatcher};
+pub use node::{BindError, Node};
+pub use session::{ConnectError, Session};
+pub use shared::Ended;
+pub use stream::{RecvStream, SendStream, StreamClosed};
+pub use stt_proto::{
+    CloseReason, Config, DatagramError, Event, FrameError, HandshakeFailure, Identity, NodeId, NodeSeed, PathAddr,
+    SessionId, SessionStats, SharedSeed, StreamError, StreamId,
+};
+
+/// Extension: random seeds from the operating system's CSPRNG.
+pub trait RandomSeed: Sized {
+    /// A fresh random value.
+    fn random() -> Self;
+}
+
+fn os_random32() -> [u8; 32] {
+    use rand_chacha::rand_core::{OsRng, TryRngCore};
+    let mut b = [0u8; 32];
+    OsRng.try_fill_bytes(&mut b).expect("the operating system's random number generator failed");
+    b
+}
+
+impl RandomSeed for NodeSeed {
+    fn random() -> Self {
+        NodeSeed::from_bytes(os_random32())
+    }
+}
+
+impl RandomSeed for SharedSeed {
+    fn random() -> Self {
+        SharedSeed::from_bytes(os_random32())
+    }
+}
+
+/// 32 random bytes from the operating system, for seeds.
+pub fn random_seed_bytes() -> [u8; 32] {
+    os_random32()
+}
