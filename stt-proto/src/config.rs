@@ -4,7 +4,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use crate::crypto::{AeadAlg, CryptoProvider, RustCrypto};
+#[cfg(not(feature = "ring"))]
+use crate::crypto::RustCrypto;
+use crate::crypto::{AeadAlg, CryptoProvider};
 use crate::identity::NodeId;
 
 /// Every limit and timer of a node. Build with `Config::default()` and the
@@ -51,13 +53,25 @@ pub struct Config {
     pub(crate) app_frame_queue: usize,
 }
 
+/// `ring` when the `ring` feature is on (faster on common CPUs), RustCrypto otherwise.
+fn default_provider() -> &'static dyn CryptoProvider {
+    #[cfg(feature = "ring")]
+    {
+        &crate::crypto::Ring
+    }
+    #[cfg(not(feature = "ring"))]
+    {
+        &RustCrypto
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         let mut aeads = heapless::Vec::new();
         let _ = aeads.push(AeadAlg::ChaCha20Poly1305);
         let _ = aeads.push(AeadAlg::Aes256Gcm);
         Self {
-            provider: &RustCrypto,
+            provider: default_provider(),
             aeads,
             max_udp_payload: 1472,
             max_sessions: 1024,
@@ -118,7 +132,8 @@ impl Config {
         self
     }
 
-    /// Uses `provider` for packet protection (default: [`RustCrypto`]).
+    /// Uses `provider` for packet protection (default: `Ring` with the `ring` feature,
+    /// `RustCrypto` otherwise).
     #[must_use]
     pub fn crypto_provider(mut self, provider: &'static dyn CryptoProvider) -> Self {
         self.provider = provider;

@@ -108,3 +108,148 @@ async fn wrong_expected_peer_fails_and_wrong_seed_times_out() {
     let e = within(stranger.connect(b.local_addr(), None)).await.unwrap_err();
     assert_eq!(e.0, Ended::Failed(stt_tokio::HandshakeFailure::Timeout));
 }
+
+fn sha3(data: &[u8]) -> [u8; 32] {
+    use sha3::Digest;
+    sha3::Sha3_256::digest(data).into()
+}
+
+/// 16 MiB over one stream and 100 concurrent streams, verified by hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_mib_and_a_hundred_concurrent_streams() {
+    let shared = SharedSeed::random();
+    let a = node(&shared, Config::default()).await;
+    let b = node(&shared, Config::default()).await;
+    let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+    let (s, r) = (s.unwrap(), r.unwrap());
+    let receiver = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..101 {
+            let mut rx = r.accept_uni().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut v = Vec::new();
+                rx.read_to_end(&mut v).await.unwrap();
+                sha3(&v)
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out.sort();
+        out
+    });
+    let big = pattern(16 << 20);
+    let mut expect = vec![sha3(&big)];
+    let mut tasks = Vec::new();
+    let s2 = s.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut w = s2.open_uni().await.unwrap();
+        w.write_all(&big).await.unwrap();
+        w.finish().await.unwrap();
+    }));
+    for k in 0..100u32 {
+        let data: Vec<u8> = pattern(10_000 + k as usize * 997).iter().map(|b| b ^ k as u8).collect();
+        expect.push(sha3(&data));
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut w = s.open_uni().await.unwrap();
+            w.write_all(&data).await.unwrap();
+            w.finish().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        within(t).await.unwrap();
+    }
+    expect.sort();
+    assert_eq!(within(receiver).await.unwrap(), expect);
+}
+
+/// Idle timeout through the driver's timers, asserted as an interval; graceful close.
+#[tokio::test]
+async fn idle_timeout_interval_and_node_shutdown_with_open_sessions() {
+    let shared = SharedSeed::random();
+    let quiet = Config::default().keepalive_active(None).keepalive_idle(None).idle_timeout(Duration::from_millis(300));
+    let a = node(&shared, quiet.clone()).await;
+    let b = node(&shared, quiet).await;
+    let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+    let (s, _r) = (s.unwrap(), r.unwrap());
+    let t = tokio::time::Instant::now();
+    assert_eq!(within(s.closed()).await, Ended::Closed(stt_tokio::CloseReason::IdleTimeout));
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(250) && waited <= Duration::from_secs(3), "idle timeout after {waited:?}");
+
+    // Shutdown with sessions open: completes, and the peer learns of it.
+    let c = node(&shared, Config::default()).await;
+    let d = node(&shared, Config::default()).await;
+    let (s1, r1) = tokio::join!(c.connect(d.local_addr(), None), d.accept());
+    let (_s1, r1) = (s1.unwrap(), r1.unwrap());
+    within(c.shutdown()).await;
+    assert!(matches!(within(r1.closed()).await, Ended::Closed(stt_tokio::CloseReason::RemoteTransport(_))));
+    assert!(c.connect(d.local_addr(), None).await.is_err(), "a shut-down node connects to nothing");
+}
+
+/// A UDP proxy between two sockets that drops 5 %, duplicates 5 % and delays (reorders).
+async fn fault_proxy(server: std::net::SocketAddr, seed: u64) -> std::net::SocketAddr {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let sock = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut client = None;
+        let mut buf = vec![0u8; 65_536];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
+            let Ok(Ok((n, from))) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await else { break };
+            let to = if from == server {
+                match client {
+                    Some(c) => c,
+                    None => continue,
+                }
+            } else {
+                client = Some(from);
+                server
+            };
+            let roll = rng.next_u32() % 100;
+            if roll < 5 {
+                continue;
+            }
+            let copies = if roll >= 95 { 2 } else { 1 };
+            for _ in 0..copies {
+                let delay = Duration::from_micros(u64::from(rng.next_u32() % 3000));
+                let data = buf[..n].to_vec();
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = sock.send_to(&data, to).await;
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// The same transfer through a fault-injecting proxy arrives byte-exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_through_fault_proxy() {
+    let shared = SharedSeed::random();
+    let a = node(&shared, Config::default()).await;
+    let b = node(&shared, Config::default()).await;
+    let proxy = fault_proxy(b.local_addr(), 7).await;
+    let server = tokio::spawn(async move {
+        let r = b.accept().await.unwrap();
+        let mut rx = r.accept_uni().await.unwrap();
+        let mut v = Vec::new();
+        rx.read_to_end(&mut v).await.unwrap();
+        (v, b)
+    });
+    let s = within(a.connect(proxy, None)).await.unwrap();
+    let data = pattern(8 << 20);
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(&data).await.unwrap();
+    within(w.finish()).await.unwrap();
+    let (got, _b) = within(server).await.unwrap();
+    assert!(got == data, "byte-exact through loss, duplication and reordering");
+    let stats = s.stats().await.unwrap();
+    assert!(stats.lost > 0, "the proxy did drop packets");
+}
