@@ -93,6 +93,8 @@ mod time;
 mod transport;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 #[cfg(feature = "test-util")]
 pub mod sim;
 

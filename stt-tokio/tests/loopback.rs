@@ -200,7 +200,9 @@ async fn fault_proxy(server: std::net::SocketAddr, seed: u64) -> std::net::Socke
         let mut buf = vec![0u8; 65_536];
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while tokio::time::Instant::now() < deadline {
-            let Ok(Ok((n, from))) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await else { break };
+            let Ok(Ok((n, from))) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await else {
+                break;
+            };
             let to = if from == server {
                 match client {
                     Some(c) => c,

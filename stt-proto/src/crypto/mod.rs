@@ -10,10 +10,14 @@ use core::fmt;
 pub(crate) mod kdf;
 pub(crate) mod keys;
 pub(crate) mod noise;
+#[cfg(feature = "fuzzing")]
+mod null;
 #[cfg(feature = "ring")]
 mod ring_provider;
 mod rustcrypto;
 
+#[cfg(feature = "fuzzing")]
+pub use null::NullAead;
 #[cfg(feature = "ring")]
 pub use ring_provider::Ring;
 pub use rustcrypto::RustCrypto;

@@ -391,12 +391,21 @@ async fn demo(size_mib: u64, streams: u64) -> Result<()> {
         rtts.push(t.elapsed().as_secs_f64() * 1e6);
     }
     rtts.sort_by(f64::total_cmp);
-    println!("datagram round trip: p50 {:.0} µs, p99 {:.0} µs ({} samples)", rtts[rtts.len() / 2], rtts[rtts.len() * 99 / 100], rtts.len());
+    println!(
+        "datagram round trip: p50 {:.0} µs, p99 {:.0} µs ({} samples)",
+        rtts[rtts.len() / 2],
+        rtts[rtts.len() * 99 / 100],
+        rtts.len()
+    );
 
     // An application frame, dispatched by type on b.
     sa.send_frame(0x80, Bytes::from_static(b"hello from a")).await.map_err(|e| e.to_string())?;
-    let (ty, body) = tokio::time::timeout(Duration::from_secs(5), sb.recv_frame()).await.map_err(|_| "frame lost")?.ok_or("session ended")?;
-    let mut dispatcher = stt_tokio::FrameDispatcher::new().on(0x80, |_, body| println!("app frame 0x80: {:?}", String::from_utf8_lossy(&body)));
+    let (ty, body) = tokio::time::timeout(Duration::from_secs(5), sb.recv_frame())
+        .await
+        .map_err(|_| "frame lost")?
+        .ok_or("session ended")?;
+    let mut dispatcher = stt_tokio::FrameDispatcher::new()
+        .on(0x80, |_, body| println!("app frame 0x80: {:?}", String::from_utf8_lossy(&body)));
     dispatcher.dispatch(&sb, ty, body);
 
     // Bulk transfer over several streams, verified by SHA3-256.
