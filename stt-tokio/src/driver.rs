@@ -4,7 +4,6 @@
 //! the socket, the next deadline or a command wakes it.
 
 use std::collections::{HashMap, HashSet};
-use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,11 +12,11 @@ use stt_proto::{
     DatagramError, Event, FrameError, Input, Node as Core, NodeId, Output, PathAddr, ReadError, SessionId, StreamError,
     StreamId, WriteError,
 };
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::shared::{lock, Ended, SessionShared, MESSAGE_QUEUE, STREAM_BUFFER};
+use crate::udp::Udp;
 
 /// Datagrams read from the socket per turn before the output is drained.
 const RECV_BUDGET: usize = 64;
@@ -78,7 +77,7 @@ pub(crate) enum Cmd {
 
 pub(crate) struct Driver {
     pub(crate) core: Core<ChaCha20Rng>,
-    pub(crate) socket: Arc<UdpSocket>,
+    pub(crate) udp: Udp,
     pub(crate) clock: Clock,
     pub(crate) cmds: mpsc::UnboundedReceiver<Cmd>,
     pub(crate) incoming: mpsc::UnboundedSender<Arc<SessionShared>>,
@@ -88,7 +87,6 @@ pub(crate) struct Driver {
     pub(crate) dirty: HashSet<(SessionId, StreamId)>,
     pub(crate) shutdown: Option<oneshot::Sender<()>>,
     pub(crate) out: Vec<u8>,
-    pub(crate) inp: Vec<u8>,
     pub(crate) tmp: Vec<u8>,
 }
 
@@ -118,28 +116,26 @@ impl Driver {
                 self.flush_stream(s, id);
             }
             // 3. Datagrams from the network.
-            let mut budget_left = true;
-            for i in 0..RECV_BUDGET {
-                match self.socket.try_recv_from(&mut self.inp) {
-                    Ok((n, from)) => {
-                        let now = self.clock.now();
-                        let out = self.core.handle_input(Input::Datagram {
-                            now,
-                            from: from.into(),
-                            data: &mut self.inp[..n],
-                        });
-                        if let stt_proto::InputOutcome::Dropped(reason) = out {
-                            tracing::trace!(?reason, "datagram dropped");
-                        }
+            let mut received = 0;
+            while received < RECV_BUDGET {
+                let (core, clock) = (&mut self.core, &self.clock);
+                let r = self.udp.recv(|from, data| {
+                    let now = clock.now();
+                    let out = core.handle_input(Input::Datagram { now, from: from.into(), data });
+                    if let stt_proto::InputOutcome::Dropped(reason) = out {
+                        tracing::trace!(?reason, "datagram dropped");
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                });
+                match r {
+                    Ok(0) => break,
+                    Ok(n) => received += n,
                     Err(e) => {
                         tracing::debug!(error = %e, "recv error");
                         break;
                     }
                 }
-                budget_left = i + 1 < RECV_BUDGET;
             }
+            let budget_left = received < RECV_BUDGET;
             // 4. Timers (the clock is re-read after every wake-up).
             let now = self.clock.now();
             if self.core.next_deadline().is_some_and(|d| d <= now) {
@@ -157,7 +153,7 @@ impl Driver {
             // 6. Sleep until something happens.
             let sleep = deadline.map(|d| self.clock.to_tokio(d));
             tokio::select! {
-                r = self.socket.readable() => { let _ = r; }
+                r = self.udp.socket.readable() => { let _ = r; }
                 _ = async { match sleep { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {}
                 cmd = self.cmds.recv(), if cmds_open => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -326,12 +322,13 @@ impl Driver {
             match self.core.poll_output(&mut self.out) {
                 Output::Transmit(t) => {
                     let PathAddr::Udp(dst) = t.dst else { continue };
-                    if let Err(e) = self.socket.send_to(&self.out[..t.len], dst).await {
-                        tracing::debug!(error = %e, "send failed");
-                    }
+                    self.udp.send(dst, &self.out[..t.len]).await;
                 }
                 Output::Event(e) => self.event(e),
-                Output::Wait(deadline) => return deadline,
+                Output::Wait(deadline) => {
+                    self.udp.flush().await;
+                    return deadline;
+                }
             }
         }
     }

@@ -27,6 +27,7 @@ mod node;
 mod session;
 mod shared;
 mod stream;
+mod udp;
 
 pub use dispatch::{EventEmitter, FrameDispatcher};
 pub use node::{BindError, Node};

@@ -79,7 +79,7 @@ impl Node {
         let (ev_tx, _) = broadcast::channel(1024);
         let driver = Driver {
             core,
-            socket: Arc::new(socket),
+            udp: crate::udp::Udp::new(socket).map_err(BindError::Io)?,
             clock,
             cmds: cmd_rx,
             incoming: in_tx,
@@ -89,7 +89,6 @@ impl Node {
             dirty: Default::default(),
             shutdown: None,
             out: vec![0; 65_536],
-            inp: vec![0; 65_536],
             tmp: vec![0; 65_536],
         };
         tokio::spawn(driver.run());
