@@ -24,6 +24,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("app_frames", fuzzing::app_frames),
     ("key_schedule", fuzzing::key_schedule),
     ("ack_ranges", fuzzing::ack_ranges),
+    ("segment", fuzzing::segment),
 ];
 
 #[test]
