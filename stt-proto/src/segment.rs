@@ -475,7 +475,7 @@ mod tests {
     }
 
     quickcheck! {
-        /// Any split into segments and any arrival order within the window gives the same bytes.
+        /// [SG-3]: any split into segments and any arrival order within the window gives the same bytes.
         fn any_order_same_bytes(data: Vec<u8>, size: u8, order: Vec<u8>, bounded: bool) -> bool {
             let size = u32::from(size % 40) + 1;
             let mode = if bounded { SegmentMode::Bounded(data.len() as u64) } else { SegmentMode::Live };
@@ -495,6 +495,7 @@ mod tests {
     }
 
     #[test]
+    /// [SG-4]: truncation, reordering across the end, duplication and tampering are detected.
     fn truncation_reordering_past_end_duplication_tampering() {
         let data: Vec<u8> = (0..100u8).collect();
         for mode in [SegmentMode::Live, SegmentMode::Bounded(100)] {
@@ -563,7 +564,7 @@ mod tests {
         assert_eq!(got.len(), 33, "every segment that arrived decrypted; gaps are not errors");
     }
 
-    /// Vectors from `tests/vectors/gen_segment.py` (Python `cryptography`, independent).
+    /// [SG-1]: vectors from `tests/vectors/gen_segment.py` (Python `cryptography`, independent).
     #[test]
     fn known_answer_vectors() {
         let hex = |s: &str| {
