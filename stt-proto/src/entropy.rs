@@ -15,6 +15,8 @@ pub enum EntropyPurpose {
     CookieSecret,
     /// PATH_CHALLENGE data (8 bytes).
     PathChallenge,
+    /// The salt of a blob sealed by `BinaryStorage` (32 bytes).
+    StorageSalt,
 }
 
 /// A source of cryptographically secure random bytes.

@@ -89,6 +89,7 @@ mod replay;
 pub mod segment;
 mod session;
 mod stats;
+pub mod storage;
 pub mod stream;
 mod time;
 mod transport;

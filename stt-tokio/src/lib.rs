@@ -26,6 +26,7 @@ mod driver;
 mod node;
 mod session;
 mod shared;
+mod storage_fs;
 mod stream;
 mod udp;
 
@@ -33,7 +34,9 @@ pub use dispatch::{EventEmitter, FrameDispatcher};
 pub use node::{BindError, Node};
 pub use session::{ConnectError, Session};
 pub use shared::Ended;
+pub use storage_fs::FsStore;
 pub use stream::{RecvStream, SendStream, StreamClosed};
+pub use stt_proto::storage::{Address, Addressing, BinaryStorage, BlobStore, MemoryStore, StorageError};
 pub use stt_proto::{
     CloseReason, Config, DatagramError, Event, FrameError, HandshakeFailure, Identity, NodeId, NodeSeed, PathAddr,
     SessionId, SessionStats, SharedSeed, StreamError, StreamId,

@@ -1,0 +1,152 @@
+//! A file-system [`BlobStore`] for `BinaryStorage`: one file per blob under a directory,
+//! written atomically (temporary file, fsync, rename, directory fsync) so a crash
+//! mid-write leaves either the old state or the whole blob; an index rebuilt by scanning
+//! at open; an optional size limit enforced by evicting the least recently used blobs.
+//! Paths are built only from an address's hex digits, so no input can steer a write or
+//! read outside the directory.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use stt_proto::storage::{Address, BlobStore};
+
+/// A directory of sealed blobs.
+pub struct FsStore {
+    dir: PathBuf,
+    index: HashMap<Address, (u64, u64)>,
+    total: u64,
+    limit: Option<u64>,
+    clock: u64,
+    tmp_counter: u64,
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a store in `dir`, rebuilding the index from the files
+    /// there and removing temporary files a crash left behind. With `limit`, the total
+    /// size of stored blobs is kept at or below it.
+    ///
+    /// # Errors
+    /// I/O errors of the directory.
+    pub fn open(dir: impl AsRef<Path>, limit: Option<u64>) -> io::Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(dir.join("tmp"))?;
+        for e in fs::read_dir(dir.join("tmp"))? {
+            let _ = fs::remove_file(e?.path());
+        }
+        let mut index = HashMap::new();
+        let mut total = 0;
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let name = e.file_name();
+            let Some(addr) = name.to_str().and_then(Address::from_hex) else { continue };
+            let len = e.metadata()?.len();
+            total += len;
+            index.insert(addr, (len, 0));
+        }
+        Ok(Self { dir, index, total, limit, clock: 0, tmp_counter: 0 })
+    }
+
+    fn path(&self, addr: &Address) -> PathBuf {
+        self.dir.join(addr.to_string())
+    }
+
+    /// Total bytes stored.
+    pub fn total_bytes(&self) -> u64 {
+        self.total
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn touch(&mut self, addr: &Address) {
+        self.clock += 1;
+        if let Some(e) = self.index.get_mut(addr) {
+            e.1 = self.clock;
+        }
+    }
+
+    fn evict_for(&mut self, incoming: u64) -> io::Result<()> {
+        let Some(limit) = self.limit else { return Ok(()) };
+        while self.total + incoming > limit {
+            let Some((victim, _)) = self.index.iter().min_by_key(|(_, (_, used))| *used).map(|(a, v)| (*a, *v)) else {
+                break;
+            };
+            self.delete_raw(&victim)?;
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+impl BlobStore for FsStore {
+    type Error = io::Error;
+
+    fn put_raw(&mut self, addr: &Address, sealed: &[u8]) -> io::Result<()> {
+        let len = sealed.len() as u64;
+        if self.limit.is_some_and(|l| len > l) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "blob larger than the store's size limit"));
+        }
+        self.evict_for(len)?;
+        self.tmp_counter += 1;
+        let tmp = self.dir.join("tmp").join(format!("{}-{}.tmp", std::process::id(), self.tmp_counter));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(sealed)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, self.path(addr))?;
+        sync_dir(&self.dir)?;
+        if let Some((old, _)) = self.index.insert(*addr, (len, 0)) {
+            self.total -= old;
+        }
+        self.total += len;
+        self.touch(addr);
+        Ok(())
+    }
+
+    fn get_raw(&mut self, addr: &Address) -> io::Result<Option<Vec<u8>>> {
+        if !self.index.contains_key(addr) {
+            return Ok(None);
+        }
+        self.touch(addr);
+        match fs::read(self.path(addr)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete_raw(&mut self, addr: &Address) -> io::Result<bool> {
+        let Some((len, _)) = self.index.remove(addr) else { return Ok(false) };
+        self.total -= len;
+        match fs::remove_file(self.path(addr)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn contains(&self, addr: &Address) -> bool {
+        self.index.contains_key(addr)
+    }
+}
