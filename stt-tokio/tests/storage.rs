@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use rand_chacha::rand_core::SeedableRng;
-use stt_tokio::{Address, Addressing, BinaryStorage, BlobStore, FsStore, StorageError};
+use stt_tokio::{Address, Addressing, BinaryStorage, FsStore, StorageError};
 
 fn store(dir: &Path, limit: Option<u64>) -> BinaryStorage<FsStore> {
     BinaryStorage::new(FsStore::open(dir, limit).unwrap(), [7; 32], Addressing::Plain)
