@@ -23,6 +23,7 @@
 mod clock;
 mod dispatch;
 mod driver;
+mod endpoint;
 mod node;
 mod session;
 mod shared;
@@ -31,6 +32,7 @@ mod stream;
 mod udp;
 
 pub use dispatch::{EventEmitter, FrameDispatcher};
+pub use endpoint::{Endpoint, EndpointError, EndpointMessage, Endpoints};
 pub use node::{BindError, Node};
 pub use session::{ConnectError, Session};
 pub use shared::Ended;
