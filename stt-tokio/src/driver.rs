@@ -66,6 +66,13 @@ pub(crate) enum Cmd {
         session: SessionId,
         reply: oneshot::Sender<Option<stt_proto::SessionStats>>,
     },
+    Export {
+        session: SessionId,
+        label: Vec<u8>,
+        context: Vec<u8>,
+        len: usize,
+        reply: oneshot::Sender<Result<Vec<u8>, stt_proto::ExportError>>,
+    },
     Close {
         session: SessionId,
         code: u64,
@@ -234,6 +241,14 @@ impl Driver {
             }
             Cmd::Stats { session, reply } => {
                 let _ = reply.send(self.core.session(session).map(|s| s.stats()));
+            }
+            Cmd::Export { session, label, context, len, reply } => {
+                let mut out = vec![0u8; len];
+                let r = match self.core.session(session) {
+                    Some(s) => s.export_keying_material(&label, &context, &mut out).map(|()| out),
+                    None => Err(stt_proto::ExportError::NotEstablished),
+                };
+                let _ = reply.send(r);
             }
             Cmd::Close { session, code } => {
                 if let Some(mut s) = self.core.session(session) {

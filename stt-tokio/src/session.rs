@@ -81,6 +81,33 @@ impl Session {
         rx.await.ok().flatten()
     }
 
+    /// Derives keying material bound to this session (both sides get the same bytes for
+    /// the same label and context; see the spec's exporter).
+    ///
+    /// # Errors
+    /// [`stt_proto::ExportError`] if the session is gone or `out` is over 8160 bytes.
+    pub async fn export_keying_material(
+        &self,
+        label: &[u8],
+        context: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), stt_proto::ExportError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::Export {
+            session: self.shared.id,
+            label: label.to_vec(),
+            context: context.to_vec(),
+            len: out.len(),
+            reply,
+        };
+        if !self.node.send(cmd) {
+            return Err(stt_proto::ExportError::NotEstablished);
+        }
+        let bytes = rx.await.unwrap_or(Err(stt_proto::ExportError::NotEstablished))?;
+        out.copy_from_slice(&bytes);
+        Ok(())
+    }
+
     async fn open(&self, uni: bool) -> Result<StreamId, StreamError> {
         loop {
             let notified = self.shared.incoming.notified();
