@@ -19,7 +19,6 @@ pub struct FsStore {
     total: u64,
     limit: Option<u64>,
     clock: u64,
-    tmp_counter: u64,
 }
 
 impl FsStore {
@@ -32,8 +31,17 @@ impl FsStore {
     pub fn open(dir: impl AsRef<Path>, limit: Option<u64>) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(dir.join("tmp"))?;
+        // Temporary files of writers that died mid-write (their process is gone, or the
+        // file is over an hour old); live writers' files are left alone.
         for e in fs::read_dir(dir.join("tmp"))? {
-            let _ = fs::remove_file(e?.path());
+            let e = e?;
+            let name = e.file_name();
+            let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+            let old =
+                e.metadata()?.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age.as_secs() > 3600);
+            if old || pid.is_none_or(|p| !process_alive(p)) {
+                let _ = fs::remove_file(e.path());
+            }
         }
         let mut index = HashMap::new();
         let mut total = 0;
@@ -45,7 +53,7 @@ impl FsStore {
             total += len;
             index.insert(addr, (len, 0));
         }
-        Ok(Self { dir, index, total, limit, clock: 0, tmp_counter: 0 })
+        Ok(Self { dir, index, total, limit, clock: 0 })
     }
 
     fn path(&self, addr: &Address) -> PathBuf {
@@ -86,6 +94,14 @@ impl FsStore {
     }
 }
 
+/// Whether a process with this id is running (Linux: `/proc`; elsewhere only our own).
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists()
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
@@ -107,8 +123,10 @@ impl BlobStore for FsStore {
             return Err(io::Error::new(io::ErrorKind::StorageFull, "blob larger than the store's size limit"));
         }
         self.evict_for(len)?;
-        self.tmp_counter += 1;
-        let tmp = self.dir.join("tmp").join(format!("{}-{}.tmp", std::process::id(), self.tmp_counter));
+        // Unique across threads and processes writing the same directory.
+        static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join("tmp").join(format!("{}-{n}-{addr}.tmp", std::process::id()));
         {
             let mut f = File::create(&tmp)?;
             f.write_all(sealed)?;

@@ -98,3 +98,51 @@ fn crash_mid_write_leaves_only_whole_blobs() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two writers (separate store handles, as two processes would have) on one directory:
+/// every blob either writer stored is whole and readable afterwards.
+#[test]
+fn concurrent_writers_on_one_directory() {
+    let dir = tempdir("concurrent");
+    let handles: Vec<_> = (0..2u8)
+        .map(|w| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(w));
+                let mut s = store(&dir, None);
+                (0..20u8)
+                    .map(|k| {
+                        // Half the blobs are shared by both writers (the same content).
+                        let tag = if k % 2 == 0 { 100 } else { w };
+                        s.put(&vec![k ^ tag; 50_000], &mut rng).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let addrs: Vec<Address> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut s = store(&dir, None);
+    for a in &addrs {
+        let data = s.get(a).unwrap().expect("stored");
+        assert_eq!(s.address_of(&data), *a);
+    }
+    assert_eq!(s.backend().len(), 30, "20 + 20 with 10 shared");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Paths come only from addresses: nothing outside the directory is read or indexed.
+#[test]
+fn no_path_can_steer_outside_the_directory() {
+    let dir = tempdir("traversal");
+    std::fs::write(dir.join("not-a-blob"), b"junk").unwrap();
+    std::fs::write(dir.join("0".repeat(63)), b"junk").unwrap();
+    let outside = dir.parent().unwrap().join(format!("stt-outside-{}", std::process::id()));
+    std::fs::write(&outside, b"secret").unwrap();
+    let mut s = store(&dir, None);
+    assert_eq!(s.backend().len(), 0, "only 64-hex-digit names are blobs");
+    assert_eq!(Address::from_hex("../../etc/passwd"), None);
+    assert_eq!(Address::from_hex(&format!("../{}", "a".repeat(61))), None);
+    assert_eq!(s.get(&Address([0xaa; 32])).unwrap(), None);
+    let _ = std::fs::remove_file(outside);
+    let _ = std::fs::remove_dir_all(&dir);
+}
