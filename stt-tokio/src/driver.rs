@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::shared::{lock, Ended, SessionShared, MESSAGE_QUEUE, STREAM_BUFFER};
+use crate::tunnel::TunnelMsg;
 use crate::udp::Udp;
 
 /// Datagrams read from the socket per turn before the output is drained.
@@ -87,6 +88,8 @@ pub(crate) struct Driver {
     pub(crate) udp: Udp,
     pub(crate) clock: Clock,
     pub(crate) cmds: mpsc::UnboundedReceiver<Cmd>,
+    pub(crate) tunnel_rx: mpsc::Receiver<TunnelMsg>,
+    pub(crate) tunnels: HashMap<stt_proto::TunnelId, mpsc::Sender<Bytes>>,
     pub(crate) incoming: mpsc::UnboundedSender<Arc<SessionShared>>,
     pub(crate) events: tokio::sync::broadcast::Sender<Event>,
     pub(crate) sessions: HashMap<SessionId, Arc<SessionShared>>,
@@ -102,6 +105,13 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut cmds_open = true;
         loop {
+            // 0. Tunnel (WebSocket) connections: registrations and datagrams.
+            for _ in 0..RECV_BUDGET {
+                match self.tunnel_rx.try_recv() {
+                    Ok(m) => self.tunnel(m),
+                    Err(_) => break,
+                }
+            }
             // 1. Application commands.
             for _ in 0..CMD_BUDGET {
                 match self.cmds.try_recv() {
@@ -162,6 +172,7 @@ impl Driver {
             tokio::select! {
                 r = self.udp.socket.readable() => { let _ = r; }
                 _ = async { match sleep { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {}
+                m = self.tunnel_rx.recv() => if let Some(m) = m { self.tunnel(m) },
                 cmd = self.cmds.recv(), if cmds_open => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => {
@@ -182,6 +193,22 @@ impl Driver {
             let _ = done.send(());
         }
         tracing::debug!("driver stopped");
+    }
+
+    fn tunnel(&mut self, m: TunnelMsg) {
+        match m {
+            TunnelMsg::Opened(id, tx) => {
+                self.tunnels.insert(id, tx);
+            }
+            TunnelMsg::Data(id, data) => {
+                let mut data = data.to_vec();
+                let now = self.clock.now();
+                let _ = self.core.handle_input(Input::Datagram { now, from: PathAddr::Tunnel(id), data: &mut data });
+            }
+            TunnelMsg::Closed(id) => {
+                self.tunnels.remove(&id);
+            }
+        }
     }
 
     fn command(&mut self, cmd: Cmd) {
@@ -335,10 +362,15 @@ impl Driver {
     async fn drain(&mut self) -> Option<stt_proto::Instant> {
         loop {
             match self.core.poll_output(&mut self.out) {
-                Output::Transmit(t) => {
-                    let PathAddr::Udp(dst) = t.dst else { continue };
-                    self.udp.send(dst, &self.out[..t.len]).await;
-                }
+                Output::Transmit(t) => match t.dst {
+                    PathAddr::Udp(dst) => self.udp.send(dst, &self.out[..t.len]).await,
+                    PathAddr::Tunnel(id) => {
+                        // A full connection queue drops the datagram; loss recovery resends.
+                        if let Some(tx) = self.tunnels.get(&id) {
+                            let _ = tx.try_send(Bytes::copy_from_slice(&self.out[..t.len]));
+                        }
+                    }
+                },
                 Output::Event(e) => self.event(e),
                 Output::Wait(deadline) => {
                     self.udp.flush().await;

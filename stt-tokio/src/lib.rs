@@ -29,7 +29,10 @@ mod session;
 mod shared;
 mod storage_fs;
 mod stream;
+mod tunnel;
 mod udp;
+#[cfg(feature = "websocket")]
+mod ws;
 
 pub use dispatch::{EventEmitter, FrameDispatcher};
 pub use endpoint::{Endpoint, EndpointError, EndpointMessage, Endpoints};
@@ -43,6 +46,10 @@ pub use stt_proto::{
     CloseReason, Config, DatagramError, Event, FrameError, HandshakeFailure, Identity, NodeId, NodeSeed, PathAddr,
     SessionId, SessionStats, SharedSeed, StreamError, StreamId,
 };
+#[cfg(feature = "websocket")]
+pub use ws::{WsConnectError, WsError, WsLimits};
+#[cfg(feature = "websocket")]
+pub use {rustls, tokio_rustls};
 
 /// Extension: random seeds from the operating system's CSPRNG.
 pub trait RandomSeed: Sized {

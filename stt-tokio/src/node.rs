@@ -44,6 +44,8 @@ struct NodeInner {
     events: broadcast::Sender<stt_proto::Event>,
     local_addr: SocketAddr,
     node_id: NodeId,
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    tunnels: crate::tunnel::Tunnels,
 }
 
 /// An STT node on a UDP socket: accepts and opens sessions. Cheap to clone.
@@ -77,11 +79,14 @@ impl Node {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let (ev_tx, _) = broadcast::channel(1024);
+        let (tunnel_tx, tunnel_rx) = mpsc::channel(4096);
         let driver = Driver {
             core,
             udp: crate::udp::Udp::new(socket).map_err(BindError::Io)?,
             clock,
             cmds: cmd_rx,
+            tunnel_rx,
+            tunnels: Default::default(),
             incoming: in_tx,
             events: ev_tx.clone(),
             sessions: Default::default(),
@@ -100,6 +105,7 @@ impl Node {
                 events: ev_tx,
                 local_addr,
                 node_id,
+                tunnels: crate::tunnel::Tunnels::new(tunnel_tx),
             }),
         })
     }
@@ -172,6 +178,50 @@ impl Node {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Serves STT over WebSocket on `addr` (with `tls`, over `wss://`), next to UDP.
+    /// Returns the bound address.
+    ///
+    /// # Errors
+    /// If the TCP listener cannot be bound.
+    #[cfg(feature = "websocket")]
+    pub async fn listen_ws(
+        &self,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        limits: crate::ws::WsLimits,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        tokio::spawn(crate::ws::serve(listener, acceptor, limits, self.inner.tunnels.clone()));
+        Ok(bound)
+    }
+
+    /// Opens a session over WebSocket to `url` (`ws://host:port/path`, or `wss://` with a
+    /// TLS client config).
+    ///
+    /// # Errors
+    /// [`ConnectError`] if the connection or the handshake fails.
+    #[cfg(feature = "websocket")]
+    pub async fn connect_ws(
+        &self,
+        url: &str,
+        expected_peer: Option<NodeId>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Session, crate::ws::WsConnectError> {
+        let id =
+            crate::ws::connect(url, tls, self.inner.tunnels.clone()).await.map_err(crate::ws::WsConnectError::Ws)?;
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Cmd::Connect { to: stt_proto::PathAddr::Tunnel(id), expect: expected_peer, reply }) {
+            return Err(crate::ws::WsConnectError::Session(ConnectError(crate::Ended::NodeGone)));
+        }
+        match rx.await {
+            Ok(Ok(shared)) => Ok(Session::new(self.clone(), shared)),
+            Ok(Err(e)) => Err(crate::ws::WsConnectError::Session(ConnectError(e))),
+            Err(_) => Err(crate::ws::WsConnectError::Session(ConnectError(crate::Ended::NodeGone))),
+        }
     }
 
     /// Closes every session gracefully and stops the driver.

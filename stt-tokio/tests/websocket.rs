@@ -1,0 +1,140 @@
+//! STT over WebSocket (ws:// and wss://) on loopback, next to UDP, under abuse.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stt_tokio::{rustls, Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed, WsLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn node(shared: &SharedSeed) -> Node {
+    Node::bind("127.0.0.1:0".parse().unwrap(), Config::default(), Identity::new(NodeSeed::random(), shared.clone()))
+        .await
+        .unwrap()
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f).await.expect("timed out")
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8).collect()
+}
+
+/// Sends `data` from `from` over a fresh stream of `session` and checks `server` got it.
+async fn transfer(session: &stt_tokio::Session, server: &Node, data: &[u8]) {
+    let server = server.clone();
+    let expect = data.len();
+    let rx = tokio::spawn(async move {
+        let s = server.accept().await.unwrap();
+        let mut r = s.accept_uni().await.unwrap();
+        let mut v = Vec::with_capacity(expect);
+        r.read_to_end(&mut v).await.unwrap();
+        v
+    });
+    let mut w = session.open_uni().await.unwrap();
+    w.write_all(data).await.unwrap();
+    within(w.finish()).await.unwrap();
+    assert!(within(rx).await.unwrap() == data, "byte-exact");
+}
+
+/// [WS-1]: handshake and 16 MiB over ws://.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_mib_over_ws() {
+    let shared = SharedSeed::random();
+    let (a, b) = (node(&shared).await, node(&shared).await);
+    let port = b.listen_ws("127.0.0.1:0".parse().unwrap(), None, WsLimits::default()).await.unwrap();
+    let s = within(a.connect_ws(&format!("ws://{port}/stt"), Some(b.node_id()), None)).await.unwrap();
+    assert_eq!(s.peer_node_id(), b.node_id());
+    transfer(&s, &b, &pattern(16 << 20)).await;
+}
+
+fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// [WS-1]: handshake and 16 MiB over wss:// with a certificate made in the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_mib_over_wss() {
+    let (server_tls, client_tls) = tls_pair();
+    let shared = SharedSeed::random();
+    let (a, b) = (node(&shared).await, node(&shared).await);
+    let addr = b.listen_ws("127.0.0.1:0".parse().unwrap(), Some(server_tls), WsLimits::default()).await.unwrap();
+    let url = format!("wss://localhost:{}/stt", addr.port());
+    let s = within(a.connect_ws(&url, Some(b.node_id()), Some(client_tls))).await.unwrap();
+    transfer(&s, &b, &pattern(16 << 20)).await;
+}
+
+/// [WS-2]: a UDP peer and a WebSocket peer talk to the same node at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_and_websocket_peers_at_once() {
+    let shared = SharedSeed::random();
+    let (hub, u, w) = (node(&shared).await, node(&shared).await, node(&shared).await);
+    let port = hub.listen_ws("127.0.0.1:0".parse().unwrap(), None, WsLimits::default()).await.unwrap();
+    let hub2 = hub.clone();
+    let server = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let s = hub2.accept().await.unwrap();
+            let d = s.recv_datagram().await.unwrap();
+            got.push((s.remote(), d));
+        }
+        got
+    });
+    let su = within(u.connect(hub.local_addr(), None)).await.unwrap();
+    let sw = within(w.connect_ws(&format!("ws://{port}/"), None, None)).await.unwrap();
+    su.send_datagram(bytes::Bytes::from_static(b"via udp")).await.unwrap();
+    sw.send_datagram(bytes::Bytes::from_static(b"via websocket")).await.unwrap();
+    let got = within(server).await.unwrap();
+    let kinds: Vec<bool> = got.iter().map(|(r, _)| matches!(r, stt_tokio::PathAddr::Tunnel(_))).collect();
+    assert!(kinds.contains(&true) && kinds.contains(&false), "one UDP and one tunnel path: {got:?}");
+}
+
+/// [WS-3]: a client that sends half an upgrade and stops does not delay another client;
+/// a 10 MiB message closes only its own connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_and_oversize_clients_do_not_hurt_others() {
+    use futures_util::SinkExt;
+    let shared = SharedSeed::random();
+    let (a, b) = (node(&shared).await, node(&shared).await);
+    let port = b.listen_ws("127.0.0.1:0".parse().unwrap(), None, WsLimits::default()).await.unwrap();
+    // Half an HTTP upgrade, then silence.
+    let mut stalled = tokio::net::TcpStream::connect(port).await.unwrap();
+    stalled.write_all(b"GET /stt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n").await.unwrap();
+    // A 10 MiB message from a raw WebSocket client.
+    let (mut big, _) = tokio_tungstenite::connect_async(format!("ws://{port}/")).await.unwrap();
+    let sent = big.send(tokio_tungstenite::tungstenite::Message::Binary(vec![0u8; 10 << 20].into())).await;
+    let _ = sent;
+    // Meanwhile a well-behaved client connects promptly.
+    let t = std::time::Instant::now();
+    let s =
+        tokio::time::timeout(Duration::from_secs(5), a.connect_ws(&format!("ws://{port}/"), Some(b.node_id()), None))
+            .await
+            .expect("not delayed by the stalled or oversize clients")
+            .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    transfer(&s, &b, &pattern(1 << 20)).await;
+    // The oversize client's connection was closed by the server.
+    use futures_util::StreamExt;
+    let next = tokio::time::timeout(Duration::from_secs(5), big.next()).await.expect("server reacted");
+    assert!(
+        !matches!(next, Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(_)))),
+        "closed, not served: {next:?}"
+    );
+}
