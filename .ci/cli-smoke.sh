@@ -21,4 +21,15 @@ sleep 0.5
 timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/payload"
 wait "$recv_pid"
 cmp "$dir/payload" "$dir/received" || { echo "FAIL: received file differs"; exit 1; }
-echo "cli smoke: 1 passed, 0 failed"
+# The same over WebSocket: listen --ws-bind, send --to ws://.
+mkdir -p "$dir/in"
+wsport=$((20000 + RANDOM % 20000))
+timeout 60 "$bin" listen --bind "127.0.0.1:0" --ws-bind "127.0.0.1:$wsport" --shared-seed "$dir/shared.seed" --out "$dir/in" > "$dir/listen.log" 2>&1 &
+listen_pid=$!
+sleep 0.5
+timeout 60 "$bin" send --to "ws://127.0.0.1:$wsport/stt" --shared-seed "$dir/shared.seed" "$dir/payload"
+kill -INT "$listen_pid"; wait "$listen_pid" || true
+got=$(ls "$dir/in" | head -n 1)
+cmp "$dir/payload" "$dir/in/$got" || { echo "FAIL: file received over WebSocket differs"; cat "$dir/listen.log"; exit 1; }
+grep -q "sha3-256" "$dir/listen.log" || { echo "FAIL: no summary line"; exit 1; }
+echo "cli smoke: 2 passed, 0 failed"

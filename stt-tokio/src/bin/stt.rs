@@ -65,6 +65,9 @@ enum Command {
         /// Directory for received streams (discarded and counted if absent).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also serve STT over WebSocket (ws://) on this TCP address, for networks that block UDP.
+        #[arg(long)]
+        ws_bind: Option<SocketAddr>,
     },
     /// Accept one session, write its first stream to a file, confirm and exit.
     Recv {
@@ -93,9 +96,9 @@ enum Command {
     },
     /// Send a file (or `-` for stdin) as one stream; exits 0 once the receiver confirmed.
     Send {
-        /// The receiver's address.
+        /// The receiver: a UDP address (HOST:PORT) or a WebSocket URL (ws://HOST:PORT/PATH).
         #[arg(long)]
-        to: SocketAddr,
+        to: String,
         /// The group's shared seed file.
         #[arg(long)]
         shared_seed: PathBuf,
@@ -116,14 +119,14 @@ async fn main() -> ExitCode {
     let result = match cli.cmd {
         Command::Keygen { out } => keygen(&out),
         Command::Id { node_seed } => read_node_seed(&node_seed).map(|s| println!("{}", s.node_id())),
-        Command::Listen { bind, shared_seed, node_seed, allow, out } => {
-            listen(bind, &shared_seed, node_seed.as_deref(), &allow, out.as_deref()).await
+        Command::Listen { bind, shared_seed, node_seed, allow, out, ws_bind } => {
+            listen(bind, &shared_seed, node_seed.as_deref(), &allow, out.as_deref(), ws_bind).await
         }
         Command::Recv { bind, shared_seed, node_seed, out } => {
             recv(bind, &shared_seed, node_seed.as_deref(), &out).await
         }
         Command::Send { to, shared_seed, node_seed, peer, path } => {
-            send(to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path).await
+            send(&to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path).await
         }
         Command::Demo { size, streams } => demo(size, streams).await,
     };
@@ -207,12 +210,23 @@ fn bar(len: Option<u64>) -> ProgressBar {
     pb
 }
 
-async fn send(to: SocketAddr, shared: &Path, node_seed: Option<&Path>, peer: Option<&str>, path: &Path) -> Result<()> {
+async fn send(to: &str, shared: &Path, node_seed: Option<&Path>, peer: Option<&str>, path: &Path) -> Result<()> {
     let identity = identity(shared, node_seed)?;
     let expect = peer.map(parse_id).transpose()?;
-    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "bad bind address")?;
+    let ws = to.starts_with("ws://") || to.starts_with("wss://");
+    let udp_to: Option<SocketAddr> = if ws {
+        None
+    } else {
+        Some(to.parse().map_err(|_| format!("--to {to}: expected HOST:PORT or ws://HOST:PORT/PATH"))?)
+    };
+    let bind: SocketAddr = if udp_to.is_none_or(|a| a.is_ipv4()) { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(|_| "bad bind address")?;
     let node = Node::bind(bind, Config::default(), identity).await.map_err(|e| e.to_string())?;
-    let session = node.connect(to, expect).await.map_err(|e| e.to_string())?;
+    let session = match udp_to {
+        Some(addr) => node.connect(addr, expect).await.map_err(|e| e.to_string())?,
+        None => node.connect_ws(to, expect, None).await.map_err(|e| e.to_string())?,
+    };
     let mut stream = session.open_uni().await.map_err(|e| e.to_string())?;
     let (mut input, len): (Box<dyn tokio::io::AsyncRead + Unpin + Send>, Option<u64>) = if path == Path::new("-") {
         (Box::new(tokio::io::stdin()), None)
@@ -311,11 +325,19 @@ async fn listen(
     node_seed: Option<&Path>,
     allow: &[String],
     out: Option<&Path>,
+    ws_bind: Option<SocketAddr>,
 ) -> Result<()> {
     let allow: Vec<NodeId> = allow.iter().map(|s| parse_id(s)).collect::<Result<_>>()?;
     let config = Config::default().allow_list((!allow.is_empty()).then_some(allow));
     let node = Node::bind(bind, config, identity(shared, node_seed)?).await.map_err(|e| e.to_string())?;
     eprintln!("listening on {} as {} (Ctrl-C to stop)", node.local_addr(), node.node_id());
+    if let Some(ws) = ws_bind {
+        let at = node
+            .listen_ws(ws, None, stt_tokio::WsLimits::default())
+            .await
+            .map_err(|e| format!("cannot bind --ws-bind {ws}: {e}"))?;
+        eprintln!("also serving WebSocket at ws://{at}/");
+    }
     let out = out.map(Path::to_path_buf);
     let mut count = 0u64;
     loop {
