@@ -77,14 +77,14 @@ impl RecvBuf {
             if a >= b {
                 continue;
             }
-            for pos in a..b {
-                if self.data[(pos - self.read) as usize] != data[(pos - offset) as usize] {
-                    return Err(StreamViolation::ConflictingData);
-                }
+            let held = self.data.range(((a - self.read) as usize)..((b - self.read) as usize));
+            if !held.eq(&data[(a - offset) as usize..(b - offset) as usize]) {
+                return Err(StreamViolation::ConflictingData);
             }
         }
-        for (i, byte) in data[skip..].iter().enumerate() {
-            self.data[(start - self.read) as usize + i] = *byte;
+        let at = (start - self.read) as usize;
+        for (dst, src) in self.data.range_mut(at..at + (end - start) as usize).zip(&data[skip..]) {
+            *dst = *src;
         }
         self.received.insert(start..end);
         Ok(self.highest().saturating_sub(before))
