@@ -808,17 +808,8 @@ impl Session {
             return None;
         }
         let payload_len = w.len();
-        let policy = KeyUpdatePolicy {
-            packets: ctx.config.key_update_packets,
-            interval: ctx.config.key_update_interval,
-            paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
-        };
-        let record = self.record.as_mut()?;
-        let pn = record.next_pn();
-        match record.seal(now, policy, self.remote_sid, buf, payload_len) {
-            Ok(n) => {
-                self.stats.packets_out += 1;
-                self.stats.bytes_out += n as u64;
+        match self.seal_next(now, ctx.config, buf, payload_len) {
+            Ok((pn, n)) => {
                 if let Some(t) = self.transport.as_mut() {
                     t.on_sent(now, pn, n, eliciting, false, log);
                 }
@@ -843,6 +834,28 @@ impl Session {
             }
             Err(SealError::Buffer) => None,
         }
+    }
+
+    /// Seals `buf[header..header + payload_len]` as the next protected packet and counts
+    /// it; returns its packet number and datagram length.
+    fn seal_next(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<(u64, usize), SealError> {
+        let policy = KeyUpdatePolicy {
+            packets: config.key_update_packets,
+            interval: config.key_update_interval,
+            paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
+        };
+        let record = self.record.as_mut().ok_or(SealError::Buffer)?;
+        let pn = record.next_pn();
+        let n = record.seal(now, policy, self.remote_sid, buf, payload_len)?;
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += n as u64;
+        Ok((pn, n))
     }
 
     /// A packet of path-validation frames for one address, padded to 1200 bytes (or to
@@ -890,17 +903,10 @@ impl Session {
         }
         let used = w.len();
         w.zeros(payload_len - used)?;
-        let policy = KeyUpdatePolicy {
-            packets: ctx.config.key_update_packets,
-            interval: ctx.config.key_update_interval,
-            paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
-        };
-        let record = self.record.as_mut()?;
-        let pn = record.next_pn();
-        let n = record.seal(now, policy, self.remote_sid, buf, payload_len).ok()?;
-        paths.on_sent(dst, n);
-        self.stats.packets_out += 1;
-        self.stats.bytes_out += n as u64;
+        let (pn, n) = self.seal_next(now, ctx.config, buf, payload_len).ok()?;
+        if let Some(p) = self.paths.as_mut() {
+            p.on_sent(dst, n);
+        }
         if let Some(t) = self.transport.as_mut() {
             // Path frames retransmit on their own timer: not in flight, no congestion signal.
             t.on_sent(now, pn, n, false, false, FrameLog::new());
@@ -918,23 +924,13 @@ impl Session {
     ) -> Option<(PathAddr, usize)> {
         let size = usize::try_from(size).ok()?.min(buf.len());
         let payload_len = size.checked_sub(Record::OVERHEAD)?;
-        let t = self.transport.as_mut()?;
-        let log = t.write_mtu_probe(
+        let log = self.transport.as_mut()?.write_mtu_probe(
             &mut Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]),
             payload_len,
             size as u64,
         )?;
-        let policy = KeyUpdatePolicy {
-            packets: ctx.config.key_update_packets,
-            interval: ctx.config.key_update_interval,
-            paused: self.rekey.as_ref().is_some_and(Rekey::pauses_updates),
-        };
-        let record = self.record.as_mut()?;
-        let pn = record.next_pn();
-        let n = record.seal(now, policy, self.remote_sid, buf, payload_len).ok()?;
-        self.stats.packets_out += 1;
-        self.stats.bytes_out += n as u64;
-        t.on_sent(now, pn, n, true, true, log);
+        let (pn, n) = self.seal_next(now, ctx.config, buf, payload_len).ok()?;
+        self.transport.as_mut()?.on_sent(now, pn, n, true, true, log);
         Some((self.remote, n))
     }
 

@@ -150,14 +150,13 @@ impl Transport {
         !paced && self.congestion_allows() && (self.has_app_data() || self.send_final)
     }
 
-    /// Fires the loss-detection timer.
-    pub(crate) fn on_timeout(&mut self, now: Instant, events: &mut VecDeque<Event>) {
-        if self.pacing_until.is_some_and(|t| t <= now) {
-            self.pacing_until = None;
-        }
-        if self.loss.deadline().is_none_or(|d| d > now) {
-            return;
-        }
+    /// Runs `f` on the loss detector with a sink over the rest of the transport.
+    fn with_sink<R>(
+        &mut self,
+        events: &mut VecDeque<Event>,
+        app_limited: bool,
+        f: impl FnOnce(&mut LossDetector, &mut Sink<'_>) -> R,
+    ) -> R {
         let rtt = self.loss.rtt;
         let mut sink = Sink {
             streams: &mut self.streams,
@@ -167,9 +166,20 @@ impl Transport {
             rtt,
             events,
             send_final: &mut self.send_final,
-            app_limited: false,
+            app_limited,
         };
-        if self.loss.on_timeout(now, &mut sink) {
+        f(&mut self.loss, &mut sink)
+    }
+
+    /// Fires the loss-detection timer.
+    pub(crate) fn on_timeout(&mut self, now: Instant, events: &mut VecDeque<Event>) {
+        if self.pacing_until.is_some_and(|t| t <= now) {
+            self.pacing_until = None;
+        }
+        if self.loss.deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        if self.with_sink(events, false, |loss, sink| loss.on_timeout(now, sink)) {
             // PTO: re-send what the oldest packet in flight carried, in up to two probes.
             self.probes = 2;
             if let Some(p) = self.loss.oldest_unacked() {
@@ -235,19 +245,9 @@ impl Transport {
     }
 
     fn on_ack(&mut self, now: Instant, ack: &AckFrame<'_>, events: &mut VecDeque<Event>) -> Result<(), TransportCode> {
-        let rtt = self.loss.rtt;
         let app_limited = !self.has_app_data() && self.loss.bytes_in_flight() + 2 * self.mtu < self.cc.window();
-        let mut sink = Sink {
-            streams: &mut self.streams,
-            cc: &mut *self.cc,
-            pmtud: self.pmtud.as_mut(),
-            mtu: &mut self.mtu,
-            rtt,
-            events,
-            send_final: &mut self.send_final,
-            app_limited,
-        };
-        self.loss.on_ack(now, ack, &mut sink).map_err(|_| TransportCode::ProtocolViolation)?;
+        self.with_sink(events, app_limited, |loss, sink| loss.on_ack(now, ack, sink))
+            .map_err(|_| TransportCode::ProtocolViolation)?;
         if self.loss.pto_count() == 0 {
             self.probes = 0;
         }
