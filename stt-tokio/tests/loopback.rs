@@ -100,6 +100,7 @@ async fn wrong_expected_peer_fails_and_wrong_seed_times_out() {
     let wrong = NodeSeed::random().node_id();
     let e = within(a.connect(b.local_addr(), Some(wrong))).await.unwrap_err();
     assert_eq!(e.0, Ended::Failed(stt_tokio::HandshakeFailure::PeerMismatch));
+    let mut b_events = b.events();
     let stranger = node(
         &SharedSeed::random(),
         Config::default().handshake_timeout(Duration::from_secs(1)).handshake_retransmit(Duration::from_millis(100)),
@@ -107,6 +108,12 @@ async fn wrong_expected_peer_fails_and_wrong_seed_times_out() {
     .await;
     let e = within(stranger.connect(b.local_addr(), None)).await.unwrap_err();
     assert_eq!(e.0, Ended::Failed(stt_tokio::HandshakeFailure::Timeout));
+    assert!(e.to_string().contains("does not hold this shared seed"), "plain words: {e}");
+    // And nothing on the responder: no event at all.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), b_events.recv()).await.is_err(),
+        "the responder saw nothing"
+    );
 }
 
 fn sha3(data: &[u8]) -> [u8; 32] {
