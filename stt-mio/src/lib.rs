@@ -10,7 +10,9 @@
 //! use std::time::Instant;
 //! use mio::{Events, Poll, Token};
 //! use stt_mio::Driver;
-//! # fn identity() -> stt_proto::Identity { unimplemented!() }
+//! # fn identity() -> stt_proto::Identity {
+//! #     stt_proto::Identity::new(stt_proto::NodeSeed::from_bytes([1; 32]), stt_proto::SharedSeed::from_bytes([2; 32]))
+//! # }
 //!
 //! const STT: Token = Token(0);
 //! let mut poll = Poll::new()?;

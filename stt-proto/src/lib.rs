@@ -28,12 +28,12 @@
 //! let rng = |s| rand_chacha::ChaCha20Rng::seed_from_u64(s);
 //! let mut a = Node::new(Config::default(), id(1), rng(1), t0, wall).unwrap();
 //! let mut b = Node::new(Config::default(), id(2), rng(2), t0, wall).unwrap();
-//! let addr_a: std::net::SocketAddr = "192.0.2.1:4000".parse().unwrap();
-//! let addr_b: std::net::SocketAddr = "192.0.2.2:4000".parse().unwrap();
+//! let addr_a: core::net::SocketAddr = "192.0.2.1:4000".parse().unwrap();
+//! let addr_b: core::net::SocketAddr = "192.0.2.2:4000".parse().unwrap();
 //!
 //! // Move everything `from` wants to send into `to`; count Established events.
 //! fn pump<E: stt_proto::Entropy, F: stt_proto::Entropy>(
-//!     from: &mut Node<E>, from_addr: std::net::SocketAddr, to: &mut Node<F>, buf: &mut [u8],
+//!     from: &mut Node<E>, from_addr: core::net::SocketAddr, to: &mut Node<F>, buf: &mut [u8],
 //! ) -> usize {
 //!     let mut established = 0;
 //!     loop {

@@ -6,18 +6,9 @@ use std::time::Duration;
 use stt_proto::sim::{LinkConfig, World};
 use stt_proto::{Config, Event, ExportError, FrameError, SessionId};
 
-fn check<T>(r: Result<T, stt_proto::sim::SimError>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
+mod common;
 
-fn pair(w: &mut World, ca: Config, cb: Config) -> (usize, usize, SessionId, SessionId) {
-    let a = w.add_node(ca);
-    let b = w.add_node(cb);
-    let sa = w.connect(a, b);
-    check(w.drive_until(|w| w.is_established(a, sa) && w.established(b).len() == 1, 100_000));
-    let sb = w.established(b)[0].0;
-    (a, b, sa, sb)
-}
+use common::{check, pair};
 
 fn body(i: u32) -> Vec<u8> {
     let len = (i * 37 % 3000) as usize;
