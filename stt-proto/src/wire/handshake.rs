@@ -131,6 +131,32 @@ fn decode_addr(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
 mod tests {
     use super::*;
 
+    quickcheck::quickcheck! {
+        fn hello_and_challenge_round_trip(ts: u64, offer: (bool, bool), sid: u64, choice: u8, port: u16, ip: u32) -> bool {
+            let algs = [AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm];
+            let h = HelloPayload { timestamp_ms: ts, offer: [offer.0.then_some(algs[0]), offer.1.then_some(algs[1])] };
+            // Decoding compacts the offer to the front.
+            let mut compact = [None; 2];
+            for (slot, a) in compact.iter_mut().zip(h.offer.iter().flatten()) {
+                *slot = Some(*a);
+            }
+            let mut buf = [0u8; 64];
+            h.encode(&mut Writer::new(&mut buf)).unwrap();
+            let hello_ok = HelloPayload::decode(&buf) == Some(HelloPayload { timestamp_ms: ts, offer: compact });
+            let c = ChallengePayload {
+                responder_sid: WireSessionId(sid.to_be_bytes()),
+                choice,
+                observed: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
+                params: TransportParams::default(),
+            };
+            let mut buf = [0u8; 256];
+            let mut w = Writer::new(&mut buf);
+            c.encode(&mut w).unwrap();
+            let n = w.len();
+            hello_ok && ChallengePayload::decode(&buf[..n]) == Some(c)
+        }
+    }
+
     #[test]
     fn payloads_round_trip() {
         let h = HelloPayload {

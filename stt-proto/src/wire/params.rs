@@ -121,6 +121,27 @@ fn exact_varint(r: &mut Reader<'_>) -> Option<u64> {
 mod tests {
     use super::*;
 
+    quickcheck::quickcheck! {
+        fn decode_of_encode_is_identity(vals: (u32, u16, u16, u32, u64, u64, u16, u16), types: alloc::vec::Vec<u8>) -> bool {
+            let p = TransportParams {
+                idle_timeout_ms: u64::from(vals.0),
+                max_udp_payload: 1200 + u64::from(vals.1),
+                max_datagram_frame: u64::from(vals.2),
+                app_frame_types: crate::stream::bitmap(&types),
+                max_app_frame: u64::from(vals.3),
+                initial_max_data: vals.4 & ((1 << 62) - 1),
+                initial_max_stream_data: vals.5 & ((1 << 62) - 1),
+                initial_max_streams_bidi: u64::from(vals.6),
+                initial_max_streams_uni: u64::from(vals.7),
+            };
+            let mut buf = [0u8; 256];
+            let mut w = Writer::new(&mut buf);
+            p.encode(&mut w).unwrap();
+            let n = w.len();
+            TransportParams::decode(&mut Reader::new(&buf[..n])) == Some(p)
+        }
+    }
+
     #[test]
     fn round_trip_and_rejections() {
         let mut p = TransportParams {
