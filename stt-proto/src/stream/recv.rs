@@ -83,9 +83,7 @@ impl RecvBuf {
             }
         }
         let at = (start - self.read) as usize;
-        for (dst, src) in self.data.range_mut(at..at + (end - start) as usize).zip(&data[skip..]) {
-            *dst = *src;
-        }
+        copy_into_deque(&mut self.data, at, &data[skip..]);
         self.received.insert(start..end);
         Ok(self.highest().saturating_sub(before))
     }
@@ -136,6 +134,22 @@ impl RecvBuf {
     /// Discards everything (reset or stop).
     pub(crate) fn clear(&mut self) {
         self.data.clear();
+    }
+}
+
+/// Copies `src` into `dst[at..at + src.len()]` (which exists) with at most two memcpys.
+fn copy_into_deque(dst: &mut VecDeque<u8>, at: usize, src: &[u8]) {
+    let (a, b) = dst.as_mut_slices();
+    let end = at + src.len();
+    if at < a.len() {
+        let in_a = end.min(a.len()) - at;
+        a[at..at + in_a].copy_from_slice(&src[..in_a]);
+        if in_a < src.len() {
+            b[..src.len() - in_a].copy_from_slice(&src[in_a..]);
+        }
+    } else {
+        let off = at - a.len();
+        b[off..off + src.len()].copy_from_slice(src);
     }
 }
 
