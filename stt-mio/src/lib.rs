@@ -60,6 +60,38 @@ use stt_proto::{Config, ConfigError, Event, Identity, Input, Instant, Node, Outp
 /// Datagrams read per readiness event before output is drained (fairness to other sockets).
 const READ_BUDGET: usize = 256;
 
+/// The socket operations the driver needs; implemented for [`mio::net::UdpSocket`].
+/// Implement it to put STT on another non-blocking datagram socket (or a test double).
+pub trait DatagramSocket: mio::event::Source {
+    /// Sends one datagram; `WouldBlock` when the socket cannot take it now.
+    ///
+    /// # Errors
+    /// The socket's.
+    fn send_to(&mut self, buf: &[u8], dst: SocketAddr) -> io::Result<usize>;
+    /// Receives one datagram; `WouldBlock` when none is waiting.
+    ///
+    /// # Errors
+    /// The socket's.
+    fn recv_from(&mut self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    /// The bound address.
+    ///
+    /// # Errors
+    /// The socket's.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl DatagramSocket for UdpSocket {
+    fn send_to(&mut self, buf: &[u8], dst: SocketAddr) -> io::Result<usize> {
+        UdpSocket::send_to(self, buf, dst)
+    }
+    fn recv_from(&mut self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        UdpSocket::recv_from(self, buf)
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        UdpSocket::local_addr(self)
+    }
+}
+
 /// A datagram the socket refused with `WouldBlock`, kept until `WRITABLE`.
 struct Parked {
     len: usize,
@@ -67,9 +99,9 @@ struct Parked {
 }
 
 /// The STT node, its UDP socket, and the glue between them and a mio loop.
-pub struct Driver {
+pub struct Driver<S: DatagramSocket = UdpSocket> {
     node: Node<ChaCha20Rng>,
-    socket: UdpSocket,
+    socket: S,
     token: Token,
     epoch: StdInstant,
     out: Vec<u8>,
@@ -79,12 +111,12 @@ pub struct Driver {
     events: Vec<Event>,
 }
 
-impl Driver {
+impl<S: DatagramSocket> Driver<S> {
     /// Wraps a bound socket. Randomness comes from the OS; wall time from the system clock.
     ///
     /// # Errors
     /// An `InvalidInput` I/O error carrying the [`ConfigError`] if the config is invalid.
-    pub fn new(socket: UdpSocket, token: Token, config: Config, identity: Identity) -> io::Result<Self> {
+    pub fn new(socket: S, token: Token, config: Config, identity: Identity) -> io::Result<Self> {
         let epoch = StdInstant::now();
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
