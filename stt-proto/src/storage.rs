@@ -254,29 +254,19 @@ impl MemoryStore {
     }
 }
 
-/// [`MemoryStore`] never fails.
-#[derive(Debug)]
-pub struct Infallible;
-
-impl fmt::Display for Infallible {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("infallible")
-    }
-}
-
 impl BlobStore for MemoryStore {
-    type Error = Infallible;
+    type Error = core::convert::Infallible;
 
-    fn put_raw(&mut self, addr: &Address, sealed: &[u8]) -> Result<(), Infallible> {
+    fn put_raw(&mut self, addr: &Address, sealed: &[u8]) -> Result<(), core::convert::Infallible> {
         self.blobs.insert(*addr, sealed.to_vec());
         Ok(())
     }
 
-    fn get_raw(&mut self, addr: &Address) -> Result<Option<Vec<u8>>, Infallible> {
+    fn get_raw(&mut self, addr: &Address) -> Result<Option<Vec<u8>>, core::convert::Infallible> {
         Ok(self.blobs.get(addr).cloned())
     }
 
-    fn delete_raw(&mut self, addr: &Address) -> Result<bool, Infallible> {
+    fn delete_raw(&mut self, addr: &Address) -> Result<bool, core::convert::Infallible> {
         Ok(self.blobs.remove(addr).is_some())
     }
 

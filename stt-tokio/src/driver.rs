@@ -201,9 +201,15 @@ impl Driver {
                 self.tunnels.insert(id, tx);
             }
             TunnelMsg::Data(id, data) => {
-                let mut data = data.to_vec();
+                // Decrypted in place in the driver's scratch buffer: no allocation per datagram.
+                let n = data.len().min(self.tmp.len());
+                self.tmp[..n].copy_from_slice(&data[..n]);
                 let now = self.clock.now();
-                let _ = self.core.handle_input(Input::Datagram { now, from: PathAddr::Tunnel(id), data: &mut data });
+                let _ = self.core.handle_input(Input::Datagram {
+                    now,
+                    from: PathAddr::Tunnel(id),
+                    data: &mut self.tmp[..n],
+                });
             }
             TunnelMsg::Closed(id) => {
                 self.tunnels.remove(&id);
