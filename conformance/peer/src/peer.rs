@@ -1,0 +1,615 @@
+//! The scripted peer: one side of one session, built from the packet descriptions of a
+//! trace and reading what the implementation under test sends (docs/protocol.md §4–§6).
+//! Noise is snow's; everything around it is written here from the spec.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use snow::HandshakeState;
+
+use crate::item::{hex, parse_num, unhex, Item};
+use crate::keys::{hkdf_label, hmac16, open_cookie, DirectionKeys, NodeKeys, AEAD_AES, AEAD_CHACHA};
+use crate::wire::{decode_frames, decode_params, encode_frames, encode_params, put_varint, Reader};
+
+const NOISE: &str = "Noise_XXpsk0_25519_ChaChaPoly_SHA256";
+const HELLO_HEADER: usize = 10;
+const HS_HEADER: usize = 18;
+const PROT_HEADER: usize = 13;
+const MAC: usize = 16;
+/// The smallest HELLO (§4.2 [HS-4]).
+pub const HELLO_MIN: usize = 1200;
+
+/// A datagram from the implementation under test, as the peer reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// The packet and its cleartext (or decrypted handshake) fields.
+    pub packet: Item,
+    /// The frames of a protected packet, when it opened.
+    pub frames: Option<Vec<Item>>,
+}
+
+/// How the peer is set up.
+#[derive(Clone)]
+pub struct PeerSetup {
+    /// The group's shared seed.
+    pub shared_seed: [u8; 32],
+    /// The peer's own node seed.
+    pub node_seed: [u8; 32],
+    /// Seeds the peer's ephemerals and session ids.
+    pub rng_seed: u64,
+    /// The implementation's address as the peer sees it (CHALLENGE's observed address).
+    pub observed: SocketAddr,
+}
+
+/// The scripted peer.
+pub struct Peer {
+    setup: PeerSetup,
+    keys: NodeKeys,
+    counter: u64,
+    local_sid: [u8; 8],
+    remote_sid: Option<[u8; 8]>,
+    hs: Option<HandshakeState>,
+    last_hello: Option<Vec<u8>>,
+    last_auth: Option<Vec<u8>>,
+    last_challenge: Option<Vec<u8>>,
+    offered: Vec<u8>,
+    aead: u8,
+    tx: Option<DirectionKeys>,
+    tx_phase: u8,
+    rx: Option<DirectionKeys>,
+    rx_prev: Option<DirectionKeys>,
+    rx_phase: u8,
+    next_pn: u64,
+    largest_rx: Option<u64>,
+    remote_id: Option<[u8; 32]>,
+    cookie: Option<[u8; 16]>,
+    seen: HashMap<Vec<u8>, Decoded>,
+}
+
+fn sid_field(s: &[u8; 8]) -> String {
+    hex(s)
+}
+
+impl Peer {
+    /// A peer with no session yet.
+    pub fn new(setup: PeerSetup) -> Self {
+        let keys = NodeKeys::derive(&setup.shared_seed, &setup.node_seed);
+        let local_sid = hkdf_label(&setup.rng_seed.to_be_bytes(), b"peer sid")[..8].try_into().expect("8 bytes");
+        Self {
+            setup,
+            keys,
+            counter: 0,
+            local_sid,
+            remote_sid: None,
+            hs: None,
+            last_hello: None,
+            last_auth: None,
+            last_challenge: None,
+            offered: Vec::new(),
+            aead: AEAD_CHACHA,
+            tx: None,
+            tx_phase: 0,
+            rx: None,
+            rx_prev: None,
+            rx_phase: 0,
+            next_pn: 0,
+            largest_rx: None,
+            remote_id: None,
+            cookie: None,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The peer's node id.
+    pub fn node_id(&self) -> [u8; 32] {
+        self.keys.node_id
+    }
+
+    /// The peer's session id (what the implementation must put in packets to it).
+    pub fn sid(&self) -> [u8; 8] {
+        self.local_sid
+    }
+
+    /// The implementation's node id, once the handshake revealed it.
+    pub fn remote_id(&self) -> Option<[u8; 32]> {
+        self.remote_id
+    }
+
+    /// Whether record keys are installed.
+    pub fn has_keys(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The next packet number the peer will seal.
+    pub fn next_pn(&self) -> u64 {
+        self.next_pn
+    }
+
+    fn ephemeral(&mut self) -> [u8; 32] {
+        self.counter += 1;
+        hkdf_label(&[self.setup.rng_seed.to_be_bytes(), self.counter.to_be_bytes()].concat(), b"peer ephemeral")
+    }
+
+    fn builder_keys(&self, it: &Item) -> Result<NodeKeys, String> {
+        match it.get("seed") {
+            None => Ok(self.keys.clone()),
+            Some(s) => {
+                let seed: [u8; 32] = hkdf_label(s.as_bytes(), b"other seed");
+                Ok(NodeKeys::derive(&seed, &self.setup.node_seed))
+            }
+        }
+    }
+
+    fn new_sid(&mut self) {
+        self.local_sid = hkdf_label(&[self.setup.rng_seed.to_be_bytes(), self.counter.to_be_bytes()].concat(), b"sid")
+            [..8]
+            .try_into()
+            .expect("8 bytes");
+    }
+
+    // ----- peer as initiator -----
+
+    /// Builds a HELLO (§4.2). Fields: `resend`, `ts` (ms), `aeads` (`01,02`), `len`,
+    /// `mac` (`zero`, `cookie`, `bad`), `v`, `seed` (another shared seed), `pad` (`nonzero`).
+    ///
+    /// # Errors
+    /// A malformed field, or `resend` before any HELLO.
+    pub fn hello(&mut self, it: &Item, unix_ms: u64) -> Result<Vec<u8>, String> {
+        if it.get("resend").is_some() {
+            return self.last_hello.clone().ok_or_else(|| "resend before any HELLO".to_string());
+        }
+        let len = it.num("len")?.unwrap_or(HELLO_MIN as u64) as usize;
+        if len < HELLO_HEADER + 48 + 9 + MAC + 2 {
+            return Err(format!("HELLO len={len} is too small to build"));
+        }
+        let version = it.num("v")?.unwrap_or(1) as u8;
+        let ts = it.num("ts")?.unwrap_or(unix_ms);
+        self.offered = match it.get("aeads") {
+            Some(a) => a.split(',').map(|x| u8::from_str_radix(x, 16).map_err(|_| "aeads=01,02")).collect::<Result<_, _>>()?,
+            None => vec![AEAD_CHACHA, AEAD_AES],
+        };
+        if it.get("fresh").is_some() || self.last_hello.is_some() {
+            self.new_sid();
+        }
+        let keys = self.builder_keys(it)?;
+        let mut out = vec![0u8; len];
+        out[0] = 0x01;
+        out[1] = version;
+        out[2..10].copy_from_slice(&self.local_sid);
+        let prologue = [b"STT/1".as_slice(), &out[..HELLO_HEADER]].concat();
+        let e = self.ephemeral();
+        let mut hs = snow::Builder::new(NOISE.parse().map_err(|_| "noise name")?)
+            .local_private_key(&keys.static_private)
+            .and_then(|b| b.psk(0, &keys.psk))
+            .and_then(|b| b.prologue(&prologue))
+            .map_err(|e| e.to_string())?
+            .fixed_ephemeral_key_for_testing_only(&e)
+            .build_initiator()
+            .map_err(|e| e.to_string())?;
+        let mut plain = vec![0u8; len - HELLO_HEADER - 48 - MAC];
+        plain[..8].copy_from_slice(&ts.to_be_bytes());
+        plain[8] = self.offered.len() as u8;
+        plain[9..9 + self.offered.len()].copy_from_slice(&self.offered);
+        if it.get("pad") == Some("nonzero") {
+            if let Some(last) = plain.last_mut() {
+                *last = 1;
+            }
+        }
+        let n = hs.write_message(&plain, &mut out[HELLO_HEADER..len - MAC]).map_err(|e| e.to_string())?;
+        debug_assert_eq!(n, len - HELLO_HEADER - MAC);
+        match it.get("mac").unwrap_or(if self.cookie.is_some() { "cookie" } else { "zero" }) {
+            "zero" => {}
+            "cookie" => {
+                let c = self.cookie.ok_or("mac=cookie without a COOKIE received")?;
+                let m = hmac16(&c, &out[..len - MAC]);
+                out[len - MAC..].copy_from_slice(&m);
+            }
+            "bad" => out[len - MAC..].copy_from_slice(&[0x5a; 16]),
+            other => return Err(format!("mac={other}: use zero, cookie or bad")),
+        }
+        self.hs = Some(hs);
+        self.last_hello = Some(out.clone());
+        self.tx = None;
+        self.rx = None;
+        Ok(out)
+    }
+
+    /// Builds AUTH_PROOF (§4.3) and installs the record keys. Fields: `resend`, transport
+    /// parameters by name.
+    ///
+    /// # Errors
+    /// No CHALLENGE read yet, or a malformed field.
+    pub fn auth_proof(&mut self, it: &Item) -> Result<Vec<u8>, String> {
+        if it.get("resend").is_some() {
+            return self.last_auth.clone().ok_or_else(|| "resend before any AUTH_PROOF".to_string());
+        }
+        let mut hs = self.hs.take().ok_or("AUTH_PROOF before a CHALLENGE was read")?;
+        if !hs.is_my_turn() || !hs.is_initiator() {
+            return Err("AUTH_PROOF out of turn".into());
+        }
+        let remote = self.remote_sid.ok_or("no responder sid")?;
+        let params = encode_params(&with_default_params(it))?;
+        let mut out = vec![0u8; HS_HEADER + 48 + 16 + params.len() + 16];
+        out[0] = 0x03;
+        out[1] = 1;
+        out[2..10].copy_from_slice(&self.local_sid);
+        out[10..18].copy_from_slice(&remote);
+        let n = hs.write_message(&params, &mut out[HS_HEADER..]).map_err(|e| e.to_string())?;
+        out.truncate(HS_HEADER + n);
+        let (c1, c2) = hs.dangerously_get_raw_split();
+        self.install(c1, c2);
+        self.last_auth = Some(out.clone());
+        Ok(out)
+    }
+
+    fn install(&mut self, tx: [u8; 32], rx: [u8; 32]) {
+        self.tx = Some(DirectionKeys::new(tx, self.aead));
+        self.rx = Some(DirectionKeys::new(rx, self.aead));
+        self.rx_prev = None;
+        self.tx_phase = 0;
+        self.rx_phase = 0;
+        self.next_pn = 0;
+        self.largest_rx = None;
+    }
+
+    // ----- peer as responder -----
+
+    /// Builds CHALLENGE (§4.3) in answer to the last HELLO read. Fields: `resend`,
+    /// `aead` (id), `sid_echo` (hex, a wrong echo), `observed` (`ip:port` or `none`), parameters.
+    ///
+    /// # Errors
+    /// No HELLO read yet, or a malformed field.
+    pub fn challenge(&mut self, it: &Item) -> Result<Vec<u8>, String> {
+        if it.get("resend").is_some() {
+            return self.last_challenge.clone().ok_or_else(|| "resend before any CHALLENGE".to_string());
+        }
+        let mut hs = self.hs.take().ok_or("CHALLENGE before a HELLO was read")?;
+        let remote = self.remote_sid.ok_or("no initiator sid")?;
+        self.aead = match it.num("aead")? {
+            Some(a) => a as u8,
+            None => *self.offered.first().unwrap_or(&AEAD_CHACHA),
+        };
+        let mut plain = Vec::new();
+        match it.get("sid_echo") {
+            Some(h) => plain.extend_from_slice(&unhex(h).filter(|b| b.len() == 8).ok_or("sid_echo is 16 hex digits")?),
+            None => plain.extend_from_slice(&self.local_sid),
+        }
+        plain.push(self.aead);
+        match it.get("observed") {
+            Some("none") => plain.push(0),
+            Some(a) => push_addr(&mut plain, a.parse().map_err(|_| "observed=ip:port")?),
+            None => push_addr(&mut plain, self.setup.observed),
+        }
+        plain.extend_from_slice(&encode_params(&with_default_params(it))?);
+        let mut out = vec![0u8; HS_HEADER + 32 + 48 + 16 + plain.len() + 16];
+        out[0] = 0x02;
+        out[1] = 1;
+        out[2..10].copy_from_slice(&self.local_sid);
+        out[10..18].copy_from_slice(&remote);
+        let n = hs.write_message(&plain, &mut out[HS_HEADER..]).map_err(|e| e.to_string())?;
+        out.truncate(HS_HEADER + n);
+        self.hs = Some(hs);
+        self.last_challenge = Some(out.clone());
+        Ok(out)
+    }
+
+    // ----- protected packets -----
+
+    /// Seals a protected packet (§4.5). Fields: `pn`, `kp` (0/1), `ku` (start a key
+    /// update first), `rsid` (hex), `tag` (`bad`).
+    ///
+    /// # Errors
+    /// No keys yet, or a malformed frame.
+    pub fn seal(&mut self, it: &Item, frames: &[Item]) -> Result<Vec<u8>, String> {
+        if it.get("ku").is_some() {
+            let next = self.tx.as_ref().ok_or("no keys")?.next();
+            self.tx = Some(next);
+            self.tx_phase ^= 1;
+        }
+        let keys = self.tx.clone().ok_or("PROT before the handshake gave keys")?;
+        let pn = match it.num("pn")? {
+            Some(p) => p,
+            None => self.next_pn,
+        };
+        self.next_pn = self.next_pn.max(pn + 1);
+        let phase = it.num("kp")?.map_or(self.tx_phase, |k| k as u8 & 1);
+        let sealing_keys = if phase == self.tx_phase { keys } else { keys.next() };
+        let rsid = match it.get("rsid") {
+            Some(h) => unhex(h).filter(|b| b.len() == 8).ok_or("rsid is 16 hex digits")?,
+            None => self.remote_sid.ok_or("no remote sid")?.to_vec(),
+        };
+        let mut out = vec![0x40 | phase];
+        out.extend_from_slice(&rsid);
+        out.extend_from_slice(&(pn as u32).to_be_bytes());
+        let plain = encode_frames(frames)?;
+        let sealed = sealing_keys.seal(pn, &out, &plain);
+        out.extend_from_slice(&sealed);
+        if it.get("tag") == Some("bad") {
+            if let Some(b) = out.last_mut() {
+                *b ^= 0x01;
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- reading -----
+
+    /// Reads a datagram from the implementation. The same bytes always read the same way
+    /// (a retransmission is rendered like the original).
+    pub fn read(&mut self, dgram: &[u8]) -> Decoded {
+        if let Some(d) = self.seen.get(dgram) {
+            return d.clone();
+        }
+        let d = match dgram.first() {
+            Some(0x01) => self.read_hello(dgram),
+            Some(0x02) => self.read_challenge(dgram),
+            Some(0x03) => self.read_auth_proof(dgram),
+            Some(0x04) => self.read_cookie(dgram),
+            Some(0x40 | 0x41) => self.read_protected(dgram),
+            _ => Decoded { packet: Item::new("UNKNOWN").with("len", dgram.len()), frames: None },
+        };
+        // Protected packets are not cached: the same bytes twice is a replay worth seeing.
+        if !matches!(dgram.first(), Some(0x40 | 0x41)) {
+            self.seen.insert(dgram.to_vec(), d.clone());
+        }
+        d
+    }
+
+    fn undecodable(name: &str, len: usize, why: &str) -> Decoded {
+        Decoded { packet: Item::new(name).with("len", len).with("error", why.replace(' ', "_")), frames: None }
+    }
+
+    fn read_hello(&mut self, d: &[u8]) -> Decoded {
+        if d.len() < HELLO_MIN {
+            return Self::undecodable("HELLO", d.len(), "short");
+        }
+        let sid: [u8; 8] = d[2..10].try_into().expect("length checked");
+        let prologue = [b"STT/1".as_slice(), &d[..HELLO_HEADER]].concat();
+        let e = self.ephemeral();
+        let built = snow::Builder::new(NOISE.parse().expect("noise name"))
+            .local_private_key(&self.keys.static_private)
+            .and_then(|b| b.psk(0, &self.keys.psk))
+            .and_then(|b| b.prologue(&prologue))
+            .map(|b| b.fixed_ephemeral_key_for_testing_only(&e))
+            .and_then(|b| b.build_responder());
+        let Ok(mut hs) = built else { return Self::undecodable("HELLO", d.len(), "noise setup") };
+        let mut plain = vec![0u8; d.len()];
+        let Ok(n) = hs.read_message(&d[HELLO_HEADER..d.len() - MAC], &mut plain) else {
+            return Self::undecodable("HELLO", d.len(), "noise read failed");
+        };
+        let mut r = Reader::new(&plain[..n]);
+        let (Some(ts), Some(count)) = (r.take(8), r.u8()) else { return Self::undecodable("HELLO", d.len(), "payload") };
+        let Some(ids) = r.take(usize::from(count)) else { return Self::undecodable("HELLO", d.len(), "payload") };
+        let zero_pad = r.rest().iter().all(|b| *b == 0);
+        let mac = &d[d.len() - MAC..];
+        let mac_state = if mac.iter().all(|b| *b == 0) {
+            "zero"
+        } else if self.cookie.is_some_and(|c| hmac16(&c, &d[..d.len() - MAC]) == mac) {
+            "cookie"
+        } else {
+            "bad"
+        };
+        self.offered = ids.to_vec();
+        self.remote_sid = Some(sid);
+        self.hs = Some(hs);
+        self.new_sid();
+        let ts = u64::from_be_bytes(ts.try_into().expect("8 bytes"));
+        let packet = Item::new("HELLO")
+            .with("v", d[1])
+            .with("sid", sid_field(&sid))
+            .with("len", d.len())
+            .with("ts", ts)
+            .with("aeads", ids.iter().map(|i| format!("{i:02x}")).collect::<Vec<_>>().join(","))
+            .with("pad", if zero_pad { "zero" } else { "nonzero" })
+            .with("mac", mac_state);
+        Decoded { packet, frames: None }
+    }
+
+    fn read_challenge(&mut self, d: &[u8]) -> Decoded {
+        if d.len() < HS_HEADER {
+            return Self::undecodable("CHALLENGE", d.len(), "short");
+        }
+        let sid: [u8; 8] = d[2..10].try_into().expect("checked");
+        let rsid: [u8; 8] = d[10..18].try_into().expect("checked");
+        let mut packet =
+            Item::new("CHALLENGE").with("v", d[1]).with("sid", sid_field(&sid)).with("rsid", sid_field(&rsid)).with("len", d.len());
+        let Some(mut hs) = self.hs.take() else { return Decoded { packet: packet.with("error", "unexpected"), frames: None } };
+        let mut plain = vec![0u8; d.len()];
+        let n = match hs.read_message(&d[HS_HEADER..], &mut plain) {
+            Ok(n) => n,
+            Err(_) => {
+                self.hs = Some(hs);
+                return Decoded { packet: packet.with("error", "noise_read_failed"), frames: None };
+            }
+        };
+        let mut r = Reader::new(&plain[..n]);
+        let (Some(echo), Some(aead)) = (r.take(8), r.u8()) else {
+            return Decoded { packet: packet.with("error", "payload"), frames: None };
+        };
+        let observed = read_addr(&mut r);
+        packet = packet.with("sid_echo", if echo == sid { "ok" } else { "mismatch" }).with("aead", format!("{aead:02x}"));
+        packet = packet.with("observed", observed.map_or("none".to_string(), |a| a.map_or("none".into(), |a| a.to_string())));
+        if let Err(e) = decode_params(r.rest(), &mut packet) {
+            packet = packet.with("error", e.replace(' ', "_"));
+        }
+        if let Some(s) = hs.get_remote_static() {
+            self.remote_id = Some(crate::keys::node_id(s));
+            packet = packet.with("id", hex(&crate::keys::node_id(s)));
+        }
+        self.aead = aead;
+        self.remote_sid = Some(sid);
+        self.hs = Some(hs);
+        Decoded { packet, frames: None }
+    }
+
+    fn read_auth_proof(&mut self, d: &[u8]) -> Decoded {
+        if d.len() < HS_HEADER {
+            return Self::undecodable("AUTH_PROOF", d.len(), "short");
+        }
+        let sid: [u8; 8] = d[2..10].try_into().expect("checked");
+        let rsid: [u8; 8] = d[10..18].try_into().expect("checked");
+        let mut packet = Item::new("AUTH_PROOF")
+            .with("v", d[1])
+            .with("sid", sid_field(&sid))
+            .with("rsid", sid_field(&rsid))
+            .with("len", d.len());
+        let Some(mut hs) = self.hs.take() else { return Decoded { packet: packet.with("error", "unexpected"), frames: None } };
+        let mut plain = vec![0u8; d.len()];
+        let n = match hs.read_message(&d[HS_HEADER..], &mut plain) {
+            Ok(n) => n,
+            Err(_) => {
+                self.hs = Some(hs);
+                return Decoded { packet: packet.with("error", "noise_read_failed"), frames: None };
+            }
+        };
+        if let Err(e) = decode_params(&plain[..n], &mut packet) {
+            packet = packet.with("error", e.replace(' ', "_"));
+        }
+        if let Some(s) = hs.get_remote_static() {
+            self.remote_id = Some(crate::keys::node_id(s));
+            packet = packet.with("id", hex(&crate::keys::node_id(s)));
+        }
+        let (c1, c2) = hs.dangerously_get_raw_split();
+        self.install(c2, c1);
+        Decoded { packet, frames: None }
+    }
+
+    fn read_cookie(&mut self, d: &[u8]) -> Decoded {
+        let mut packet = Item::new("COOKIE").with("len", d.len());
+        if d.len() != 66 {
+            return Decoded { packet: packet.with("error", "length"), frames: None };
+        }
+        packet = packet.with("v", d[1]).with("rsid", sid_field(&d[2..10].try_into().expect("checked")));
+        let nonce: [u8; 24] = d[10..34].try_into().expect("checked");
+        let Some(hello) = self.last_hello.as_ref() else {
+            return Decoded { packet: packet.with("open", "no_hello"), frames: None };
+        };
+        let tag = &hello[hello.len() - 32..hello.len() - 16];
+        match open_cookie(&self.keys.cookie_key, &nonce, &d[34..], tag) {
+            Some(c) => {
+                self.cookie = Some(c);
+                Decoded { packet: packet.with("open", "ok"), frames: None }
+            }
+            None => Decoded { packet: packet.with("open", "failed"), frames: None },
+        }
+    }
+
+    fn decode_pn(&self, low: u32) -> u64 {
+        // RFC 9000 §A.3 with 32-bit truncation.
+        let expected = self.largest_rx.map_or(0, |l| l + 1);
+        let win: u64 = 1 << 32;
+        let candidate = (expected & !(win - 1)) | u64::from(low);
+        if candidate + win / 2 <= expected && candidate + win < (1 << 62) {
+            candidate + win
+        } else if candidate > expected + win / 2 && candidate >= win {
+            candidate - win
+        } else {
+            candidate
+        }
+    }
+
+    fn read_protected(&mut self, d: &[u8]) -> Decoded {
+        if d.len() < PROT_HEADER + 16 {
+            return Self::undecodable("PROT", d.len(), "short");
+        }
+        let phase = d[0] & 1;
+        let rsid: [u8; 8] = d[1..9].try_into().expect("checked");
+        let pn = self.decode_pn(u32::from_be_bytes(d[9..13].try_into().expect("checked")));
+        let packet = Item::new("PROT").with("kp", phase).with("rsid", sid_field(&rsid)).with("pn", pn).with("len", d.len());
+        let Some(rx) = self.rx.clone() else { return Decoded { packet: packet.with("open", "no_keys"), frames: None } };
+        let (ad, sealed) = d.split_at(PROT_HEADER);
+        let opened = if phase == self.rx_phase {
+            rx.open(pn, ad, sealed).or_else(|| self.rx_prev.as_ref().and_then(|k| k.open(pn, ad, sealed)))
+        } else {
+            let next = rx.next();
+            match next.open(pn, ad, sealed) {
+                Some(p) => {
+                    self.rx_prev = Some(rx);
+                    self.rx = Some(next);
+                    self.rx_phase = phase;
+                    if self.tx_phase != phase {
+                        if let Some(t) = self.tx.as_ref() {
+                            self.tx = Some(t.next());
+                            self.tx_phase = phase;
+                        }
+                    }
+                    Some(p)
+                }
+                None => self.rx_prev.as_ref().and_then(|k| k.open(pn, ad, sealed)),
+            }
+        };
+        let Some(plain) = opened else { return Decoded { packet: packet.with("open", "failed"), frames: None } };
+        self.largest_rx = Some(self.largest_rx.map_or(pn, |l| l.max(pn)));
+        match decode_frames(&plain) {
+            Ok(frames) => Decoded { packet, frames: Some(frames) },
+            Err(e) => Decoded { packet: packet.with("error", e.replace(' ', "_")), frames: None },
+        }
+    }
+}
+
+fn with_default_params(it: &Item) -> Item {
+    let mut p = it.clone();
+    for (k, v) in [
+        ("idle_timeout_ms", "30000"),
+        ("max_udp_payload", "1200"),
+        ("max_datagram_frame", "1150"),
+        ("initial_max_data", "1048576"),
+        ("initial_max_stream_data", "262144"),
+        ("initial_max_streams_bidi", "100"),
+        ("initial_max_streams_uni", "100"),
+    ] {
+        if p.get(k).is_none() {
+            p.fields.push((k.into(), v.into()));
+        }
+    }
+    p
+}
+
+fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v) => {
+            out.push(4);
+            out.extend_from_slice(&v.ip().octets());
+            out.extend_from_slice(&v.port().to_be_bytes());
+        }
+        SocketAddr::V6(v) => {
+            out.push(6);
+            out.extend_from_slice(&v.ip().octets());
+            out.extend_from_slice(&v.port().to_be_bytes());
+        }
+    }
+}
+
+fn read_addr(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
+    let kind = r.u8()?;
+    let ip: std::net::IpAddr = match kind {
+        0 => return Some(None),
+        4 => <[u8; 4]>::try_from(r.take(4)?).ok()?.into(),
+        6 => <[u8; 16]>::try_from(r.take(16)?).ok()?.into(),
+        _ => return None,
+    };
+    let port = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+    Some(Some(SocketAddr::new(ip, port)))
+}
+
+/// Encodes a varint-prefixed byte string (exposed for raw packet construction in traces).
+pub fn var_bytes(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, b.len() as u64);
+    out.extend_from_slice(b);
+    out
+}
+
+/// Whether `name` is a packet the peer builds.
+pub fn is_packet(name: &str) -> bool {
+    matches!(name, "HELLO" | "CHALLENGE" | "AUTH_PROOF" | "PROT" | "RAW")
+}
+
+/// Parses an AEAD name or id.
+pub fn aead_id(v: &str) -> Option<u8> {
+    match v {
+        "chacha" => Some(AEAD_CHACHA),
+        "aes" => Some(AEAD_AES),
+        _ => parse_num(v).map(|n| n as u8),
+    }
+}
