@@ -169,10 +169,16 @@ mod tests {
         let header = [0x40, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 5];
         let chacha = DirectionKeys::new(s, AEAD_CHACHA);
         let sealed = chacha.seal(5, &header, &[0x13]);
-        assert_eq!(hex(&[header.as_slice(), &sealed].concat()), "40010203040506070800000005eec818d3fa61dda18d78e7c44f1ea8575b");
+        assert_eq!(
+            hex(&[header.as_slice(), &sealed].concat()),
+            "40010203040506070800000005eec818d3fa61dda18d78e7c44f1ea8575b"
+        );
         let aes = DirectionKeys::new(s, AEAD_AES);
         let sealed = aes.seal(5, &header, &[0x13]);
-        assert_eq!(hex(&[header.as_slice(), &sealed].concat()), "400102030405060708000000057c48672260c12b52fc71ddc09a28d34db3");
+        assert_eq!(
+            hex(&[header.as_slice(), &sealed].concat()),
+            "400102030405060708000000057c48672260c12b52fc71ddc09a28d34db3"
+        );
         assert_eq!(hex(&chacha.next().secret), "82facca79ec0e2f99bb4a89c727f4139a89f1c170fa22de3114b2687d7028af3");
     }
 }

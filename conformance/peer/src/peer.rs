@@ -165,7 +165,9 @@ impl Peer {
         let version = it.num("v")?.unwrap_or(1) as u8;
         let ts = it.num("ts")?.unwrap_or(unix_ms);
         self.offered = match it.get("aeads") {
-            Some(a) => a.split(',').map(|x| u8::from_str_radix(x, 16).map_err(|_| "aeads=01,02")).collect::<Result<_, _>>()?,
+            Some(a) => {
+                a.split(',').map(|x| u8::from_str_radix(x, 16).map_err(|_| "aeads=01,02")).collect::<Result<_, _>>()?
+            }
             None => vec![AEAD_CHACHA, AEAD_AES],
         };
         if it.get("fresh").is_some() || self.last_hello.is_some() {
@@ -378,7 +380,9 @@ impl Peer {
             return Self::undecodable("HELLO", d.len(), "noise read failed");
         };
         let mut r = Reader::new(&plain[..n]);
-        let (Some(ts), Some(count)) = (r.take(8), r.u8()) else { return Self::undecodable("HELLO", d.len(), "payload") };
+        let (Some(ts), Some(count)) = (r.take(8), r.u8()) else {
+            return Self::undecodable("HELLO", d.len(), "payload");
+        };
         let Some(ids) = r.take(usize::from(count)) else { return Self::undecodable("HELLO", d.len(), "payload") };
         let zero_pad = r.rest().iter().all(|b| *b == 0);
         let mac = &d[d.len() - MAC..];
@@ -411,9 +415,14 @@ impl Peer {
         }
         let sid: [u8; 8] = d[2..10].try_into().expect("checked");
         let rsid: [u8; 8] = d[10..18].try_into().expect("checked");
-        let mut packet =
-            Item::new("CHALLENGE").with("v", d[1]).with("sid", sid_field(&sid)).with("rsid", sid_field(&rsid)).with("len", d.len());
-        let Some(mut hs) = self.hs.take() else { return Decoded { packet: packet.with("error", "unexpected"), frames: None } };
+        let mut packet = Item::new("CHALLENGE")
+            .with("v", d[1])
+            .with("sid", sid_field(&sid))
+            .with("rsid", sid_field(&rsid))
+            .with("len", d.len());
+        let Some(mut hs) = self.hs.take() else {
+            return Decoded { packet: packet.with("error", "unexpected"), frames: None };
+        };
         let mut plain = vec![0u8; d.len()];
         let n = match hs.read_message(&d[HS_HEADER..], &mut plain) {
             Ok(n) => n,
@@ -427,8 +436,10 @@ impl Peer {
             return Decoded { packet: packet.with("error", "payload"), frames: None };
         };
         let observed = read_addr(&mut r);
-        packet = packet.with("sid_echo", if echo == sid { "ok" } else { "mismatch" }).with("aead", format!("{aead:02x}"));
-        packet = packet.with("observed", observed.map_or("none".to_string(), |a| a.map_or("none".into(), |a| a.to_string())));
+        packet =
+            packet.with("sid_echo", if echo == sid { "ok" } else { "mismatch" }).with("aead", format!("{aead:02x}"));
+        packet = packet
+            .with("observed", observed.map_or("none".to_string(), |a| a.map_or("none".into(), |a| a.to_string())));
         if let Err(e) = decode_params(r.rest(), &mut packet) {
             packet = packet.with("error", e.replace(' ', "_"));
         }
@@ -453,7 +464,9 @@ impl Peer {
             .with("sid", sid_field(&sid))
             .with("rsid", sid_field(&rsid))
             .with("len", d.len());
-        let Some(mut hs) = self.hs.take() else { return Decoded { packet: packet.with("error", "unexpected"), frames: None } };
+        let Some(mut hs) = self.hs.take() else {
+            return Decoded { packet: packet.with("error", "unexpected"), frames: None };
+        };
         let mut plain = vec![0u8; d.len()];
         let n = match hs.read_message(&d[HS_HEADER..], &mut plain) {
             Ok(n) => n,
@@ -515,7 +528,8 @@ impl Peer {
         let phase = d[0] & 1;
         let rsid: [u8; 8] = d[1..9].try_into().expect("checked");
         let pn = self.decode_pn(u32::from_be_bytes(d[9..13].try_into().expect("checked")));
-        let packet = Item::new("PROT").with("kp", phase).with("rsid", sid_field(&rsid)).with("pn", pn).with("len", d.len());
+        let packet =
+            Item::new("PROT").with("kp", phase).with("rsid", sid_field(&rsid)).with("pn", pn).with("len", d.len());
         let Some(rx) = self.rx.clone() else { return Decoded { packet: packet.with("open", "no_keys"), frames: None } };
         let (ad, sealed) = d.split_at(PROT_HEADER);
         let opened = if phase == self.rx_phase {

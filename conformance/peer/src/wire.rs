@@ -221,9 +221,9 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Item>, String> {
                 Item::new("REHANDSHAKE").with("seq", seq).with("msg", msg).with("len", n.len())
             }
             ty::MAX_DATA => Item::new("MAX_DATA").with("max", r.varint().ok_or_else(bad)?),
-            ty::MAX_STREAM_DATA => {
-                Item::new("MAX_STREAM_DATA").with("id", r.varint().ok_or_else(bad)?).with("max", r.varint().ok_or_else(bad)?)
-            }
+            ty::MAX_STREAM_DATA => Item::new("MAX_STREAM_DATA")
+                .with("id", r.varint().ok_or_else(bad)?)
+                .with("max", r.varint().ok_or_else(bad)?),
             ty::MAX_STREAMS | ty::STREAMS_BLOCKED => {
                 let d = dir_name(r.u8().ok_or_else(bad)?).ok_or_else(bad)?;
                 let v = r.varint().ok_or_else(bad)?;
@@ -241,9 +241,9 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Item>, String> {
                 .with("id", r.varint().ok_or_else(bad)?)
                 .with("code", r.varint().ok_or_else(bad)?)
                 .with("final", r.varint().ok_or_else(bad)?),
-            ty::STOP_SENDING => {
-                Item::new("STOP_SENDING").with("id", r.varint().ok_or_else(bad)?).with("code", r.varint().ok_or_else(bad)?)
-            }
+            ty::STOP_SENDING => Item::new("STOP_SENDING")
+                .with("id", r.varint().ok_or_else(bad)?)
+                .with("code", r.varint().ok_or_else(bad)?),
             ty::SESSION_CLOSE => {
                 let kind = match r.u8().ok_or_else(bad)? {
                     0 => "transport",
