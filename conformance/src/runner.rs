@@ -180,6 +180,7 @@ impl Run<'_> {
             let b = idx.and_then(|k| data.get_mut(k)).ok_or("flip index outside the datagram")?;
             *b ^= 0x01;
         }
+        self.vars.insert("peer.sid".into(), hex(&self.peer.sid()));
         if let Some(name) = item.get("save") {
             self.vars.insert(format!("${name}"), format!("hex:{}", hex(&data)));
         }

@@ -134,7 +134,11 @@ impl Peer {
         match it.get("seed") {
             None => Ok(self.keys.clone()),
             Some(s) => {
-                let seed: [u8; 32] = hkdf_label(s.as_bytes(), b"other seed");
+                // `seed=hex:…` (32 bytes) is a shared seed; any other word names an unrelated one.
+                let seed: [u8; 32] = match crate::item::parse_bytes(s).and_then(|b| b.try_into().ok()) {
+                    Some(b) => b,
+                    None => hkdf_label(s.as_bytes(), b"other seed"),
+                };
                 Ok(NodeKeys::derive(&seed, &self.setup.node_seed))
             }
         }
@@ -396,7 +400,6 @@ impl Peer {
         self.offered = ids.to_vec();
         self.remote_sid = Some(sid);
         self.hs = Some(hs);
-        self.new_sid();
         let ts = u64::from_be_bytes(ts.try_into().expect("8 bytes"));
         let packet = Item::new("HELLO")
             .with("v", d[1])
