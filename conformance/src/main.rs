@@ -40,7 +40,10 @@ fn load_all(selectors: &[String]) -> Result<Vec<Trace>, String> {
     let mut paths = Vec::new();
     let mut ids = Vec::new();
     for s in selectors {
-        let p = PathBuf::from(s);
+        let mut p = PathBuf::from(s);
+        if !p.exists() && root.join(s).exists() {
+            p = root.join(s);
+        }
         if p.exists() {
             paths.extend(find_traces(&p).map_err(|e| format!("{s}: {e}"))?);
         } else {

@@ -171,7 +171,7 @@ impl Run<'_> {
             let keep = if n < 0 { data.len().saturating_sub(n.unsigned_abs() as usize) } else { n as usize };
             data.truncate(keep);
         }
-        if let Some(n) = item.num("pad")? {
+        if let Some(n) = item.num("append")? {
             data.resize(data.len() + n as usize, 0);
         }
         if let Some(i) = item.get("flip") {
