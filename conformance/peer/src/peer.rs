@@ -56,6 +56,7 @@ pub struct Peer {
     aead: u8,
     tx: Option<DirectionKeys>,
     tx_phase: u8,
+    tx_prev: Option<DirectionKeys>,
     rx: Option<DirectionKeys>,
     rx_prev: Option<DirectionKeys>,
     rx_phase: u8,
@@ -89,6 +90,7 @@ impl Peer {
             aead: AEAD_CHACHA,
             tx: None,
             tx_phase: 0,
+            tx_prev: None,
             rx: None,
             rx_prev: None,
             rx_phase: 0,
@@ -308,8 +310,9 @@ impl Peer {
     /// No keys yet, or a malformed frame.
     pub fn seal(&mut self, it: &Item, frames: &[Item]) -> Result<Vec<u8>, String> {
         if it.get("ku").is_some() {
-            let next = self.tx.as_ref().ok_or("no keys")?.next();
-            self.tx = Some(next);
+            let cur = self.tx.clone().ok_or("no keys")?;
+            self.tx = Some(cur.next());
+            self.tx_prev = Some(cur);
             self.tx_phase ^= 1;
         }
         let keys = self.tx.clone().ok_or("PROT before the handshake gave keys")?;
@@ -319,7 +322,11 @@ impl Peer {
         };
         self.next_pn = self.next_pn.max(pn + 1);
         let phase = it.num("kp")?.map_or(self.tx_phase, |k| k as u8 & 1);
-        let sealing_keys = if phase == self.tx_phase { keys } else { keys.next() };
+        let sealing_keys = match (phase == self.tx_phase, &self.tx_prev) {
+            (true, _) => keys,
+            (false, Some(prev)) => prev.clone(),
+            (false, None) => keys.next(),
+        };
         let rsid = match it.get("rsid") {
             Some(h) => unhex(h).filter(|b| b.len() == 8).ok_or("rsid is 16 hex digits")?,
             None => self.remote_sid.ok_or("no remote sid")?.to_vec(),
@@ -545,8 +552,9 @@ impl Peer {
                     self.rx = Some(next);
                     self.rx_phase = phase;
                     if self.tx_phase != phase {
-                        if let Some(t) = self.tx.as_ref() {
+                        if let Some(t) = self.tx.clone() {
                             self.tx = Some(t.next());
+                            self.tx_prev = Some(t);
                             self.tx_phase = phase;
                         }
                     }
