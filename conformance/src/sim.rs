@@ -132,6 +132,7 @@ impl World<'_> {
             return;
         }
         if self.blackholed() {
+            self.bump("blackholed", 1);
             return;
         }
         let lost = if self.in_burst[dir] {
@@ -280,27 +281,23 @@ fn scenario_transfer(w: &mut World<'_>, s: &Spec, limit: u64, rng: u64) -> Resul
     });
     w.app(0, Item::new("connect").with("to", B))?.map_err(|e| format!("connect refused: {e}"))?;
     let per = bytes / streams;
-    let mut ids = Vec::new();
+    let uni = s.get("uni").is_some();
+    let mut ids: Vec<u64> = Vec::new();
     let mut sent: Vec<u64> = Vec::new();
     let mut writable: Vec<bool> = Vec::new();
     let mut finished: Vec<bool> = Vec::new();
     let mut got: BTreeMap<u64, (u64, bool)> = BTreeMap::new();
     let mut readable: Vec<u64> = Vec::new();
     let mut established = false;
+    let mut blocked = false;
     loop {
         for (node, e) in w.take_events() {
             match (node, e.name.as_str()) {
                 (0, "Established") => {
                     w.bump("handshakes", 1);
                     established = true;
-                    for _ in 0..streams {
-                        let r = w.app(0, Item::new("open"))?.map_err(|e| format!("open refused: {e}"))?;
-                        ids.push(r.num("id")?.ok_or("open gave no id")?);
-                        sent.push(0);
-                        writable.push(true);
-                        finished.push(false);
-                    }
                 }
+                (0, "StreamsUnblocked") => blocked = false,
                 (0, "StreamWritable") => {
                     if let Some(k) = ids.iter().position(|i| Some(*i) == e.num("id").ok().flatten()) {
                         writable[k] = true;
@@ -313,6 +310,21 @@ fn scenario_transfer(w: &mut World<'_>, s: &Spec, limit: u64, rng: u64) -> Resul
                     }
                 }
                 _ => {}
+            }
+        }
+        while established && !blocked && (ids.len() as u64) < streams {
+            let call = if uni { Item::new("open").with("uni", "") } else { Item::new("open") };
+            match w.app(0, call)? {
+                Ok(r) => {
+                    ids.push(r.num("id")?.ok_or("open gave no id")?);
+                    sent.push(0);
+                    writable.push(true);
+                    finished.push(false);
+                }
+                Err(_) => {
+                    blocked = true;
+                    w.bump("open_blocked", 1);
+                }
             }
         }
         if established {
