@@ -276,7 +276,7 @@ fn scenario_transfer(w: &mut World<'_>, s: &Spec, limit: u64, rng: u64) -> Resul
             observed: B.parse().expect("constant"),
         }),
         left: n,
-        every: 1_000_000 / n.max(1),
+        every: s.get("flood_ms").and_then(|m| m.parse::<u64>().ok()).unwrap_or(1000) * 1000 / n.max(1),
         next: 0,
     });
     w.app(0, Item::new("connect").with("to", B))?.map_err(|e| format!("connect refused: {e}"))?;
