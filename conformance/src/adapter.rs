@@ -209,9 +209,11 @@ impl Iut for ProtoIut {
     fn create(&mut self, node: usize, spec: &NodeSpec) -> Result<[u8; 32], String> {
         let (extra, rest): (Vec<_>, Vec<_>) = spec.config.iter().cloned().partition(|(k, _)| k == "extra_shared_seed");
         let config = configure(Config::default(), &rest)?;
-        let mut identity = Identity::new(NodeSeed::from_bytes(spec.node_seed), SharedSeed::from_bytes(spec.shared_seed));
+        let mut identity =
+            Identity::new(NodeSeed::from_bytes(spec.node_seed), SharedSeed::from_bytes(spec.shared_seed));
         for (_, v) in extra {
-            let b: [u8; 32] = parse_bytes(&v).and_then(|b| b.try_into().ok()).ok_or("extra_shared_seed=hex:<32 bytes>")?;
+            let b: [u8; 32] =
+                parse_bytes(&v).and_then(|b| b.try_into().ok()).ok_or("extra_shared_seed=hex:<32 bytes>")?;
             identity = identity.with_shared_seed(SharedSeed::from_bytes(b)).map_err(|e| format!("{e:?}"))?;
         }
         let n = Node::new(

@@ -14,6 +14,7 @@
 pub mod item;
 pub mod keys;
 pub mod peer;
+pub mod vectors;
 pub mod wire;
 
 pub use item::Item;

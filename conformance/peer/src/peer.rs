@@ -180,31 +180,16 @@ impl Peer {
             self.new_sid();
         }
         let keys = self.builder_keys(it)?;
-        let mut out = vec![0u8; len];
-        out[0] = 0x01;
-        out[1] = version;
-        out[2..10].copy_from_slice(&self.local_sid);
-        let prologue = [b"STT/1".as_slice(), &out[..HELLO_HEADER]].concat();
         let e = self.ephemeral();
-        let mut hs = snow::Builder::new(NOISE.parse().map_err(|_| "noise name")?)
-            .local_private_key(&keys.static_private)
-            .and_then(|b| b.psk(0, &keys.psk))
-            .and_then(|b| b.prologue(&prologue))
-            .map_err(|e| e.to_string())?
-            .fixed_ephemeral_key_for_testing_only(&e)
-            .build_initiator()
-            .map_err(|e| e.to_string())?;
-        let mut plain = vec![0u8; len - HELLO_HEADER - 48 - MAC];
-        plain[..8].copy_from_slice(&ts.to_be_bytes());
-        plain[8] = self.offered.len() as u8;
-        plain[9..9 + self.offered.len()].copy_from_slice(&self.offered);
-        if it.get("pad") == Some("nonzero") {
-            if let Some(last) = plain.last_mut() {
-                *last = 1;
-            }
-        }
-        let n = hs.write_message(&plain, &mut out[HELLO_HEADER..len - MAC]).map_err(|e| e.to_string())?;
-        debug_assert_eq!(n, len - HELLO_HEADER - MAC);
+        let hello = HelloInput {
+            version,
+            sid: self.local_sid,
+            timestamp_ms: ts,
+            offered: self.offered.clone(),
+            len,
+            pad_nonzero: it.get("pad") == Some("nonzero"),
+        };
+        let (hs, mut out) = build_hello(&keys, &e, &hello)?;
         match it.get("mac").unwrap_or(if self.cookie.is_some() { "cookie" } else { "zero" }) {
             "zero" => {}
             "cookie" => {
@@ -570,6 +555,58 @@ impl Peer {
             Err(e) => Decoded { packet: packet.with("error", e.replace(' ', "_")), frames: None },
         }
     }
+}
+
+/// What goes into a HELLO (§4.2).
+#[derive(Clone, Debug)]
+pub struct HelloInput {
+    /// Version byte.
+    pub version: u8,
+    /// The initiator's session id.
+    pub sid: [u8; 8],
+    /// Wall clock in ms.
+    pub timestamp_ms: u64,
+    /// Offered AEAD ids in preference order.
+    pub offered: Vec<u8>,
+    /// Total datagram length.
+    pub len: usize,
+    /// Make the padding non-zero (an invalid HELLO).
+    pub pad_nonzero: bool,
+}
+
+/// Builds a HELLO with a zero MAC from fixed inputs: the initiator's Noise state and the bytes.
+///
+/// # Errors
+/// A length too small for the payload, or a snow error.
+pub fn build_hello(keys: &NodeKeys, ephemeral: &[u8; 32], h: &HelloInput) -> Result<(HandshakeState, Vec<u8>), String> {
+    let len = h.len;
+    if len < HELLO_HEADER + 48 + 9 + h.offered.len() + MAC {
+        return Err(format!("HELLO len={len} is too small to build"));
+    }
+    let mut out = vec![0u8; len];
+    out[0] = 0x01;
+    out[1] = h.version;
+    out[2..10].copy_from_slice(&h.sid);
+    let prologue = [b"STT/1".as_slice(), &out[..HELLO_HEADER]].concat();
+    let mut hs = snow::Builder::new(NOISE.parse().map_err(|_| "noise name")?)
+        .local_private_key(&keys.static_private)
+        .and_then(|b| b.psk(0, &keys.psk))
+        .and_then(|b| b.prologue(&prologue))
+        .map_err(|e| e.to_string())?
+        .fixed_ephemeral_key_for_testing_only(ephemeral)
+        .build_initiator()
+        .map_err(|e| e.to_string())?;
+    let mut plain = vec![0u8; len - HELLO_HEADER - 48 - MAC];
+    plain[..8].copy_from_slice(&h.timestamp_ms.to_be_bytes());
+    plain[8] = h.offered.len() as u8;
+    plain[9..9 + h.offered.len()].copy_from_slice(&h.offered);
+    if h.pad_nonzero {
+        if let Some(last) = plain.last_mut() {
+            *last = 1;
+        }
+    }
+    hs.write_message(&plain, &mut out[HELLO_HEADER..len - MAC]).map_err(|e| e.to_string())?;
+    Ok((hs, out))
 }
 
 fn with_default_params(it: &Item) -> Item {
