@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod coverage;
+pub mod fuzzing;
 pub mod iut;
 pub mod matching;
 pub mod report;

@@ -328,6 +328,14 @@ pub fn encode_frames(items: &[Item]) -> Result<Vec<u8>, String> {
                 put_varint(&mut out, d.len() as u64);
                 out.extend_from_slice(&d);
             }
+            "REHANDSHAKE" => {
+                out.push(ty::REHANDSHAKE);
+                v(&mut out, "seq")?;
+                out.push(need(it, "msg")? as u8);
+                let d = payload(it, 0)?;
+                put_varint(&mut out, d.len() as u64);
+                out.extend_from_slice(&d);
+            }
             "MAX_DATA" => {
                 out.push(ty::MAX_DATA);
                 v(&mut out, "max")?;

@@ -331,8 +331,8 @@ fn body(
             }
             continue;
         }
-        let (time, rest) = if first.starts_with('+') {
-            (Time::Rel(parse_secs(&first[1..]).ok_or_else(|| err(format!("bad time `{first}`")))?), &toks[1..])
+        let (time, rest) = if let Some(rel) = first.strip_prefix('+') {
+            (Time::Rel(parse_secs(rel).ok_or_else(|| err(format!("bad time `{first}`")))?), &toks[1..])
         } else if first.starts_with(|c: char| c.is_ascii_digit()) {
             (Time::Abs(parse_secs(first).ok_or_else(|| err(format!("bad time `{first}`")))?), &toks[1..])
         } else {
