@@ -417,19 +417,29 @@ impl<E: Entropy> Node<E> {
         let (id, local_sid) = self.reserve().ok_or(DropReason::NotAccepting)?;
         let ephemeral = self.draw32(EntropyPurpose::EphemeralKey);
         let counter = DhCounter::default();
-        let (mut noise, _) = handshake::read_hello(&self.static_key, &self.groups[group], ephemeral, data, &counter)
-            .ok_or(DropReason::AuthFailed)?;
+        let Some((mut noise, _)) =
+            handshake::read_hello(&self.static_key, &self.groups[group], ephemeral, data, &counter)
+        else {
+            self.free.push(id.index);
+            return Err(DropReason::AuthFailed);
+        };
         let challenge = ChallengePayload {
             responder_sid: local_sid,
             choice: alg.id(),
             observed: observed_of(from),
             params: self.local_params(),
         };
-        let bytes =
-            handshake::write_challenge(&mut noise, local_sid, sender, &challenge).ok_or(DropReason::Malformed)?;
+        let written = handshake::write_challenge(&mut noise, local_sid, sender, &challenge);
+        // Count the DH work even when it failed (a low-order ephemeral, spec [HS-12]).
         self.stats.x25519_ops += counter.take();
+        let Some(bytes) = written else {
+            // The reserved slot goes back; nothing else was kept.
+            self.free.push(id.index);
+            return Err(DropReason::Malformed);
+        };
         if bytes.len() > data.len() {
             // Never larger than the HELLO (spec [HS-5]); cannot happen with v1 payloads.
+            self.free.push(id.index);
             return Err(DropReason::Malformed);
         }
         let phase =

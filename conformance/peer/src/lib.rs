@@ -13,6 +13,7 @@
 
 pub mod item;
 pub mod keys;
+pub mod noise_msg1;
 pub mod peer;
 pub mod vectors;
 pub mod wire;

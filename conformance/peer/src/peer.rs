@@ -190,6 +190,25 @@ impl Peer {
             pad_nonzero: it.get("pad") == Some("nonzero"),
         };
         let (hs, mut out) = build_hello(&keys, &e, &hello)?;
+        if let Some(eph) = it.get("eph") {
+            let e_public: [u8; 32] = match eph {
+                "zero" => [0; 32],
+                // A point of order 8 on Curve25519.
+                "order8" => crate::item::unhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+                    .and_then(|b| b.try_into().ok())
+                    .expect("constant"),
+                other => {
+                    crate::item::parse_bytes(other).and_then(|b| b.try_into().ok()).ok_or("eph=zero|order8|hex:…")?
+                }
+            };
+            let prologue = [b"STT/1".as_slice(), &out[..HELLO_HEADER]].concat();
+            let mut plain = vec![0u8; len - HELLO_HEADER - 48 - MAC];
+            plain[..8].copy_from_slice(&ts.to_be_bytes());
+            plain[8] = self.offered.len() as u8;
+            plain[9..9 + self.offered.len()].copy_from_slice(&self.offered);
+            let msg = crate::noise_msg1::message1(&keys.psk, &prologue, &e_public, &plain);
+            out[HELLO_HEADER..len - MAC].copy_from_slice(&msg);
+        }
         match it.get("mac").unwrap_or(if self.cookie.is_some() { "cookie" } else { "zero" }) {
             "zero" => {}
             "cookie" => {
