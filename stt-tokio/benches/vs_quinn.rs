@@ -1,0 +1,511 @@
+//! stt against quinn (and plain TCP) over loopback, side by side in one run.
+//!
+//! ```sh
+//! cargo bench -p stt-tokio --bench vs_quinn
+//! STT_BENCH_ROUNDS=3 STT_BENCH_BYTES=1073741824 cargo bench -p stt-tokio --bench vs_quinn
+//! ```
+//!
+//! Every measurement runs a server and a client, each in its own child process of this
+//! binary with a current-thread tokio runtime (one core each), so memory figures are the
+//! process's own. stt and quinn alternate (A B A B …) within each figure; both use
+//! AES-256-GCM through ring and at most 1452-byte datagrams. Reported: medians over the
+//! rounds, then one machine-readable line per figure (`ratio …`, `bytes …`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CHUNK: usize = 1 << 20;
+const SEED_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+// ----- process plumbing -----
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct ChildProc {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ChildProc {
+    fn spawn(args: &[&str]) -> Self {
+        let exe = std::env::current_exe().expect("own path");
+        let mut child = Command::new(exe)
+            .arg("--child")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self { child, stdin, stdout }
+    }
+
+    /// The next line starting with `key `, without the key.
+    fn read(&mut self, key: &str) -> String {
+        loop {
+            let mut l = String::new();
+            if self.stdout.read_line(&mut l).expect("child stdout") == 0 {
+                panic!("child exited before printing `{key}`");
+            }
+            if let Some(v) = l.trim_end().strip_prefix(&format!("{key} ")) {
+                return v.to_string();
+            }
+        }
+    }
+
+    fn ask(&mut self, line: &str, key: &str) -> String {
+        writeln!(self.stdin, "{line}").expect("child stdin");
+        self.stdin.flush().expect("flush");
+        self.read(key)
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Server commands on stdin: `rss` prints `rss <VmRSS KiB> <VmHWM KiB>`.
+fn serve_commands() {
+    std::thread::spawn(|| {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == "rss" {
+                println!("rss {} {}", rss_kib("VmRSS:"), rss_kib("VmHWM:"));
+                let _ = std::io::stdout().flush();
+            }
+        }
+        std::process::exit(0);
+    });
+}
+
+// ----- the application protocol (identical for all three transports) -----
+// The client opens a bidirectional stream and writes one command byte:
+// 'U' then bytes until end of stream: the server answers the byte count (u64) and finishes;
+// 'E' then 1-byte messages: each is echoed.
+
+async fn serve_stream<R, W>(mut rx: R, mut tx: W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut cmd = [0u8; 1];
+    if rx.read_exact(&mut cmd).await.is_err() {
+        return;
+    }
+    match cmd[0] {
+        b'U' => {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut n = 0u64;
+            loop {
+                match rx.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => n += k as u64,
+                }
+            }
+            let _ = tx.write_all(&n.to_be_bytes()).await;
+            let _ = tx.shutdown().await;
+        }
+        b'E' => {
+            let mut b = [0u8; 1];
+            while rx.read_exact(&mut b).await.is_ok() {
+                if tx.write_all(&b).await.is_err() || tx.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+// ----- servers -----
+
+async fn stt_server() {
+    let shared = SharedSeed::from_hex(SEED_HEX).expect("seed");
+    let config = Config::default().max_udp_payload(1452).max_sessions(4096).max_half_open(4096);
+    let node = Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared))
+        .await
+        .expect("bind");
+    println!("addr {}", node.local_addr());
+    let _ = std::io::stdout().flush();
+    while let Some(session) = node.accept().await {
+        tokio::spawn(async move {
+            while let Some((tx, rx)) = session.accept_bi().await {
+                tokio::spawn(serve_stream(rx, tx));
+            }
+        });
+    }
+}
+
+fn quinn_server_config(cert_path: &str) -> quinn::ServerConfig {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    std::fs::write(cert_path, cert.cert.der()).expect("write cert");
+    let key = quinn::rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).expect("key");
+    let mut c = quinn::ServerConfig::with_single_cert(vec![cert.cert.der().clone()], key).expect("server config");
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("idle")));
+    c.transport_config(Arc::new(t));
+    c
+}
+
+async fn quinn_server(cert_path: &str) {
+    let endpoint =
+        quinn::Endpoint::server(quinn_server_config(cert_path), "127.0.0.1:0".parse().unwrap()).expect("endpoint");
+    println!("addr {}", endpoint.local_addr().expect("addr"));
+    let _ = std::io::stdout().flush();
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            while let Ok((tx, rx)) = conn.accept_bi().await {
+                tokio::spawn(serve_stream(rx, tx));
+            }
+        });
+    }
+}
+
+async fn tcp_server() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("addr {}", l.local_addr().expect("addr"));
+    let _ = std::io::stdout().flush();
+    while let Ok((s, _)) = l.accept().await {
+        let _ = s.set_nodelay(true);
+        let (rx, tx) = s.into_split();
+        tokio::spawn(serve_stream(rx, tx));
+    }
+}
+
+// ----- clients -----
+
+/// One connected client of any transport, able to open bidirectional streams.
+/// The node or endpoint is held so it outlives its connection.
+enum Conn {
+    Stt(stt_tokio::Session, #[allow(dead_code)] Node),
+    Quinn(quinn::Connection, #[allow(dead_code)] quinn::Endpoint),
+    Tcp(SocketAddr),
+}
+
+type BoxRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+async fn stt_node() -> Node {
+    let shared = SharedSeed::from_hex(SEED_HEX).expect("seed");
+    let config = Config::default().max_udp_payload(1452).max_sessions(4096);
+    Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared)).await.expect("bind")
+}
+
+fn quinn_client(cert_path: &str) -> quinn::Endpoint {
+    let der = std::fs::read(cert_path).expect("cert");
+    let mut roots = quinn::rustls::RootCertStore::empty();
+    roots.add(quinn::rustls::pki_types::CertificateDer::from(der)).expect("root");
+    let mut c = quinn::ClientConfig::with_root_certificates(Arc::new(roots)).expect("client config");
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("idle")));
+    c.transport_config(Arc::new(t));
+    let mut e = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
+    e.set_default_client_config(c);
+    e
+}
+
+impl Conn {
+    async fn open(kind: &str, addr: SocketAddr, cert: &str) -> Conn {
+        match kind {
+            "stt" => {
+                let node = stt_node().await;
+                let s = node.connect(addr, None).await.expect("stt connect");
+                Conn::Stt(s, node)
+            }
+            "quinn" => {
+                let e = quinn_client(cert);
+                let c = e.connect(addr, "localhost").expect("connect").await.expect("quinn connect");
+                Conn::Quinn(c, e)
+            }
+            _ => Conn::Tcp(addr),
+        }
+    }
+
+    async fn stream(&self) -> (BoxWrite, BoxRead) {
+        match self {
+            Conn::Stt(s, _) => {
+                let (tx, rx) = s.open_bi().await.expect("open");
+                (Box::new(tx), Box::new(rx))
+            }
+            Conn::Quinn(c, _) => {
+                let (tx, rx) = c.open_bi().await.expect("open");
+                (Box::new(tx), Box::new(rx))
+            }
+            Conn::Tcp(a) => {
+                let s = tokio::net::TcpStream::connect(a).await.expect("tcp connect");
+                s.set_nodelay(true).expect("nodelay");
+                let (rx, tx) = s.into_split();
+                (Box::new(tx), Box::new(rx))
+            }
+        }
+    }
+}
+
+async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
+    match mode {
+        "upload" => {
+            let conn = Conn::open(kind, addr, cert).await;
+            let (mut tx, mut rx) = conn.stream().await;
+            let chunk = Bytes::from(vec![0xa5u8; CHUNK]);
+            let t = Instant::now();
+            tx.write_all(b"U").await.expect("cmd");
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(CHUNK as u64) as usize;
+                tx.write_all(&chunk[..k]).await.expect("write");
+                left -= k as u64;
+            }
+            tx.shutdown().await.expect("finish");
+            let mut count = [0u8; 8];
+            rx.read_exact(&mut count).await.expect("count");
+            let secs = t.elapsed().as_secs_f64();
+            assert_eq!(u64::from_be_bytes(count), n, "server counted every byte");
+            println!("result {}", n as f64 / secs / 1e6);
+        }
+        "rr" => {
+            let conn = Conn::open(kind, addr, cert).await;
+            let (mut tx, mut rx) = conn.stream().await;
+            tx.write_all(b"E").await.expect("cmd");
+            let mut samples = Vec::with_capacity(n as usize);
+            let mut b = [0u8; 1];
+            for i in 0..n + 200 {
+                let t = Instant::now();
+                tx.write_all(&[i as u8]).await.expect("write");
+                tx.flush().await.expect("flush");
+                rx.read_exact(&mut b).await.expect("echo");
+                if i >= 200 {
+                    samples.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            samples.sort_by(f64::total_cmp);
+            println!("result {} {}", samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
+        }
+        "hs" | "hsc" => {
+            // Sequential ("hs") or 32 at a time ("hsc").
+            let conc = if mode == "hs" { 1 } else { 32 };
+            let t = Instant::now();
+            match kind {
+                "stt" => {
+                    // STT keeps one session per pair of nodes (spec §6.7), so concurrent
+                    // handshakes come from `conc` client nodes, each with its own identity.
+                    let mut nodes = Vec::new();
+                    for _ in 0..conc {
+                        nodes.push(Arc::new(stt_node().await));
+                    }
+                    let mut done = 0;
+                    while done < n {
+                        let batch = conc.min(n - done);
+                        let mut tasks = Vec::new();
+                        for node in nodes.iter().take(batch as usize) {
+                            let node = node.clone();
+                            tasks.push(tokio::spawn(async move {
+                                let s = node.connect(addr, None).await.expect("connect");
+                                s.close(0);
+                            }));
+                        }
+                        for t in tasks {
+                            t.await.expect("task");
+                        }
+                        done += batch;
+                    }
+                }
+                _ => {
+                    let e = quinn_client(cert);
+                    let mut done = 0;
+                    while done < n {
+                        let batch = conc.min(n - done);
+                        let mut tasks = Vec::new();
+                        for _ in 0..batch {
+                            let e = e.clone();
+                            tasks.push(tokio::spawn(async move {
+                                let c = e.connect(addr, "localhost").expect("connect").await.expect("handshake");
+                                c.close(0u32.into(), b"");
+                            }));
+                        }
+                        for t in tasks {
+                            t.await.expect("task");
+                        }
+                        done += batch;
+                    }
+                }
+            }
+            println!("result {}", n as f64 / t.elapsed().as_secs_f64());
+        }
+        "idle" => {
+            // Open n sessions and hold them; the parent measures the server's RSS.
+            let mut stt_sessions = Vec::new();
+            let mut quinn_conns = Vec::new();
+            let node = if kind == "stt" { Some(stt_node().await) } else { None };
+            let endpoint = if kind == "stt" { None } else { Some(quinn_client(cert)) };
+            for _ in 0..n {
+                match (&node, &endpoint) {
+                    (Some(node), _) => stt_sessions.push(node.connect(addr, None).await.expect("connect")),
+                    (_, Some(e)) => {
+                        quinn_conns.push(e.connect(addr, "localhost").expect("connect").await.expect("handshake"))
+                    }
+                    _ => unreachable!(),
+                }
+            }
+            println!("result ready");
+            let _ = std::io::stdout().flush();
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            drop((stt_sessions, quinn_conns, node, endpoint));
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn child(args: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    match args {
+        [role, kind, cert] if role == "server" => {
+            serve_commands();
+            rt.block_on(async {
+                match kind.as_str() {
+                    "stt" => stt_server().await,
+                    "quinn" => quinn_server(cert).await,
+                    _ => tcp_server().await,
+                }
+            });
+        }
+        [role, kind, cert, addr, mode, n] if role == "client" => {
+            let addr: SocketAddr = addr.parse().expect("addr");
+            let n: u64 = n.parse().expect("n");
+            rt.block_on(client(kind, addr, cert, mode, n));
+        }
+        _ => panic!("bad child arguments {args:?}"),
+    }
+}
+
+// ----- the parent: interleaved rounds and the report -----
+
+fn run(kind: &str, mode: &str, n: u64, cert: &str) -> (String, u64) {
+    let mut server = ChildProc::spawn(&["server", kind, cert]);
+    let addr = server.read("addr");
+    let n_s = n.to_string();
+    let mut c = ChildProc::spawn(&["client", kind, cert, &addr, mode, &n_s]);
+    let r = c.read("result");
+    let hwm = server.ask("rss", "rss");
+    let hwm: u64 = hwm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (r, hwm)
+}
+
+/// Server RSS growth per idle session, in bytes.
+fn idle(kind: &str, n: u64, cert: &str) -> f64 {
+    let mut server = ChildProc::spawn(&["server", kind, cert]);
+    let addr = server.read("addr");
+    std::thread::sleep(Duration::from_millis(200));
+    let before: f64 = server.ask("rss", "rss").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let n_s = n.to_string();
+    let mut c = ChildProc::spawn(&["client", kind, cert, &addr, "idle", &n_s]);
+    c.read("result");
+    std::thread::sleep(Duration::from_secs(2));
+    let after: f64 = server.ask("rss", "rss").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (after - before) * 1024.0 / n as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn env_u64(k: &str, d: u64) -> u64 {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(p) = args.iter().position(|a| a == "--child") {
+        child(&args[p + 1..]);
+        return;
+    }
+    let rounds = env_u64("STT_BENCH_ROUNDS", 3).max(1);
+    let bytes = env_u64("STT_BENCH_BYTES", 1 << 30);
+    let handshakes = env_u64("STT_BENCH_HANDSHAKES", 1000);
+    let rr = env_u64("STT_BENCH_RR", 5000);
+    let idle_n = env_u64("STT_BENCH_IDLE", 1000);
+    let cert = std::env::temp_dir().join(format!("stt-vs-quinn-{}.der", std::process::id()));
+    let cert = cert.to_str().expect("utf-8 temp path").to_string();
+    println!("stt vs quinn over loopback: {rounds} interleaved rounds, medians; one core per process");
+    let (mut tput, mut hs, mut hsc, mut p50, mut p99, mut peak) = (
+        [vec![], vec![]],
+        [vec![], vec![]],
+        [vec![], vec![]],
+        [vec![], vec![], vec![]],
+        [vec![], vec![], vec![]],
+        [vec![], vec![]],
+    );
+    let kinds = ["stt", "quinn", "tcp"];
+    for round in 0..rounds {
+        for (k, kind) in kinds[..2].iter().enumerate() {
+            let (r, hwm) = run(kind, "upload", bytes, &cert);
+            tput[k].push(r.parse::<f64>().expect("MB/s"));
+            peak[k].push(hwm as f64);
+            hs[k].push(run(kind, "hs", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
+            hsc[k].push(run(kind, "hsc", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
+        }
+        for (k, kind) in kinds.iter().enumerate() {
+            let r = run(kind, "rr", rr, &cert).0;
+            let mut it = r.split_whitespace().map(|v| v.parse::<f64>().expect("µs"));
+            p50[k].push(it.next().expect("p50"));
+            p99[k].push(it.next().expect("p99"));
+        }
+        eprintln!("round {} of {rounds} done", round + 1);
+    }
+    let idle_stt = idle("stt", idle_n, &cert);
+    let idle_quinn = idle("quinn", idle_n, &cert);
+    let _ = std::fs::remove_file(&cert);
+    let m = |v: &Vec<f64>| median(v.clone());
+    println!();
+    println!("{:<34} {:>12} {:>12} {:>12} {:>8}", "figure", "stt", "quinn", "tcp", "ratio");
+    let row = |name: &str, s: f64, q: f64, t: Option<f64>, ratio: f64| {
+        println!("{name:<34} {s:>12.1} {q:>12.1} {:>12} {ratio:>8.2}", t.map_or("-".into(), |t| format!("{t:.1}")));
+    };
+    row(
+        &format!("throughput MB/s ({} MiB, 1 stream)", bytes >> 20),
+        m(&tput[0]),
+        m(&tput[1]),
+        None,
+        m(&tput[0]) / m(&tput[1]),
+    );
+    row(&format!("handshakes/s sequential ({handshakes})"), m(&hs[0]), m(&hs[1]), None, m(&hs[0]) / m(&hs[1]));
+    row(&format!("handshakes/s 32 concurrent ({handshakes})"), m(&hsc[0]), m(&hsc[1]), None, m(&hsc[0]) / m(&hsc[1]));
+    row("1-byte round trip p50 µs (vs tcp)", m(&p50[0]), m(&p50[1]), Some(m(&p50[2])), m(&p50[0]) / m(&p50[2]));
+    row("1-byte round trip p99 µs (vs tcp)", m(&p99[0]), m(&p99[1]), Some(m(&p99[2])), m(&p99[0]) / m(&p99[2]));
+    row(&format!("server bytes per idle session ({idle_n})"), idle_stt, idle_quinn, None, idle_stt / idle_quinn);
+    row("server peak RSS KiB (bulk upload)", m(&peak[0]), m(&peak[1]), None, m(&peak[0]) / m(&peak[1]));
+    println!();
+    println!("ratio throughput_stt_over_quinn {:.3}", m(&tput[0]) / m(&tput[1]));
+    println!("ratio handshakes_stt_over_quinn {:.3}", m(&hs[0]) / m(&hs[1]));
+    println!("ratio handshakes_concurrent_stt_over_quinn {:.3}", m(&hsc[0]) / m(&hsc[1]));
+    println!("ratio rtt_p50_stt_over_tcp {:.3}", m(&p50[0]) / m(&p50[2]));
+    println!("ratio rtt_p99_stt_over_tcp {:.3}", m(&p99[0]) / m(&p99[2]));
+    println!("ratio rtt_p50_quinn_over_tcp {:.3}", m(&p50[1]) / m(&p50[2]));
+    println!("bytes idle_session_stt {}", idle_stt.round() as i64);
+    println!("bytes idle_session_quinn {}", idle_quinn.round() as i64);
+    println!("bytes peak_rss_stt {}", (m(&peak[0]) * 1024.0) as i64);
+    println!("bytes peak_rss_quinn {}", (m(&peak[1]) * 1024.0) as i64);
+}
