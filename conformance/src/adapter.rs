@@ -208,7 +208,9 @@ impl Iut for ProtoIut {
 
     fn create(&mut self, node: usize, spec: &NodeSpec) -> Result<[u8; 32], String> {
         let (extra, rest): (Vec<_>, Vec<_>) = spec.config.iter().cloned().partition(|(k, _)| k == "extra_shared_seed");
-        let config = configure(Config::default(), &rest)?;
+        // Traces must not depend on the host CPU: ChaCha20-Poly1305 first unless `@config aeads=`.
+        let base = Config::default().aeads(&[AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm]);
+        let config = configure(base, &rest)?;
         let mut identity =
             Identity::new(NodeSeed::from_bytes(spec.node_seed), SharedSeed::from_bytes(spec.shared_seed));
         for (_, v) in extra {

@@ -26,7 +26,7 @@ fn stt_proto_hello_equals_the_independent_vector() {
     assert_eq!(committed.trim(), hex(&v.hello()), "the committed vector is the peer's output");
     let identity = Identity::new(NodeSeed::from_bytes(v.node_seed), SharedSeed::from_bytes(v.shared_seed));
     let mut node = Node::new(
-        Config::default(),
+        Config::default().aeads(&[AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm]),
         identity,
         Fixed(HelloVector::default()),
         Instant::from_micros(0),

@@ -67,11 +67,13 @@ fn default_provider() -> &'static dyn CryptoProvider {
 
 impl Default for Config {
     fn default() -> Self {
+        let provider = default_provider();
         let mut aeads = heapless::Vec::new();
-        let _ = aeads.push(AeadAlg::ChaCha20Poly1305);
-        let _ = aeads.push(AeadAlg::Aes256Gcm);
+        for a in provider.preferred_aeads() {
+            let _ = aeads.push(a);
+        }
         Self {
-            provider: default_provider(),
+            provider,
             aeads,
             max_udp_payload: 1472,
             max_sessions: 1024,
@@ -137,11 +139,14 @@ impl Config {
     #[must_use]
     pub fn crypto_provider(mut self, provider: &'static dyn CryptoProvider) -> Self {
         self.provider = provider;
-        self
+        self.aeads(&provider.preferred_aeads())
     }
 
     /// The AEADs this node offers (as initiator, in preference order) and accepts
-    /// (as responder, in its own preference order). Default: ChaCha20-Poly1305, AES-256-GCM.
+    /// (as responder, in its own preference order). Default: the provider's
+    /// [`preferred_aeads`](CryptoProvider::preferred_aeads) (with `ring` on a CPU with AES
+    /// instructions, AES-256-GCM first; otherwise ChaCha20-Poly1305 first). Set it after
+    /// [`crypto_provider`](Self::crypto_provider), which resets it.
     #[must_use]
     pub fn aeads(mut self, algs: &[AeadAlg]) -> Self {
         self.aeads.clear();

@@ -108,6 +108,12 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     /// Builds a key for `alg`.
     fn packet_key(&self, alg: AeadAlg, key: &[u8; 32]) -> Box<dyn PacketKey>;
+    /// The AEADs in the order this provider runs them fastest (the default preference of a
+    /// [`Config`](crate::Config) using it). Default: ChaCha20-Poly1305 first, constant-time
+    /// in software everywhere.
+    fn preferred_aeads(&self) -> [AeadAlg; 2] {
+        [AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm]
+    }
 }
 #[cfg(test)]
 mod vectors;

@@ -15,6 +15,16 @@ impl CryptoProvider for Ring {
         "ring"
     }
 
+    /// AES-256-GCM first where the CPU has AES and carry-less multiply instructions (ring
+    /// then runs it about twice as fast as ChaCha20-Poly1305), else ChaCha20-Poly1305.
+    fn preferred_aeads(&self) -> [AeadAlg; 2] {
+        if hardware_aes() {
+            [AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305]
+        } else {
+            [AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm]
+        }
+    }
+
     fn packet_key(&self, alg: AeadAlg, key: &[u8; 32]) -> Box<dyn PacketKey> {
         let algorithm = match alg {
             AeadAlg::ChaCha20Poly1305 => &CHACHA20_POLY1305,
@@ -51,5 +61,21 @@ impl PacketKey for RingKey {
         key.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, payload, 0..)
             .map(|_| ())
             .map_err(|_| CryptoError)
+    }
+}
+
+/// Whether the CPU accelerates AES-GCM.
+fn hardware_aes() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
     }
 }
