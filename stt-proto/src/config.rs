@@ -178,6 +178,12 @@ impl Config {
         self
     }
 
+    /// The configured largest UDP payload (see [`max_udp_payload`](Self::max_udp_payload)):
+    /// the buffer size `poll_output` needs.
+    pub fn udp_payload_limit(&self) -> usize {
+        self.max_udp_payload
+    }
+
     /// Overrides the AEAD integrity limit (failed openings before close); for tests.
     #[must_use]
     pub fn integrity_limit(mut self, limit: u64) -> Self {

@@ -96,7 +96,6 @@ pub(crate) struct Driver {
     pub(crate) connects: HashMap<SessionId, oneshot::Sender<Result<Arc<SessionShared>, Ended>>>,
     pub(crate) dirty: HashSet<(SessionId, StreamId)>,
     pub(crate) shutdown: Option<oneshot::Sender<()>>,
-    pub(crate) out: Vec<u8>,
     pub(crate) tmp: Vec<u8>,
 }
 
@@ -339,10 +338,18 @@ impl Driver {
         let mut recv = lock(&stream.recv);
         let mut changed = false;
         while !recv.fin && recv.reset.is_none() && recv.buf.len() < STREAM_BUFFER {
+            // Read straight into the stream's buffer (no staging copy).
             let room = (STREAM_BUFFER - recv.buf.len()).min(self.tmp.len());
-            match core.read(now, id, &mut self.tmp[..room]) {
+            let old = recv.buf.len();
+            recv.buf.resize(old + room, 0);
+            let r = core.read(now, id, &mut recv.buf[old..]);
+            let got = match r {
+                Ok((n, _)) => n,
+                Err(_) => 0,
+            };
+            recv.buf.truncate(old + got);
+            match r {
                 Ok((n, fin)) => {
-                    recv.buf.extend_from_slice(&self.tmp[..n]);
                     recv.fin = fin;
                     changed = true;
                     if n == 0 && !fin {
@@ -367,13 +374,14 @@ impl Driver {
     /// Drains the core's output: sends datagrams, applies events. Returns the next deadline.
     async fn drain(&mut self) -> Option<stt_proto::Instant> {
         loop {
-            match self.core.poll_output(&mut self.out) {
+            // The core writes each datagram straight into the UDP send train.
+            match self.core.poll_output(self.udp.tail()) {
                 Output::Transmit(t) => match t.dst {
-                    PathAddr::Udp(dst) => self.udp.send(dst, &self.out[..t.len]).await,
+                    PathAddr::Udp(dst) => self.udp.commit(dst, t.len).await,
                     PathAddr::Tunnel(id) => {
                         // A full connection queue drops the datagram; loss recovery resends.
                         if let Some(tx) = self.tunnels.get(&id) {
-                            let _ = tx.try_send(Bytes::copy_from_slice(&self.out[..t.len]));
+                            let _ = tx.try_send(Bytes::copy_from_slice(&self.udp.tail()[..t.len]));
                         }
                     }
                 },

@@ -72,6 +72,7 @@ impl Node {
     pub fn with_socket(socket: UdpSocket, config: Config, identity: Identity) -> Result<Node, BindError> {
         let clock = Clock::new();
         let rng = ChaCha20Rng::from_os_rng();
+        let max_payload = config.udp_payload_limit();
         let core =
             stt_proto::Node::new(config, identity, rng, clock.now(), Some(Clock::unix())).map_err(BindError::Config)?;
         let local_addr = socket.local_addr().map_err(BindError::Io)?;
@@ -82,7 +83,7 @@ impl Node {
         let (tunnel_tx, tunnel_rx) = mpsc::channel(4096);
         let driver = Driver {
             core,
-            udp: crate::udp::Udp::new(socket).map_err(BindError::Io)?,
+            udp: crate::udp::Udp::new(socket, max_payload).map_err(BindError::Io)?,
             clock,
             cmds: cmd_rx,
             tunnel_rx,
@@ -93,7 +94,6 @@ impl Node {
             connects: Default::default(),
             dirty: Default::default(),
             shutdown: None,
-            out: vec![0; 65_536],
             tmp: vec![0; 65_536],
         };
         tokio::spawn(driver.run());

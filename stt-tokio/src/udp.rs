@@ -21,24 +21,34 @@ pub(crate) struct Udp {
     max_segments: usize,
     recv_bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
-    /// Datagrams waiting to leave as one GSO train.
+    /// Datagrams waiting to leave as one GSO train: `batch[..used]`. The buffer keeps its
+    /// full size; the core writes the next datagram straight into `batch[used..]`.
     batch: Vec<u8>,
+    used: usize,
+    /// Largest datagram the core writes.
+    max_payload: usize,
+    /// Holds one datagram while the train before it is sent.
+    spare: Vec<u8>,
     batch_dst: Option<SocketAddr>,
     batch_seg: usize,
     batch_count: usize,
 }
 
 impl Udp {
-    pub(crate) fn new(socket: UdpSocket) -> io::Result<Self> {
+    pub(crate) fn new(socket: UdpSocket, max_payload: usize) -> io::Result<Self> {
         let state = UdpSocketState::new((&socket).into())?;
         let max_segments = state.max_gso_segments().clamp(1, 16);
+        // A train of max_segments datagrams plus room for the one being written.
         Ok(Self {
             socket,
             state,
             max_segments,
             recv_bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(),
             metas: vec![RecvMeta::default(); RECV_BATCH],
-            batch: Vec::with_capacity(16 * 1500),
+            batch: vec![0u8; (max_segments + 1) * max_payload],
+            used: 0,
+            max_payload,
+            spare: Vec::with_capacity(max_payload),
             batch_dst: None,
             batch_seg: 0,
             batch_count: 0,
@@ -70,22 +80,35 @@ impl Udp {
         Ok(delivered)
     }
 
-    /// Queues a datagram; consecutive equal-size datagrams to one destination leave as a
-    /// single GSO send.
-    pub(crate) async fn send(&mut self, dst: SocketAddr, data: &[u8]) {
+    /// Where the core writes the next datagram (`max_payload` bytes), in place in the train.
+    pub(crate) fn tail(&mut self) -> &mut [u8] {
+        let (start, end) = (self.used, self.used + self.max_payload);
+        &mut self.batch[start..end]
+    }
+
+    /// Commits the `len` bytes just written into [`tail`](Self::tail) as a datagram to
+    /// `dst`: consecutive equal-size datagrams to one destination leave as one GSO send.
+    pub(crate) async fn commit(&mut self, dst: SocketAddr, len: usize) {
+        let start = self.used;
         let joins = self.batch_dst == Some(dst)
-            && data.len() <= self.batch_seg
+            && len <= self.batch_seg
             && self.batch_count < self.max_segments
-            && self.batch.len() % self.batch_seg.max(1) == 0;
+            && start % self.batch_seg.max(1) == 0;
         if !joins {
-            self.flush().await;
+            if self.batch_count > 0 {
+                // Send the train before it; keep this datagram (a copy only at train ends).
+                self.spare.clear();
+                self.spare.extend_from_slice(&self.batch[start..start + len]);
+                self.flush().await;
+                self.batch[..len].copy_from_slice(&self.spare);
+            }
             self.batch_dst = Some(dst);
-            self.batch_seg = data.len();
+            self.batch_seg = len;
         }
-        self.batch.extend_from_slice(data);
+        self.used += len;
         self.batch_count += 1;
         // A shorter datagram ends a train.
-        if data.len() < self.batch_seg || self.max_segments == 1 {
+        if len < self.batch_seg || self.max_segments == 1 || self.batch_count == self.max_segments {
             self.flush().await;
         }
     }
@@ -94,29 +117,30 @@ impl Udp {
     pub(crate) async fn flush(&mut self) {
         let Some(dst) = self.batch_dst.take() else { return };
         let seg = (self.batch_count > 1).then_some(self.batch_seg);
-        if let Err(e) = self.send_now(dst, seg).await {
+        if let Err(e) = self.send_now(dst, 0, self.used, seg).await {
             if seg.is_some() {
                 // GSO refused: fall back to single datagrams from now on.
                 tracing::debug!(error = %e, "segmentation offload failed; sending datagrams one by one");
                 self.max_segments = 1;
-                let chunks: Vec<Vec<u8>> = self.batch.chunks(self.batch_seg).map(<[u8]>::to_vec).collect();
-                for c in chunks {
-                    self.batch.clear();
-                    self.batch.extend_from_slice(&c);
-                    if let Err(e) = self.send_now(dst, None).await {
+                let step = self.batch_seg.max(1);
+                let mut off = 0;
+                while off < self.used {
+                    let end = (off + step).min(self.used);
+                    if let Err(e) = self.send_now(dst, off, end, None).await {
                         tracing::debug!(error = %e, "send failed");
                     }
+                    off = end;
                 }
             } else {
                 tracing::debug!(error = %e, "send failed");
             }
         }
-        self.batch.clear();
+        self.used = 0;
         self.batch_count = 0;
     }
 
-    async fn send_now(&self, dst: SocketAddr, segment_size: Option<usize>) -> io::Result<()> {
-        let t = Transmit { destination: dst, ecn: None, contents: &self.batch, segment_size, src_ip: None };
+    async fn send_now(&self, dst: SocketAddr, from: usize, to: usize, segment_size: Option<usize>) -> io::Result<()> {
+        let t = Transmit { destination: dst, ecn: None, contents: &self.batch[from..to], segment_size, src_ip: None };
         loop {
             match self.socket.try_io(Interest::WRITABLE, || self.state.try_send((&self.socket).into(), &t)) {
                 Ok(()) => return Ok(()),
