@@ -324,7 +324,7 @@ impl Peer {
             Some(p) => p,
             None => self.next_pn,
         };
-        self.next_pn = self.next_pn.max(pn + 1);
+        self.next_pn = self.next_pn.max(pn.saturating_add(1));
         let phase = it.num("kp")?.map_or(self.tx_phase, |k| k as u8 & 1);
         let sealing_keys = match (phase == self.tx_phase, &self.tx_prev) {
             (true, _) => keys,

@@ -206,7 +206,7 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Item>, String> {
                     lo = hi.checked_sub(len).ok_or_else(bad)?;
                     ranges.push(format!("{lo}-{hi}"));
                 }
-                Item::new("ACK").with("largest", largest).with("delay", delay * 8).with("ranges", ranges.join(","))
+                Item::new("ACK").with("largest", largest).with("delay", delay.saturating_mul(8)).with("ranges", ranges.join(","))
             }
             ty::FINAL => Item::new("FINAL"),
             ty::KEEP_ALIVE => Item::new("KEEP_ALIVE"),
@@ -315,8 +315,9 @@ pub fn encode_frames(items: &[Item]) -> Result<Vec<u8>, String> {
                 put_varint(&mut out, hi0.checked_sub(lo0).ok_or("ACK range lo > hi")?);
                 let mut smallest = lo0;
                 for (lo, hi) in &ranges[1..] {
-                    put_varint(&mut out, smallest.checked_sub(*hi + 2).ok_or("ACK ranges must descend with gaps")?);
-                    put_varint(&mut out, hi - lo);
+                    let gap = hi.checked_add(2).and_then(|h| smallest.checked_sub(h));
+                    put_varint(&mut out, gap.ok_or("ACK ranges must descend with gaps")?);
+                    put_varint(&mut out, hi.checked_sub(*lo).ok_or("ACK range lo > hi")?);
                     smallest = *lo;
                 }
             }
