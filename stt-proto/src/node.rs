@@ -975,6 +975,12 @@ impl SessionRef<'_> {
         self.streams().ok_or(ReadError::UnknownStream)?.stop_sending(stream, code.min(crate::wire::codec::VARINT_MAX))
     }
 
+    /// How many bytes [`read`](Self::read) would return now on `stream` (0 when none, or
+    /// for an unknown stream), so a driver can size its buffer.
+    pub fn readable(&mut self, stream: StreamId) -> usize {
+        self.streams().map_or(0, |s| usize::try_from(s.readable(stream)).unwrap_or(usize::MAX))
+    }
+
     /// Reads stream data into `buf`: `(bytes, fin)`; `fin` once the whole stream was read.
     ///
     /// # Errors

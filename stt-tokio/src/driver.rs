@@ -339,7 +339,8 @@ impl Driver {
         let mut changed = false;
         while !recv.fin && recv.reset.is_none() && recv.buf.len() < STREAM_BUFFER {
             // Read straight into the stream's buffer (no staging copy).
-            let room = (STREAM_BUFFER - recv.buf.len()).min(self.tmp.len());
+            // Only as much as the core holds, so the buffer is not zero-filled needlessly.
+            let room = (STREAM_BUFFER - recv.buf.len()).min(self.tmp.len()).min(core.readable(id));
             let old = recv.buf.len();
             recv.buf.resize(old + room, 0);
             let r = core.read(now, id, &mut recv.buf[old..]);

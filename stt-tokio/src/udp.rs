@@ -37,7 +37,8 @@ pub(crate) struct Udp {
 impl Udp {
     pub(crate) fn new(socket: UdpSocket, max_payload: usize) -> io::Result<Self> {
         let state = UdpSocketState::new((&socket).into())?;
-        let max_segments = state.max_gso_segments().clamp(1, 16);
+        // A GSO send carries at most 64 KiB in all.
+        let max_segments = state.max_gso_segments().clamp(1, 64).min((65_000 / max_payload.max(1)).max(1));
         // A train of max_segments datagrams plus room for the one being written.
         Ok(Self {
             socket,

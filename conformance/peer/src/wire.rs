@@ -206,7 +206,10 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Item>, String> {
                     lo = hi.checked_sub(len).ok_or_else(bad)?;
                     ranges.push(format!("{lo}-{hi}"));
                 }
-                Item::new("ACK").with("largest", largest).with("delay", delay.saturating_mul(8)).with("ranges", ranges.join(","))
+                Item::new("ACK")
+                    .with("largest", largest)
+                    .with("delay", delay.saturating_mul(8))
+                    .with("ranges", ranges.join(","))
             }
             ty::FINAL => Item::new("FINAL"),
             ty::KEEP_ALIVE => Item::new("KEEP_ALIVE"),

@@ -527,6 +527,11 @@ impl Streams {
     }
 
     /// Reads into `out`: `(bytes, fin)`. `fin` is true once everything was read.
+    /// Contiguous bytes `read` would return now (0 for unknown streams).
+    pub(crate) fn readable(&self, id: StreamId) -> u64 {
+        self.map.get(&id.0).and_then(|s| s.recv.as_ref()).map_or(0, |r| r.buf.readable())
+    }
+
     pub(crate) fn read(
         &mut self,
         now: Instant,

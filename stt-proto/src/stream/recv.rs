@@ -68,6 +68,13 @@ impl RecvBuf {
         }
         let skip = (start - offset) as usize;
         let needed = (end - self.read) as usize;
+        let at = (start - self.read) as usize;
+        if at == self.data.len() {
+            // In order, past everything held (the common case): append, no hole to fill.
+            self.data.extend(&data[skip..]);
+            self.received.insert(start..end);
+            return Ok(self.highest().saturating_sub(before));
+        }
         if self.data.len() < needed {
             self.data.resize(needed, 0);
         }
@@ -82,7 +89,6 @@ impl RecvBuf {
                 return Err(StreamViolation::ConflictingData);
             }
         }
-        let at = (start - self.read) as usize;
         copy_into_deque(&mut self.data, at, &data[skip..]);
         self.received.insert(start..end);
         Ok(self.highest().saturating_sub(before))
