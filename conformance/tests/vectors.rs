@@ -2,6 +2,7 @@
 
 use stt_conformance_peer::item::hex;
 use stt_conformance_peer::vectors::HelloVector;
+use stt_proto::crypto::AeadAlg;
 use stt_proto::{
     Config, Entropy, EntropyPurpose, Identity, Instant, Node, NodeSeed, Output, PathAddr, SharedSeed, UnixTime,
 };

@@ -248,6 +248,8 @@ impl<S: DatagramSocket> Driver<S> {
                 Output::Wait(_) => break,
             }
         }
+        // Everything is sent: compute the next handshake's ephemeral key off its critical path.
+        self.node.precompute();
         if self.writable_requested {
             self.writable_requested = false;
             registry.reregister(&mut self.socket, self.token, Interest::READABLE)?;

@@ -37,7 +37,7 @@ fn prologue(hello_header: &[u8]) -> [u8; 5 + HELLO_HEADER_LEN] {
 pub(crate) fn write_hello(
     static_key: &StaticKey,
     group: &GroupKeys,
-    ephemeral: [u8; 32],
+    ephemeral: impl Into<noise::Ephemeral>,
     sender: WireSessionId,
     payload: &HelloPayload,
     cookie: Option<&[u8; 16]>,
@@ -45,7 +45,8 @@ pub(crate) fn write_hello(
 ) -> Option<(HandshakeState, Vec<u8>)> {
     let mut out = vec![0u8; HELLO_LEN];
     Header::Hello { version: VERSION, sender }.encode(&mut Writer::new(&mut out))?;
-    let mut noise = noise::build(NoiseRole::Initiator, static_key, &group.psk, ephemeral, &prologue(&out), counter)?;
+    let mut noise =
+        noise::build(NoiseRole::Initiator, static_key, &group.psk, ephemeral.into(), &prologue(&out), counter)?;
     let mut plain = [0u8; HELLO_LEN - HELLO_HEADER_LEN - MSG1_OVERHEAD - HELLO_MAC_LEN];
     payload.encode(&mut Writer::new(&mut plain))?;
     let mac_at = HELLO_LEN - HELLO_MAC_LEN;
@@ -69,14 +70,15 @@ pub(crate) fn hello_tag(hello: &[u8]) -> Option<[u8; 16]> {
 pub(crate) fn read_hello(
     static_key: &StaticKey,
     group: &GroupKeys,
-    ephemeral: [u8; 32],
+    ephemeral: impl Into<noise::Ephemeral>,
     hello: &[u8],
     counter: &DhCounter,
 ) -> Option<(HandshakeState, HelloPayload)> {
     if !(HELLO_LEN..=HELLO_MAX_LEN).contains(&hello.len()) {
         return None;
     }
-    let mut noise = noise::build(NoiseRole::Responder, static_key, &group.psk, ephemeral, &prologue(hello), counter)?;
+    let mut noise =
+        noise::build(NoiseRole::Responder, static_key, &group.psk, ephemeral.into(), &prologue(hello), counter)?;
     let msg = &hello[HELLO_HEADER_LEN..hello.len() - HELLO_MAC_LEN];
     let mut plain = [0u8; HELLO_MAX_LEN];
     let n = noise.read_message(msg, &mut plain).ok()?;

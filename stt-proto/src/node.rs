@@ -10,7 +10,7 @@ use crate::addr::PathAddr;
 use crate::config::{Config, ConfigError};
 use crate::cookie::{open_cookie, CookieJar, TokenBucket, COOKIE_PACKET_LEN};
 use crate::crypto::kdf;
-use crate::crypto::noise::DhCounter;
+use crate::crypto::noise::{DhCounter, Ephemeral};
 use crate::crypto::AeadAlg;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::ephemeral_cache::{EphemeralCache, Seen, SeenHello};
@@ -71,6 +71,16 @@ pub struct Node<E: Entropy> {
     /// Events queued before the current session call; `Established` goes there so it
     /// precedes events of the same packet.
     event_mark: usize,
+    /// The next handshake's ephemeral key pair, computed by [`Node::precompute`].
+    spare_ephemeral: Option<Ephemeral>,
+}
+
+impl<E: Entropy> Drop for Node<E> {
+    fn drop(&mut self) {
+        if let Some(e) = self.spare_ephemeral.as_mut() {
+            e.zeroize();
+        }
+    }
 }
 
 impl<E: Entropy> Node<E> {
@@ -119,6 +129,7 @@ impl<E: Entropy> Node<E> {
             round_robin: 0,
             shut_down: false,
             event_mark: 0,
+            spare_ephemeral: None,
         })
     }
 
@@ -179,6 +190,21 @@ impl<E: Entropy> Node<E> {
     }
 
     // ----- commands -----
+
+    /// Does work that would otherwise delay the next handshake: computes the ephemeral key
+    /// pair the next HELLO or CHALLENGE will use (one X25519 operation, drawn from the
+    /// injected entropy as `EphemeralKey`). Call it when idle, after the output was sent;
+    /// returns whether it did anything. Optional: without it, handshakes compute their
+    /// ephemeral on the critical path.
+    pub fn precompute(&mut self) -> bool {
+        if self.spare_ephemeral.is_some() || self.shut_down {
+            return false;
+        }
+        let private = self.draw32(EntropyPurpose::EphemeralKey);
+        self.spare_ephemeral = Some(Ephemeral::precomputed(private));
+        self.stats.x25519_ops += 1;
+        true
+    }
 
     /// Resynchronizes wall time (after suspend, or once an RTC or NTP answers).
     pub fn sync_unix_time(&mut self, now: Instant, unix: UnixTime) {
@@ -415,7 +441,7 @@ impl<E: Entropy> Node<E> {
             return Err(DropReason::NoCommonAead);
         };
         let (id, local_sid) = self.reserve().ok_or(DropReason::NotAccepting)?;
-        let ephemeral = self.draw32(EntropyPurpose::EphemeralKey);
+        let ephemeral = self.take_ephemeral();
         let counter = DhCounter::default();
         let Some((mut noise, _)) =
             handshake::read_hello(&self.static_key, &self.groups[group], ephemeral, data, &counter)
@@ -634,6 +660,15 @@ impl<E: Entropy> Node<E> {
         }
     }
 
+    /// The precomputed ephemeral if there is one, else fresh bytes (the public half is then
+    /// computed during the handshake).
+    fn take_ephemeral(&mut self) -> Ephemeral {
+        match self.spare_ephemeral.take() {
+            Some(e) => e,
+            None => Ephemeral::from(self.draw32(EntropyPurpose::EphemeralKey)),
+        }
+    }
+
     fn draw32(&mut self, purpose: EntropyPurpose) -> [u8; 32] {
         let mut b = [0u8; 32];
         self.entropy.fill(purpose, &mut b);
@@ -646,7 +681,7 @@ impl<E: Entropy> Node<E> {
         cookie: Option<&[u8; 16]>,
         counter: &DhCounter,
     ) -> Option<(snow::HandshakeState, Vec<u8>)> {
-        let ephemeral = self.draw32(EntropyPurpose::EphemeralKey);
+        let ephemeral = self.take_ephemeral();
         let timestamp_ms = self.wall.map_or(0, |w| w.unix_at(self.now).as_millis());
         let mut offer = [None; 2];
         for (o, a) in offer.iter_mut().zip(&self.config.aeads) {

@@ -157,8 +157,9 @@ impl Driver {
             if self.core.next_deadline().is_some_and(|d| d <= now) {
                 let _ = self.core.handle_input(Input::Timeout { now });
             }
-            // 5. Output.
+            // 5. Output; then, with everything sent, the next handshake's ephemeral key.
             let deadline = self.drain().await;
+            self.core.precompute();
             if (self.shutdown.is_some() || !cmds_open) && self.core.session_ids().next().is_none() {
                 break;
             }

@@ -39,6 +39,33 @@ impl DhCounter {
     }
 }
 
+/// An ephemeral private key from the node's entropy, with its public half when it was
+/// precomputed off the handshake's critical path ([`Node::precompute`](crate::Node::precompute)).
+#[derive(Clone, Copy)]
+pub(crate) struct Ephemeral {
+    pub(crate) private: [u8; 32],
+    pub(crate) public: Option<[u8; 32]>,
+}
+
+impl From<[u8; 32]> for Ephemeral {
+    fn from(private: [u8; 32]) -> Self {
+        Self { private, public: None }
+    }
+}
+
+impl Ephemeral {
+    /// Draws and computes a key pair now (one X25519 base-point multiplication).
+    pub(crate) fn precomputed(private: [u8; 32]) -> Self {
+        let secret = x25519_dalek::StaticSecret::from(private);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        Self { private, public: Some(public) }
+    }
+
+    pub(crate) fn zeroize(&mut self) {
+        self.private.zeroize();
+    }
+}
+
 /// Which side of the Noise handshake to build.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum NoiseRole {
@@ -52,7 +79,7 @@ pub(crate) fn build(
     role: NoiseRole,
     static_key: &StaticKey,
     psk: &[u8; 32],
-    ephemeral: [u8; 32],
+    ephemeral: Ephemeral,
     prologue: &[u8],
     counter: &DhCounter,
 ) -> Option<HandshakeState> {
@@ -87,7 +114,8 @@ pub(crate) fn build_rekey(
     counter: &DhCounter,
 ) -> Option<HandshakeState> {
     let params: NoiseParams = REKEY_PARAMS.parse().ok()?;
-    let resolver = Resolver { statics: ([0; 32], [0; 32]), ephemeral: Some(ephemeral), counter: counter.clone() };
+    let resolver =
+        Resolver { statics: ([0; 32], [0; 32]), ephemeral: Some(Ephemeral::from(ephemeral)), counter: counter.clone() };
     let builder = snow::Builder::with_resolver(params, Box::new(resolver)).psk(0, psk).ok()?.prologue(prologue).ok()?;
     match role {
         NoiseRole::Initiator => builder.build_initiator().ok(),
@@ -97,7 +125,7 @@ pub(crate) fn build_rekey(
 
 struct Resolver {
     statics: ([u8; 32], [u8; 32]),
-    ephemeral: Option<[u8; 32]>,
+    ephemeral: Option<Ephemeral>,
     counter: DhCounter,
 }
 
@@ -112,13 +140,14 @@ impl Drop for Resolver {
 
 impl CryptoResolver for Resolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
-        Some(Box::new(PinnedBytes { bytes: self.ephemeral.unwrap_or([0; 32]), used: false }))
+        Some(Box::new(PinnedBytes { bytes: self.ephemeral.map_or([0; 32], |e| e.private), used: false }))
     }
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
             DHChoice::Curve25519 => Some(Box::new(CountingX25519 {
                 statics: self.statics,
+                precomputed: self.ephemeral.and_then(|e| e.public.map(|p| (e.private, p))),
                 private: [0; 32],
                 public: [0; 32],
                 counter: self.counter.clone(),
@@ -163,6 +192,8 @@ impl Random for PinnedBytes {
 /// X25519 from `x25519-dalek`, counting every scalar multiplication.
 struct CountingX25519 {
     statics: ([u8; 32], [u8; 32]),
+    /// A precomputed ephemeral key pair: `generate` with its private half costs no DH.
+    precomputed: Option<([u8; 32], [u8; 32])>,
     private: [u8; 32],
     public: [u8; 32],
     counter: DhCounter,
@@ -172,6 +203,9 @@ impl Drop for CountingX25519 {
     fn drop(&mut self) {
         self.statics.0.zeroize();
         self.private.zeroize();
+        if let Some((p, _)) = self.precomputed.as_mut() {
+            p.zeroize();
+        }
     }
 }
 
@@ -215,7 +249,10 @@ impl Dh for CountingX25519 {
         rng.try_fill_bytes(&mut k)?;
         self.private = k;
         k.zeroize();
-        self.derive_public();
+        match self.precomputed.take() {
+            Some((p, public)) if p == self.private => self.public = public,
+            _ => self.derive_public(),
+        }
         Ok(())
     }
 
