@@ -143,7 +143,14 @@ where
 
 async fn stt_server() {
     let shared = SharedSeed::from_hex(SEED_HEX).expect("seed");
-    let config = Config::default().max_udp_payload(1452).max_sessions(4096).max_half_open(4096);
+    // The handshake rate limit (default 1000/s, then COOKIEs) is a DoS knob quinn has no
+    // counterpart of (it sends no Retry by default); lift it so both measure handshake cost.
+    let config = Config::default()
+        .max_udp_payload(1452)
+        .max_sessions(4096)
+        .max_half_open(4096)
+        .handshake_rate(1_000_000)
+        .handshake_burst(100_000);
     let node = Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared))
         .await
         .expect("bind");
