@@ -206,15 +206,7 @@ impl Run<'_> {
                     Ok(i) => i,
                     Err(e) => Item::new("").with("error", e),
                 };
-                let mut text = String::new();
-                for (k, v) in &got.fields {
-                    text.push(' ');
-                    text.push_str(k);
-                    if !v.is_empty() {
-                        text.push('=');
-                        text.push_str(v);
-                    }
-                }
+                let text = crate::shim::fields_text(&got);
                 self.transcript.push(format!("{} app {} ->{text}", abs(at), render_spec(call)));
                 self.matched = self.transcript.last().cloned();
                 if let Some(w) = want {

@@ -12,7 +12,8 @@ use stt_conformance_peer::Item;
 use crate::iut::{Iut, NodeSpec, Out};
 use crate::trace::tokenize;
 
-fn fields_text(it: &Item) -> String {
+/// ` key=value key …` (a leading space per field; bare keys for empty values).
+pub(crate) fn fields_text(it: &Item) -> String {
     let mut s = String::new();
     for (k, v) in &it.fields {
         s.push(' ');

@@ -423,29 +423,53 @@ impl Peer {
         Decoded { packet, frames: None }
     }
 
-    fn read_challenge(&mut self, d: &[u8]) -> Decoded {
+    /// Reads the header and the Noise message of a CHALLENGE or AUTH_PROOF: the packet item,
+    /// the sender sid, the Noise state and the payload; or the rendering of a failure.
+    fn read_hs_message(&mut self, name: &str, d: &[u8]) -> Result<(Item, [u8; 8], HandshakeState, Vec<u8>), Decoded> {
         if d.len() < HS_HEADER {
-            return Self::undecodable("CHALLENGE", d.len(), "short");
+            return Err(Self::undecodable(name, d.len(), "short"));
         }
         let sid: [u8; 8] = d[2..10].try_into().expect("checked");
         let rsid: [u8; 8] = d[10..18].try_into().expect("checked");
-        let mut packet = Item::new("CHALLENGE")
+        let packet = Item::new(name)
             .with("v", d[1])
             .with("sid", sid_field(&sid))
             .with("rsid", sid_field(&rsid))
             .with("len", d.len());
         let Some(mut hs) = self.hs.take() else {
-            return Decoded { packet: packet.with("error", "unexpected"), frames: None };
+            return Err(Decoded { packet: packet.with("error", "unexpected"), frames: None });
         };
         let mut plain = vec![0u8; d.len()];
-        let n = match hs.read_message(&d[HS_HEADER..], &mut plain) {
-            Ok(n) => n,
+        match hs.read_message(&d[HS_HEADER..], &mut plain) {
+            Ok(n) => {
+                plain.truncate(n);
+                Ok((packet, sid, hs, plain))
+            }
             Err(_) => {
                 self.hs = Some(hs);
-                return Decoded { packet: packet.with("error", "noise_read_failed"), frames: None };
+                Err(Decoded { packet: packet.with("error", "noise_read_failed"), frames: None })
             }
+        }
+    }
+
+    /// Adds the proven identity of the remote static key.
+    fn note_identity(&mut self, hs: &HandshakeState, packet: Item) -> Item {
+        match hs.get_remote_static() {
+            Some(s) => {
+                let id = crate::keys::node_id(s);
+                self.remote_id = Some(id);
+                packet.with("id", hex(&id))
+            }
+            None => packet,
+        }
+    }
+
+    fn read_challenge(&mut self, d: &[u8]) -> Decoded {
+        let (mut packet, sid, hs, plain) = match self.read_hs_message("CHALLENGE", d) {
+            Ok(r) => r,
+            Err(d) => return d,
         };
-        let mut r = Reader::new(&plain[..n]);
+        let mut r = Reader::new(&plain);
         let (Some(echo), Some(aead)) = (r.take(8), r.u8()) else {
             return Decoded { packet: packet.with("error", "payload"), frames: None };
         };
@@ -457,10 +481,7 @@ impl Peer {
         if let Err(e) = decode_params(r.rest(), &mut packet) {
             packet = packet.with("error", e.replace(' ', "_"));
         }
-        if let Some(s) = hs.get_remote_static() {
-            self.remote_id = Some(crate::keys::node_id(s));
-            packet = packet.with("id", hex(&crate::keys::node_id(s)));
-        }
+        let packet = self.note_identity(&hs, packet);
         self.aead = aead;
         self.remote_sid = Some(sid);
         self.hs = Some(hs);
@@ -468,34 +489,14 @@ impl Peer {
     }
 
     fn read_auth_proof(&mut self, d: &[u8]) -> Decoded {
-        if d.len() < HS_HEADER {
-            return Self::undecodable("AUTH_PROOF", d.len(), "short");
-        }
-        let sid: [u8; 8] = d[2..10].try_into().expect("checked");
-        let rsid: [u8; 8] = d[10..18].try_into().expect("checked");
-        let mut packet = Item::new("AUTH_PROOF")
-            .with("v", d[1])
-            .with("sid", sid_field(&sid))
-            .with("rsid", sid_field(&rsid))
-            .with("len", d.len());
-        let Some(mut hs) = self.hs.take() else {
-            return Decoded { packet: packet.with("error", "unexpected"), frames: None };
+        let (mut packet, _, mut hs, plain) = match self.read_hs_message("AUTH_PROOF", d) {
+            Ok(r) => r,
+            Err(d) => return d,
         };
-        let mut plain = vec![0u8; d.len()];
-        let n = match hs.read_message(&d[HS_HEADER..], &mut plain) {
-            Ok(n) => n,
-            Err(_) => {
-                self.hs = Some(hs);
-                return Decoded { packet: packet.with("error", "noise_read_failed"), frames: None };
-            }
-        };
-        if let Err(e) = decode_params(&plain[..n], &mut packet) {
+        if let Err(e) = decode_params(&plain, &mut packet) {
             packet = packet.with("error", e.replace(' ', "_"));
         }
-        if let Some(s) = hs.get_remote_static() {
-            self.remote_id = Some(crate::keys::node_id(s));
-            packet = packet.with("id", hex(&crate::keys::node_id(s)));
-        }
+        let packet = self.note_identity(&hs, packet);
         let (c1, c2) = hs.dangerously_get_raw_split();
         self.install(c2, c1);
         Decoded { packet, frames: None }
