@@ -100,11 +100,21 @@ fn abs(t: u64) -> String {
 }
 
 impl Run<'_> {
+    /// `peer.sid`, and `peer.export` (32 bytes exported with label "conformance", no
+    /// context, by the peer's own §5.6 derivation) once the handshake finished.
+    fn refresh_peer_vars(&mut self) {
+        self.vars.insert("peer.sid".into(), hex(&self.peer.sid()));
+        if let Some(e) = self.peer.export(b"conformance", b"", 32) {
+            self.vars.insert("peer.export".into(), format!("hex:{}", hex(&e)));
+        }
+    }
+
     fn collect(&mut self, at: u64) -> Result<(), String> {
         for o in self.iut.drain(0)? {
             match o {
                 Out::Send { to, data } => {
                     let decoded = self.peer.read(&data);
+                    self.refresh_peer_vars();
                     let spec = decoded_spec(&decoded, (to != PEER_ADDR).then_some(to.as_str()));
                     let text = format!("{} expect send {}", abs(at), render_spec(&spec));
                     self.transcript.push(text.clone());
@@ -180,7 +190,7 @@ impl Run<'_> {
             let b = idx.and_then(|k| data.get_mut(k)).ok_or("flip index outside the datagram")?;
             *b ^= 0x01;
         }
-        self.vars.insert("peer.sid".into(), hex(&self.peer.sid()));
+        self.refresh_peer_vars();
         if let Some(name) = item.get("save") {
             self.vars.insert(format!("${name}"), format!("hex:{}", hex(&data)));
         }

@@ -105,6 +105,11 @@ fn mutated_traces_fail() {
         ("HS-03", "drops.auth_failed == 1", "drops.auth_failed == 0"),
         ("SF-04", "data=\"hello world\"", "data=\"hello_world\""),
         ("LP-02", "sim.complete == 1", "sim.complete == 0"),
+        (
+            "RL-10",
+            "label=\"conformance\" len=32 -> data=peer.export",
+            "label=\"conformancf\" len=32 -> data=peer.export",
+        ),
     ];
     for (id, from, to) in mutations {
         let original = run_case(&case(id), &mut ProtoIut::default());

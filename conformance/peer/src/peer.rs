@@ -65,6 +65,8 @@ pub struct Peer {
     remote_id: Option<[u8; 32]>,
     cookie: Option<[u8; 16]>,
     seen: HashMap<Vec<u8>, Decoded>,
+    /// `exporter_secret` of §5.6, once the handshake finished.
+    exporter: Option<[u8; 32]>,
 }
 
 fn sid_field(s: &[u8; 8]) -> String {
@@ -99,6 +101,7 @@ impl Peer {
             remote_id: None,
             cookie: None,
             seen: HashMap::new(),
+            exporter: None,
         }
     }
 
@@ -115,6 +118,16 @@ impl Peer {
     /// The implementation's node id, once the handshake revealed it.
     pub fn remote_id(&self) -> Option<[u8; 32]> {
         self.remote_id
+    }
+
+    /// Keying material exported from the session (§5.6), once the handshake finished.
+    pub fn export(&self, label: &[u8], context: &[u8], len: usize) -> Option<Vec<u8>> {
+        let secret = self.exporter?;
+        let label_len = u8::try_from(label.len()).ok()?;
+        let info = [b"stt/1 export ".as_slice(), &[label_len], label, context].concat();
+        let mut out = vec![0u8; len];
+        hkdf::Hkdf::<sha2::Sha256>::from_prk(&secret).ok()?.expand(&info, &mut out).ok()?;
+        Some(out)
     }
 
     /// Whether record keys are installed.
@@ -249,6 +262,7 @@ impl Peer {
         let n = hs.write_message(&params, &mut out[HS_HEADER..]).map_err(|e| e.to_string())?;
         out.truncate(HS_HEADER + n);
         let (c1, c2) = hs.dangerously_get_raw_split();
+        self.exporter = Some(exporter_secret(hs.get_handshake_hash(), &c1, &c2));
         self.install(c1, c2);
         self.last_auth = Some(out.clone());
         Ok(out)
@@ -498,6 +512,7 @@ impl Peer {
         }
         let packet = self.note_identity(&hs, packet);
         let (c1, c2) = hs.dangerously_get_raw_split();
+        self.exporter = Some(exporter_secret(hs.get_handshake_hash(), &c1, &c2));
         self.install(c2, c1);
         Decoded { packet, frames: None }
     }
@@ -575,6 +590,15 @@ impl Peer {
             Err(e) => Decoded { packet: packet.with("error", e.replace(' ', "_")), frames: None },
         }
     }
+}
+
+/// `exporter_secret = HKDF(salt = handshake_hash, ikm = c1 ‖ c2, info = "stt/1 exporter", L = 32)`.
+fn exporter_secret(handshake_hash: &[u8], c1: &[u8; 32], c2: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(handshake_hash), &[c1.as_slice(), c2].concat())
+        .expand(b"stt/1 exporter", &mut out)
+        .expect("32 bytes is a valid HKDF length");
+    out
 }
 
 /// What goes into a HELLO (§4.2).
