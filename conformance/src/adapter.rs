@@ -94,6 +94,7 @@ fn configure(mut c: Config, items: &[(String, String)]) -> Result<Config, String
             "key_update_packets" => c.key_update_packets(num(v)?),
             "rehandshake_interval_ms" => c.rehandshake_interval(off(v)?),
             "integrity_limit" => c.integrity_limit(num(v)?),
+            "app_frame_queue" => c.app_frame_queue(num(v)? as usize),
             "max_udp_payload" => c.max_udp_payload(num(v)? as usize),
             "max_datagram_frame" => c.max_datagram_frame(num(v)? as usize),
             "initial_max_stream_data" => c.stream_window(num(v)?),

@@ -176,7 +176,7 @@ impl<E: Entropy> Node<E> {
             config: &self.config,
             events: &mut self.events,
             entropy: &mut self.entropy,
-            now: self.now,
+            now: &mut self.now,
         })
     }
 
@@ -844,10 +844,20 @@ pub struct SessionRef<'a> {
     config: &'a Config,
     events: &'a mut VecDeque<Event>,
     entropy: &'a mut dyn Entropy,
-    now: Instant,
+    /// The node's clock: commands move it forward, so what they queue is stamped with
+    /// the time of the command, not of the last input.
+    now: &'a mut Instant,
 }
 
 impl SessionRef<'_> {
+    /// Moves the node's clock to `now` (never backwards) and returns the current time.
+    fn clock(&mut self, now: Instant) -> Instant {
+        if now > *self.now {
+            *self.now = now;
+        }
+        *self.now
+    }
+
     /// The session's id.
     pub fn id(&self) -> SessionId {
         self.session.id
@@ -917,7 +927,8 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`DatagramError`] naming the limit that refused it.
     pub fn send_datagram(&mut self, now: Instant, data: &[u8], drop_oldest: bool) -> Result<(), DatagramError> {
-        self.session.send_datagram(now.max(self.now), self.config, data, drop_oldest)
+        let now = self.clock(now);
+        self.session.send_datagram(now, self.config, data, drop_oldest)
     }
 
     // ----- streams -----
@@ -932,7 +943,7 @@ impl SessionRef<'_> {
     /// [`StreamError::Blocked`] at the peer's stream limit (wait for
     /// `Event::StreamsUnblocked`), or `NotEstablished`.
     pub fn open_stream(&mut self, now: Instant, uni: bool) -> Result<StreamId, StreamError> {
-        let now = now.max(self.now);
+        let now = self.clock(now);
         self.streams().ok_or(StreamError::NotEstablished)?.open(now, uni)
     }
 
@@ -969,7 +980,8 @@ impl SessionRef<'_> {
             return streams.write(stream, Bytes::new()).and(Err(WriteError::Blocked));
         }
         let written = streams.write(stream, Bytes::copy_from_slice(&data[..n]))?;
-        self.session.note_app_activity(now.max(self.now));
+        let now = self.clock(now);
+        self.session.note_app_activity(now);
         Ok(written)
     }
 
@@ -979,7 +991,8 @@ impl SessionRef<'_> {
     /// As [`write`](Self::write).
     pub fn write_bytes(&mut self, now: Instant, stream: StreamId, data: Bytes) -> Result<usize, WriteError> {
         let written = self.streams().ok_or(WriteError::NotEstablished)?.write(stream, data)?;
-        self.session.note_app_activity(now.max(self.now));
+        let now = self.clock(now);
+        self.session.note_app_activity(now);
         Ok(written)
     }
 
@@ -988,7 +1001,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`WriteError`] if the stream is unknown, already finished or stopped.
     pub fn finish(&mut self, now: Instant, stream: StreamId) -> Result<(), WriteError> {
-        let _ = now;
+        let _ = self.clock(now);
         self.streams().ok_or(WriteError::NotEstablished)?.finish(stream)
     }
 
@@ -997,7 +1010,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`WriteError`] if the stream is unknown or already finished and acknowledged.
     pub fn reset_stream(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), WriteError> {
-        let _ = now;
+        let _ = self.clock(now);
         self.streams().ok_or(WriteError::NotEstablished)?.reset(stream, code.min(crate::wire::codec::VARINT_MAX))
     }
 
@@ -1006,7 +1019,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`ReadError::UnknownStream`] without a receiving half.
     pub fn stop_sending(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), ReadError> {
-        let _ = now;
+        let _ = self.clock(now);
         self.streams().ok_or(ReadError::UnknownStream)?.stop_sending(stream, code.min(crate::wire::codec::VARINT_MAX))
     }
 
@@ -1021,7 +1034,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`ReadError::Blocked`] when nothing is available yet; `Reset(code)` after a peer reset.
     pub fn read(&mut self, now: Instant, stream: StreamId, buf: &mut [u8]) -> Result<(usize, bool), ReadError> {
-        let now = now.max(self.now);
+        let now = self.clock(now);
         let srtt = self.session.rtt().smoothed();
         let r = self.streams().ok_or(ReadError::UnknownStream)?.read(now, srtt, stream, buf);
         if matches!(r, Ok((n, _)) if n > 0) {
@@ -1036,14 +1049,15 @@ impl SessionRef<'_> {
     /// [`FrameError`]: a type the peer did not declare, an oversize body, a full buffer.
     pub fn send_app_frame(&mut self, now: Instant, ty: u8, body: &[u8]) -> Result<(), FrameError> {
         self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(ty, body)?;
-        self.session.note_app_activity(now.max(self.now));
+        let now = self.clock(now);
+        self.session.note_app_activity(now);
         Ok(())
     }
 
     /// Takes the oldest received application frame: `(type, body length)`, the body
     /// copied into `buf` (truncated to `buf.len()`).
     pub fn recv_app_frame(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u8, usize)> {
-        let now = now.max(self.now);
+        let now = self.clock(now);
         let srtt = self.session.rtt().smoothed();
         let events = &mut *self.events;
         self.session.transport.as_mut()?.streams.recv_app_frame(now, srtt, buf, events)
@@ -1065,13 +1079,9 @@ impl SessionRef<'_> {
 
     /// Closes the session with an application code. Emits `Closed` once.
     pub fn close(&mut self, now: Instant, code: u64) {
+        let now = self.clock(now);
         let mut ctx = Ctx { config: self.config, events: self.events, entropy: self.entropy };
-        self.session.close(
-            now.max(self.now),
-            &mut ctx,
-            CloseKind::Application,
-            code.min(crate::wire::codec::VARINT_MAX),
-        );
+        self.session.close(now, &mut ctx, CloseKind::Application, code.min(crate::wire::codec::VARINT_MAX));
     }
 }
 
