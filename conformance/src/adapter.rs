@@ -477,8 +477,3 @@ impl Iut for ProtoIut {
         Ok(Some(v as i64))
     }
 }
-
-/// Parses a byte string from a trace value (re-exported for the shim).
-pub fn value_bytes(v: &str) -> Option<Vec<u8>> {
-    parse_bytes(v)
-}

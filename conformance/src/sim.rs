@@ -37,7 +37,7 @@ struct Link {
 }
 
 fn secs(v: &str) -> Result<u64, String> {
-    crate::trace::parse_secs_pub(v).ok_or_else(|| format!("`{v}` is not seconds"))
+    crate::trace::parse_secs(v).ok_or_else(|| format!("`{v}` is not seconds"))
 }
 
 impl Link {

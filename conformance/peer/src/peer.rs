@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 
 use snow::HandshakeState;
 
-use crate::item::{hex, parse_num, unhex, Item};
+use crate::item::{hex, unhex, Item};
 use crate::keys::{hkdf_label, hmac16, open_cookie, DirectionKeys, NodeKeys, AEAD_AES, AEAD_CHACHA};
-use crate::wire::{decode_frames, decode_params, encode_frames, encode_params, put_varint, Reader};
+use crate::wire::{decode_frames, decode_params, encode_frames, encode_params, Reader};
 
 const NOISE: &str = "Noise_XXpsk0_25519_ChaChaPoly_SHA256";
 const HELLO_HEADER: usize = 10;
@@ -178,9 +178,6 @@ impl Peer {
             return self.last_hello.clone().ok_or_else(|| "resend before any HELLO".to_string());
         }
         let len = it.num("len")?.unwrap_or(HELLO_MIN as u64) as usize;
-        if len < HELLO_HEADER + 48 + 9 + MAC + 2 {
-            return Err(format!("HELLO len={len} is too small to build"));
-        }
         let version = it.num("v")?.unwrap_or(1) as u8;
         let ts = it.num("ts")?.unwrap_or(unix_ms);
         self.offered = match it.get("aeads") {
@@ -194,6 +191,16 @@ impl Peer {
         }
         let keys = self.builder_keys(it)?;
         let e = self.ephemeral();
+        let ephemeral_public = match it.get("eph") {
+            None => None,
+            // All zeros, or a point of order 8 on Curve25519.
+            Some("zero") => Some([0; 32]),
+            Some("order8") => unhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+                .and_then(|b| b.try_into().ok()),
+            Some(other) => {
+                Some(crate::item::parse_bytes(other).and_then(|b| b.try_into().ok()).ok_or("eph=zero|order8|hex:…")?)
+            }
+        };
         let hello = HelloInput {
             version,
             sid: self.local_sid,
@@ -201,27 +208,9 @@ impl Peer {
             offered: self.offered.clone(),
             len,
             pad_nonzero: it.get("pad") == Some("nonzero"),
+            ephemeral_public,
         };
         let (hs, mut out) = build_hello(&keys, &e, &hello)?;
-        if let Some(eph) = it.get("eph") {
-            let e_public: [u8; 32] = match eph {
-                "zero" => [0; 32],
-                // A point of order 8 on Curve25519.
-                "order8" => crate::item::unhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
-                    .and_then(|b| b.try_into().ok())
-                    .expect("constant"),
-                other => {
-                    crate::item::parse_bytes(other).and_then(|b| b.try_into().ok()).ok_or("eph=zero|order8|hex:…")?
-                }
-            };
-            let prologue = [b"STT/1".as_slice(), &out[..HELLO_HEADER]].concat();
-            let mut plain = vec![0u8; len - HELLO_HEADER - 48 - MAC];
-            plain[..8].copy_from_slice(&ts.to_be_bytes());
-            plain[8] = self.offered.len() as u8;
-            plain[9..9 + self.offered.len()].copy_from_slice(&self.offered);
-            let msg = crate::noise_msg1::message1(&keys.psk, &prologue, &e_public, &plain);
-            out[HELLO_HEADER..len - MAC].copy_from_slice(&msg);
-        }
         match it.get("mac").unwrap_or(if self.cookie.is_some() { "cookie" } else { "zero" }) {
             "zero" => {}
             "cookie" => {
@@ -616,6 +605,9 @@ pub struct HelloInput {
     pub len: usize,
     /// Make the padding non-zero (an invalid HELLO).
     pub pad_nonzero: bool,
+    /// Send this ephemeral public key instead of the real one (a low-order point, spec
+    /// [HS-12]); message 1 is then written by [`crate::noise_msg1`], as snow will not.
+    pub ephemeral_public: Option<[u8; 32]>,
 }
 
 /// Builds a HELLO with a zero MAC from fixed inputs: the initiator's Noise state and the bytes.
@@ -650,6 +642,11 @@ pub fn build_hello(keys: &NodeKeys, ephemeral: &[u8; 32], h: &HelloInput) -> Res
         }
     }
     hs.write_message(&plain, &mut out[HELLO_HEADER..len - MAC]).map_err(|e| e.to_string())?;
+    if let Some(e_public) = &h.ephemeral_public {
+        let prologue = [b"STT/1".as_slice(), &out[..HELLO_HEADER]].concat();
+        let msg = crate::noise_msg1::message1(&keys.psk, &prologue, e_public, &plain);
+        out[HELLO_HEADER..len - MAC].copy_from_slice(&msg);
+    }
     Ok((hs, out))
 }
 
@@ -696,26 +693,4 @@ fn read_addr(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
     };
     let port = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
     Some(Some(SocketAddr::new(ip, port)))
-}
-
-/// Encodes a varint-prefixed byte string (exposed for raw packet construction in traces).
-pub fn var_bytes(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_varint(&mut out, b.len() as u64);
-    out.extend_from_slice(b);
-    out
-}
-
-/// Whether `name` is a packet the peer builds.
-pub fn is_packet(name: &str) -> bool {
-    matches!(name, "HELLO" | "CHALLENGE" | "AUTH_PROOF" | "PROT" | "RAW")
-}
-
-/// Parses an AEAD name or id.
-pub fn aead_id(v: &str) -> Option<u8> {
-    match v {
-        "chacha" => Some(AEAD_CHACHA),
-        "aes" => Some(AEAD_AES),
-        _ => parse_num(v).map(|n| n as u8),
-    }
 }

@@ -42,6 +42,7 @@ impl HelloVector {
             offered: vec![0x01, 0x02],
             len: 1200,
             pad_nonzero: false,
+            ephemeral_public: None,
         };
         build_hello(&keys, &self.ephemeral, &input).expect("fixed inputs build").1
     }

@@ -1,6 +1,6 @@
 //! Byte-level codec of docs/protocol.md §2, §4.6 and §7.1, written from the text.
 
-use crate::item::{filler, parse_bytes, render_bytes, Item};
+use crate::item::{filler, render_bytes, Item};
 
 /// A bounds-checked reader.
 pub struct Reader<'a> {
@@ -392,11 +392,6 @@ pub fn encode_frames(items: &[Item]) -> Result<Vec<u8>, String> {
         }
     }
     Ok(out)
-}
-
-/// Parses `data=` of a frame item (kept for callers that need the bytes).
-pub fn frame_bytes(it: &Item) -> Option<Vec<u8>> {
-    it.get("data").and_then(parse_bytes)
 }
 
 #[cfg(test)]

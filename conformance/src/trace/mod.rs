@@ -3,12 +3,7 @@
 mod parse;
 mod render;
 
-pub use parse::{parse, tokenize, ParseError};
-
-/// Parses seconds with up to six decimals into µs.
-pub fn parse_secs_pub(s: &str) -> Option<u64> {
-    parse::parse_secs(s)
-}
+pub use parse::{parse, parse_secs, tokenize, ParseError};
 pub use render::{render_line, render_spec, render_time};
 
 /// A comparison in a pattern field.

@@ -73,7 +73,7 @@ pub fn tokenize(line: &str) -> Result<Vec<String>, String> {
 }
 
 /// Parses seconds with up to 6 decimals (`1`, `0.020`, `2.5`) into µs.
-pub(crate) fn parse_secs(s: &str) -> Option<u64> {
+pub fn parse_secs(s: &str) -> Option<u64> {
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 6 {
         return None;
