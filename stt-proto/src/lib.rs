@@ -86,6 +86,7 @@ mod record;
 pub mod recovery;
 mod rehandshake;
 mod replay;
+mod schedule;
 pub mod segment;
 mod session;
 mod stats;

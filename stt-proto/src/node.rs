@@ -19,6 +19,7 @@ use crate::event::{Event, Input, InputOutcome, Output, SessionId, Transmit};
 use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
+use crate::schedule::Schedule;
 use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, SessionState};
 use crate::stats::{NodeStats, SessionStats};
 use crate::stream::{FrameError, ReadError, StreamError, StreamId, WriteError};
@@ -40,6 +41,8 @@ struct Slot {
     generation: u32,
     /// Boxed so the slot table stays small and grows without copying sessions.
     session: Option<alloc::boxed::Box<Session>>,
+    /// The session is a responder's half-open handshake (counted in `Node::half_open`).
+    half_open: bool,
 }
 
 /// An STT node: the sans-IO state machine for one local transport.
@@ -66,7 +69,12 @@ pub struct Node<E: Entropy> {
     cookies_received: BTreeMap<u32, u8>,
     events: VecDeque<Event>,
     stats: NodeStats,
-    round_robin: usize,
+    /// Which sessions have output due and when each needs its next timeout.
+    schedule: Schedule,
+    /// Scratch list of sessions whose deadline passed (kept to avoid allocating per timeout).
+    due: Vec<u32>,
+    /// Responder sessions in the half-open (CHALLENGE sent) state.
+    half_open: usize,
     shut_down: bool,
     /// Events queued before the current session call; `Established` goes there so it
     /// precedes events of the same packet.
@@ -126,7 +134,9 @@ impl<E: Entropy> Node<E> {
             cookies_received: BTreeMap::new(),
             events: VecDeque::new(),
             stats,
-            round_robin: 0,
+            schedule: Schedule::default(),
+            due: Vec::new(),
+            half_open: 0,
             shut_down: false,
             event_mark: 0,
             spare_ephemeral: None,
@@ -177,16 +187,17 @@ impl<E: Entropy> Node<E> {
             events: &mut self.events,
             entropy: &mut self.entropy,
             now: &mut self.now,
+            schedule: &mut self.schedule,
         })
     }
 
     /// Earliest time the node needs [`Input::Timeout`]; "now" when output is pending.
-    /// Side-effect free.
+    /// Side-effect free, and O(1) in the number of sessions (spec [ND-1]).
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.events.is_empty() || !self.pending_cookies.is_empty() {
+        if !self.events.is_empty() || !self.pending_cookies.is_empty() || !self.schedule.ready.is_empty() {
             return Some(self.now);
         }
-        self.slots.iter().filter_map(|s| s.session.as_ref()).filter_map(|s| s.next_deadline(self.now)).min()
+        self.schedule.timers.earliest().map(|at| at.max(self.now))
     }
 
     // ----- commands -----
@@ -262,14 +273,23 @@ impl<E: Entropy> Node<E> {
             Input::Timeout { now } => {
                 self.advance(now);
                 self.event_mark = self.events.len();
-                for i in 0..self.slots.len() {
-                    if let Some(s) = self.slots[i].session.as_mut() {
+                // Only sessions whose deadline passed are visited (spec [ND-1]).
+                let mut due = core::mem::take(&mut self.due);
+                due.clear();
+                while let Some(slot) = self.schedule.timers.pop_due(self.now) {
+                    due.push(slot);
+                }
+                for &slot in &due {
+                    let i = slot as usize;
+                    if let Some(s) = self.slots.get_mut(i).and_then(|s| s.session.as_mut()) {
+                        self.stats.sessions_visited += 1;
                         let mut ctx =
                             Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                         s.handle_timeout(self.now, &mut ctx);
                     }
                     self.after_session(i);
                 }
+                self.due = due;
                 InputOutcome::Consumed
             }
             Input::Datagram { now, from, data } => {
@@ -414,6 +434,7 @@ impl<E: Entropy> Node<E> {
                     Some(s) if matches!(s.phase, Phase::Challenged(_)) => {
                         s.send_handshake = true;
                         self.stats.challenges_resent += 1;
+                        self.after_session(id.index as usize);
                         Ok(())
                     }
                     _ => Err(DropReason::Replay),
@@ -427,13 +448,7 @@ impl<E: Entropy> Node<E> {
         if !cookie_ok && !self.handshake_bucket.try_take(self.now) {
             return self.send_cookie(from, sender, group, data);
         }
-        let half_open = self
-            .slots
-            .iter()
-            .filter_map(|s| s.session.as_ref())
-            .filter(|s| matches!(s.phase, Phase::Challenged(_)))
-            .count();
-        if half_open >= self.config.max_half_open {
+        if self.half_open >= self.config.max_half_open {
             return Err(DropReason::NotAccepting);
         }
         // The responder chooses among the offer, in its own preference order (spec [RL-1]).
@@ -715,7 +730,7 @@ impl<E: Entropy> Node<E> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, session: None });
+                self.slots.push(Slot { generation: 0, session: None, half_open: false });
                 u32::try_from(self.slots.len() - 1).ok()?
             }
         };
@@ -730,11 +745,18 @@ impl<E: Entropy> Node<E> {
         self.routes.insert(session.local_sid, index);
         self.slots[index as usize].session = Some(alloc::boxed::Box::new(session));
         self.live += 1;
+        self.after_session(index as usize);
     }
 
     /// After any call into a session: fold counters, emit `Established` once
     /// (resolving duplicate sessions with the same peer), free finished sessions.
     fn after_session(&mut self, idx: usize) {
+        self.settle(idx, true);
+    }
+
+    /// As [`after_session`](Self::after_session); `may_poll` false keeps the session out of
+    /// the ready queue (it was just polled and had nothing to send: its timer covers it).
+    fn settle(&mut self, idx: usize, may_poll: bool) {
         let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else {
             return;
         };
@@ -744,14 +766,31 @@ impl<E: Entropy> Node<E> {
             self.stats.handshakes_completed += 1;
             self.resolve_duplicates(idx);
         }
-        let done = self.slots[idx].session.as_ref().is_some_and(|s| s.is_done());
-        if done {
-            if let Some(s) = self.slots[idx].session.take() {
+        let Some(slot) = self.slots.get_mut(idx) else { return };
+        let Some(s) = slot.session.as_ref() else { return };
+        let half_open = matches!(s.phase, Phase::Challenged(_));
+        if half_open != slot.half_open {
+            slot.half_open = half_open;
+            if half_open {
+                self.half_open += 1;
+            } else {
+                self.half_open -= 1;
+            }
+        }
+        if s.is_done() {
+            if slot.half_open {
+                slot.half_open = false;
+                self.half_open -= 1;
+            }
+            if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid);
                 self.cookies_received.remove(&(idx as u32));
                 self.free.push(idx as u32);
                 self.live -= 1;
             }
+            self.schedule.forget(idx as u32);
+        } else {
+            self.schedule.update(idx as u32, s.next_deadline(self.now), self.now, may_poll, false);
         }
     }
 
@@ -812,15 +851,16 @@ impl<E: Entropy> Node<E> {
             buf[..pkt.len()].copy_from_slice(&pkt);
             return self.transmit(dst, pkt.len());
         }
-        let n = self.slots.len();
-        for k in 0..n {
-            let idx = (self.round_robin + k) % n;
-            let Some(s) = self.slots[idx].session.as_mut() else { continue };
+        // Only sessions with something due are polled, in turn (spec [ND-1]): one that
+        // sent a packet and has more goes to the back of the queue.
+        while let Some(slot) = self.schedule.ready.pop() {
+            let idx = slot as usize;
+            let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else { continue };
+            self.stats.sessions_visited += 1;
             let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             let sent = s.poll_transmit(self.now, &mut ctx, buf);
-            self.after_session(idx);
+            self.settle(idx, sent.is_some());
             if let Some((dst, len)) = sent {
-                self.round_robin = (idx + 1) % n;
                 return self.transmit(dst, len);
             }
         }
@@ -847,9 +887,19 @@ pub struct SessionRef<'a> {
     /// The node's clock: commands move it forward, so what they queue is stamped with
     /// the time of the command, not of the last input.
     now: &'a mut Instant,
+    /// Commands change what the session wants to send and when: each reschedules it.
+    schedule: &'a mut Schedule,
 }
 
 impl SessionRef<'_> {
+    /// Reschedules the session after a command and passes `r` through (spec [ND-1]).
+    fn touched<T>(&mut self, r: T) -> T {
+        let s = &*self.session;
+        let poll = s.is_done() || s.just_established;
+        self.schedule.update(s.id.index, s.next_deadline(*self.now), *self.now, true, poll);
+        r
+    }
+
     /// Moves the node's clock to `now` (never backwards) and returns the current time.
     fn clock(&mut self, now: Instant) -> Instant {
         if now > *self.now {
@@ -928,7 +978,8 @@ impl SessionRef<'_> {
     /// [`DatagramError`] naming the limit that refused it.
     pub fn send_datagram(&mut self, now: Instant, data: &[u8], drop_oldest: bool) -> Result<(), DatagramError> {
         let now = self.clock(now);
-        self.session.send_datagram(now, self.config, data, drop_oldest)
+        let r = self.session.send_datagram(now, self.config, data, drop_oldest);
+        self.touched(r)
     }
 
     // ----- streams -----
@@ -944,7 +995,8 @@ impl SessionRef<'_> {
     /// `Event::StreamsUnblocked`), or `NotEstablished`.
     pub fn open_stream(&mut self, now: Instant, uni: bool) -> Result<StreamId, StreamError> {
         let now = self.clock(now);
-        self.streams().ok_or(StreamError::NotEstablished)?.open(now, uni)
+        let r = self.streams().ok_or(StreamError::NotEstablished)?.open(now, uni);
+        self.touched(r)
     }
 
     /// Opens a bidirectional stream.
@@ -965,7 +1017,20 @@ impl SessionRef<'_> {
 
     /// Takes the next stream the peer opened (see `Event::StreamOpened`).
     pub fn accept_stream(&mut self) -> Option<StreamId> {
-        self.streams()?.accept()
+        let r = self.streams()?.accept();
+        self.touched(r)
+    }
+
+    /// Takes the next unidirectional stream the peer opened (others stay queued).
+    pub fn accept_uni(&mut self) -> Option<StreamId> {
+        let r = self.streams()?.accept_kind(true);
+        self.touched(r)
+    }
+
+    /// Takes the next bidirectional stream the peer opened (others stay queued).
+    pub fn accept_bi(&mut self) -> Option<StreamId> {
+        let r = self.streams()?.accept_kind(false);
+        self.touched(r)
     }
 
     /// Writes as much of `data` as the send buffer accepts; returns how much.
@@ -982,7 +1047,7 @@ impl SessionRef<'_> {
         let written = streams.write(stream, Bytes::copy_from_slice(&data[..n]))?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
-        Ok(written)
+        self.touched(Ok(written))
     }
 
     /// Writes reference-counted bytes without copying; returns how much was taken.
@@ -993,7 +1058,7 @@ impl SessionRef<'_> {
         let written = self.streams().ok_or(WriteError::NotEstablished)?.write(stream, data)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
-        Ok(written)
+        self.touched(Ok(written))
     }
 
     /// Ends the stream after the data written so far.
@@ -1002,7 +1067,8 @@ impl SessionRef<'_> {
     /// [`WriteError`] if the stream is unknown, already finished or stopped.
     pub fn finish(&mut self, now: Instant, stream: StreamId) -> Result<(), WriteError> {
         let _ = self.clock(now);
-        self.streams().ok_or(WriteError::NotEstablished)?.finish(stream)
+        let r = self.streams().ok_or(WriteError::NotEstablished)?.finish(stream);
+        self.touched(r)
     }
 
     /// Abandons the sending half with `code` (STREAM_CLOSE).
@@ -1011,7 +1077,9 @@ impl SessionRef<'_> {
     /// [`WriteError`] if the stream is unknown or already finished and acknowledged.
     pub fn reset_stream(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), WriteError> {
         let _ = self.clock(now);
-        self.streams().ok_or(WriteError::NotEstablished)?.reset(stream, code.min(crate::wire::codec::VARINT_MAX))
+        let r =
+            self.streams().ok_or(WriteError::NotEstablished)?.reset(stream, code.min(crate::wire::codec::VARINT_MAX));
+        self.touched(r)
     }
 
     /// Asks the peer to stop sending on `stream` (STOP_SENDING); unread data is discarded.
@@ -1020,7 +1088,11 @@ impl SessionRef<'_> {
     /// [`ReadError::UnknownStream`] without a receiving half.
     pub fn stop_sending(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), ReadError> {
         let _ = self.clock(now);
-        self.streams().ok_or(ReadError::UnknownStream)?.stop_sending(stream, code.min(crate::wire::codec::VARINT_MAX))
+        let r = self
+            .streams()
+            .ok_or(ReadError::UnknownStream)?
+            .stop_sending(stream, code.min(crate::wire::codec::VARINT_MAX));
+        self.touched(r)
     }
 
     /// How many bytes [`read`](Self::read) would return now on `stream` (0 when none, or
@@ -1040,7 +1112,7 @@ impl SessionRef<'_> {
         if matches!(r, Ok((n, _)) if n > 0) {
             self.session.note_app_activity(now);
         }
-        r
+        self.touched(r)
     }
 
     /// Sends an application frame (type 0x80–0xFF) reliably, in order among frames.
@@ -1051,7 +1123,7 @@ impl SessionRef<'_> {
         self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(ty, body)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
-        Ok(())
+        self.touched(Ok(()))
     }
 
     /// Takes the oldest received application frame: `(type, body length)`, the body
@@ -1060,7 +1132,8 @@ impl SessionRef<'_> {
         let now = self.clock(now);
         let srtt = self.session.rtt().smoothed();
         let events = &mut *self.events;
-        self.session.transport.as_mut()?.streams.recv_app_frame(now, srtt, buf, events)
+        let r = self.session.transport.as_mut()?.streams.recv_app_frame(now, srtt, buf, events);
+        self.touched(r)
     }
 
     /// Derives keying material bound to this session (RFC 5705 style, spec [EX-1]):
@@ -1080,8 +1153,9 @@ impl SessionRef<'_> {
     /// Closes the session with an application code. Emits `Closed` once.
     pub fn close(&mut self, now: Instant, code: u64) {
         let now = self.clock(now);
-        let mut ctx = Ctx { config: self.config, events: self.events, entropy: self.entropy };
+        let mut ctx = Ctx { config: self.config, events: &mut *self.events, entropy: &mut *self.entropy };
         self.session.close(now, &mut ctx, CloseKind::Application, code.min(crate::wire::codec::VARINT_MAX));
+        self.touched(());
     }
 }
 

@@ -162,7 +162,9 @@ impl Paths {
     /// Retransmits unanswered challenges every `pto`; gives up after three tries.
     pub(crate) fn on_timeout(&mut self, now: Instant, pto: Duration) {
         for c in [self.current.as_mut(), self.old.as_mut().map(|(c, _)| c)].into_iter().flatten() {
-            if c.sent_at.is_some_and(|t| now.saturating_duration_since(t) >= pto) && !c.send {
+            // The same arithmetic as `deadline` (whole microseconds), so a timer that fired
+            // is always acted on.
+            if c.sent_at.is_some_and(|t| t.saturating_add(pto) <= now) && !c.send {
                 if c.tries >= MAX_CHALLENGES {
                     c.sent_at = None;
                 } else {

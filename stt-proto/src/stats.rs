@@ -32,6 +32,9 @@ pub struct NodeStats {
     pub time_went_backwards: u64,
     /// Dropped datagrams, indexed by [`DropReason::index`].
     pub dropped: [u64; DropReason::COUNT],
+    /// Sessions the node called into from `poll_output` and `Input::Timeout`: work that
+    /// grows with active sessions, never with idle ones (spec [ND-1]).
+    pub sessions_visited: u64,
 }
 
 impl NodeStats {

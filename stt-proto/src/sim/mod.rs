@@ -217,7 +217,12 @@ impl World {
     /// Adds a node with a given identity and wall clock (`None`: no RTC).
     pub fn add_node_with(&mut self, config: Config, identity: Identity, unix: Option<UnixTime>) -> usize {
         let idx = self.nodes.len();
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, idx as u8 + 1)), 4000);
+        // 192.0.2.1.. for the first 254 nodes, then the benchmarking range 198.18.0.0/15.
+        let ip = match u8::try_from(idx + 1) {
+            Ok(last) if last < 255 => Ipv4Addr::new(192, 0, 2, last),
+            _ => Ipv4Addr::from(0xC612_0000u32.wrapping_add(idx as u32)),
+        };
+        let addr = SocketAddr::new(IpAddr::V4(ip), 4000);
         let entropy = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
         let unix_offset = unix.map(|u| u.as_millis() as i64 - SIM_UNIX_EPOCH.as_millis() as i64);
         let node = self.build_node(idx, config.clone(), identity.clone(), entropy, unix_offset);

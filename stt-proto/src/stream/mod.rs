@@ -454,6 +454,13 @@ impl Streams {
         self.accept_queue.pop_front()
     }
 
+    /// Takes the oldest peer-opened stream of one kind (the queue is bounded by the stream
+    /// limits this side advertises).
+    pub(crate) fn accept_kind(&mut self, uni: bool) -> Option<StreamId> {
+        let i = self.accept_queue.iter().position(|id| id.is_uni() == uni)?;
+        self.accept_queue.remove(i)
+    }
+
     /// Bytes `write` would accept now on `id`.
     pub(crate) fn write_room(&self, id: StreamId) -> Result<u64, WriteError> {
         let s = self.map.get(&id.0).and_then(|s| s.send.as_ref()).ok_or(WriteError::UnknownStream)?;
