@@ -903,6 +903,8 @@ impl SessionRef<'_> {
             s.lost = t.lost();
             s.mtu = t.mtu;
             s.streams = t.streams.len() as u64;
+            s.recv_ranges = t.streams.recv_ranges() as u64;
+            s.reassembly_steps = t.streams.reassembly_steps();
             s.datagrams_dropped = t.dgram_send.dropped + t.dgram_recv.dropped;
         }
         s.rtt = self.session.rtt().smoothed();

@@ -224,6 +224,8 @@ pub(crate) struct Streams {
     recv_consumed: u64,
     max_data_pending: bool,
     peer_stream_window: u64,
+    /// Reassembly work so far (spec [ST-7]): inserts plus held ranges examined.
+    reassembly_steps: u64,
     round_robin: u64,
     app: AppFrameQueue,
 }
@@ -263,6 +265,7 @@ impl Streams {
             recv_consumed: 0,
             max_data_pending: false,
             peer_stream_window: peer.max_stream_data,
+            reassembly_steps: 0,
             round_robin: 0,
             app: AppFrameQueue {
                 queue: crate::datagram::DatagramQueue::new(
@@ -577,6 +580,16 @@ impl Streams {
     }
 
     /// Number of live application streams (the two frame streams not counted).
+    /// Reassembly work so far: inserts plus held ranges examined (spec [ST-7]).
+    pub(crate) fn reassembly_steps(&self) -> u64 {
+        self.reassembly_steps
+    }
+
+    /// Disjoint received-but-unread ranges held across all streams now.
+    pub(crate) fn recv_ranges(&self) -> usize {
+        self.map.values().filter_map(|s| s.recv.as_ref()).map(|r| r.buf.ranges()).sum()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.len().saturating_sub(2)
     }
@@ -630,7 +643,9 @@ impl Streams {
         if r.reset.is_some() || r.stopped {
             return Ok(());
         }
-        let new = r.buf.insert(offset, data, fin, r.window.limit())?;
+        let inserted = r.buf.insert(offset, data, fin, r.window.limit());
+        self.reassembly_steps += r.buf.take_steps();
+        let new = inserted?;
         self.recv_data += new;
         if self.recv_data > self.recv_window.limit() {
             return Err(StreamViolation::FlowControl);

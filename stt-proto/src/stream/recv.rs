@@ -26,6 +26,9 @@ pub(crate) struct RecvBuf {
     read: u64,
     received: RangeSet,
     final_size: Option<u64>,
+    /// Work done by `insert` since the last `take_steps`: one per call plus one per held
+    /// range it examined (a cost meter for spec [ST-7], not a timing).
+    steps: u64,
 }
 
 impl RecvBuf {
@@ -40,6 +43,16 @@ impl RecvBuf {
 
     pub(crate) fn final_size(&self) -> Option<u64> {
         self.final_size
+    }
+
+    /// Disjoint ranges of received, unread data held now.
+    pub(crate) fn ranges(&self) -> usize {
+        self.received.len()
+    }
+
+    /// Returns and resets the work meter (see the `steps` field).
+    pub(crate) fn take_steps(&mut self) -> u64 {
+        core::mem::take(&mut self.steps)
     }
 
     /// Stores `data` at `offset`. Returns the number of bytes beyond the previous highest
@@ -60,6 +73,7 @@ impl RecvBuf {
             }
             self.final_size = Some(end);
         }
+        self.steps += 1;
         let before = self.highest();
         // Bytes below `read` were delivered; only compare what we still hold.
         let start = offset.max(self.read);
@@ -80,6 +94,7 @@ impl RecvBuf {
         }
         // Overlaps must carry identical bytes (spec [ST-3]).
         for r in self.received.iter() {
+            self.steps += 1;
             let (a, b) = (r.start.max(start), r.end.min(end));
             if a >= b {
                 continue;
