@@ -349,7 +349,7 @@ pub fn reassembly(data: &[u8]) {
         if corrupt {
             seg[0] ^= 1;
         }
-        let r = b.insert(start as u64, &seg, end == total, 1 << 20);
+        let r = b.insert(start as u64, &seg, end == total, 1 << 20, usize::MAX);
         if corrupt {
             // Either refused as a conflict, or the corrupted byte was not yet received
             // (then the later genuine data conflicts instead); never delivered silently.

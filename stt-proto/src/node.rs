@@ -15,7 +15,7 @@ use crate::crypto::AeadAlg;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::ephemeral_cache::{EphemeralCache, Seen, SeenHello};
 use crate::error::{ConnectError, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
-use crate::event::{Event, Input, InputOutcome, Output, SessionId, Transmit};
+use crate::event::{Event, EventQueue, Input, InputOutcome, Output, SessionId, Transmit};
 use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
@@ -64,7 +64,7 @@ pub struct Node<E: Entropy> {
     handshake_bucket: TokenBucket,
     pending_cookies: VecDeque<(PathAddr, [u8; COOKIE_PACKET_LEN])>,
     cookies_received: BTreeMap<u32, u8>,
-    events: VecDeque<Event>,
+    events: EventQueue,
     stats: NodeStats,
     round_robin: usize,
     shut_down: bool,
@@ -124,7 +124,7 @@ impl<E: Entropy> Node<E> {
             routes: BTreeMap::new(),
             pending_cookies: VecDeque::new(),
             cookies_received: BTreeMap::new(),
-            events: VecDeque::new(),
+            events: EventQueue::new(),
             stats,
             round_robin: 0,
             shut_down: false,
@@ -295,12 +295,17 @@ impl<E: Entropy> Node<E> {
 
     fn handle_datagram(&mut self, from: PathAddr, data: &mut [u8]) -> InputOutcome {
         use InputOutcome::{Consumed, Dropped};
-        if self.events.len() >= self.config.max_events {
-            return Dropped(DropReason::EventQueueFull);
-        }
         let Some((header, _)) = Header::decode(data) else {
             return InputOutcome::NotStt;
         };
+        // Event-queue admission, per session for protected packets (spec [LC-10]).
+        let slot = match header {
+            Header::Protected { receiver, .. } => self.routes.get(&receiver).copied(),
+            _ => None,
+        };
+        if !self.events.admits(slot, self.config.max_events, self.config.max_session_events) {
+            return Dropped(DropReason::EventQueueFull);
+        }
         self.event_mark = self.events.len();
         let result = match header {
             Header::Hello { version, sender } => self.handle_hello(from, version, sender, data),
@@ -842,7 +847,7 @@ impl<E: Entropy> Node<E> {
 pub struct SessionRef<'a> {
     session: &'a mut Session,
     config: &'a Config,
-    events: &'a mut VecDeque<Event>,
+    events: &'a mut EventQueue,
     entropy: &'a mut dyn Entropy,
     /// The node's clock: commands move it forward, so what they queue is stamped with
     /// the time of the command, not of the last input.

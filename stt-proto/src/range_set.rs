@@ -73,6 +73,12 @@ impl RangeSet {
         self.ranges[i..].iter().take_while(move |r| r.start < range.end).cloned()
     }
 
+    /// Whether `range` overlaps or touches a held range (so inserting it adds no range).
+    pub fn touches(&self, range: Range<u64>) -> bool {
+        let i = self.ranges.partition_point(|r| r.end < range.start);
+        self.ranges.get(i).is_some_and(|r| r.start <= range.end)
+    }
+
     /// Adds `range`. Returns the number of values that were not already present.
     /// Costs O(log n) comparisons plus the ranges it merges, and one move of the
     /// entries above the insertion point.
