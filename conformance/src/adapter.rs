@@ -93,6 +93,11 @@ fn configure(mut c: Config, items: &[(String, String)]) -> Result<Config, String
             "accept_incoming" => c.accept_incoming(v == "1" || v == "true"),
             "key_update_packets" => c.key_update_packets(num(v)?),
             "rehandshake_interval_ms" => c.rehandshake_interval(off(v)?),
+            "rehandshake_min_interval_ms" => c.rehandshake_min_interval(ms(v)?),
+            "max_events" => c.max_events(num(v)? as usize),
+            "max_session_events" => c.max_session_events(num(v)? as usize),
+            "max_stream_ranges" => c.max_stream_ranges(num(v)? as usize),
+            "max_session_ranges" => c.max_session_ranges(num(v)? as usize),
             "integrity_limit" => c.integrity_limit(num(v)?),
             "app_frame_queue" => c.app_frame_queue(num(v)? as usize),
             "max_udp_payload" => c.max_udp_payload(num(v)? as usize),
@@ -443,6 +448,7 @@ impl Iut for ProtoIut {
                     "not_accepting" => D::NotAccepting,
                     "no_common_aead" => D::NoCommonAead,
                     "unexpected_state" => D::UnexpectedState,
+                    "event_queue_full" => D::EventQueueFull,
                     _ => return Ok(None),
                 };
                 st.dropped(r)
@@ -467,6 +473,7 @@ impl Iut for ProtoIut {
                     "rehandshakes" => ss.rehandshakes,
                     "lost" => ss.lost,
                     "streams" => ss.streams,
+                    "recv_ranges" => ss.recv_ranges,
                     "mtu" => ss.mtu,
                     "aead" => u64::from(sess.aead().map_or(0, AeadAlg::id)),
                     _ => return Ok(None),

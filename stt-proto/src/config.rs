@@ -37,6 +37,10 @@ pub struct Config {
     pub(crate) rehandshake_interval: Option<Duration>,
     pub(crate) integrity_limit: Option<u64>,
     pub(crate) max_events: usize,
+    pub(crate) max_session_events: usize,
+    pub(crate) max_stream_ranges: usize,
+    pub(crate) max_session_ranges: usize,
+    pub(crate) rehandshake_min_interval: Duration,
     pub(crate) datagram_queue: usize,
     pub(crate) max_datagram_frame: usize,
     pub(crate) session_id_prefix: heapless::Vec<u8, 4>,
@@ -96,6 +100,10 @@ impl Default for Config {
             rehandshake_interval: Some(Duration::from_secs(600)),
             integrity_limit: None,
             max_events: 1024,
+            max_session_events: 256,
+            max_stream_ranges: 1024,
+            max_session_ranges: 4096,
+            rehandshake_min_interval: Duration::from_secs(30),
             datagram_queue: 256,
             max_datagram_frame: 1150,
             session_id_prefix: heapless::Vec::new(),
@@ -266,8 +274,33 @@ impl Config {
         rehandshake_interval: Option<Duration>
     );
     setter!(
-        /// Capacity of the node's event queue; input is refused while it is full.
+        /// Capacity of the node's event queue (spec [LC-10]). While it is full, HELLOs and
+        /// handshake packets are refused, and so are packets of sessions that already have
+        /// events waiting; a session with none still gets one packet through.
         max_events: usize
+    );
+    setter!(
+        /// Events one session may have waiting in the node's queue (spec [LC-10]); while it
+        /// has this many, that session's packets are refused (`DropReason::EventQueueFull`)
+        /// and the peer retransmits. Other sessions are unaffected. One packet can add at
+        /// most one event per frame plus one per stream it opens on top of this.
+        max_session_events: usize
+    );
+    setter!(
+        /// Disjoint out-of-order ranges a stream may hold for reassembly (spec [ST-7]);
+        /// a peer that makes more closes the session with `PROTOCOL_VIOLATION`.
+        max_stream_ranges: usize
+    );
+    setter!(
+        /// Disjoint out-of-order ranges all streams of a session may hold together
+        /// (spec [ST-7]); past it the session closes with `PROTOCOL_VIOLATION`.
+        max_session_ranges: usize
+    );
+    setter!(
+        /// Shortest time between two re-handshakes this node answers as the session
+        /// responder (spec [RL-11]); earlier requests are ignored without any DH, so a
+        /// peer costs at most 2 X25519 per interval. The first is always answered.
+        rehandshake_min_interval: Duration
     );
     setter!(
         /// Datagrams queued per session and direction.
@@ -365,6 +398,12 @@ impl Config {
         }
         if self.max_events < 16 {
             return err("max_events", "must be at least 16");
+        }
+        if self.max_session_events == 0 || self.max_session_events > self.max_events {
+            return err("max_session_events", "must be within 1..=max_events");
+        }
+        if self.max_stream_ranges < 2 || self.max_session_ranges < self.max_stream_ranges {
+            return err("max_stream_ranges", "must be at least 2, and max_session_ranges at least max_stream_ranges");
         }
         if self.stream_window == 0 || self.session_window == 0 || self.stream_send_buffer == 0 {
             return err("stream_window", "flow-control windows and the send buffer must be non-zero");

@@ -1,5 +1,8 @@
 //! What the node tells its driver: transmits, events, and input outcomes.
 
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
 use crate::addr::PathAddr;
 use crate::error::{CloseReason, DropReason, HandshakeFailure};
 use crate::identity::NodeId;
@@ -114,6 +117,106 @@ pub enum Event {
         /// The new address.
         remote: crate::addr::PathAddr,
     },
+}
+
+impl Event {
+    /// The session the event is about.
+    pub fn session(&self) -> SessionId {
+        match *self {
+            Event::Established { session, .. }
+            | Event::HandshakeFailed { session, .. }
+            | Event::Closed { session, .. }
+            | Event::DatagramReadable { session }
+            | Event::StreamOpened { session, .. }
+            | Event::StreamReadable { session, .. }
+            | Event::StreamWritable { session, .. }
+            | Event::StreamFinished { session, .. }
+            | Event::StreamReset { session, .. }
+            | Event::StreamStopped { session, .. }
+            | Event::StreamsUnblocked { session }
+            | Event::AppFrameReadable { session }
+            | Event::PathChanged { session, .. } => session,
+        }
+    }
+}
+
+/// The node's event queue, counting what each session has waiting (spec [LC-10]), so
+/// that one session that floods it is held back alone.
+///
+/// Bounds: the node admits a datagram only through [`EventQueue::admits`]; a session
+/// with `max_session_events` waiting gets no packet in, and once the whole queue holds
+/// `max_events` only sessions with nothing waiting get one more packet in. One packet adds
+/// at most one event per frame plus one per stream it opens.
+#[derive(Debug, Default)]
+pub(crate) struct EventQueue {
+    queue: VecDeque<Event>,
+    /// Events waiting, by session slot index (grows to the highest slot index once).
+    waiting: Vec<u32>,
+}
+
+impl EventQueue {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    fn count(&mut self, e: &Event) -> &mut u32 {
+        let i = e.session().index as usize;
+        if self.waiting.len() <= i {
+            self.waiting.resize(i + 1, 0);
+        }
+        &mut self.waiting[i]
+    }
+
+    pub(crate) fn push_back(&mut self, e: Event) {
+        *self.count(&e) += 1;
+        self.queue.push_back(e);
+    }
+
+    /// Inserts at `at` (clamped to the length).
+    pub(crate) fn insert(&mut self, at: usize, e: Event) {
+        *self.count(&e) += 1;
+        self.queue.insert(at.min(self.queue.len()), e);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Event> {
+        let e = self.queue.pop_front()?;
+        let c = self.count(&e);
+        *c = c.saturating_sub(1);
+        Some(e)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Events waiting for the session in slot `index`.
+    pub(crate) fn waiting(&self, index: u32) -> usize {
+        self.waiting.get(index as usize).map_or(0, |c| *c as usize)
+    }
+
+    /// Whether a datagram may be processed now (spec [LC-10]): `session` is the slot of the
+    /// session a protected packet is for, `None` for handshake packets (which need room in
+    /// the whole queue).
+    pub(crate) fn admits(&self, session: Option<u32>, max_events: usize, max_session_events: usize) -> bool {
+        let full = self.queue.len() >= max_events;
+        match session {
+            None => !full,
+            Some(i) => {
+                let mine = self.waiting(i);
+                mine < max_session_events && (!full || mine == 0)
+            }
+        }
+    }
+
+    /// The events waiting, oldest first.
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Event> {
+        self.queue.iter()
+    }
 }
 
 /// A datagram for the driver to send: `buf[..len]` of the buffer given to `poll_output`.

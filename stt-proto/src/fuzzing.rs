@@ -349,7 +349,7 @@ pub fn reassembly(data: &[u8]) {
         if corrupt {
             seg[0] ^= 1;
         }
-        let r = b.insert(start as u64, &seg, end == total, 1 << 20);
+        let r = b.insert(start as u64, &seg, end == total, 1 << 20, usize::MAX);
         if corrupt {
             // Either refused as a conflict, or the corrupted byte was not yet received
             // (then the later genuine data conflicts instead); never delivered silently.
@@ -538,4 +538,133 @@ pub fn segment(data: &[u8]) {
     }
     // Arbitrary headers never panic.
     let _ = SegmentDecoder::new(&key, data);
+}
+
+/// A hostile member (spec [ST-7], [MG-3], [LC-10], [RL-11]): an established pair on the
+/// null AEAD, and fuzz input decoded into sequences of authenticated frames from one side
+/// (gappy and overlapping stream data, resets, stops, window updates, re-handshake
+/// requests, path probes from spoofed addresses) injected while the driver drains output
+/// only now and then. Asserts bounds, not just the absence of a panic: ranges held stay
+/// within the caps, reassembly work, events and streams grow at most linearly with the
+/// frames received, bytes toward spoofed addresses stay within 3× what they sent, and the
+/// receiver's X25519 operations within the re-handshake rate limit.
+pub fn hostile_frames(data: &[u8]) {
+    const STREAMS: u64 = 8;
+    let config = Config::default()
+        .crypto_provider(&NullAead)
+        .stream_window(16 * 1024)
+        .session_window(64 * 1024)
+        .max_stream_window(16 * 1024)
+        .max_session_window(64 * 1024)
+        .max_streams_bidi(STREAMS)
+        .max_streams_uni(STREAMS)
+        .max_stream_ranges(32)
+        .max_session_ranges(64)
+        .max_events(64)
+        .max_session_events(32)
+        .rehandshake_min_interval(Duration::from_secs(5));
+    let mut w = World::new(3);
+    w.capture = true;
+    let a = w.add_node(config.clone());
+    let b = w.add_node(config.clone());
+    let sa = w.connect(a, b);
+    if w.drive_until(|w| w.is_established(a, sa) && !w.established(b).is_empty(), 1000).is_err() {
+        panic!("null-AEAD handshake did not complete");
+    }
+    let sb = w.established(b)[0].0;
+    let b_addr = w.nodes[b].addr;
+    let Some(sid) = w
+        .captured
+        .iter()
+        .rev()
+        .find(|c| c.from_node == a && c.to == b_addr && c.data[0] & 0xfe == 0x40)
+        .map(|c| c.data[1..9].to_vec())
+    else {
+        return;
+    };
+    let from = w.nodes[a].addr;
+    let (t0, ops0) = (w.now, w.node(b).stats().x25519_ops);
+    let events0 = w.nodes[b].events.len();
+    let mark = w.captured.len();
+    let filler = [0x3c_u8; 256];
+    let mut spoofed_in: BTreeMap<core::net::SocketAddr, u64> = BTreeMap::new();
+    let (mut frames, mut stream_frames) = (0u64, 0u64);
+    let mut i = Input8(data);
+    let mut pn: u32 = 1_000_000;
+    let mut body = vec![0u8; 1200];
+    while !i.is_empty() {
+        // One packet: up to `count` frames from the input.
+        let count = 1 + usize::from(i.u8() % 32);
+        let mut wr = Writer::new(&mut body);
+        let mut spoof = None;
+        for _ in 0..count {
+            let id = (u64::from(i.u8()) % (2 * STREAMS)) << 2 | u64::from(i.u8() % 4);
+            let f = match i.u8() % 10 {
+                0..=3 => {
+                    stream_frames += 1;
+                    let offset = u64::from(i.u16() % 20_000);
+                    let len = usize::from(i.u8() % 64);
+                    Frame::Stream { id, offset, data: &filler[..len], fin: i.u8() % 16 == 0 }
+                }
+                4 => Frame::StreamClose { id, code: 1, final_size: u64::from(i.u16() % 20_000) },
+                5 => Frame::StopSending { id, code: 2 },
+                6 => Frame::MaxStreamData { id, max: u64::from(i.u16()) },
+                7 => Frame::Rehandshake { seq: u64::from(i.u8()), message: 1, noise: &filler[..48] },
+                8 => {
+                    spoof = Some(core::net::SocketAddr::from(([198, 51, 100, i.u8() % 4], 9)));
+                    Frame::PathChallenge([i.u8(); 8])
+                }
+                _ => Frame::KeepAlive,
+            };
+            if f.encoded_len() > wr.remaining() || f.encode(&mut wr).is_none() {
+                break;
+            }
+            frames += 1;
+        }
+        let n = wr.len();
+        if n == 0 {
+            continue;
+        }
+        let mut pkt = Vec::with_capacity(13 + n + 16);
+        pkt.push(0x40);
+        pkt.extend_from_slice(&sid);
+        pkt.extend_from_slice(&pn.to_be_bytes());
+        pkt.extend_from_slice(&body[..n]);
+        pkt.extend_from_slice(&[0; 16]);
+        pn = pn.wrapping_add(1);
+        let src = spoof.unwrap_or(from);
+        if let Some(s) = spoof {
+            *spoofed_in.entry(s).or_default() += pkt.len() as u64;
+        }
+        let _ = w.inject(b, src, &pkt);
+        if let Some(s) = w.node(b).session(sb) {
+            let st = s.stats();
+            assert!(st.recv_ranges <= 64, "ranges held {} over the session cap", st.recv_ranges);
+            assert!(st.streams <= 2 * STREAMS, "streams {} over the limits", st.streams);
+            assert!(
+                st.reassembly_steps <= 3 * stream_frames,
+                "reassembly work {} for {stream_frames} stream frames",
+                st.reassembly_steps
+            );
+        }
+        // The driver drains now and then; in between, events pile up.
+        match i.u8() % 4 {
+            0 => w.flush(),
+            1 => w.run_for(Duration::from_millis(u64::from(i.u8()) * 4)),
+            _ => {}
+        }
+    }
+    w.run_for(Duration::from_secs(1));
+    let events = (w.nodes[b].events.len() - events0) as u64;
+    // Per frame at most: the stream it names opened, one readable/reset/stopped event;
+    // streams opened in bulk are bounded by the stream limits plus one per stream closed.
+    assert!(events <= 3 * frames + 4 * STREAMS + 8, "{events} events for {frames} frames");
+    for (addr, bytes_in) in &spoofed_in {
+        let out: u64 =
+            w.captured[mark..].iter().filter(|c| c.from_node == b && c.to == *addr).map(|c| c.data.len() as u64).sum();
+        assert!(out <= 3 * bytes_in, "{out} B toward unvalidated {addr} for {bytes_in} B received");
+    }
+    let elapsed = w.now.saturating_duration_since(t0).as_secs();
+    let ops = w.node(b).stats().x25519_ops - ops0;
+    assert!(ops <= 2 * (1 + elapsed / 5), "{ops} X25519 at the responder in {elapsed} s");
 }

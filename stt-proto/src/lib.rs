@@ -98,6 +98,8 @@ mod wire;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(all(test, feature = "fuzzing"))]
+mod hostile;
 #[cfg(feature = "test-util")]
 pub mod sim;
 

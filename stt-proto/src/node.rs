@@ -15,7 +15,7 @@ use crate::crypto::AeadAlg;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::ephemeral_cache::{EphemeralCache, Seen, SeenHello};
 use crate::error::{ConnectError, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
-use crate::event::{Event, Input, InputOutcome, Output, SessionId, Transmit};
+use crate::event::{Event, EventQueue, Input, InputOutcome, Output, SessionId, Transmit};
 use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
@@ -67,7 +67,7 @@ pub struct Node<E: Entropy> {
     handshake_bucket: TokenBucket,
     pending_cookies: VecDeque<(PathAddr, [u8; COOKIE_PACKET_LEN])>,
     cookies_received: BTreeMap<u32, u8>,
-    events: VecDeque<Event>,
+    events: EventQueue,
     stats: NodeStats,
     /// Which sessions have output due and when each needs its next timeout.
     schedule: Schedule,
@@ -132,7 +132,7 @@ impl<E: Entropy> Node<E> {
             routes: BTreeMap::new(),
             pending_cookies: VecDeque::new(),
             cookies_received: BTreeMap::new(),
-            events: VecDeque::new(),
+            events: EventQueue::new(),
             stats,
             schedule: Schedule::default(),
             due: Vec::new(),
@@ -315,12 +315,17 @@ impl<E: Entropy> Node<E> {
 
     fn handle_datagram(&mut self, from: PathAddr, data: &mut [u8]) -> InputOutcome {
         use InputOutcome::{Consumed, Dropped};
-        if self.events.len() >= self.config.max_events {
-            return Dropped(DropReason::EventQueueFull);
-        }
         let Some((header, _)) = Header::decode(data) else {
             return InputOutcome::NotStt;
         };
+        // Event-queue admission, per session for protected packets (spec [LC-10]).
+        let slot = match header {
+            Header::Protected { receiver, .. } => self.routes.get(&receiver).copied(),
+            _ => None,
+        };
+        if !self.events.admits(slot, self.config.max_events, self.config.max_session_events) {
+            return Dropped(DropReason::EventQueueFull);
+        }
         self.event_mark = self.events.len();
         let result = match header {
             Header::Hello { version, sender } => self.handle_hello(from, version, sender, data),
@@ -882,7 +887,7 @@ impl<E: Entropy> Node<E> {
 pub struct SessionRef<'a> {
     session: &'a mut Session,
     config: &'a Config,
-    events: &'a mut VecDeque<Event>,
+    events: &'a mut EventQueue,
     entropy: &'a mut dyn Entropy,
     /// The node's clock: commands move it forward, so what they queue is stamped with
     /// the time of the command, not of the last input.
@@ -953,6 +958,8 @@ impl SessionRef<'_> {
             s.lost = t.lost();
             s.mtu = t.mtu;
             s.streams = t.streams.len() as u64;
+            s.recv_ranges = t.streams.recv_ranges() as u64;
+            s.reassembly_steps = t.streams.reassembly_steps();
             s.datagrams_dropped = t.dgram_send.dropped + t.dgram_recv.dropped;
         }
         s.rtt = self.session.rtt().smoothed();

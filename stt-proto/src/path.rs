@@ -14,6 +14,17 @@ pub(crate) const PATH_PROBE_SIZE: usize = 1200;
 pub(crate) const MIN_PATH_PACKET: usize = 13 + 18 + 16;
 /// Challenges sent per path before giving up on it.
 const MAX_CHALLENGES: u8 = 3;
+/// Addresses other than the current and the old path tracked for anti-amplification
+/// credit; the oldest is forgotten (its credit lost) when a new one arrives.
+const CREDITED_ADDRESSES: usize = 4;
+
+/// Bytes received from and sent to an address that is not the current path (spec [MG-3]).
+#[derive(Clone, Copy, Debug)]
+struct Credit {
+    addr: PathAddr,
+    bytes_in: u64,
+    bytes_out: u64,
+}
 
 /// One outstanding PATH_CHALLENGE.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +56,8 @@ pub(crate) struct Paths {
     pub(crate) old: Option<(Challenge, bool)>,
     /// PATH_RESPONSEs owed: (address, data). One slot per path is enough.
     pub(crate) responses: heapless::Deque<(PathAddr, [u8; 8]), 4>,
+    /// Anti-amplification credit of other unvalidated addresses, oldest first.
+    others: heapless::Vec<Credit, CREDITED_ADDRESSES>,
     last_move: Option<Instant>,
     /// Moves ignored by the rate limit.
     pub(crate) moves_ignored: u64,
@@ -79,6 +92,7 @@ impl Paths {
             current: None,
             old: None,
             responses: heapless::Deque::new(),
+            others: heapless::Vec::new(),
             last_move: None,
             moves_ignored: 0,
         }
@@ -99,6 +113,7 @@ impl Paths {
             self.bytes_in += len as u64;
             return Moved::No;
         }
+        self.credit(from, len);
         if !highest {
             return Moved::No;
         }
@@ -116,7 +131,33 @@ impl Paths {
         self.bytes_out = 0;
         self.current = Some(Challenge::new(from, new_data));
         self.last_move = Some(now);
+        self.others.retain(|c| c.addr != from);
         Moved::Started
+    }
+
+    /// Counts `len` bytes received from `addr`, which is not the current path.
+    fn credit(&mut self, addr: PathAddr, len: usize) {
+        if let Some(c) = self.others.iter_mut().find(|c| c.addr == addr) {
+            c.bytes_in += len as u64;
+            return;
+        }
+        if self.others.is_full() {
+            self.others.remove(0);
+        }
+        let _ = self.others.push(Credit { addr, bytes_in: len as u64, bytes_out: 0 });
+    }
+
+    /// Bytes that may still be sent to `addr` (spec [MG-3]): unlimited for a validated
+    /// path (the current one once validated, the old one being probed), else 3× what
+    /// arrived from it minus what was sent; nothing to an address never heard from.
+    pub(crate) fn budget_to(&self, addr: PathAddr) -> u64 {
+        if addr == self.remote {
+            return self.budget();
+        }
+        if self.old.is_some_and(|(c, _)| c.addr == addr) {
+            return u64::MAX;
+        }
+        self.others.iter().find(|c| c.addr == addr).map_or(0, |c| (3 * c.bytes_in).saturating_sub(c.bytes_out))
     }
 
     /// A PATH_RESPONSE arrived.
@@ -149,6 +190,8 @@ impl Paths {
     pub(crate) fn on_sent(&mut self, to: PathAddr, len: usize) {
         if to == self.remote {
             self.bytes_out += len as u64;
+        } else if let Some(c) = self.others.iter_mut().find(|c| c.addr == to) {
+            c.bytes_out += len as u64;
         }
     }
 
@@ -194,7 +237,9 @@ impl Paths {
     /// Whether path frames wait to be sent and can be (the current, unvalidated path
     /// needs anti-amplification budget for a minimal packet).
     pub(crate) fn has_pending(&self) -> bool {
-        let elsewhere = self.responses.iter().any(|(a, _)| *a != self.remote) || self.old.is_some_and(|(c, _)| c.send);
+        let elsewhere =
+            self.responses.iter().any(|(a, _)| *a != self.remote && self.budget_to(*a) >= MIN_PATH_PACKET as u64)
+                || self.old.is_some_and(|(c, _)| c.send);
         let here = self.responses.iter().any(|(a, _)| *a == self.remote) || self.current.is_some_and(|c| c.send);
         elsewhere || (here && self.budget() >= MIN_PATH_PACKET as u64)
     }

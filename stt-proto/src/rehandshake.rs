@@ -55,6 +55,8 @@ pub(crate) struct Rekey {
     pub(crate) send: bool,
     /// Re-handshakes completed.
     pub(crate) completed: u64,
+    /// Session responder: when it last answered a message 1 with fresh DH (spec [RL-11]).
+    last_answered: Option<Instant>,
 }
 
 impl Drop for Rekey {
@@ -69,6 +71,8 @@ pub(crate) struct RekeyTimers {
     pub(crate) interval: Option<Duration>,
     pub(crate) retransmit: Duration,
     pub(crate) timeout: Duration,
+    /// Session responder: shortest time between two answered re-handshakes (spec [RL-11]).
+    pub(crate) min_interval: Duration,
 }
 
 impl Rekey {
@@ -85,6 +89,7 @@ impl Rekey {
             backoff: 0,
             send: false,
             completed: 0,
+            last_answered: None,
         }
     }
 
@@ -100,6 +105,13 @@ impl Rekey {
             _ => None,
         };
         [self.next_start, self.resend_at, phase].into_iter().flatten().min()
+    }
+
+    /// Session responder: whether a new message 1 may be answered now (spec [RL-11]):
+    /// at most one fresh DH exchange per `min_interval`. Refused requests cost no DH; the
+    /// initiator's retransmissions reach it once the interval has passed.
+    fn may_answer(&self, now: Instant, min_interval: Duration) -> bool {
+        self.last_answered.is_none_or(|t| now.saturating_duration_since(t) >= min_interval)
     }
 
     fn psk(&self, seq: u64) -> [u8; 32] {
@@ -202,13 +214,15 @@ impl Rekey {
         counter: &DhCounter,
         timers: RekeyTimers,
     ) -> bool {
+        let may_answer = self.may_answer(now, timers.min_interval);
         match (initiator, message, &mut self.phase) {
             // Responder: a retransmitted message 1 gets the stored message 2, no new DH.
             (false, 1, Phase::Answered { seq: s, msg1, .. }) if *s == seq && msg1.as_slice() == body => {
                 self.send = true;
                 false
             }
-            (false, 1, Phase::Idle) if seq >= self.next_seq && !record.update_unconfirmed() => {
+            (false, 1, Phase::Idle) if seq >= self.next_seq && !record.update_unconfirmed() && may_answer => {
+                self.last_answered = Some(now);
                 let mut e = [0u8; 32];
                 entropy.fill(EntropyPurpose::EphemeralKey, &mut e);
                 let Some(mut hs) =

@@ -2,7 +2,6 @@
 //! keepalive, idle timeout and close (spec §6, §8).
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -15,7 +14,7 @@ use crate::crypto::noise::DhCounter;
 use crate::crypto::AeadAlg;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::error::{CloseReason, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
-use crate::event::{Event, SessionId};
+use crate::event::{Event, EventQueue, SessionId};
 use crate::identity::NodeId;
 use crate::path::{Moved, Paths, Validation, MIN_PATH_PACKET, PATH_PROBE_SIZE};
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
@@ -112,13 +111,18 @@ const CLOSE_RESENDS: u8 = 3;
 /// Node-wide things a session touches while it runs.
 pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a Config,
-    pub(crate) events: &'a mut VecDeque<Event>,
+    pub(crate) events: &'a mut EventQueue,
     pub(crate) entropy: &'a mut dyn Entropy,
 }
 
 /// Re-handshake messages travel inside the session, so they retransmit on the PTO.
 fn rekey_timers(config: &Config, rtt: &RttEstimator) -> RekeyTimers {
-    RekeyTimers { interval: config.rehandshake_interval, retransmit: rtt.pto(), timeout: config.handshake_timeout }
+    RekeyTimers {
+        interval: config.rehandshake_interval,
+        retransmit: rtt.pto(),
+        timeout: config.handshake_timeout,
+        min_interval: config.rehandshake_min_interval,
+    }
 }
 
 /// One session.
@@ -348,6 +352,8 @@ impl Session {
             send_buffer: config.stream_send_buffer,
             app_frames: AppFrameSet { types: config.app_frame_types, max: config.max_app_frame },
             app_queue: config.app_frame_queue,
+            max_stream_ranges: config.max_stream_ranges,
+            max_session_ranges: config.max_session_ranges,
         };
         let peer_limits = PeerLimits {
             max_data: peer.initial_max_data,
@@ -863,14 +869,17 @@ impl Session {
     fn build_path_packet(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
         let paths = self.paths.as_mut()?;
         // Pick a destination: a response owed elsewhere, the old path, then the current one.
-        let dst = if let Some((addr, _)) = paths.responses.iter().find(|(a, _)| *a != paths.remote) {
+        let dst = if let Some((addr, _)) =
+            paths.responses.iter().find(|(a, _)| *a != paths.remote && paths.budget_to(*a) >= MIN_PATH_PACKET as u64)
+        {
             *addr
         } else if let Some((c, _)) = paths.old.as_ref().filter(|(c, _)| c.send) {
             c.addr
         } else {
             paths.remote
         };
-        let budget = if dst == paths.remote { paths.budget() } else { u64::MAX };
+        // Every unvalidated address gets 3× what it sent, probe-only packets included (spec [MG-3]).
+        let budget = paths.budget_to(dst);
         let size = PATH_PROBE_SIZE.min(buf.len()).min(usize::try_from(budget).unwrap_or(usize::MAX));
         if size < MIN_PATH_PACKET {
             return None;

@@ -83,4 +83,10 @@ pub struct SessionStats {
     pub mtu: u64,
     /// Streams open now.
     pub streams: u64,
+    /// Disjoint ranges of out-of-order stream data held for reassembly now, across all
+    /// streams (capped by `Config::max_session_ranges`, spec [ST-7]).
+    pub recv_ranges: u64,
+    /// Reassembly work so far: one per received stream frame plus one per held range it
+    /// had to examine. Grows linearly with the frames received (spec [ST-7]).
+    pub reassembly_steps: u64,
 }

@@ -3,12 +3,11 @@
 //! under congestion control and pacing, with loss recovery.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use core::time::Duration;
 
 use crate::datagram::DatagramQueue;
 use crate::error::TransportCode;
-use crate::event::{Event, SessionId};
+use crate::event::{Event, EventQueue, SessionId};
 use crate::pmtud::Pmtud;
 use crate::recovery::ack::AckTracker;
 use crate::recovery::cc::CongestionControl;
@@ -49,7 +48,7 @@ struct Sink<'a> {
     pmtud: Option<&'a mut Pmtud>,
     mtu: &'a mut u64,
     rtt: RttEstimator,
-    events: &'a mut VecDeque<Event>,
+    events: &'a mut EventQueue,
     send_final: &'a mut bool,
     app_limited: bool,
 }
@@ -153,7 +152,7 @@ impl Transport {
     /// Runs `f` on the loss detector with a sink over the rest of the transport.
     fn with_sink<R>(
         &mut self,
-        events: &mut VecDeque<Event>,
+        events: &mut EventQueue,
         app_limited: bool,
         f: impl FnOnce(&mut LossDetector, &mut Sink<'_>) -> R,
     ) -> R {
@@ -172,7 +171,7 @@ impl Transport {
     }
 
     /// Fires the loss-detection timer.
-    pub(crate) fn on_timeout(&mut self, now: Instant, events: &mut VecDeque<Event>) {
+    pub(crate) fn on_timeout(&mut self, now: Instant, events: &mut EventQueue) {
         if self.pacing_until.is_some_and(|t| t <= now) {
             self.pacing_until = None;
         }
@@ -204,13 +203,14 @@ impl Transport {
         now: Instant,
         frame: &Frame<'_>,
         max_datagram: usize,
-        events: &mut VecDeque<Event>,
+        events: &mut EventQueue,
     ) -> Result<(), TransportCode> {
         let v = |e: StreamViolation| match e {
             StreamViolation::ConflictingData
             | StreamViolation::FinalSize
             | StreamViolation::FlowControl
-            | StreamViolation::UndeclaredAppFrame => TransportCode::ProtocolViolation,
+            | StreamViolation::UndeclaredAppFrame
+            | StreamViolation::TooManyRanges => TransportCode::ProtocolViolation,
         };
         match *frame {
             Frame::Ack(ref ack) => self.on_ack(now, ack, events)?,
@@ -244,7 +244,7 @@ impl Transport {
         Ok(())
     }
 
-    fn on_ack(&mut self, now: Instant, ack: &AckFrame<'_>, events: &mut VecDeque<Event>) -> Result<(), TransportCode> {
+    fn on_ack(&mut self, now: Instant, ack: &AckFrame<'_>, events: &mut EventQueue) -> Result<(), TransportCode> {
         let app_limited = !self.has_app_data() && self.loss.bytes_in_flight() + 2 * self.mtu < self.cc.window();
         self.with_sink(events, app_limited, |loss, sink| loss.on_ack(now, ack, sink))
             .map_err(|_| TransportCode::ProtocolViolation)?;

@@ -228,7 +228,10 @@ fn mutated_packets_never_panic_or_authenticate() {
 #[test]
 fn rehandshake_under_traffic_loses_nothing() {
     let mut w = World::new(World::seed_from_env(36));
-    let config = Config::default().key_update_packets(16).rehandshake_interval(Some(Duration::from_millis(150)));
+    let config = Config::default()
+        .key_update_packets(16)
+        .rehandshake_interval(Some(Duration::from_millis(150)))
+        .rehandshake_min_interval(Duration::from_millis(100));
     let (a, b, sa, sb) = pair(&mut w, config);
     let ops_before = w.node(a).stats().x25519_ops + w.node(b).stats().x25519_ops;
     let (at_a, at_b) = exchange(&mut w, a, b, sa, sb, 300);
@@ -253,7 +256,10 @@ fn rehandshake_under_traffic_loses_nothing() {
 #[test]
 fn rehandshake_survives_loss() {
     let mut w = World::new(World::seed_from_env(37));
-    let config = Config::default().key_update_packets(64).rehandshake_interval(Some(Duration::from_millis(200)));
+    let config = Config::default()
+        .key_update_packets(64)
+        .rehandshake_interval(Some(Duration::from_millis(200)))
+        .rehandshake_min_interval(Duration::from_millis(100));
     let (a, b, sa, sb) = pair(&mut w, config);
     w.set_links(a, b, LinkConfig { loss: 0.2, jitter: Duration::from_millis(5), ..Default::default() });
     let (_, at_b) = exchange(&mut w, a, b, sa, sb, 400);

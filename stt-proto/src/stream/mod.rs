@@ -23,7 +23,7 @@ pub(crate) use flow::RecvWindow;
 pub(crate) use recv::{RecvBuf, StreamViolation};
 pub(crate) use send::{SendBuf, SendState};
 
-use crate::event::{Event, SessionId};
+use crate::event::{Event, EventQueue, SessionId};
 use crate::recovery::loss::{SentFrame, MAX_SENT_FRAMES};
 use crate::time::Instant;
 use crate::wire::codec::{varint_len, Writer, VARINT_MAX};
@@ -147,6 +147,9 @@ pub(crate) struct StreamLimits {
     pub(crate) send_buffer: u64,
     pub(crate) app_frames: AppFrameSet,
     pub(crate) app_queue: usize,
+    /// Out-of-order ranges one stream / all streams may hold (spec [ST-7]).
+    pub(crate) max_stream_ranges: usize,
+    pub(crate) max_session_ranges: usize,
 }
 
 /// What the peer allowed us in its transport parameters.
@@ -224,8 +227,17 @@ pub(crate) struct Streams {
     recv_consumed: u64,
     max_data_pending: bool,
     peer_stream_window: u64,
+    /// Reassembly work so far (spec [ST-7]): inserts plus held ranges examined.
+    reassembly_steps: u64,
+    /// Out-of-order ranges held by all receiving halves now (spec [ST-7]).
+    recv_ranges: usize,
     round_robin: u64,
     app: AppFrameQueue,
+}
+
+/// The session's range count after one stream went from `before` to `after` ranges.
+fn recount(total: usize, before: usize, after: usize) -> usize {
+    (total + after).saturating_sub(before)
 }
 
 fn kind(uni: bool) -> usize {
@@ -263,6 +275,8 @@ impl Streams {
             recv_consumed: 0,
             max_data_pending: false,
             peer_stream_window: peer.max_stream_data,
+            reassembly_steps: 0,
+            recv_ranges: 0,
             round_robin: 0,
             app: AppFrameQueue {
                 queue: crate::datagram::DatagramQueue::new(
@@ -328,7 +342,7 @@ impl Streams {
         &mut self,
         now: Instant,
         srtt: Duration,
-        events: &mut VecDeque<Event>,
+        events: &mut EventQueue,
     ) -> Result<(), StreamViolation> {
         let id = self.app_recv_id();
         let mut consumed = 0u64;
@@ -353,9 +367,11 @@ impl Streams {
             }
             let was_empty = self.app.queue.is_empty();
             let mut skip = [0u8; 9];
+            let held = r.buf.ranges();
             r.buf.read(&mut skip[..hdr as usize]);
             let queue = &mut self.app.queue;
             r.buf.read_with(len as usize, |body| queue.push_parts(&[ty], body));
+            self.recv_ranges = recount(self.recv_ranges, held, r.buf.ranges());
             consumed += hdr + len;
             r.window.on_consumed(now, srtt, r.buf.read_offset());
             if was_empty {
@@ -378,7 +394,7 @@ impl Streams {
         now: Instant,
         srtt: Duration,
         buf: &mut [u8],
-        events: &mut VecDeque<Event>,
+        events: &mut EventQueue,
     ) -> Option<(u8, usize)> {
         let mut ty = 0u8;
         let len = self.app.queue.pop_with(|a, b| {
@@ -528,6 +544,7 @@ impl Streams {
         if !r.stopped {
             r.stopped = true;
             r.stop_pending = Some(code);
+            self.recv_ranges = recount(self.recv_ranges, r.buf.ranges(), 0);
             r.buf.clear();
         }
         Ok(())
@@ -551,7 +568,9 @@ impl Streams {
         if let Some(code) = r.reset {
             return Err(ReadError::Reset(code));
         }
+        let held = r.buf.ranges();
         let n = r.buf.read(out);
+        self.recv_ranges = recount(self.recv_ranges, held, r.buf.ranges());
         let fin = r.buf.is_finished();
         if n == 0 && !fin {
             r.readable_reported = false;
@@ -584,6 +603,16 @@ impl Streams {
     }
 
     /// Number of live application streams (the two frame streams not counted).
+    /// Reassembly work so far: inserts plus held ranges examined (spec [ST-7]).
+    pub(crate) fn reassembly_steps(&self) -> u64 {
+        self.reassembly_steps
+    }
+
+    /// Disjoint received-but-unread ranges held across all streams now.
+    pub(crate) fn recv_ranges(&self) -> usize {
+        self.recv_ranges
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.len().saturating_sub(2)
     }
@@ -591,7 +620,7 @@ impl Streams {
     // ----- peer frames -----
 
     /// Validates a stream id from the peer and opens every peer stream up to it (spec [ST-1]).
-    fn peer_stream(&mut self, now: Instant, id: StreamId, events: &mut VecDeque<Event>) -> Result<(), StreamViolation> {
+    fn peer_stream(&mut self, now: Instant, id: StreamId, events: &mut EventQueue) -> Result<(), StreamViolation> {
         if id.index() == APP_INDEX {
             // The reserved frame streams exist from the start and are unidirectional.
             return if id.is_uni() { Ok(()) } else { Err(StreamViolation::FinalSize) };
@@ -627,7 +656,7 @@ impl Streams {
         offset: u64,
         data: &[u8],
         fin: bool,
-        events: &mut VecDeque<Event>,
+        events: &mut EventQueue,
     ) -> Result<(), StreamViolation> {
         let session = self.session;
         let is_app = id == self.app_recv_id();
@@ -637,7 +666,15 @@ impl Streams {
         if r.reset.is_some() || r.stopped {
             return Ok(());
         }
-        let new = r.buf.insert(offset, data, fin, r.window.limit())?;
+        let held = r.buf.ranges();
+        let inserted = r.buf.insert(offset, data, fin, r.window.limit(), self.limits.max_stream_ranges);
+        self.reassembly_steps += r.buf.take_steps();
+        self.recv_ranges = recount(self.recv_ranges, held, r.buf.ranges());
+        let new = inserted?;
+        if self.recv_ranges > self.limits.max_session_ranges {
+            // One over at most: the session closes on this frame (spec [ST-7]).
+            return Err(StreamViolation::TooManyRanges);
+        }
         self.recv_data += new;
         if self.recv_data > self.recv_window.limit() {
             return Err(StreamViolation::FlowControl);
@@ -661,7 +698,7 @@ impl Streams {
         id: StreamId,
         code: u64,
         final_size: u64,
-        events: &mut VecDeque<Event>,
+        events: &mut EventQueue,
     ) -> Result<(), StreamViolation> {
         let session = self.session;
         self.peer_stream(now, id, events)?;
@@ -679,6 +716,7 @@ impl Streams {
                 return Err(StreamViolation::FlowControl);
             }
             r.reset = Some(code);
+            self.recv_ranges = recount(self.recv_ranges, r.buf.ranges(), 0);
             r.buf.clear();
             events.push_back(Event::StreamReset { session, stream: id, code });
         }
@@ -691,7 +729,7 @@ impl Streams {
         now: Instant,
         id: StreamId,
         code: u64,
-        events: &mut VecDeque<Event>,
+        events: &mut EventQueue,
     ) -> Result<(), StreamViolation> {
         let session = self.session;
         self.peer_stream(now, id, events)?;
@@ -717,7 +755,7 @@ impl Streams {
         }
     }
 
-    pub(crate) fn on_max_streams(&mut self, uni: bool, count: u64, events: &mut VecDeque<Event>) {
+    pub(crate) fn on_max_streams(&mut self, uni: bool, count: u64, events: &mut EventQueue) {
         let k = kind(uni);
         if count > self.peer_max_streams[k] {
             self.peer_max_streams[k] = count;
@@ -730,7 +768,7 @@ impl Streams {
 
     // ----- acknowledgements -----
 
-    pub(crate) fn on_frame_acked(&mut self, f: &SentFrame, events: &mut VecDeque<Event>) {
+    pub(crate) fn on_frame_acked(&mut self, f: &SentFrame, events: &mut EventQueue) {
         match *f {
             SentFrame::Stream { id, offset, len, fin } => {
                 let session = self.session;
@@ -969,6 +1007,8 @@ mod tests {
             send_buffer: 1000,
             app_frames: set,
             app_queue: 2,
+            max_stream_ranges: 4,
+            max_session_ranges: 6,
         };
         let peer = PeerLimits {
             max_data: 1000,
@@ -980,12 +1020,45 @@ mod tests {
         Streams::new(SessionId { index: 0, generation: 0 }, false, limits, peer, Instant::ZERO)
     }
 
+    /// [ST-7]: out-of-order ranges are capped per stream and per session (4 and 6 here);
+    /// a reset releases a stream's ranges, reading releases the ones read.
+    #[test]
+    fn range_caps_per_stream_and_session() {
+        let mut s = streams(&[]);
+        let mut ev = EventQueue::new();
+        let (t, rtt) = (Instant::ZERO, Duration::from_millis(10));
+        let (a, b, c) = (StreamId(1), StreamId(5), StreamId(9));
+        for id in [a, b] {
+            for off in [1, 3, 5] {
+                s.on_stream_frame(t, rtt, id, off, b"x", false, &mut ev).unwrap();
+            }
+        }
+        assert_eq!(s.recv_ranges(), 6);
+        assert_eq!(s.on_stream_frame(t, rtt, c, 1, b"x", false, &mut ev), Err(StreamViolation::TooManyRanges));
+        let mut s = streams(&[]);
+        for off in [1, 3, 5, 7] {
+            s.on_stream_frame(t, rtt, a, off, b"x", false, &mut ev).unwrap();
+        }
+        assert_eq!(s.on_stream_frame(t, rtt, a, 9, b"x", false, &mut ev), Err(StreamViolation::TooManyRanges));
+        let mut s = streams(&[]);
+        for off in [1, 3, 5] {
+            s.on_stream_frame(t, rtt, a, off, b"x", false, &mut ev).unwrap();
+            s.on_stream_frame(t, rtt, b, off, b"x", false, &mut ev).unwrap();
+        }
+        s.on_stream_close(t, a, 0, 6, &mut ev).unwrap();
+        assert_eq!(s.recv_ranges(), 3, "the reset stream's ranges are released");
+        s.on_stream_frame(t, rtt, b, 0, b"x", false, &mut ev).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(s.read(t, rtt, b, &mut buf), Ok((2, false)));
+        assert_eq!(s.recv_ranges(), 2, "read ranges are released");
+    }
+
     /// [AF-2]: an undeclared or oversize application frame is a violation; declared
     /// frames wait in a bounded queue and the stream holds the rest (flow control).
     #[test]
     fn app_frames_checked_and_bounded() {
         let mut s = streams(&[0x80, 0x81]);
-        let mut ev = VecDeque::new();
+        let mut ev = EventQueue::new();
         let app = StreamId::new(APP_INDEX, true, true);
         let rtt = Duration::from_millis(10);
         let frames = [0x80, 2, b'h', b'i', 0x81, 1, b'!', 0x80, 0];

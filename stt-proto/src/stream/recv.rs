@@ -16,22 +16,34 @@ pub(crate) enum StreamViolation {
     FlowControl,
     /// An application frame of a type this side did not declare.
     UndeclaredAppFrame,
+    /// More disjoint out-of-order ranges than the stream or session may hold (spec [ST-7]).
+    TooManyRanges,
 }
 
 /// Reassembly buffer: bytes from `read` on, holes zero-filled, `received` tracking what arrived.
+///
+/// Memory: `data` spans at most the flow-control window (`read..highest`), and `received`
+/// holds at most the caller's range cap (spec [ST-7]). An insert costs O(log n) to find
+/// the first held range it overlaps plus O(1) per overlapped range, and one move of the
+/// range entries above it (at most the cap).
 #[derive(Debug, Default)]
 pub(crate) struct RecvBuf {
     data: VecDeque<u8>,
     /// Offset of `data[0]`: everything below was read by the application.
     read: u64,
     received: RangeSet,
+    /// Highest offset received + 1 (kept when `received` is cleared by a reset or stop).
+    high: u64,
     final_size: Option<u64>,
+    /// Work done by `insert` since the last `take_steps`: one per call plus one per held
+    /// range it examined (a cost meter for spec [ST-7], not a timing).
+    steps: u64,
 }
 
 impl RecvBuf {
     /// Highest offset received + 1.
     pub(crate) fn highest(&self) -> u64 {
-        self.received.last().map_or(0, |r| r.end).max(self.read)
+        self.high.max(self.read)
     }
 
     pub(crate) fn read_offset(&self) -> u64 {
@@ -42,9 +54,27 @@ impl RecvBuf {
         self.final_size
     }
 
+    /// Disjoint ranges of received, unread data held now.
+    pub(crate) fn ranges(&self) -> usize {
+        self.received.len()
+    }
+
+    /// Returns and resets the work meter (see the `steps` field).
+    pub(crate) fn take_steps(&mut self) -> u64 {
+        core::mem::take(&mut self.steps)
+    }
+
     /// Stores `data` at `offset`. Returns the number of bytes beyond the previous highest
-    /// offset (new flow-control credit used).
-    pub(crate) fn insert(&mut self, offset: u64, data: &[u8], fin: bool, limit: u64) -> Result<u64, StreamViolation> {
+    /// offset (new flow-control credit used). More than `max_ranges` disjoint ranges held
+    /// afterwards is a violation (spec [ST-7]).
+    pub(crate) fn insert(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        fin: bool,
+        limit: u64,
+        max_ranges: usize,
+    ) -> Result<u64, StreamViolation> {
         let end = offset + data.len() as u64;
         if end > limit {
             return Err(StreamViolation::FlowControl);
@@ -60,11 +90,16 @@ impl RecvBuf {
             }
             self.final_size = Some(end);
         }
+        self.steps += 1;
         let before = self.highest();
         // Bytes below `read` were delivered; only compare what we still hold.
         let start = offset.max(self.read);
         if start >= end {
             return Ok(0);
+        }
+        if self.received.len() >= max_ranges && !self.received.touches(start..end) {
+            // Checked before anything is stored, so a stream never holds more (spec [ST-7]).
+            return Err(StreamViolation::TooManyRanges);
         }
         let skip = (start - offset) as usize;
         let needed = (end - self.read) as usize;
@@ -73,13 +108,16 @@ impl RecvBuf {
             // In order, past everything held (the common case): append, no hole to fill.
             self.data.extend(&data[skip..]);
             self.received.insert(start..end);
+            self.high = self.high.max(end);
             return Ok(self.highest().saturating_sub(before));
         }
         if self.data.len() < needed {
             self.data.resize(needed, 0);
         }
-        // Overlaps must carry identical bytes (spec [ST-3]).
-        for r in self.received.iter() {
+        // Overlaps must carry identical bytes (spec [ST-3]). Only the held ranges that
+        // overlap are visited (spec [ST-7]).
+        for r in self.received.overlapping(start..end) {
+            self.steps += 1;
             let (a, b) = (r.start.max(start), r.end.min(end));
             if a >= b {
                 continue;
@@ -91,6 +129,7 @@ impl RecvBuf {
         }
         copy_into_deque(&mut self.data, at, &data[skip..]);
         self.received.insert(start..end);
+        self.high = self.high.max(end);
         Ok(self.highest().saturating_sub(before))
     }
 
@@ -137,9 +176,10 @@ impl RecvBuf {
         n
     }
 
-    /// Discards everything (reset or stop).
+    /// Discards everything held (reset or stop); the highest offset is remembered.
     pub(crate) fn clear(&mut self) {
         self.data.clear();
+        self.received.clear();
     }
 }
 
@@ -168,22 +208,44 @@ mod tests {
     #[test]
     fn reorder_overlap_conflict_final_size() {
         let mut b = RecvBuf::default();
-        assert_eq!(b.insert(5, b"world", false, 100), Ok(10));
+        assert_eq!(b.insert(5, b"world", false, 100, usize::MAX), Ok(10));
         assert_eq!(b.readable(), 0);
-        assert_eq!(b.insert(0, b"hello", false, 100), Ok(0));
-        assert_eq!(b.insert(3, b"lowo", false, 100), Ok(0), "identical overlap accepted once");
-        assert_eq!(b.insert(3, b"LOWO", false, 100), Err(StreamViolation::ConflictingData));
-        assert_eq!(b.insert(90, b"x", false, 90), Err(StreamViolation::FlowControl));
+        assert_eq!(b.insert(0, b"hello", false, 100, usize::MAX), Ok(0));
+        assert_eq!(b.insert(3, b"lowo", false, 100, usize::MAX), Ok(0), "identical overlap accepted once");
+        assert_eq!(b.insert(3, b"LOWO", false, 100, usize::MAX), Err(StreamViolation::ConflictingData));
+        assert_eq!(b.insert(90, b"x", false, 90, usize::MAX), Err(StreamViolation::FlowControl));
         let mut out = [0u8; 7];
         assert_eq!(b.read(&mut out), 7);
         assert_eq!(&out, b"hellowo");
-        assert_eq!(b.insert(10, b"!", true, 100), Ok(1));
-        assert_eq!(b.insert(12, b"?", false, 100), Err(StreamViolation::FinalSize));
-        assert_eq!(b.insert(0, b"hel", true, 100), Err(StreamViolation::FinalSize));
+        assert_eq!(b.insert(10, b"!", true, 100, usize::MAX), Ok(1));
+        assert_eq!(b.insert(12, b"?", false, 100, usize::MAX), Err(StreamViolation::FinalSize));
+        assert_eq!(b.insert(0, b"hel", true, 100, usize::MAX), Err(StreamViolation::FinalSize));
         let mut out = [0u8; 10];
         assert_eq!(b.read(&mut out), 4);
         assert_eq!(&out[..4], b"rld!");
         assert!(b.is_finished());
+    }
+
+    /// [ST-7]: a gap-only pattern costs one step per insert in any order, the range cap
+    /// is enforced, and a gap-filling insert costs the ranges it merges.
+    #[test]
+    fn range_cap_and_linear_work() {
+        let mut b = RecvBuf::default();
+        for k in 0..8u64 {
+            assert!(b.insert(2 * k + 1, b"x", false, 100, 8).is_ok());
+        }
+        assert_eq!(b.ranges(), 8);
+        assert_eq!(b.insert(19, b"x", false, 100, 8), Err(StreamViolation::TooManyRanges));
+        let mut b = RecvBuf::default();
+        for k in (0..1000u64).rev() {
+            assert!(b.insert(2 * k + 1, b"x", false, 1 << 20, usize::MAX).is_ok());
+        }
+        assert_eq!(b.take_steps(), 1000, "descending gappy inserts: one step each");
+        assert_eq!(b.ranges(), 1000);
+        let all = alloc::vec![b'x'; 2000];
+        assert_eq!(b.insert(0, &all, false, 1 << 20, usize::MAX), Ok(0));
+        assert_eq!(b.take_steps(), 1001, "one insert plus the 1000 ranges it overlaps");
+        assert_eq!((b.ranges(), b.readable()), (1, 2000));
     }
 
     quickcheck! {
@@ -200,7 +262,7 @@ mod tests {
             let mut out = Vec::new();
             let mut buf = [0u8; 5];
             for (s, e) in pieces {
-                if b.insert(s as u64, &data[s..e], e == n, 1 << 20).is_err() { return false; }
+                if b.insert(s as u64, &data[s..e], e == n, 1 << 20, usize::MAX).is_err() { return false; }
                 loop {
                     let k = b.read(&mut buf);
                     if k == 0 { break; }
