@@ -1,8 +1,10 @@
 //! # stt-tokio: the async driver and application API for STT
 //!
-//! One task owns the sans-IO [`stt_proto::Node`] and its UDP socket; the handles here
-//! talk to it through bounded buffers and a command queue. The driver stays thin: every
-//! protocol decision is made in `stt-proto`.
+//! The sans-IO [`stt_proto::Node`] sits behind one lock. Application reads and writes run
+//! it in the caller's task and hand datagrams to the socket directly; a driver task
+//! receives datagrams and fires timers. Stream data stays in the core, under its flow
+//! control, until the application reads it. The driver stays thin: every protocol
+//! decision is made in `stt-proto`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +29,7 @@ mod endpoint;
 mod node;
 mod session;
 mod shared;
+mod state;
 mod storage_fs;
 mod stream;
 mod tunnel;

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use stt_proto::{Config, ConfigError, FrameError, Identity, NodeId, SessionId};
+use stt_proto::{Config, ConfigError, FrameError, Identity, NodeId, PathAddr, SessionId};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, oneshot, Mutex as AsyncMutex};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::dispatch::EventEmitter;
-use crate::driver::{Cmd, Driver};
 use crate::session::{ConnectError, Session};
-use crate::shared::SessionShared;
+use crate::shared::Ended;
+use crate::state::{NodeShared, State};
+use crate::udp::UdpIo;
 
 /// Why `Node::bind` failed.
 #[derive(Debug)]
@@ -39,16 +40,33 @@ impl fmt::Display for BindError {
 impl std::error::Error for BindError {}
 
 struct NodeInner {
-    cmds: mpsc::UnboundedSender<Cmd>,
-    incoming: AsyncMutex<mpsc::UnboundedReceiver<Arc<SessionShared>>>,
-    events: broadcast::Sender<stt_proto::Event>,
+    shared: Arc<NodeShared>,
     local_addr: SocketAddr,
     node_id: NodeId,
     #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     tunnels: crate::tunnel::Tunnels,
+    events: broadcast::Sender<stt_proto::Event>,
 }
 
-/// An STT node on a UDP socket: accepts and opens sessions. Cheap to clone.
+impl Drop for NodeInner {
+    /// The last handle is gone (sessions and streams hold one): close every session and
+    /// let the driver stop once they have ended.
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        if !st.stopping {
+            st.stopping = true;
+            let now = st.clock.now();
+            st.core.close(now);
+            self.shared.flush(&mut st);
+        }
+        drop(st);
+        self.shared.driver.notify_one();
+    }
+}
+
+/// An STT node on a UDP socket: accepts and opens sessions. Cheap to clone; when the
+/// last clone (and every session and stream handle) is dropped, its sessions close and
+/// the driver task stops.
 #[doc(alias = "STTNode")]
 #[derive(Clone)]
 pub struct Node {
@@ -72,40 +90,24 @@ impl Node {
     pub fn with_socket(socket: UdpSocket, config: Config, identity: Identity) -> Result<Node, BindError> {
         let clock = Clock::new();
         let rng = ChaCha20Rng::from_os_rng();
-        let max_payload = config.udp_payload_limit();
         let core =
             stt_proto::Node::new(config, identity, rng, clock.now(), Some(Clock::unix())).map_err(BindError::Config)?;
         let local_addr = socket.local_addr().map_err(BindError::Io)?;
         let node_id = core.node_id();
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
         let (ev_tx, _) = broadcast::channel(1024);
         let (tunnel_tx, tunnel_rx) = mpsc::channel(4096);
-        let driver = Driver {
-            core,
-            udp: crate::udp::Udp::new(socket, max_payload).map_err(BindError::Io)?,
-            clock,
-            cmds: cmd_rx,
-            tunnel_rx,
-            tunnels: Default::default(),
-            incoming: in_tx,
-            events: ev_tx.clone(),
-            sessions: Default::default(),
-            connects: Default::default(),
-            dirty: Default::default(),
-            shutdown: None,
-            tmp: vec![0; 65_536],
-        };
-        tokio::spawn(driver.run());
-        tracing::info!(node = %crate::driver::short(&node_id), "node started");
+        let io = UdpIo::new(socket).map_err(BindError::Io)?;
+        let state = State::new(core, clock, &io, ev_tx.clone());
+        let shared = Arc::new(NodeShared::new(state, io));
+        tokio::spawn(crate::driver::run(shared.clone(), tunnel_rx));
+        tracing::info!(node = %crate::state::short(&node_id), "node started");
         Ok(Node {
             inner: Arc::new(NodeInner {
-                cmds: cmd_tx,
-                incoming: AsyncMutex::new(in_rx),
-                events: ev_tx,
+                shared,
                 local_addr,
                 node_id,
                 tunnels: crate::tunnel::Tunnels::new(tunnel_tx),
+                events: ev_tx,
             }),
         })
     }
@@ -120,31 +122,65 @@ impl Node {
         self.inner.local_addr
     }
 
-    pub(crate) fn send(&self, cmd: Cmd) -> bool {
-        self.inner.cmds.send(cmd).is_ok()
+    /// Node-wide counters of the core: datagrams, drops by reason, handshakes, X25519
+    /// operations.
+    pub fn stats(&self) -> stt_proto::NodeStats {
+        self.inner.shared.lock().core.stats().clone()
+    }
+
+    pub(crate) fn shared(&self) -> &NodeShared {
+        &self.inner.shared
     }
 
     /// Opens a session to `addr`. With `expected_peer`, the handshake fails unless the
-    /// responder proves that node id.
+    /// responder proves that node id. Dropping the returned future abandons the handshake.
     ///
     /// # Errors
     /// [`ConnectError`] when the handshake fails or the node is shut down.
     pub async fn connect(&self, addr: SocketAddr, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
+        self.connect_path(addr.into(), expected_peer).await
+    }
+
+    async fn connect_path(&self, to: PathAddr, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
         let (reply, rx) = oneshot::channel();
-        if !self.send(Cmd::Connect { to: addr.into(), expect: expected_peer, reply }) {
-            return Err(ConnectError(crate::Ended::NodeGone));
-        }
-        match rx.await {
+        let id = {
+            let shared = self.shared();
+            let mut st = shared.lock();
+            if st.stopping || st.stopped {
+                return Err(ConnectError(Ended::NodeGone));
+            }
+            let now = st.clock.now();
+            let id = st.core.connect(now, to, expected_peer).map_err(|_| ConnectError(Ended::NodeGone))?;
+            st.connects.insert(id, reply);
+            shared.flush(&mut st);
+            id
+        };
+        let mut pending = PendingConnect { node: self, id, done: false };
+        let r = rx.await;
+        pending.done = true;
+        match r {
             Ok(Ok(shared)) => Ok(Session::new(self.clone(), shared)),
             Ok(Err(e)) => Err(ConnectError(e)),
-            Err(_) => Err(ConnectError(crate::Ended::NodeGone)),
+            Err(_) => Err(ConnectError(Ended::NodeGone)),
         }
     }
 
     /// Waits for the next session a peer opened. `None` once the node is shut down.
     pub async fn accept(&self) -> Option<Session> {
-        let shared = self.inner.incoming.lock().await.recv().await?;
-        Some(Session::new(self.clone(), shared))
+        let shared = self.shared();
+        loop {
+            let notified = shared.incoming.notified();
+            {
+                let mut st = shared.lock();
+                if let Some(s) = st.incoming.pop_front() {
+                    return Some(Session::new(self.clone(), s));
+                }
+                if st.stopped || st.stopping {
+                    return None;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// Subscribes to every core event (typed; filter with [`EventEmitter::filter`]).
@@ -154,7 +190,7 @@ impl Node {
 
     /// Sends an application frame on every established session; returns per-session results.
     pub async fn send_to_all(&self, ty: u8, body: Bytes) -> Vec<(SessionId, Result<(), FrameError>)> {
-        self.broadcast(None, ty, body).await
+        self.broadcast(None, ty, &body)
     }
 
     /// Sends an application frame on the given sessions.
@@ -164,20 +200,36 @@ impl Node {
         ty: u8,
         body: Bytes,
     ) -> Vec<(SessionId, Result<(), FrameError>)> {
-        self.broadcast(Some(sessions.to_vec()), ty, body).await
+        self.broadcast(Some(sessions), ty, &body)
     }
 
-    async fn broadcast(
+    fn broadcast(
         &self,
-        sessions: Option<Vec<SessionId>>,
+        sessions: Option<&[SessionId]>,
         ty: u8,
-        data: Bytes,
+        data: &[u8],
     ) -> Vec<(SessionId, Result<(), FrameError>)> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Cmd::Frame { sessions, ty, data, reply }) {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        let shared = self.shared();
+        let mut st = shared.lock();
+        let targets: Vec<SessionId> = match sessions {
+            Some(s) => s.to_vec(),
+            None => st.sessions.keys().copied().collect(),
+        };
+        let now = st.clock.now();
+        let results = targets
+            .into_iter()
+            .map(|id| {
+                // Only sessions the application side knows (established, not closed).
+                let known = st.sessions.contains_key(&id);
+                let r = match st.core.session(id) {
+                    Some(mut s) if known => s.send_app_frame(now, ty, data),
+                    _ => Err(FrameError::NotEstablished),
+                };
+                (id, r)
+            })
+            .collect();
+        shared.flush(&mut st);
+        results
     }
 
     /// Serves STT over WebSocket on `addr` (with `tls`, over `wss://`), next to UDP.
@@ -213,22 +265,53 @@ impl Node {
     ) -> Result<Session, crate::ws::WsConnectError> {
         let id =
             crate::ws::connect(url, tls, self.inner.tunnels.clone()).await.map_err(crate::ws::WsConnectError::Ws)?;
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Cmd::Connect { to: stt_proto::PathAddr::Tunnel(id), expect: expected_peer, reply }) {
-            return Err(crate::ws::WsConnectError::Session(ConnectError(crate::Ended::NodeGone)));
-        }
-        match rx.await {
-            Ok(Ok(shared)) => Ok(Session::new(self.clone(), shared)),
-            Ok(Err(e)) => Err(crate::ws::WsConnectError::Session(ConnectError(e))),
-            Err(_) => Err(crate::ws::WsConnectError::Session(ConnectError(crate::Ended::NodeGone))),
-        }
+        self.connect_path(stt_proto::PathAddr::Tunnel(id), expected_peer)
+            .await
+            .map_err(crate::ws::WsConnectError::Session)
     }
 
-    /// Closes every session gracefully and stops the driver.
+    /// Closes every session gracefully and waits until the driver stopped.
     pub async fn shutdown(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self.send(Cmd::Shutdown { reply }) {
-            let _ = rx.await;
+        let shared = self.shared();
+        {
+            let mut st = shared.lock();
+            if !st.stopping {
+                st.stopping = true;
+                let now = st.clock.now();
+                st.core.close(now);
+                shared.flush(&mut st);
+            }
         }
+        shared.driver.notify_one();
+        loop {
+            let notified = shared.stopped.notified();
+            if shared.lock().stopped {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Abandons a handshake whose `connect` future was dropped before it finished.
+struct PendingConnect<'a> {
+    node: &'a Node,
+    id: SessionId,
+    done: bool,
+}
+
+impl Drop for PendingConnect<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let shared = self.node.shared();
+        let mut st = shared.lock();
+        st.connects.remove(&self.id);
+        let now = st.clock.now();
+        if let Some(mut s) = st.core.session(self.id) {
+            s.close(now, 0);
+        }
+        shared.flush(&mut st);
     }
 }

@@ -4,10 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use stt_proto::{DatagramError, FrameError, NodeId, PathAddr, SessionId, SessionStats, StreamError, StreamId};
-use tokio::sync::oneshot;
+use stt_proto::{DatagramError, FrameError, Instant, NodeId, PathAddr, SessionId, SessionStats, StreamError, StreamId};
 
-use crate::driver::Cmd;
 use crate::node::Node;
 use crate::shared::{lock, Ended, SessionShared};
 use crate::stream::{RecvStream, SendStream};
@@ -24,12 +22,35 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// An authenticated, encrypted session with a peer node. Cheap to clone.
+/// An authenticated, encrypted session with a peer node. Cheap to clone; when the last
+/// clone and the last stream handle of the session are dropped, the session closes
+/// (application code 0), as a `quinn::Connection` does.
 #[doc(alias = "STTSession")]
 #[derive(Clone)]
 pub struct Session {
     node: Node,
     shared: Arc<SessionShared>,
+    _guard: Arc<CloseOnDrop>,
+}
+
+/// Closes the session when the last handle goes.
+struct CloseOnDrop {
+    node: Node,
+    id: SessionId,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let shared = self.node.shared();
+        let mut st = shared.lock();
+        if st.sessions.contains_key(&self.id) {
+            let now = st.clock.now();
+            if let Some(mut s) = st.core.session(self.id) {
+                s.close(now, 0);
+            }
+            shared.flush(&mut st);
+        }
+    }
 }
 
 impl fmt::Debug for Session {
@@ -40,7 +61,24 @@ impl fmt::Debug for Session {
 
 impl Session {
     pub(crate) fn new(node: Node, shared: Arc<SessionShared>) -> Self {
-        Self { node, shared }
+        let guard = Arc::new(CloseOnDrop { node: node.clone(), id: shared.id });
+        Self { node, shared, _guard: guard }
+    }
+
+    /// Runs `f` on the core's session under the node lock, then sends what it produced
+    /// from this task. `None` when the session is gone from the core.
+    pub(crate) fn with_core<R>(&self, f: impl FnOnce(&mut stt_proto::SessionRef<'_>, Instant) -> R) -> Option<R> {
+        let shared = self.node.shared();
+        let mut st = shared.lock();
+        let now = st.clock.now();
+        let r = st.core.session(self.shared.id).map(|mut s| f(&mut s, now));
+        shared.flush(&mut st);
+        r
+    }
+
+    /// The node this session belongs to.
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
     }
 
     /// The session's id within its node.
@@ -74,11 +112,12 @@ impl Session {
         }
     }
 
-    /// Current counters (RTT, congestion window, losses, ...).
+    /// Current counters (RTT, congestion window, losses, ...); `None` once the session is gone.
     pub async fn stats(&self) -> Option<SessionStats> {
-        let (reply, rx) = oneshot::channel();
-        self.node.send(Cmd::Stats { session: self.shared.id, reply });
-        rx.await.ok().flatten()
+        let shared = self.node.shared();
+        let mut st = shared.lock();
+        let stats = st.core.session(self.shared.id).map(|s| s.stats());
+        stats
     }
 
     /// Derives keying material bound to this session (both sides get the same bytes for
@@ -92,33 +131,25 @@ impl Session {
         context: &[u8],
         out: &mut [u8],
     ) -> Result<(), stt_proto::ExportError> {
-        let (reply, rx) = oneshot::channel();
-        let cmd = Cmd::Export {
-            session: self.shared.id,
-            label: label.to_vec(),
-            context: context.to_vec(),
-            len: out.len(),
-            reply,
-        };
-        if !self.node.send(cmd) {
-            return Err(stt_proto::ExportError::NotEstablished);
+        let shared = self.node.shared();
+        let mut st = shared.lock();
+        match st.core.session(self.shared.id) {
+            Some(s) => s.export_keying_material(label, context, out),
+            None => Err(stt_proto::ExportError::NotEstablished),
         }
-        let bytes = rx.await.unwrap_or(Err(stt_proto::ExportError::NotEstablished))?;
-        out.copy_from_slice(&bytes);
-        Ok(())
     }
 
     async fn open(&self, uni: bool) -> Result<StreamId, StreamError> {
         loop {
-            let notified = self.shared.incoming.notified();
-            let (reply, rx) = oneshot::channel();
-            if !self.node.send(Cmd::Open { session: self.shared.id, uni, reply }) {
+            let notified = self.shared.unblocked.notified();
+            if self.shared.ended().is_some() {
                 return Err(StreamError::NotEstablished);
             }
-            match rx.await.unwrap_or(Err(StreamError::NotEstablished)) {
+            let r = self.with_core(|s, now| s.open_stream(now, uni)).unwrap_or(Err(StreamError::NotEstablished));
+            match r {
                 Ok(id) => return Ok(id),
                 // At the peer's stream limit: wait until it raises it.
-                Err(StreamError::Blocked) if self.shared.ended().is_none() => notified.await,
+                Err(StreamError::Blocked) => notified.await,
                 Err(e) => return Err(e),
             }
         }
@@ -130,7 +161,7 @@ impl Session {
     /// [`StreamError`] if the session is gone.
     pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
         let id = self.open(false).await?;
-        Ok((self.send_stream(id), self.recv_stream(id)))
+        Ok((SendStream::new(self.clone(), id), RecvStream::new(self.clone(), id)))
     }
 
     /// Opens a unidirectional stream.
@@ -139,14 +170,13 @@ impl Session {
     /// [`StreamError`] if the session is gone.
     pub async fn open_uni(&self) -> Result<SendStream, StreamError> {
         let id = self.open(true).await?;
-        Ok(self.send_stream(id))
+        Ok(SendStream::new(self.clone(), id))
     }
 
     async fn accept(&self, uni: bool) -> Option<StreamId> {
         loop {
             let notified = self.shared.incoming.notified();
-            let q = if uni { &self.shared.incoming_uni } else { &self.shared.incoming_bi };
-            if let Some(id) = lock(q).pop_front() {
+            if let Some(id) = self.with_core(|s, _| if uni { s.accept_uni() } else { s.accept_bi() }).flatten() {
                 return Some(id);
             }
             if self.shared.ended().is_some() {
@@ -156,24 +186,18 @@ impl Session {
         }
     }
 
-    /// Waits for the next bidirectional stream the peer opened.
+    /// Waits for the next bidirectional stream the peer opened. Streams nobody accepts
+    /// stay in the core under flow control: the peer cannot open more than the stream
+    /// limit, nor send more than the windows allow.
     pub async fn accept_bi(&self) -> Option<(SendStream, RecvStream)> {
         let id = self.accept(false).await?;
-        Some((self.send_stream(id), self.recv_stream(id)))
+        Some((SendStream::new(self.clone(), id), RecvStream::new(self.clone(), id)))
     }
 
     /// Waits for the next unidirectional stream the peer opened.
     pub async fn accept_uni(&self) -> Option<RecvStream> {
         let id = self.accept(true).await?;
-        Some(self.recv_stream(id))
-    }
-
-    fn send_stream(&self, id: StreamId) -> SendStream {
-        SendStream::new(self.node.clone(), self.shared.clone(), id)
-    }
-
-    fn recv_stream(&self, id: StreamId) -> RecvStream {
-        RecvStream::new(self.node.clone(), self.shared.clone(), id)
+        Some(RecvStream::new(self.clone(), id))
     }
 
     /// Sends an unreliable datagram; when the queue is full the oldest queued one is dropped.
@@ -181,19 +205,23 @@ impl Session {
     /// # Errors
     /// [`DatagramError`] (too large, disabled, not established).
     pub async fn send_datagram(&self, data: Bytes) -> Result<(), DatagramError> {
-        let (reply, rx) = oneshot::channel();
-        if !self.node.send(Cmd::Datagram { session: self.shared.id, data, drop_oldest: true, reply }) {
+        if self.shared.ended().is_some() {
             return Err(DatagramError::NotEstablished);
         }
-        rx.await.unwrap_or(Err(DatagramError::NotEstablished))
+        self.with_core(|s, now| s.send_datagram(now, &data, true)).unwrap_or(Err(DatagramError::NotEstablished))
     }
 
     /// Receives the next datagram; `None` once the session ended.
     pub async fn recv_datagram(&self) -> Option<Bytes> {
         loop {
             let notified = self.shared.datagram_ready.notified();
-            if let Some(d) = lock(&self.shared.datagrams).pop_front() {
-                return Some(d);
+            {
+                let shared = self.node.shared();
+                let mut st = shared.lock();
+                let st = &mut *st;
+                if let Some(n) = st.core.session(self.shared.id).and_then(|mut s| s.recv_datagram(&mut st.tmp)) {
+                    return Some(Bytes::copy_from_slice(&st.tmp[..n.min(st.tmp.len())]));
+                }
             }
             if self.shared.ended().is_some() {
                 return None;
@@ -207,16 +235,28 @@ impl Session {
     /// # Errors
     /// [`FrameError`] (undeclared type, too large, buffer full, not established).
     pub async fn send_frame(&self, ty: u8, body: Bytes) -> Result<(), FrameError> {
-        let mut r = self.node.send_to_sessions(&[self.shared.id], ty, body).await;
-        r.pop().map_or(Err(FrameError::NotEstablished), |(_, r)| r)
+        if self.shared.ended().is_some() {
+            return Err(FrameError::NotEstablished);
+        }
+        self.with_core(|s, now| s.send_app_frame(now, ty, &body)).unwrap_or(Err(FrameError::NotEstablished))
     }
 
     /// Receives the next application frame `(type, body)`; `None` once the session ended.
     pub async fn recv_frame(&self) -> Option<(u8, Bytes)> {
         loop {
             let notified = self.shared.frame_ready.notified();
-            if let Some(f) = lock(&self.shared.frames).pop_front() {
-                return Some(f);
+            {
+                let shared = self.node.shared();
+                let mut st = shared.lock();
+                let st = &mut *st;
+                let now = st.clock.now();
+                let got = st.core.session(self.shared.id).and_then(|mut s| s.recv_app_frame(now, &mut st.tmp));
+                if let Some((ty, n)) = got {
+                    let body = Bytes::copy_from_slice(&st.tmp[..n.min(st.tmp.len())]);
+                    // Reading may have opened the frame stream's window: send that now.
+                    shared.flush(st);
+                    return Some((ty, body));
+                }
             }
             if self.shared.ended().is_some() {
                 return None;
@@ -227,6 +267,6 @@ impl Session {
 
     /// Closes the session with an application code.
     pub fn close(&self, code: u64) {
-        self.node.send(Cmd::Close { session: self.shared.id, code });
+        self.with_core(|s, now| s.close(now, code));
     }
 }

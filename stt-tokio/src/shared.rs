@@ -1,11 +1,11 @@
-//! State shared between the driver task and the application's handles. Every buffer
-//! is bounded; handles wait on wakers and the driver is nudged through its command queue.
+//! What application handles share with the node: per-session notifications and the
+//! per-stream wakers. Stream data is never buffered here: it stays in the core, under
+//! its flow control, until the application reads it.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
-use bytes::{Bytes, BytesMut};
 use stt_proto::{CloseReason, NodeId, PathAddr, SessionId, StreamId};
 use tokio::sync::Notify;
 
@@ -13,11 +13,6 @@ use tokio::sync::Notify;
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-/// Bytes buffered per stream direction between the application and the driver.
-pub(crate) const STREAM_BUFFER: usize = 1 << 20;
-/// Datagrams and application frames queued for the application per session.
-pub(crate) const MESSAGE_QUEUE: usize = 1024;
 
 /// Why a session (or an operation on it) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,65 +41,18 @@ impl std::fmt::Display for Ended {
     }
 }
 
-/// The sending half's buffer: application → driver.
-#[derive(Default)]
-pub(crate) struct SendSide {
-    pub(crate) queue: VecDeque<Bytes>,
-    pub(crate) queued: usize,
-    pub(crate) finish: bool,
-    pub(crate) finished_in_core: bool,
-    /// All data and the end were acknowledged by the peer.
-    pub(crate) acked: bool,
-    pub(crate) reset: Option<u64>,
-    pub(crate) error: Option<String>,
-    pub(crate) waker: Option<Waker>,
-}
-
-/// The receiving half's buffer: driver → application.
-#[derive(Default)]
-pub(crate) struct RecvSide {
-    pub(crate) buf: BytesMut,
-    pub(crate) fin: bool,
-    pub(crate) reset: Option<u64>,
-    pub(crate) waker: Option<Waker>,
-    /// The driver stopped pulling because `buf` was full.
-    pub(crate) stalled: bool,
-}
-
-/// One stream's shared state.
-#[derive(Default)]
-pub(crate) struct StreamShared {
-    pub(crate) send: Mutex<SendSide>,
-    pub(crate) recv: Mutex<RecvSide>,
-    pub(crate) finished: Notify,
-}
-
-impl StreamShared {
-    pub(crate) fn wake_all(&self) {
-        if let Some(w) = lock(&self.send).waker.take() {
-            w.wake();
-        }
-        if let Some(w) = lock(&self.recv).waker.take() {
-            w.wake();
-        }
-        self.finished.notify_waiters();
-    }
-}
-
-/// One session's shared state.
+/// One session's notifications, shared by its handles (waited on without the node lock).
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
     pub(crate) peer: NodeId,
     pub(crate) remote: Mutex<PathAddr>,
-    pub(crate) streams: Mutex<HashMap<StreamId, Arc<StreamShared>>>,
-    pub(crate) incoming_bi: Mutex<VecDeque<StreamId>>,
-    pub(crate) incoming_uni: Mutex<VecDeque<StreamId>>,
+    ended: Mutex<Option<Ended>>,
+    /// The peer opened a stream.
     pub(crate) incoming: Notify,
-    pub(crate) datagrams: Mutex<VecDeque<Bytes>>,
+    /// The peer raised the stream limit.
+    pub(crate) unblocked: Notify,
     pub(crate) datagram_ready: Notify,
-    pub(crate) frames: Mutex<VecDeque<(u8, Bytes)>>,
     pub(crate) frame_ready: Notify,
-    pub(crate) ended: Mutex<Option<Ended>>,
     pub(crate) ended_notify: Notify,
 }
 
@@ -114,28 +62,21 @@ impl SessionShared {
             id,
             peer,
             remote: Mutex::new(remote),
-            streams: Mutex::new(HashMap::new()),
-            incoming_bi: Mutex::new(VecDeque::new()),
-            incoming_uni: Mutex::new(VecDeque::new()),
-            incoming: Notify::new(),
-            datagrams: Mutex::new(VecDeque::new()),
-            datagram_ready: Notify::new(),
-            frames: Mutex::new(VecDeque::new()),
-            frame_ready: Notify::new(),
             ended: Mutex::new(None),
+            incoming: Notify::new(),
+            unblocked: Notify::new(),
+            datagram_ready: Notify::new(),
+            frame_ready: Notify::new(),
             ended_notify: Notify::new(),
         }
-    }
-
-    pub(crate) fn stream(&self, id: StreamId) -> Arc<StreamShared> {
-        lock(&self.streams).entry(id).or_default().clone()
     }
 
     pub(crate) fn ended(&self) -> Option<Ended> {
         *lock(&self.ended)
     }
 
-    /// Marks the session over and wakes every waiter.
+    /// Marks the session over and wakes every session-level waiter (stream wakers are
+    /// woken by the owner of [`SessionApp`]).
     pub(crate) fn end(&self, why: Ended) {
         {
             let mut e = lock(&self.ended);
@@ -143,12 +84,49 @@ impl SessionShared {
                 *e = Some(why);
             }
         }
-        for s in lock(&self.streams).values() {
-            s.wake_all();
-        }
         self.incoming.notify_waiters();
+        self.unblocked.notify_waiters();
         self.datagram_ready.notify_waiters();
         self.frame_ready.notify_waiters();
         self.ended_notify.notify_waiters();
+    }
+}
+
+/// Wakers and outcomes of one stream that has a handle. Entries exist only while a
+/// `SendStream` or `RecvStream` for the stream is alive.
+#[derive(Default)]
+pub(crate) struct StreamApp {
+    pub(crate) read: Option<Waker>,
+    pub(crate) write: Option<Waker>,
+    pub(crate) finish: Option<Waker>,
+    /// Every byte and the end were acknowledged by the peer.
+    pub(crate) acked: bool,
+    /// The peer asked us to stop sending.
+    pub(crate) stopped: Option<u64>,
+    /// Live handles (a send half and a receive half count one each).
+    pub(crate) handles: u8,
+}
+
+impl StreamApp {
+    pub(crate) fn wake_all(&mut self) {
+        for w in [self.read.take(), self.write.take(), self.finish.take()].into_iter().flatten() {
+            w.wake();
+        }
+    }
+}
+
+/// The node's view of one established session's application side.
+pub(crate) struct SessionApp {
+    pub(crate) shared: std::sync::Arc<SessionShared>,
+    pub(crate) streams: HashMap<StreamId, StreamApp>,
+}
+
+impl SessionApp {
+    /// Ends the session for its handles and wakes everything waiting on it.
+    pub(crate) fn end(&mut self, why: Ended) {
+        self.shared.end(why);
+        for s in self.streams.values_mut() {
+            s.wake_all();
+        }
     }
 }

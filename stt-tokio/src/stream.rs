@@ -1,188 +1,301 @@
-//! Stream handles implementing `AsyncWrite` / `AsyncRead`.
+//! Stream handles implementing `AsyncWrite` / `AsyncRead`. Reads and writes run the core
+//! in the caller's task under the node lock: bytes go from the caller's buffer into the
+//! core's send buffer and, on the other side, from the core's reassembly buffer into the
+//! caller's buffer. Nothing is buffered in between, so the core's flow control is the
+//! only limit on what a peer can make this node hold.
 
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
-use stt_proto::StreamId;
+use stt_proto::{ReadError, StreamId, WriteError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::driver::Cmd;
-use crate::node::Node;
-use crate::shared::{lock, SessionShared, StreamShared, STREAM_BUFFER};
+use crate::session::Session;
+use crate::shared::Ended;
 
-/// A stream operation failed because the stream or its session ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamClosed(pub String);
+/// Why a stream operation failed. Carried inside the `io::Error` of `AsyncRead` /
+/// `AsyncWrite` (kind `ConnectionReset`); get it back with [`StreamClosed::of`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamClosed {
+    /// The peer reset (abandoned) the stream with this code.
+    Reset(u64),
+    /// The peer asked this side to stop sending, with this code.
+    Stopped(u64),
+    /// The session ended.
+    SessionClosed(Ended),
+    /// This side already finished or reset the stream.
+    Finished,
+}
+
+impl StreamClosed {
+    /// The `StreamClosed` inside an I/O error from a stream, if it is one.
+    pub fn of(e: &io::Error) -> Option<StreamClosed> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<StreamClosed>()).copied()
+    }
+
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::ConnectionReset, self)
+    }
+}
 
 impl fmt::Display for StreamClosed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StreamClosed::Reset(c) => write!(f, "peer reset the stream with code {c}"),
+            StreamClosed::Stopped(c) => write!(f, "peer stopped the stream with code {c}"),
+            StreamClosed::SessionClosed(e) => write!(f, "{e}"),
+            StreamClosed::Finished => f.write_str("stream already finished or reset"),
+        }
     }
 }
 
 impl std::error::Error for StreamClosed {}
 
-fn closed(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionReset, StreamClosed(msg.into()))
-}
-
-/// The sending half of a stream.
-pub struct SendStream {
-    node: Node,
-    session: Arc<SessionShared>,
-    stream: Arc<StreamShared>,
+/// How a stream ends when its handle is dropped, and what the handles share.
+struct Handle {
+    session: Session,
     id: StreamId,
 }
 
+impl Handle {
+    fn new(session: Session, id: StreamId) -> Self {
+        {
+            let shared = session.node().shared();
+            shared.lock().add_stream_handle(session.id(), id);
+        }
+        Self { session, id }
+    }
+
+    fn gone(&self) -> StreamClosed {
+        StreamClosed::SessionClosed(self.session.ended().unwrap_or(Ended::NodeGone))
+    }
+
+    /// Releases the handle after `last` ran on the core (if the session still exists).
+    fn release(&self, last: impl FnOnce(&mut stt_proto::SessionRef<'_>, stt_proto::Instant)) {
+        let shared = self.session.node().shared();
+        let mut st = shared.lock();
+        let now = st.clock.now();
+        if st.sessions.contains_key(&self.session.id()) {
+            if let Some(mut s) = st.core.session(self.session.id()) {
+                last(&mut s, now);
+            }
+        }
+        st.remove_stream_handle(self.session.id(), self.id);
+        shared.flush(&mut st);
+    }
+}
+
+/// The sending half of a stream. Dropped without [`finish`](Self::finish) or
+/// [`reset`](Self::reset), it finishes the stream after the data written so far (as
+/// `quinn::SendStream` does); to abandon the data, call `reset` first.
+pub struct SendStream {
+    h: Handle,
+    /// `finish` or `reset` was called (or `poll_shutdown`).
+    ended: bool,
+}
+
 impl SendStream {
-    pub(crate) fn new(node: Node, session: Arc<SessionShared>, id: StreamId) -> Self {
-        let stream = session.stream(id);
-        Self { node, session, stream, id }
+    pub(crate) fn new(session: Session, id: StreamId) -> Self {
+        Self { h: Handle::new(session, id), ended: false }
     }
 
     /// The stream's id.
     pub fn id(&self) -> StreamId {
-        self.id
-    }
-
-    fn nudge(&self) {
-        self.node.send(Cmd::Flush { session: self.session.id, stream: self.id });
+        self.h.id
     }
 
     /// Ends the stream and waits until the peer acknowledged every byte and the end.
     ///
     /// # Errors
-    /// [`StreamClosed`] if the stream was stopped or the session ended first.
+    /// [`StreamClosed`] if the stream was stopped or reset, or the session ended first.
     pub async fn finish(&mut self) -> Result<(), StreamClosed> {
-        lock(&self.stream.send).finish = true;
-        self.nudge();
-        loop {
-            let notified = self.stream.finished.notified();
-            {
-                let send = lock(&self.stream.send);
-                if send.acked {
-                    return Ok(());
-                }
-                if let Some(e) = &send.error {
-                    return Err(StreamClosed(e.clone()));
-                }
+        if !self.ended {
+            self.ended = true;
+            let id = self.h.id;
+            match self.h.session.with_core(|s, now| s.finish(now, id)) {
+                Some(Ok(())) => {}
+                Some(Err(WriteError::Stopped(c))) => return Err(StreamClosed::Stopped(c)),
+                Some(Err(WriteError::Finished)) => return Err(StreamClosed::Finished),
+                // Unknown: the core freed it, so everything was acknowledged already.
+                Some(Err(_)) => {}
+                None => return Err(self.h.gone()),
             }
-            if let Some(e) = self.session.ended() {
-                return Err(StreamClosed(e.to_string()));
-            }
-            notified.await;
         }
+        std::future::poll_fn(|cx| self.poll_finished(cx)).await
     }
 
-    /// Abandons the stream with `code` (the peer sees a reset).
+    fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamClosed>> {
+        let shared = self.h.session.node().shared();
+        let mut st = shared.lock();
+        let Some(app) = st.stream_app(self.h.session.id(), self.h.id) else {
+            return Poll::Ready(Err(self.h.gone()));
+        };
+        if app.acked {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(c) = app.stopped {
+            return Poll::Ready(Err(StreamClosed::Stopped(c)));
+        }
+        app.finish = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Abandons the stream with `code` (the peer sees a reset; unsent data is dropped).
     pub fn reset(&mut self, code: u64) {
-        let mut send = lock(&self.stream.send);
-        send.queue.clear();
-        send.queued = 0;
-        send.reset = Some(code);
-        drop(send);
-        self.node.send(Cmd::Reset { session: self.session.id, stream: self.id, code });
+        self.ended = true;
+        let id = self.h.id;
+        self.h.session.with_core(|s, now| {
+            let _ = s.reset_stream(now, id, code);
+        });
+    }
+}
+
+impl Drop for SendStream {
+    fn drop(&mut self) {
+        let (id, ended) = (self.h.id, self.ended);
+        self.h.release(|s, now| {
+            if !ended {
+                let _ = s.finish(now, id);
+            }
+        });
     }
 }
 
 impl AsyncWrite for SendStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let mut send = lock(&this.stream.send);
-        if let Some(e) = &send.error {
-            return Poll::Ready(Err(closed(e.clone())));
+        if this.ended {
+            return Poll::Ready(Err(StreamClosed::Finished.into_io()));
         }
-        if let Some(e) = this.session.ended() {
-            return Poll::Ready(Err(closed(e.to_string())));
+        let (sid, id) = (this.h.session.id(), this.h.id);
+        let shared = this.h.session.node().shared();
+        let mut st = shared.lock();
+        if !st.sessions.contains_key(&sid) {
+            return Poll::Ready(Err(this.h.gone().into_io()));
         }
-        if send.finish || send.reset.is_some() {
-            return Poll::Ready(Err(closed("stream already finished")));
+        let now = st.clock.now();
+        let r = match st.core.session(sid) {
+            Some(mut s) => s.write(now, id, buf),
+            None => Err(WriteError::NotEstablished),
+        };
+        match r {
+            Ok(n) => {
+                shared.flush(&mut st);
+                Poll::Ready(Ok(n))
+            }
+            Err(WriteError::Blocked) => {
+                if let Some(app) = st.stream_app(sid, id) {
+                    app.write = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Err(WriteError::Stopped(c)) => Poll::Ready(Err(StreamClosed::Stopped(c).into_io())),
+            Err(WriteError::Finished) => Poll::Ready(Err(StreamClosed::Finished.into_io())),
+            Err(_) => Poll::Ready(Err(this.h.gone().into_io())),
         }
-        if send.queued >= STREAM_BUFFER {
-            send.waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let n = buf.len().min(STREAM_BUFFER - send.queued);
-        let was_empty = send.queue.is_empty();
-        send.queue.push_back(Bytes::copy_from_slice(&buf[..n]));
-        send.queued += n;
-        drop(send);
-        if was_empty {
-            this.nudge();
-        }
-        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Written bytes are in the core already; it sends them as fast as the path allows.
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        lock(&this.stream.send).finish = true;
-        this.nudge();
+        if !this.ended {
+            this.ended = true;
+            let id = this.h.id;
+            if let Some(Err(WriteError::Stopped(c))) = this.h.session.with_core(|s, now| s.finish(now, id)) {
+                return Poll::Ready(Err(StreamClosed::Stopped(c).into_io()));
+            }
+        }
         Poll::Ready(Ok(()))
     }
 }
 
-/// The receiving half of a stream.
+/// The receiving half of a stream. Dropped before the end was read, it asks the peer to
+/// stop sending (STOP_SENDING with code 0) and discards what arrived.
 pub struct RecvStream {
-    node: Node,
-    session: Arc<SessionShared>,
-    stream: Arc<StreamShared>,
-    id: StreamId,
+    h: Handle,
+    /// The end was read (or a reset seen): nothing to stop on drop.
+    done: bool,
 }
 
 impl RecvStream {
-    pub(crate) fn new(node: Node, session: Arc<SessionShared>, id: StreamId) -> Self {
-        let stream = session.stream(id);
-        let r = Self { node, session, stream, id };
-        // Pull whatever already arrived.
-        r.node.send(Cmd::Flush { session: r.session.id, stream: id });
-        r
+    pub(crate) fn new(session: Session, id: StreamId) -> Self {
+        Self { h: Handle::new(session, id), done: false }
     }
 
     /// The stream's id.
     pub fn id(&self) -> StreamId {
-        self.id
+        self.h.id
     }
 
     /// Asks the peer to stop sending; unread data is discarded.
     pub fn stop(&mut self, code: u64) {
-        self.node.send(Cmd::StopSending { session: self.session.id, stream: self.id, code });
+        self.done = true;
+        let id = self.h.id;
+        self.h.session.with_core(|s, now| {
+            let _ = s.stop_sending(now, id, code);
+        });
+    }
+}
+
+impl Drop for RecvStream {
+    fn drop(&mut self) {
+        let (id, done) = (self.h.id, self.done);
+        self.h.release(|s, now| {
+            if !done {
+                let _ = s.stop_sending(now, id, 0);
+            }
+        });
     }
 }
 
 impl AsyncRead for RecvStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let mut recv = lock(&this.stream.recv);
-        if !recv.buf.is_empty() {
-            let n = recv.buf.len().min(out.remaining());
-            out.put_slice(&recv.buf[..n]);
-            recv.buf.advance(n);
-            let was_stalled = recv.stalled;
-            recv.stalled = false;
-            drop(recv);
-            if was_stalled {
-                this.node.send(Cmd::Flush { session: this.session.id, stream: this.id });
+        if this.done {
+            return Poll::Ready(Ok(()));
+        }
+        let (sid, id) = (this.h.session.id(), this.h.id);
+        let shared = this.h.session.node().shared();
+        let mut st = shared.lock();
+        let now = st.clock.now();
+        // Straight from the core's reassembly buffer into the caller's buffer. Data that
+        // arrived before the session closed stays readable while the core drains it.
+        let r = match st.core.session(sid) {
+            Some(mut s) => s.read(now, id, out.initialize_unfilled()),
+            None => Err(ReadError::UnknownStream),
+        };
+        match r {
+            Ok((n, fin)) => {
+                out.advance(n);
+                this.done = fin;
+                // Reading may have opened a window: send the update from this task.
+                shared.flush(&mut st);
+                Poll::Ready(Ok(()))
             }
-            return Poll::Ready(Ok(()));
+            Err(_) if this.h.session.ended().is_some() => Poll::Ready(Err(this.h.gone().into_io())),
+            Err(ReadError::Blocked) => {
+                if let Some(app) = st.stream_app(sid, id) {
+                    app.read = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Err(ReadError::Reset(c)) => {
+                this.done = true;
+                Poll::Ready(Err(StreamClosed::Reset(c).into_io()))
+            }
+            // The core freed the stream: its end was read already.
+            Err(_) if st.core.session(sid).is_some() => {
+                this.done = true;
+                Poll::Ready(Ok(()))
+            }
+            Err(_) => Poll::Ready(Err(this.h.gone().into_io())),
         }
-        if recv.fin {
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(code) = recv.reset {
-            return Poll::Ready(Err(closed(format!("peer reset the stream with code {code}"))));
-        }
-        if let Some(e) = this.session.ended() {
-            return Poll::Ready(Err(closed(e.to_string())));
-        }
-        recv.waker = Some(cx.waker().clone());
-        Poll::Pending
     }
 }

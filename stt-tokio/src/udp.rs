@@ -1,6 +1,10 @@
 //! UDP I/O through `quinn-udp`: batched receive with GRO, and GSO trains built from
 //! consecutive equal-size datagrams to the same destination, falling back to single
 //! datagrams where the kernel refuses segmentation offload.
+//!
+//! Everything here is non-blocking: a send that would block leaves the train in place
+//! and reports it, so the caller (an application task or the driver, holding the node
+//! lock) never waits on the socket; the driver waits for writability and flushes.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -10,75 +14,112 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Receive buffers per batch.
-const RECV_BATCH: usize = 8;
+pub(crate) const RECV_BATCH: usize = 8;
 /// Bytes per receive buffer (room for a GRO train).
 const RECV_BUF: usize = 65_536;
 
-/// The socket with its offload state and buffers.
-pub(crate) struct Udp {
+/// The socket with its offload state; shared by every task that sends.
+pub(crate) struct UdpIo {
     pub(crate) socket: UdpSocket,
     state: UdpSocketState,
-    max_segments: usize,
-    recv_bufs: Vec<Vec<u8>>,
-    metas: Vec<RecvMeta>,
-    /// Datagrams waiting to leave as one GSO train: `batch[..used]`. The buffer keeps its
-    /// full size; the core writes the next datagram straight into `batch[used..]`.
-    batch: Vec<u8>,
-    used: usize,
-    /// Largest datagram the core writes.
-    max_payload: usize,
-    /// Holds one datagram while the train before it is sent.
-    spare: Vec<u8>,
-    batch_dst: Option<SocketAddr>,
-    batch_seg: usize,
-    batch_count: usize,
 }
 
-impl Udp {
-    pub(crate) fn new(socket: UdpSocket, max_payload: usize) -> io::Result<Self> {
+impl UdpIo {
+    pub(crate) fn new(socket: UdpSocket) -> io::Result<Self> {
         let state = UdpSocketState::new((&socket).into())?;
-        // A GSO send carries at most 64 KiB in all.
-        let max_segments = state.max_gso_segments().clamp(1, 64).min((65_000 / max_payload.max(1)).max(1));
-        // A train of max_segments datagrams plus room for the one being written.
-        Ok(Self {
-            socket,
-            state,
-            max_segments,
-            recv_bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(),
-            metas: vec![RecvMeta::default(); RECV_BATCH],
-            batch: vec![0u8; (max_segments + 1) * max_payload],
-            used: 0,
-            max_payload,
-            spare: Vec::with_capacity(max_payload),
-            batch_dst: None,
-            batch_seg: 0,
-            batch_count: 0,
-        })
+        Ok(Self { socket, state })
     }
 
-    /// Receives what is waiting (without blocking) and hands every datagram (GRO trains
-    /// split by their stride) to `deliver`. Returns how many datagrams were delivered.
-    pub(crate) fn recv(&mut self, mut deliver: impl FnMut(SocketAddr, &mut [u8])) -> io::Result<usize> {
-        let Self { socket, state, recv_bufs, metas, .. } = self;
-        let mut slices: Vec<IoSliceMut<'_>> = recv_bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-        let sock: &UdpSocket = socket;
-        let n = match sock.try_io(Interest::READABLE, || state.recv(sock.into(), &mut slices, metas)) {
+    /// Receives what is waiting without blocking; `Ok(0)` when nothing is.
+    pub(crate) fn try_recv(&self, bufs: &mut RecvBufs) -> io::Result<usize> {
+        let RecvBufs { bufs, metas, filled } = bufs;
+        let mut slices: [IoSliceMut<'_>; RECV_BATCH] = {
+            let mut it = bufs.iter_mut();
+            std::array::from_fn(|_| IoSliceMut::new(it.next().map_or(&mut [][..], |b| &mut b[..])))
+        };
+        let sock = &self.socket;
+        let n = match sock.try_io(Interest::READABLE, || self.state.recv(sock.into(), &mut slices, metas)) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),
         };
+        *filled = n;
+        Ok(n)
+    }
+
+    fn try_send(&self, dst: SocketAddr, contents: &[u8], segment_size: Option<usize>) -> io::Result<()> {
+        let t = Transmit { destination: dst, ecn: None, contents, segment_size, src_ip: None };
+        self.socket.try_io(Interest::WRITABLE, || self.state.try_send((&self.socket).into(), &t))
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+}
+
+/// The driver's receive buffers (owned by the driver task: receiving takes no lock).
+pub(crate) struct RecvBufs {
+    bufs: Vec<Vec<u8>>,
+    metas: [RecvMeta; RECV_BATCH],
+    filled: usize,
+}
+
+impl RecvBufs {
+    pub(crate) fn new() -> Self {
+        Self { bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(), metas: Default::default(), filled: 0 }
+    }
+
+    /// Hands every datagram of the last receive (GRO trains split by their stride) to
+    /// `deliver`; returns how many.
+    pub(crate) fn deliver(&mut self, mut deliver: impl FnMut(SocketAddr, &mut [u8])) -> usize {
         let mut delivered = 0;
-        for (meta, buf) in metas.iter().zip(slices.iter_mut()).take(n) {
+        for (meta, buf) in self.metas.iter().zip(self.bufs.iter_mut()).take(self.filled) {
             let stride = meta.stride.max(1);
+            let len = meta.len.min(buf.len());
             let mut off = 0;
-            while off < meta.len {
-                let end = (off + stride).min(meta.len);
+            while off < len {
+                let end = (off + stride).min(len);
                 deliver(meta.addr, &mut buf[off..end]);
                 delivered += 1;
                 off = end;
             }
         }
-        Ok(delivered)
+        self.filled = 0;
+        delivered
+    }
+}
+
+/// Datagrams waiting to leave as one GSO train: `batch[..used]`, `count` datagrams of
+/// `seg` bytes (the last may be shorter) to `dst`. The core writes the next datagram
+/// straight into `batch[used..]`.
+pub(crate) struct SendTrain {
+    batch: Vec<u8>,
+    used: usize,
+    count: usize,
+    seg: usize,
+    dst: Option<SocketAddr>,
+    max_payload: usize,
+    max_segments: usize,
+    /// A datagram that does not join the train waits here while the train is sent.
+    spare: Vec<u8>,
+    parked: Option<(SocketAddr, usize)>,
+}
+
+impl SendTrain {
+    pub(crate) fn new(io: &UdpIo, max_payload: usize) -> Self {
+        // A GSO send carries at most 64 KiB in all.
+        let max_segments = io.max_gso_segments().clamp(1, 64).min((65_000 / max_payload.max(1)).max(1));
+        Self {
+            batch: vec![0u8; (max_segments + 1) * max_payload],
+            used: 0,
+            count: 0,
+            seg: 0,
+            dst: None,
+            max_payload,
+            max_segments,
+            spare: vec![0u8; max_payload],
+            parked: None,
+        }
     }
 
     /// Where the core writes the next datagram (`max_payload` bytes), in place in the train.
@@ -88,66 +129,89 @@ impl Udp {
     }
 
     /// Commits the `len` bytes just written into [`tail`](Self::tail) as a datagram to
-    /// `dst`: consecutive equal-size datagrams to one destination leave as one GSO send.
-    pub(crate) async fn commit(&mut self, dst: SocketAddr, len: usize) {
+    /// `dst`. Returns false when the socket would block: the datagram is kept, and nothing
+    /// more may be written until [`flush`](Self::flush) returns true.
+    pub(crate) fn commit(&mut self, io: &UdpIo, dst: SocketAddr, len: usize) -> bool {
         let start = self.used;
-        let joins = self.batch_dst == Some(dst)
-            && len <= self.batch_seg
-            && self.batch_count < self.max_segments
-            && start % self.batch_seg.max(1) == 0;
-        if !joins {
-            if self.batch_count > 0 {
-                // Send the train before it; keep this datagram (a copy only at train ends).
-                self.spare.clear();
-                self.spare.extend_from_slice(&self.batch[start..start + len]);
-                self.flush().await;
-                self.batch[..len].copy_from_slice(&self.spare);
+        let joins =
+            self.dst == Some(dst) && len <= self.seg && self.count < self.max_segments && start % self.seg.max(1) == 0;
+        if self.count > 0 && !joins {
+            // Send the train before it; keep this datagram aside (a copy only at train ends).
+            self.spare[..len].copy_from_slice(&self.batch[start..start + len]);
+            self.parked = Some((dst, len));
+            if !self.send_train(io) {
+                return false;
             }
-            self.batch_dst = Some(dst);
-            self.batch_seg = len;
+            self.unpark();
+        } else {
+            if self.count == 0 {
+                self.dst = Some(dst);
+                self.seg = len;
+            }
+            self.used += len;
+            self.count += 1;
         }
-        self.used += len;
-        self.batch_count += 1;
         // A shorter datagram ends a train.
-        if len < self.batch_seg || self.max_segments == 1 || self.batch_count == self.max_segments {
-            self.flush().await;
+        if len < self.seg || self.max_segments == 1 || self.count == self.max_segments {
+            return self.flush(io);
+        }
+        true
+    }
+
+    /// Sends everything pending. Returns false when the socket would block (the rest
+    /// stays queued; call again once it is writable).
+    pub(crate) fn flush(&mut self, io: &UdpIo) -> bool {
+        loop {
+            if !self.send_train(io) {
+                return false;
+            }
+            if self.parked.is_none() {
+                return true;
+            }
+            self.unpark();
         }
     }
 
-    /// Sends the pending train.
-    pub(crate) async fn flush(&mut self) {
-        let Some(dst) = self.batch_dst.take() else { return };
-        let seg = (self.batch_count > 1).then_some(self.batch_seg);
-        if let Err(e) = self.send_now(dst, 0, self.used, seg).await {
-            if seg.is_some() {
-                // GSO refused: fall back to single datagrams from now on.
+    /// Whether a datagram waits for the socket.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.count > 0 || self.parked.is_some()
+    }
+
+    fn unpark(&mut self) {
+        if let Some((dst, len)) = self.parked.take() {
+            self.batch[..len].copy_from_slice(&self.spare[..len]);
+            self.dst = Some(dst);
+            self.seg = len;
+            self.used = len;
+            self.count = 1;
+        }
+    }
+
+    /// Sends the train; false if the socket would block (the train is kept).
+    fn send_train(&mut self, io: &UdpIo) -> bool {
+        let Some(dst) = self.dst else { return true };
+        let seg = (self.count > 1).then_some(self.seg);
+        match io.try_send(dst, &self.batch[..self.used], seg) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if seg.is_some() => {
+                // GSO refused: fall back to single datagrams from now on. What the socket
+                // refuses now is lost like any datagram; loss recovery resends it.
                 tracing::debug!(error = %e, "segmentation offload failed; sending datagrams one by one");
                 self.max_segments = 1;
-                let step = self.batch_seg.max(1);
-                let mut off = 0;
-                while off < self.used {
-                    let end = (off + step).min(self.used);
-                    if let Err(e) = self.send_now(dst, off, end, None).await {
+                let step = self.seg.max(1);
+                for chunk in self.batch[..self.used].chunks(step) {
+                    if let Err(e) = io.try_send(dst, chunk, None) {
                         tracing::debug!(error = %e, "send failed");
                     }
-                    off = end;
                 }
-            } else {
-                tracing::debug!(error = %e, "send failed");
             }
+            // An ICMP error from an earlier datagram, an unreachable address: UDP loses it.
+            Err(e) => tracing::debug!(error = %e, "send failed"),
         }
         self.used = 0;
-        self.batch_count = 0;
-    }
-
-    async fn send_now(&self, dst: SocketAddr, from: usize, to: usize, segment_size: Option<usize>) -> io::Result<()> {
-        let t = Transmit { destination: dst, ecn: None, contents: &self.batch[from..to], segment_size, src_ip: None };
-        loop {
-            match self.socket.try_io(Interest::WRITABLE, || self.state.try_send((&self.socket).into(), &t)) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.socket.writable().await?,
-                Err(e) => return Err(e),
-            }
-        }
+        self.count = 0;
+        self.dst = None;
+        true
     }
 }

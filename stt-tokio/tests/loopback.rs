@@ -37,7 +37,7 @@ async fn stream_transfer_and_echo() {
         rx.read_to_end(&mut echo).await.unwrap();
         tx.write_all(&echo).await.unwrap();
         tx.finish().await.unwrap();
-        (got, s.peer_node_id(), b)
+        (got, s.peer_node_id(), b, s)
     });
     let s = within(a.connect(b_addr, Some(b_id))).await.unwrap();
     assert_eq!(s.peer_node_id(), b_id);
@@ -51,7 +51,7 @@ async fn stream_transfer_and_echo() {
     let mut echo = Vec::new();
     within(rx.read_to_end(&mut echo)).await.unwrap();
     assert_eq!(echo, b"ping over a bidirectional stream");
-    let (got, peer, _b) = within(server).await.unwrap();
+    let (got, peer, _b, _s) = within(server).await.unwrap();
     assert!(got == data, "4 MiB intact");
     assert_eq!(peer, a.node_id());
     let stats = s.stats().await.unwrap();
@@ -250,14 +250,15 @@ async fn transfer_through_fault_proxy() {
         let mut rx = r.accept_uni().await.unwrap();
         let mut v = Vec::new();
         rx.read_to_end(&mut v).await.unwrap();
-        (v, b)
+        // Dropping the last handle would close the session: keep it for the stats below.
+        (v, b, r)
     });
     let s = within(a.connect(proxy, None)).await.unwrap();
     let data = pattern(8 << 20);
     let mut w = s.open_uni().await.unwrap();
     w.write_all(&data).await.unwrap();
     within(w.finish()).await.unwrap();
-    let (got, _b) = within(server).await.unwrap();
+    let (got, _b, _r) = within(server).await.unwrap();
     assert!(got == data, "byte-exact through loss, duplication and reordering");
     let stats = s.stats().await.unwrap();
     assert!(stats.lost > 0, "the proxy did drop packets");

@@ -1,0 +1,314 @@
+//! The node's single owner: the sans-IO core and everything that must change with it,
+//! behind one mutex. Whoever holds the lock (an application task after a read or a
+//! write, or the driver after input or a timer) runs the core and drains its output
+//! straight to the socket: there is no second task between the application and the
+//! network, and no second state machine. Critical sections are short and never await.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use rand_chacha::ChaCha20Rng;
+use stt_proto::{Event, Input, Instant, Node as Core, Output, PathAddr, SessionId, StreamId, TunnelId};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+
+use crate::clock::Clock;
+use crate::shared::{lock, Ended, SessionApp, SessionShared, StreamApp};
+use crate::tunnel::TunnelMsg;
+use crate::udp::{SendTrain, UdpIo};
+
+/// Replies to a pending `connect`.
+pub(crate) type ConnectReply = oneshot::Sender<Result<Arc<SessionShared>, Ended>>;
+
+/// Established sessions nobody accepted yet, at most (beyond: closed, see [`State::event`]).
+const INCOMING_QUEUE: usize = 1024;
+
+/// Everything guarded by the node lock.
+pub(crate) struct State {
+    pub(crate) core: Core<ChaCha20Rng>,
+    pub(crate) clock: Clock,
+    train: SendTrain,
+    /// A send train waits for the socket to become writable (the driver flushes it).
+    pub(crate) blocked: bool,
+    pub(crate) tunnels: HashMap<TunnelId, mpsc::Sender<Bytes>>,
+    pub(crate) sessions: HashMap<SessionId, SessionApp>,
+    pub(crate) connects: HashMap<SessionId, ConnectReply>,
+    pub(crate) incoming: VecDeque<Arc<SessionShared>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    /// When the driver will look at the core next (it sleeps until then).
+    pub(crate) driver_wake: Option<Instant>,
+    /// Shutdown was asked for (or every user handle is gone): sessions are closing.
+    pub(crate) stopping: bool,
+    /// The driver has stopped; nothing runs the core any more.
+    pub(crate) stopped: bool,
+    /// Scratch space for datagrams and frames copied out of the core.
+    pub(crate) tmp: Vec<u8>,
+}
+
+/// The node lock and what is waited on without it.
+pub(crate) struct NodeShared {
+    state: Mutex<State>,
+    pub(crate) io: UdpIo,
+    /// Wakes the driver: an earlier deadline, a blocked socket, shutdown.
+    pub(crate) driver: Notify,
+    /// A session was established and waits for `accept`, or the node stopped.
+    pub(crate) incoming: Notify,
+    /// The driver stopped.
+    pub(crate) stopped: Notify,
+}
+
+impl NodeShared {
+    pub(crate) fn new(state: State, io: UdpIo) -> Self {
+        Self { state: Mutex::new(state), io, driver: Notify::new(), incoming: Notify::new(), stopped: Notify::new() }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// After an application command: sends what the core produced, in the caller's task,
+    /// and wakes the driver only if its timer must move or the socket is blocked.
+    pub(crate) fn flush(&self, st: &mut State) {
+        st.drain(&self.io, &self.incoming);
+        let deadline = st.core.next_deadline();
+        let earlier = match (deadline, st.driver_wake) {
+            (Some(d), Some(w)) => d < w,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if st.blocked || earlier {
+            st.driver_wake = deadline;
+            self.driver.notify_one();
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn new(core: Core<ChaCha20Rng>, clock: Clock, io: &UdpIo, events: broadcast::Sender<Event>) -> Self {
+        let max_payload = core.config().udp_payload_limit();
+        Self {
+            core,
+            clock,
+            train: SendTrain::new(io, max_payload),
+            blocked: false,
+            tunnels: HashMap::new(),
+            sessions: HashMap::new(),
+            connects: HashMap::new(),
+            incoming: VecDeque::new(),
+            events,
+            driver_wake: None,
+            stopping: false,
+            stopped: false,
+            tmp: vec![0; 65_536],
+        }
+    }
+
+    /// Drains the core's output: datagrams go to the socket (or a tunnel), events wake
+    /// whoever waits. Stops early while the socket would block.
+    pub(crate) fn drain(&mut self, io: &UdpIo, incoming: &Notify) {
+        if self.blocked {
+            if !self.train.flush(io) {
+                return;
+            }
+            self.blocked = false;
+        }
+        loop {
+            // The core writes each datagram straight into the UDP send train.
+            match self.core.poll_output(self.train.tail()) {
+                Output::Transmit(t) => match t.dst {
+                    PathAddr::Udp(dst) => {
+                        if !self.train.commit(io, dst, t.len) {
+                            self.blocked = true;
+                            return;
+                        }
+                    }
+                    PathAddr::Tunnel(id) => {
+                        // A full connection queue drops the datagram; loss recovery resends.
+                        if let Some(tx) = self.tunnels.get(&id) {
+                            let _ = tx.try_send(Bytes::copy_from_slice(&self.train.tail()[..t.len]));
+                        }
+                    }
+                },
+                Output::Event(e) => self.event(e, incoming),
+                Output::Wait(_) => {
+                    self.blocked = !self.train.flush(io);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether a datagram waits for the socket.
+    pub(crate) fn send_pending(&self) -> bool {
+        self.blocked || self.train.is_pending()
+    }
+
+    /// Feeds an expired timer.
+    pub(crate) fn on_timer(&mut self) {
+        let now = self.clock.now();
+        if self.core.next_deadline().is_some_and(|d| d <= now) {
+            let _ = self.core.handle_input(Input::Timeout { now });
+        }
+    }
+
+    pub(crate) fn tunnel(&mut self, m: TunnelMsg) {
+        match m {
+            TunnelMsg::Opened(id, tx) => {
+                self.tunnels.insert(id, tx);
+            }
+            TunnelMsg::Data(id, data) => {
+                // Decrypted in place in the scratch buffer: no allocation per datagram.
+                let n = data.len().min(self.tmp.len());
+                self.tmp[..n].copy_from_slice(&data[..n]);
+                let now = self.clock.now();
+                let _ = self.core.handle_input(Input::Datagram {
+                    now,
+                    from: PathAddr::Tunnel(id),
+                    data: &mut self.tmp[..n],
+                });
+            }
+            TunnelMsg::Closed(id) => {
+                self.tunnels.remove(&id);
+            }
+        }
+    }
+
+    /// The wakers of a stream that has a handle.
+    pub(crate) fn stream_app(&mut self, session: SessionId, stream: StreamId) -> Option<&mut StreamApp> {
+        self.sessions.get_mut(&session)?.streams.get_mut(&stream)
+    }
+
+    /// Registers a new handle on a stream.
+    pub(crate) fn add_stream_handle(&mut self, session: SessionId, stream: StreamId) {
+        if let Some(app) = self.sessions.get_mut(&session) {
+            app.streams.entry(stream).or_default().handles += 1;
+        }
+    }
+
+    /// Drops a handle; the stream's entry goes with its last handle.
+    pub(crate) fn remove_stream_handle(&mut self, session: SessionId, stream: StreamId) {
+        let Some(app) = self.sessions.get_mut(&session) else { return };
+        if let Some(s) = app.streams.get_mut(&stream) {
+            s.handles = s.handles.saturating_sub(1);
+            if s.handles == 0 {
+                app.streams.remove(&stream);
+            }
+        }
+    }
+
+    /// Closes a session nobody will use (its `connect` was abandoned, or nobody accepts).
+    fn abandon(&mut self, session: SessionId) {
+        let now = self.clock.now();
+        if let Some(mut s) = self.core.session(session) {
+            s.close(now, 0);
+        }
+    }
+
+    fn event(&mut self, e: Event, incoming: &Notify) {
+        let _ = self.events.send(e);
+        match e {
+            Event::Established { session, peer } => {
+                let Some(remote) = self.core.session(session).map(|s| s.remote()) else { return };
+                let shared = Arc::new(SessionShared::new(session, peer, remote));
+                self.sessions.insert(session, SessionApp { shared: shared.clone(), streams: HashMap::new() });
+                tracing::info!(peer = %short(&peer), "session established");
+                match self.connects.remove(&session) {
+                    Some(reply) => {
+                        if reply.send(Ok(shared)).is_err() {
+                            // The `connect` future was dropped while the handshake ran.
+                            self.abandon(session);
+                        }
+                    }
+                    None if self.incoming.len() >= INCOMING_QUEUE => {
+                        tracing::debug!("incoming session queue full; closing the new session");
+                        self.abandon(session);
+                    }
+                    None => {
+                        self.incoming.push_back(shared);
+                        incoming.notify_waiters();
+                    }
+                }
+            }
+            Event::HandshakeFailed { session, reason } => {
+                tracing::info!(%reason, "handshake failed");
+                if let Some(reply) = self.connects.remove(&session) {
+                    let _ = reply.send(Err(Ended::Failed(reason)));
+                }
+            }
+            Event::Closed { session, reason } => {
+                tracing::info!(%reason, "session closed");
+                if let Some(mut app) = self.sessions.remove(&session) {
+                    app.end(Ended::Closed(reason));
+                }
+                self.incoming.retain(|s| s.id != session);
+            }
+            Event::StreamOpened { session, .. } => {
+                if let Some(app) = self.sessions.get(&session) {
+                    app.shared.incoming.notify_waiters();
+                }
+            }
+            Event::StreamReadable { session, stream } | Event::StreamReset { session, stream, .. } => {
+                if let Some(w) = self.stream_app(session, stream).and_then(|s| s.read.take()) {
+                    w.wake();
+                }
+            }
+            Event::StreamWritable { session, stream } => {
+                if let Some(w) = self.stream_app(session, stream).and_then(|s| s.write.take()) {
+                    w.wake();
+                }
+            }
+            Event::StreamFinished { session, stream } => {
+                if let Some(s) = self.stream_app(session, stream) {
+                    s.acked = true;
+                    if let Some(w) = s.finish.take() {
+                        w.wake();
+                    }
+                }
+            }
+            Event::StreamStopped { session, stream, code } => {
+                if let Some(s) = self.stream_app(session, stream) {
+                    s.stopped = Some(code);
+                    s.wake_all();
+                }
+            }
+            Event::StreamsUnblocked { session } => {
+                if let Some(app) = self.sessions.get(&session) {
+                    app.shared.unblocked.notify_waiters();
+                }
+            }
+            Event::DatagramReadable { session } => {
+                if let Some(app) = self.sessions.get(&session) {
+                    app.shared.datagram_ready.notify_waiters();
+                }
+            }
+            Event::AppFrameReadable { session } => {
+                if let Some(app) = self.sessions.get(&session) {
+                    app.shared.frame_ready.notify_waiters();
+                }
+            }
+            Event::PathChanged { session, remote } => {
+                if let Some(app) = self.sessions.get(&session) {
+                    *lock(&app.shared.remote) = remote;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The driver stopped: every handle learns it.
+    pub(crate) fn end_all(&mut self) {
+        self.stopped = true;
+        for (_, mut app) in self.sessions.drain() {
+            app.end(Ended::NodeGone);
+        }
+        for (_, reply) in self.connects.drain() {
+            let _ = reply.send(Err(Ended::NodeGone));
+        }
+    }
+}
+
+/// A node id shortened for logs (addresses are never logged at info level).
+pub(crate) fn short(id: &stt_proto::NodeId) -> String {
+    let s = id.to_string();
+    s[..12.min(s.len())].to_string()
+}
