@@ -23,6 +23,13 @@ impl SessionId {
     }
 }
 
+impl core::fmt::Display for SessionId {
+    /// `slot.generation`, e.g. `3.1`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{}", self.index, self.generation)
+    }
+}
+
 /// Something the application should know. Events carry no payload bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]

@@ -341,7 +341,7 @@ impl<E: Entropy> Node<E> {
                 } else {
                     self.handle_auth_proof(idx, sender, data)
                 };
-                self.after_session(idx as usize);
+                self.after_input(idx as usize);
                 r
             }
             Header::Cookie { version, receiver } => {
@@ -352,7 +352,7 @@ impl<E: Entropy> Node<E> {
                     return Dropped(DropReason::UnknownSession);
                 };
                 let r = self.handle_cookie(idx, from, data);
-                self.after_session(idx as usize);
+                self.after_input(idx as usize);
                 r
             }
             Header::Protected { key_phase, receiver, truncated_pn } => {
@@ -368,7 +368,7 @@ impl<E: Entropy> Node<E> {
                 };
                 let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                 let r = session.handle_protected(self.now, &mut ctx, from, key_phase, truncated_pn, head, body);
-                self.after_session(idx as usize);
+                self.after_input(idx as usize);
                 r
             }
         };
@@ -756,12 +756,20 @@ impl<E: Entropy> Node<E> {
     /// After any call into a session: fold counters, emit `Established` once
     /// (resolving duplicate sessions with the same peer), free finished sessions.
     fn after_session(&mut self, idx: usize) {
-        self.settle(idx, true);
+        self.settle(idx, true, false);
+    }
+
+    /// As [`after_session`](Self::after_session) for a session that just took a datagram:
+    /// it is polled even if nothing is due, so acknowledgements go out at once ([RC-1]
+    /// allows up to the ACK delay; sending sooner keeps the peer's RTT samples tight).
+    fn after_input(&mut self, idx: usize) {
+        self.settle(idx, true, true);
     }
 
     /// As [`after_session`](Self::after_session); `may_poll` false keeps the session out of
-    /// the ready queue (it was just polled and had nothing to send: its timer covers it).
-    fn settle(&mut self, idx: usize, may_poll: bool) {
+    /// the ready queue (it was just polled and had nothing to send: its timer covers it),
+    /// `force` queues it regardless.
+    fn settle(&mut self, idx: usize, may_poll: bool, force: bool) {
         let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else {
             return;
         };
@@ -795,7 +803,7 @@ impl<E: Entropy> Node<E> {
             }
             self.schedule.forget(idx as u32);
         } else {
-            self.schedule.update(idx as u32, s.next_deadline(self.now), self.now, may_poll, false);
+            self.schedule.update(idx as u32, s.next_deadline(self.now), self.now, may_poll, force);
         }
     }
 
@@ -864,7 +872,7 @@ impl<E: Entropy> Node<E> {
             self.stats.sessions_visited += 1;
             let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             let sent = s.poll_transmit(self.now, &mut ctx, buf);
-            self.settle(idx, sent.is_some());
+            self.settle(idx, sent.is_some(), false);
             if let Some((dst, len)) = sent {
                 return self.transmit(dst, len);
             }
@@ -966,6 +974,13 @@ impl SessionRef<'_> {
         s.key_updates = self.session.record.as_ref().map_or(0, Record::key_updates);
         s.rehandshakes = self.session.rehandshakes();
         s
+    }
+
+    /// Whether everything written on streams, every application frame and every queued
+    /// datagram was sent, and every packet carrying them was acknowledged (what a graceful
+    /// close waits for). False before the handshake finished.
+    pub fn all_acknowledged(&self) -> bool {
+        self.session.transport.as_ref().is_some_and(crate::transport::Transport::all_acknowledged)
     }
 
     /// The probe timeout currently in force.

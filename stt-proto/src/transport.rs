@@ -347,6 +347,12 @@ impl Transport {
     }
 
     /// Lost packets so far.
+    /// Everything the application handed over was sent and acknowledged (datagrams, being
+    /// unreliable, only need to have left).
+    pub(crate) fn all_acknowledged(&self) -> bool {
+        !self.has_app_data() && self.loss.bytes_in_flight() == 0
+    }
+
     pub(crate) fn lost(&self) -> u64 {
         self.loss.lost_packets
     }

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::clock::Clock;
 use crate::dispatch::EventEmitter;
 use crate::session::{ConnectError, Session};
-use crate::shared::Ended;
+use crate::shared::{lock, Ended};
 use crate::state::{NodeShared, State};
 use crate::udp::UdpIo;
 
@@ -141,6 +141,26 @@ impl Node {
         self.connect_path(addr.into(), expected_peer).await
     }
 
+    /// Resolves `host:port` (a name or an address) and connects to the first address.
+    ///
+    /// # Errors
+    /// [`ConnectError`] with [`Ended::Unresolved`] if the name does not resolve, or as
+    /// [`connect`](Self::connect).
+    pub async fn connect_host(&self, host: &str, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
+        let addr = tokio::net::lookup_host(host)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or(ConnectError(Ended::Unresolved))?;
+        self.connect(addr, expected_peer).await
+    }
+
+    /// A handle on an established session by id (for example from an [`Event`](stt_proto::Event)).
+    pub fn session(&self, id: SessionId) -> Option<Session> {
+        let shared = self.shared().lock().sessions.get(&id).map(|a| a.shared.clone())?;
+        Some(Session::new(self.clone(), shared))
+    }
+
     async fn connect_path(&self, to: PathAddr, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
         let (reply, rx) = oneshot::channel();
         let id = {
@@ -148,6 +168,17 @@ impl Node {
             let mut st = shared.lock();
             if st.stopping || st.stopped {
                 return Err(ConnectError(Ended::NodeGone));
+            }
+            // One session per peer pair: a session that exists already is returned, not
+            // superseded by a second handshake.
+            let existing = st.sessions.values().map(|a| &a.shared).find(|s| match expected_peer {
+                Some(p) => s.peer == p,
+                None => *lock(&s.remote) == to,
+            });
+            if let Some(s) = existing {
+                let s = s.clone();
+                drop(st);
+                return Ok(Session::new(self.clone(), s));
             }
             let now = st.clock.now();
             let id = st.core.connect(now, to, expected_peer).map_err(|_| ConnectError(Ended::NodeGone))?;

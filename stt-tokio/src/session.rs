@@ -30,7 +30,8 @@ impl std::error::Error for ConnectError {}
 pub struct Session {
     node: Node,
     shared: Arc<SessionShared>,
-    _guard: Arc<CloseOnDrop>,
+    /// The session's [`CloseOnDrop`], shared by all its handles.
+    _guard: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 /// Closes the session when the last handle goes.
@@ -61,7 +62,19 @@ impl fmt::Debug for Session {
 
 impl Session {
     pub(crate) fn new(node: Node, shared: Arc<SessionShared>) -> Self {
-        let guard = Arc::new(CloseOnDrop { node: node.clone(), id: shared.id });
+        // Every handle on one session shares one guard, however it was obtained.
+        let guard = {
+            let mut slot = lock(&shared.guard);
+            match slot.upgrade() {
+                Some(g) => g,
+                None => {
+                    let g: Arc<dyn std::any::Any + Send + Sync> =
+                        Arc::new(CloseOnDrop { node: node.clone(), id: shared.id });
+                    *slot = Arc::downgrade(&g);
+                    g
+                }
+            }
+        };
         Self { node, shared, _guard: guard }
     }
 
@@ -265,8 +278,46 @@ impl Session {
         }
     }
 
-    /// Closes the session with an application code.
+    /// Waits until everything handed to the session so far (stream data and ends, frames,
+    /// datagrams) was sent and acknowledged by the peer.
+    ///
+    /// # Errors
+    /// [`Ended`] if the session ended first.
+    pub async fn flush(&self) -> Result<(), Ended> {
+        let id = self.shared.id;
+        std::future::poll_fn(|cx| {
+            let shared = self.node.shared();
+            let mut st = shared.lock();
+            if let Some(e) = self.shared.ended() {
+                return std::task::Poll::Ready(Err(e));
+            }
+            match st.core.session(id).map(|s| s.all_acknowledged()) {
+                Some(true) => std::task::Poll::Ready(Ok(())),
+                None => std::task::Poll::Ready(Err(Ended::NodeGone)),
+                Some(false) => {
+                    st.flush_waiters.push((id, cx.waker().clone()));
+                    std::task::Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Closes the session with an application code, at once: what is still queued or in
+    /// flight is dropped (the peer sees the close). To deliver first, use
+    /// [`close_gracefully`](Self::close_gracefully).
     pub fn close(&self, code: u64) {
         self.with_core(|s, now| s.close(now, code));
+    }
+
+    /// Delivers everything handed over so far ([`flush`](Self::flush)), then closes with
+    /// `code`.
+    ///
+    /// # Errors
+    /// [`Ended`] if the session ended before everything was acknowledged.
+    pub async fn close_gracefully(&self, code: u64) -> Result<(), Ended> {
+        self.flush().await?;
+        self.close(code);
+        Ok(())
     }
 }

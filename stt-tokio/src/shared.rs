@@ -23,6 +23,8 @@ pub enum Ended {
     Failed(stt_proto::HandshakeFailure),
     /// The node shut down.
     NodeGone,
+    /// A host name did not resolve to any address.
+    Unresolved,
 }
 
 impl std::fmt::Display for Ended {
@@ -37,6 +39,7 @@ impl std::fmt::Display for Ended {
             }
             Ended::Failed(r) => write!(f, "handshake failed: {r}"),
             Ended::NodeGone => f.write_str("node shut down"),
+            Ended::Unresolved => f.write_str("the host name did not resolve to an address"),
         }
     }
 }
@@ -54,6 +57,8 @@ pub(crate) struct SessionShared {
     pub(crate) datagram_ready: Notify,
     pub(crate) frame_ready: Notify,
     pub(crate) ended_notify: Notify,
+    /// What closes the session when its last handle goes (held strongly by the handles).
+    pub(crate) guard: Mutex<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
 }
 
 impl SessionShared {
@@ -68,6 +73,7 @@ impl SessionShared {
             datagram_ready: Notify::new(),
             frame_ready: Notify::new(),
             ended_notify: Notify::new(),
+            guard: Mutex::new(std::sync::Weak::<()>::new()),
         }
     }
 
@@ -103,6 +109,8 @@ pub(crate) struct StreamApp {
     pub(crate) acked: bool,
     /// The peer asked us to stop sending.
     pub(crate) stopped: Option<u64>,
+    /// The peer reset the stream (the core may have freed it already).
+    pub(crate) reset: Option<u64>,
     /// Live handles (a send half and a receive half count one each).
     pub(crate) handles: u8,
 }

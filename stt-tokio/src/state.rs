@@ -43,6 +43,9 @@ pub(crate) struct State {
     pub(crate) stopped: bool,
     /// Scratch space for datagrams and frames copied out of the core.
     pub(crate) tmp: Vec<u8>,
+    /// Tasks waiting in `Session::flush` until their session has nothing unacknowledged
+    /// (one entry per waiting call; checked after every drain).
+    pub(crate) flush_waiters: Vec<(SessionId, std::task::Waker)>,
 }
 
 /// The node lock and what is waited on without it.
@@ -100,6 +103,7 @@ impl State {
             stopping: false,
             stopped: false,
             tmp: vec![0; 65_536],
+            flush_waiters: Vec::new(),
         }
     }
 
@@ -132,8 +136,26 @@ impl State {
                 Output::Event(e) => self.event(e, incoming),
                 Output::Wait(_) => {
                     self.blocked = !self.train.flush(io);
+                    self.wake_flushed();
                     return;
                 }
+            }
+        }
+    }
+
+    /// Wakes `Session::flush` callers whose session has nothing unacknowledged, or ended.
+    fn wake_flushed(&mut self) {
+        if self.flush_waiters.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.flush_waiters.len() {
+            let id = self.flush_waiters[i].0;
+            let done = self.core.session(id).is_none_or(|s| s.all_acknowledged()) || !self.sessions.contains_key(&id);
+            if done {
+                self.flush_waiters.swap_remove(i).1.wake();
+            } else {
+                i += 1;
             }
         }
     }
@@ -247,9 +269,17 @@ impl State {
                     app.shared.incoming.notify_waiters();
                 }
             }
-            Event::StreamReadable { session, stream } | Event::StreamReset { session, stream, .. } => {
+            Event::StreamReadable { session, stream } => {
                 if let Some(w) = self.stream_app(session, stream).and_then(|s| s.read.take()) {
                     w.wake();
+                }
+            }
+            Event::StreamReset { session, stream, code } => {
+                if let Some(s) = self.stream_app(session, stream) {
+                    s.reset = Some(code);
+                    if let Some(w) = s.read.take() {
+                        w.wake();
+                    }
                 }
             }
             Event::StreamWritable { session, stream } => {

@@ -290,7 +290,12 @@ impl AsyncRead for RecvStream {
                 this.done = true;
                 Poll::Ready(Err(StreamClosed::Reset(c).into_io()))
             }
-            // The core freed the stream: its end was read already.
+            // The core freed the stream: reset (it said so in an event), or its end was read.
+            Err(_) if st.stream_app(sid, id).and_then(|a| a.reset).is_some() => {
+                this.done = true;
+                let code = st.stream_app(sid, id).and_then(|a| a.reset).unwrap_or(0);
+                Poll::Ready(Err(StreamClosed::Reset(code).into_io()))
+            }
             Err(_) if st.core.session(sid).is_some() => {
                 this.done = true;
                 Poll::Ready(Ok(()))

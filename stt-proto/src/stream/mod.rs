@@ -466,15 +466,27 @@ impl Streams {
         Ok(id)
     }
 
+    /// Takes the oldest peer-opened stream. Streams the peer reset (and that were freed)
+    /// before anyone accepted them are skipped: there is nothing left to read.
     pub(crate) fn accept(&mut self) -> Option<StreamId> {
-        self.accept_queue.pop_front()
+        while let Some(id) = self.accept_queue.pop_front() {
+            if self.map.contains_key(&id.0) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     /// Takes the oldest peer-opened stream of one kind (the queue is bounded by the stream
-    /// limits this side advertises).
+    /// limits this side advertises), skipping freed ones as [`accept`](Self::accept) does.
     pub(crate) fn accept_kind(&mut self, uni: bool) -> Option<StreamId> {
-        let i = self.accept_queue.iter().position(|id| id.is_uni() == uni)?;
-        self.accept_queue.remove(i)
+        loop {
+            let i = self.accept_queue.iter().position(|id| id.is_uni() == uni)?;
+            let id = self.accept_queue.remove(i)?;
+            if self.map.contains_key(&id.0) {
+                return Some(id);
+            }
+        }
     }
 
     /// Bytes `write` would accept now on `id`.
@@ -593,6 +605,11 @@ impl Streams {
         if self.map.get(&id.0).is_some_and(|s| s.is_done()) {
             self.map.remove(&id.0);
             if !self.is_local(id) {
+                // A stream reset before anyone accepted it leaves the accept queue too, so
+                // the queue never holds more than the live peer streams (the stream limits).
+                if let Some(i) = self.accept_queue.iter().position(|q| *q == id) {
+                    self.accept_queue.remove(i);
+                }
                 let k = kind(id.is_uni());
                 self.peer_closed[k] += 1;
                 self.local_max_streams[k] = self.peer_closed[k]

@@ -1,0 +1,159 @@
+//! The API the way a careless user drives it (issue #18, items 6–10): dropped handles,
+//! early close, errors, a second connect. Real loopback sockets; no timing asserts
+//! (`within` only bounds a hang).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use stt_tokio::{CloseReason, Config, Ended, Identity, Node, NodeSeed, RandomSeed, SharedSeed, StreamClosed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn node(shared: &SharedSeed, config: Config) -> Node {
+    Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared.clone())).await.unwrap()
+}
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), f).await.expect("hung")
+}
+
+async fn pair(config: Config) -> (Node, Node, stt_tokio::Session, stt_tokio::Session) {
+    let shared = SharedSeed::random();
+    let a = node(&shared, config.clone()).await;
+    let b = node(&shared, config).await;
+    let (s, r) = tokio::join!(a.connect(b.local_addr(), Some(b.node_id())), b.accept());
+    (a, b, s.unwrap(), r.unwrap())
+}
+
+/// A `SendStream` dropped without `finish` finishes: the reader gets the data and the end
+/// (before: the reader hung).
+#[tokio::test]
+async fn dropped_send_stream_finishes() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"written, then dropped").await.unwrap();
+    drop(w);
+    let mut rx = within(r.accept_uni()).await.unwrap();
+    let mut got = Vec::new();
+    within(rx.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"written, then dropped");
+}
+
+/// 150 streams opened and dropped against a limit of 100 do not block `open_uni` (before:
+/// the 101st open waited forever).
+#[tokio::test]
+async fn dropped_streams_release_the_stream_limit() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while n < 150 {
+            let Some(mut rx) = r.accept_uni().await else { break };
+            let mut v = Vec::new();
+            rx.read_to_end(&mut v).await.unwrap();
+            assert_eq!(v, b"x");
+            n += 1;
+        }
+        (n, r)
+    });
+    for _ in 0..150 {
+        let mut w = within(s.open_uni()).await.unwrap();
+        w.write_all(b"x").await.unwrap();
+    }
+    let (n, _r) = within(reader).await.unwrap();
+    assert_eq!(n, 150);
+}
+
+/// A dropped `RecvStream` asks the peer to stop: the writer's `finish` fails with
+/// `Stopped(0)`; an explicit reset reaches the reader as `Reset(code)`.
+#[tokio::test]
+async fn dropped_recv_stream_stops_and_reset_is_typed() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"nobody reads this").await.unwrap();
+    let rx = within(r.accept_uni()).await.unwrap();
+    drop(rx);
+    assert_eq!(within(w.finish()).await, Err(StreamClosed::Stopped(0)));
+
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"abandoned").await.unwrap();
+    let mut rx = within(r.accept_uni()).await.unwrap();
+    w.reset(7);
+    let mut buf = Vec::new();
+    let e = within(rx.read_to_end(&mut buf)).await.unwrap_err();
+    assert_eq!(StreamClosed::of(&e), Some(StreamClosed::Reset(7)), "{e}");
+}
+
+/// When the last handle of a session (sessions and streams) is dropped, the session
+/// closes and the peer learns it (before: it stayed open until the idle timeout).
+#[tokio::test]
+async fn dropping_the_last_session_handle_closes_it() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let w = s.open_uni().await.unwrap();
+    let s2 = s.clone();
+    drop(s);
+    drop(s2);
+    // A stream handle still holds the session open.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(r.ended(), None, "a stream handle keeps the session");
+    drop(w);
+    assert_eq!(within(r.closed()).await, Ended::Closed(CloseReason::Remote(0)));
+}
+
+/// `close_gracefully` delivers every frame accepted before it (before: `close` right
+/// after ten `send_frame` calls delivered none); `flush` waits for acknowledgement.
+#[tokio::test]
+async fn graceful_close_delivers_what_was_accepted() {
+    let (_a, _b, s, r) = pair(Config::default().app_frame_types(&[0x80])).await;
+    for i in 0..10u8 {
+        s.send_frame(0x80, Bytes::from(vec![i; 1000])).await.unwrap();
+    }
+    within(s.close_gracefully(42)).await.unwrap();
+    let mut got = 0;
+    while let Some((ty, body)) = within(r.recv_frame()).await {
+        assert_eq!((ty, body.len(), body[0]), (0x80, 1000, got));
+        got += 1;
+        if got == 10 {
+            break;
+        }
+    }
+    assert_eq!(got, 10);
+    assert_eq!(within(r.closed()).await, Ended::Closed(CloseReason::Remote(42)));
+}
+
+/// A second `connect` to a peer that already has a session returns that session; an
+/// event's session id gives a handle; names resolve; `SessionId` prints.
+#[tokio::test]
+async fn second_connect_returns_the_existing_session() {
+    let (a, b, s, _r) = pair(Config::default()).await;
+    let again = within(a.connect(b.local_addr(), Some(b.node_id()))).await.unwrap();
+    assert_eq!(again.id(), s.id());
+    let by_addr = within(a.connect(b.local_addr(), None)).await.unwrap();
+    assert_eq!(by_addr.id(), s.id());
+    assert_eq!(a.session(s.id()).map(|h| h.peer_node_id()), Some(b.node_id()));
+    assert!(!s.id().to_string().is_empty());
+    let named = within(a.connect_host(&format!("localhost:{}", b.local_addr().port()), Some(b.node_id()))).await;
+    assert_eq!(named.unwrap().id(), s.id(), "localhost resolves to the same peer");
+    assert!(matches!(
+        a.connect_host("no-such-host.invalid:1", None).await,
+        Err(stt_tokio::ConnectError(Ended::Unresolved))
+    ));
+    let stats = a.stats();
+    assert!(stats.handshakes_completed >= 1);
+}
+
+/// A dropped `connect` future abandons its handshake: no HELLO retransmissions follow
+/// (before: the node kept retransmitting for the whole handshake timeout, 15 s).
+#[tokio::test]
+async fn cancelled_connect_abandons_the_handshake() {
+    let shared = SharedSeed::random();
+    let a = node(&shared, Config::default()).await;
+    // A peer that never answers: count what reaches it.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let fut = a.connect(silent.local_addr().unwrap(), None);
+    assert!(tokio::time::timeout(Duration::from_millis(100), fut).await.is_err(), "nobody answered");
+    let mut buf = [0u8; 2048];
+    // Whatever left before the cancellation arrives at once.
+    while tokio::time::timeout(Duration::from_millis(50), silent.recv_from(&mut buf)).await.is_ok() {}
+    // Retransmissions would come every 300 ms or so; wait for several.
+    let later = tokio::time::timeout(Duration::from_millis(1500), silent.recv_from(&mut buf)).await;
+    assert!(later.is_err(), "a HELLO was retransmitted after the connect was dropped");
+}
