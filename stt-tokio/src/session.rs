@@ -213,7 +213,17 @@ impl Session {
         Some(RecvStream::new(self.clone(), id))
     }
 
-    /// Sends an unreliable datagram; when the queue is full the oldest queued one is dropped.
+    /// The largest datagram payload [`send_datagram`](Self::send_datagram) accepts now
+    /// (it follows the path MTU); 0 once the session is gone.
+    pub fn max_datagram_size(&self) -> usize {
+        let shared = self.node.shared();
+        let mut st = shared.lock();
+        st.core.session(self.shared.id).map_or(0, |s| s.max_datagram())
+    }
+
+    /// Sends an unreliable datagram; when the queue is full the oldest queued one is dropped
+    /// (for live data, where the newest matters). See also
+    /// [`send_datagram_wait`](Self::send_datagram_wait).
     ///
     /// # Errors
     /// [`DatagramError`] (too large, disabled, not established).
@@ -222,6 +232,27 @@ impl Session {
             return Err(DatagramError::NotEstablished);
         }
         self.with_core(|s, now| s.send_datagram(now, &data, true)).unwrap_or(Err(DatagramError::NotEstablished))
+    }
+
+    /// Sends an unreliable datagram, waiting while the send queue is full instead of
+    /// dropping anything queued (the datagram may still be lost on the path).
+    ///
+    /// # Errors
+    /// [`DatagramError`] (too large, disabled, not established).
+    pub async fn send_datagram_wait(&self, data: Bytes) -> Result<(), DatagramError> {
+        loop {
+            if self.shared.ended().is_some() {
+                return Err(DatagramError::NotEstablished);
+            }
+            match self.with_core(|s, now| s.send_datagram(now, &data, false)) {
+                None => return Err(DatagramError::NotEstablished),
+                Some(Err(DatagramError::Blocked)) => {
+                    // The queue drains as packets leave: look again shortly.
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                Some(r) => return r,
+            }
+        }
     }
 
     /// Receives the next datagram; `None` once the session ended.
@@ -243,15 +274,31 @@ impl Session {
         }
     }
 
-    /// Sends an application frame (type 0x80–0xFF, declared by the peer).
+    /// Sends an application frame (type 0x80–0xFF, declared by the peer), waiting while
+    /// the frame send buffer is full (the peer reads slower than this side writes).
+    ///
+    /// # Errors
+    /// [`FrameError`] (undeclared type, too large, not established).
+    pub async fn send_frame(&self, ty: u8, body: Bytes) -> Result<(), FrameError> {
+        loop {
+            let notified = self.shared.writable.notified();
+            match self.try_send_frame(ty, &body) {
+                Err(FrameError::Blocked) => notified.await,
+                r => return r,
+            }
+        }
+    }
+
+    /// Sends an application frame now, or fails with [`FrameError::Blocked`] when the
+    /// frame send buffer is full.
     ///
     /// # Errors
     /// [`FrameError`] (undeclared type, too large, buffer full, not established).
-    pub async fn send_frame(&self, ty: u8, body: Bytes) -> Result<(), FrameError> {
+    pub fn try_send_frame(&self, ty: u8, body: &[u8]) -> Result<(), FrameError> {
         if self.shared.ended().is_some() {
             return Err(FrameError::NotEstablished);
         }
-        self.with_core(|s, now| s.send_app_frame(now, ty, &body)).unwrap_or(Err(FrameError::NotEstablished))
+        self.with_core(|s, now| s.send_app_frame(now, ty, body)).unwrap_or(Err(FrameError::NotEstablished))
     }
 
     /// Receives the next application frame `(type, body)`; `None` once the session ended.

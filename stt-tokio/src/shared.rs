@@ -56,6 +56,8 @@ pub(crate) struct SessionShared {
     pub(crate) unblocked: Notify,
     pub(crate) datagram_ready: Notify,
     pub(crate) frame_ready: Notify,
+    /// Room opened in a send buffer (the frame stream's or a stream's).
+    pub(crate) writable: Notify,
     pub(crate) ended_notify: Notify,
     /// What closes the session when its last handle goes (held strongly by the handles).
     pub(crate) guard: Mutex<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
@@ -72,6 +74,7 @@ impl SessionShared {
             unblocked: Notify::new(),
             datagram_ready: Notify::new(),
             frame_ready: Notify::new(),
+            writable: Notify::new(),
             ended_notify: Notify::new(),
             guard: Mutex::new(std::sync::Weak::<()>::new()),
         }
@@ -94,6 +97,7 @@ impl SessionShared {
         self.unblocked.notify_waiters();
         self.datagram_ready.notify_waiters();
         self.frame_ready.notify_waiters();
+        self.writable.notify_waiters();
         self.ended_notify.notify_waiters();
     }
 }

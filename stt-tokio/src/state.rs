@@ -286,6 +286,10 @@ impl State {
                 if let Some(w) = self.stream_app(session, stream).and_then(|s| s.write.take()) {
                     w.wake();
                 }
+                // The frame stream has no handle: frame senders wait on the session.
+                if let Some(app) = self.sessions.get(&session) {
+                    app.shared.writable.notify_waiters();
+                }
             }
             Event::StreamFinished { session, stream } => {
                 if let Some(s) = self.stream_app(session, stream) {

@@ -157,3 +157,36 @@ async fn cancelled_connect_abandons_the_handshake() {
     let later = tokio::time::timeout(Duration::from_millis(1500), silent.recv_from(&mut buf)).await;
     assert!(later.is_err(), "a HELLO was retransmitted after the connect was dropped");
 }
+
+/// `send_frame` waits for room instead of failing when the peer reads slowly: 8 MB of
+/// frames (twice the send buffer) all arrive, in order; `try_send_frame` fails fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_frame_waits_for_room() {
+    let (_a, _b, s, r) = pair(Config::default().app_frame_types(&[0x80])).await;
+    let sender = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..8000u32 {
+                let mut body = vec![0u8; 1000];
+                body[..4].copy_from_slice(&i.to_be_bytes());
+                s.send_frame(0x80, Bytes::from(body)).await.unwrap();
+            }
+        })
+    };
+    // Let the sender fill its buffer before anyone reads.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut blocked = false;
+    for _ in 0..100 {
+        if matches!(s.try_send_frame(0x81, b"x"), Err(stt_tokio::FrameError::Undeclared(0x81))) {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "an undeclared type fails at once");
+    for i in 0..8000u32 {
+        let (ty, body) = within(r.recv_frame()).await.unwrap();
+        assert_eq!((ty, &body[..4]), (0x80, &i.to_be_bytes()[..]));
+    }
+    within(sender).await.unwrap();
+    assert!(s.max_datagram_size() > 1000);
+}
