@@ -149,13 +149,32 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.verbose {
         trace::install();
     }
-    let result = match cli.cmd {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stt: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(cli.cmd));
+    // A read of stdin blocks a thread that cannot be cancelled: do not wait for it.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stt: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cmd: Command) -> std::result::Result<(), Failure> {
+    match cmd {
         Command::Keygen { out } => keygen(&out).map_err(Failure::from),
         Command::Id { node_seed } => {
             read_node_seed(&node_seed).map(|s| println!("{}", s.node_id())).map_err(Failure::from)
@@ -170,13 +189,6 @@ async fn main() -> ExitCode {
             send(&to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path).await
         }
         Command::Demo { size, streams } => demo(size, streams).await.map_err(Failure::from),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("stt: {e}");
-            ExitCode::from(e.exit_code())
-        }
     }
 }
 
@@ -417,7 +429,10 @@ async fn send(
     }
     let start = Instant::now();
     let result = tokio::select! {
+        biased;
         r = transfer(&session, input, size, &name) => r,
+        // The receiver went away while the input was idle (stdin).
+        end = session.closed() => Err(end_failure(end)),
         _ = tokio::signal::ctrl_c() => {
             session.close(wire::SENDER_CANCELLED);
             let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
@@ -673,11 +688,16 @@ async fn receive(
         tx.write_all(&reply).await?;
         tx.finish().await.map_err(std::io::Error::other)
     };
-    if let Err(e) = tokio::time::timeout(REPLY_TIMEOUT, delivered)
-        .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
-    {
-        eprintln!("stt: {name} is stored, but the confirmation did not reach the sender: {e}");
+    let delivered = tokio::time::timeout(REPLY_TIMEOUT, delivered).await;
+    // The sender closes with DONE once it read the reply, possibly before our end saw the
+    // acknowledgement: that close is the confirmation that the reply arrived.
+    let confirmed = matches!(session.ended(), Some(Ended::Closed(CloseReason::Remote(wire::DONE))));
+    match delivered {
+        Ok(Err(e)) if !confirmed => {
+            eprintln!("stt: {name} is stored, but the confirmation may not have reached the sender: {e}")
+        }
+        Err(_) => eprintln!("stt: {name} is stored, but the sender did not acknowledge the confirmation"),
+        _ => {}
     }
     Ok(Received { bytes: total, secs: start.elapsed().as_secs_f64(), digest: hex(&digest), saved: stored })
 }
