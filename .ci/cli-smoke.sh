@@ -25,12 +25,13 @@ sleep 0.5
 timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/payload"
 wait "$recv_pid"
 cmp "$dir/payload" "$dir/received" || { echo "FAIL: received file differs"; exit 1; }
+grep -q "received 3000000 bytes in .* MB/s).*packets lost" "$dir/recv.log" || { echo "FAIL: no summary line (bytes, time, rate, losses)"; cat "$dir/recv.log"; exit 1; }
 pass=2
 # The same over WebSocket, with a WebSocket-only listener (no --bind) that has a node seed:
 # a sender without --peer prints the id it connected to.
 mkdir -p "$dir/in"
 wsport=$((20000 + RANDOM % 20000))
-timeout 60 "$bin" listen --ws-bind "127.0.0.1:$wsport" --shared-seed "$dir/shared.seed" --node-seed "$dir/node.seed" --out "$dir/in" > "$dir/listen.log" 2>&1 &
+timeout 60 "$bin" -v listen --ws-bind "127.0.0.1:$wsport" --shared-seed "$dir/shared.seed" --node-seed "$dir/node.seed" --out "$dir/in" > "$dir/listen.log" 2>&1 &
 listen_pid=$!
 sleep 0.5
 timeout 60 "$bin" send --to "ws://127.0.0.1:$wsport/stt" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/send.err"
@@ -45,6 +46,7 @@ cmp "$dir/second/payload" "$dir/in/payload-2" || { echo "FAIL: second file not s
 [ ! -e "$dir/victim" ] || { echo "FAIL: a symlink was followed"; exit 1; }
 [ "$(stat -c %a "$dir/in/payload")" = 600 ] || { echo "FAIL: received file is not mode 0600"; exit 1; }
 grep -q "sha3-256" "$dir/listen.log" || { echo "FAIL: no summary line"; exit 1; }
+grep -q "INFO stt_tokio.*node started" "$dir/listen.log" || { echo "FAIL: -v printed no tracing output"; exit 1; }
 pass=$((pass + 1))
 
 # listen --out must be an existing, writable directory; otherwise it refuses to start.

@@ -897,9 +897,56 @@ async fn serve_session(
     session.id()
 }
 
-/// `-v`: the library's `tracing` events on stderr, without a subscriber dependency.
+/// `-v`: the library's `tracing` events (debug level and above, from the `stt*` crates) on
+/// stderr, one line each, without a subscriber dependency.
 mod trace {
-    pub fn install() {}
+    use std::fmt::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    struct Stderr {
+        next_span: AtomicU64,
+    }
+
+    /// One event rendered as `LEVEL target: message key=value ...`.
+    struct Line(String);
+
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                let _ = write!(self.0, " {value:?}");
+            } else {
+                let _ = write!(self.0, " {}={value:?}", field.name());
+            }
+        }
+    }
+
+    impl Subscriber for Stderr {
+        fn enabled(&self, meta: &Metadata<'_>) -> bool {
+            *meta.level() <= Level::DEBUG && meta.target().starts_with("stt")
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed).max(1))
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let meta = event.metadata();
+            let mut line = Line(format!("{} {}:", meta.level(), meta.target()));
+            event.record(&mut line);
+            eprintln!("{}", line.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Installs the stderr subscriber for the whole process.
+    pub fn install() {
+        let _ = tracing::subscriber::set_global_default(Stderr { next_span: AtomicU64::new(1) });
+    }
 }
 
 async fn demo(size_mib: u64, streams: u64) -> Result<()> {
