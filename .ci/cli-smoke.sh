@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end check of the `stt` binary over loopback: keygen, id, recv + send with confirmation,
+# WebSocket-only listen, names that never overwrite, refusals at start, write errors, Ctrl-C,
 # seed-permission refusal. Bounded in time; cleans up after itself.
 set -euo pipefail
 bin="$1"
 dir=$(mktemp -d)
+# Kills a background process that outlives 60 s (signal tests run it without `timeout`,
+# which would turn SIGINT into another signal).
+watchdog() { ( sleep 60; kill -9 "$1" 2>/dev/null ) & }
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 "$bin" keygen --out "$dir/shared.seed"
 "$bin" keygen --out "$dir/node.seed"
@@ -21,15 +25,111 @@ sleep 0.5
 timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/payload"
 wait "$recv_pid"
 cmp "$dir/payload" "$dir/received" || { echo "FAIL: received file differs"; exit 1; }
-# The same over WebSocket: listen --ws-bind, send --to ws://.
+grep -q "received 3000000 bytes in .* MB/s).*packets lost" "$dir/recv.log" || { echo "FAIL: no summary line (bytes, time, rate, losses)"; cat "$dir/recv.log"; exit 1; }
+pass=2
+# The same over WebSocket, with a WebSocket-only listener (no --bind) that has a node seed:
+# a sender without --peer prints the id it connected to.
 mkdir -p "$dir/in"
 wsport=$((20000 + RANDOM % 20000))
-timeout 60 "$bin" listen --bind "127.0.0.1:0" --ws-bind "127.0.0.1:$wsport" --shared-seed "$dir/shared.seed" --out "$dir/in" > "$dir/listen.log" 2>&1 &
+timeout 60 "$bin" -v listen --ws-bind "127.0.0.1:$wsport" --shared-seed "$dir/shared.seed" --node-seed "$dir/node.seed" --out "$dir/in" > "$dir/listen.log" 2>&1 &
 listen_pid=$!
 sleep 0.5
-timeout 60 "$bin" send --to "ws://127.0.0.1:$wsport/stt" --shared-seed "$dir/shared.seed" "$dir/payload"
+timeout 60 "$bin" send --to "ws://127.0.0.1:$wsport/stt" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/send.err"
+grep -q "connected to receiver $id (not pinned: pass --peer" "$dir/send.err" || { echo "FAIL: unpinned send did not print the peer id"; cat "$dir/send.err"; exit 1; }
+# A second file of the same name never replaces the first; a symlink at the next name is not followed.
+ln -s "$dir/victim" "$dir/in/payload-1"
+mkdir -p "$dir/second"; head -c 1000 /dev/urandom > "$dir/second/payload"
+timeout 60 "$bin" send --to "ws://127.0.0.1:$wsport/stt" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/second/payload" 2>/dev/null
 kill -INT "$listen_pid"; wait "$listen_pid" || true
-got=$(ls "$dir/in" | head -n 1)
-cmp "$dir/payload" "$dir/in/$got" || { echo "FAIL: file received over WebSocket differs"; cat "$dir/listen.log"; exit 1; }
+cmp "$dir/payload" "$dir/in/payload" || { echo "FAIL: file received over WebSocket differs or was overwritten"; cat "$dir/listen.log"; exit 1; }
+cmp "$dir/second/payload" "$dir/in/payload-2" || { echo "FAIL: second file not stored as payload-2"; ls -la "$dir/in"; exit 1; }
+[ ! -e "$dir/victim" ] || { echo "FAIL: a symlink was followed"; exit 1; }
+[ "$(stat -c %a "$dir/in/payload")" = 600 ] || { echo "FAIL: received file is not mode 0600"; exit 1; }
 grep -q "sha3-256" "$dir/listen.log" || { echo "FAIL: no summary line"; exit 1; }
-echo "cli smoke: 2 passed, 0 failed"
+grep -q "INFO stt_tokio.*node started" "$dir/listen.log" || { echo "FAIL: -v printed no tracing output"; exit 1; }
+pass=$((pass + 1))
+
+# listen --out must be an existing, writable directory; otherwise it refuses to start.
+for bad in "$dir/missing" /proc "$dir/payload"; do
+    if timeout 10 "$bin" listen --bind 127.0.0.1:0 --shared-seed "$dir/shared.seed" --out "$bad" 2> "$dir/err"; then
+        echo "FAIL: listen started with --out $bad"; exit 1
+    fi
+done
+pass=$((pass + 1))
+
+# recv --out refuses an existing file unless --force, before binding anything.
+echo keep > "$dir/exists"
+if timeout 10 "$bin" recv --bind 127.0.0.1:0 --shared-seed "$dir/shared.seed" --out "$dir/exists" 2> "$dir/err"; then
+    echo "FAIL: recv accepted an existing --out"; exit 1
+fi
+grep -q -- "--force" "$dir/err" || { echo "FAIL: no --force hint"; cat "$dir/err"; exit 1; }
+port=$((20000 + RANDOM % 20000))
+timeout 60 "$bin" recv --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/exists" --force > /dev/null 2>&1 &
+recv_pid=$!
+sleep 0.5
+timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" "$dir/payload" > /dev/null 2>&1
+wait "$recv_pid"
+cmp "$dir/payload" "$dir/exists" || { echo "FAIL: --force did not replace the file"; exit 1; }
+pass=$((pass + 1))
+
+# A write error at the receiver (file size limit) fails the transfer: the sender exits
+# non-zero with the receiver's reason, and neither the file nor a partial file is left.
+mkdir -p "$dir/small"
+port=$((20000 + RANDOM % 20000))
+( trap '' XFSZ; ulimit -f 1000; exec timeout 60 "$bin" listen --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/small" ) > "$dir/listen.log" 2>&1 &
+listen_pid=$!
+sleep 0.5
+if timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/send.err"; then
+    echo "FAIL: the sender succeeded although the receiver could not write"; exit 1
+fi
+grep -q "could not store the file: cannot write payload" "$dir/send.err" || { echo "FAIL: the receiver's reason is missing"; cat "$dir/send.err"; exit 1; }
+kill -INT "$listen_pid"; wait "$listen_pid" || true
+[ -z "$(ls -A "$dir/small")" ] || { echo "FAIL: a file was left after a failed write"; ls -la "$dir/small"; exit 1; }
+pass=$((pass + 1))
+
+# Ctrl-C on the sender mid-transfer: the receiver says "sender cancelled" and exits 3, the
+# sender exits 130, and no file (partial or not) is left.
+mkfifo "$dir/fifo"
+exec 3<> "$dir/fifo"
+head -c 60000 /dev/urandom >&3
+mkdir -p "$dir/cut"
+port=$((20000 + RANDOM % 20000))
+"$bin" recv --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/cut/file" > "$dir/recv.log" 2>&1 &
+recv_pid=$!; watchdog "$recv_pid"
+sleep 0.5
+"$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" - < "$dir/fifo" 2> "$dir/send.err" &
+send_pid=$!; watchdog "$send_pid"
+sleep 1.5
+kill -INT "$send_pid"
+rc=0; wait "$send_pid" || rc=$?
+[ "$rc" -eq 130 ] || { echo "FAIL: interrupted sender exited $rc, not 130"; cat "$dir/send.err"; exit 1; }
+rc=0; wait "$recv_pid" || rc=$?
+[ "$rc" -eq 3 ] || { echo "FAIL: receiver of a cancelled transfer exited $rc, not 3"; cat "$dir/recv.log"; exit 1; }
+grep -q "sender cancelled" "$dir/recv.log" || { echo "FAIL: the receiver did not say the sender cancelled"; cat "$dir/recv.log"; exit 1; }
+if grep -qi "NoError" "$dir/recv.log"; then echo "FAIL: NoError for a cut transfer"; exit 1; fi
+[ -z "$(ls -A "$dir/cut")" ] || { echo "FAIL: a cancelled transfer left a file"; ls -la "$dir/cut"; exit 1; }
+pass=$((pass + 1))
+
+# Ctrl-C on the receiver (listen) mid-transfer: the sender says "receiver shut down" and
+# exits 3; listen removes the partial file.
+head -c 60000 /dev/urandom >&3
+mkdir -p "$dir/cut2"
+port=$((20000 + RANDOM % 20000))
+"$bin" listen --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/cut2" > "$dir/listen.log" 2>&1 &
+listen_pid=$!; watchdog "$listen_pid"
+sleep 0.5
+"$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" - < "$dir/fifo" 2> "$dir/send.err" &
+send_pid=$!; watchdog "$send_pid"
+sleep 1.5
+ls "$dir/cut2" | grep -q "stt-partial" || { echo "FAIL: no partial file while receiving"; ls -la "$dir/cut2"; exit 1; }
+kill -INT "$listen_pid"
+rc=0; wait "$listen_pid" || rc=$?
+[ "$rc" -eq 0 ] || { echo "FAIL: listen stopped by Ctrl-C exited $rc"; cat "$dir/listen.log"; exit 1; }
+rc=0; wait "$send_pid" || rc=$?
+[ "$rc" -eq 3 ] || { echo "FAIL: sender to a receiver that shut down exited $rc, not 3"; cat "$dir/send.err"; exit 1; }
+grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
+[ -z "$(ls -A "$dir/cut2")" ] || { echo "FAIL: listen left a partial file"; ls -la "$dir/cut2"; exit 1; }
+exec 3>&-
+pass=$((pass + 1))
+
+echo "cli smoke: $pass passed, 0 failed"

@@ -5,6 +5,16 @@
 //! Each connection runs in its own task: a client that stalls mid-upgrade only holds its
 //! own task until the upgrade timeout, and a malformed or oversize message closes only its
 //! own connection. Keepalive is the core's; no WebSocket pings are sent.
+//!
+//! The door cannot be held by non-members: an accepted connection that has not carried an
+//! authenticated handshake within [`WsLimits::auth_timeout`] of its acceptance is closed.
+//! "Authenticated" is read from the traffic, without asking the driver: a responder answers
+//! nothing to a HELLO that no accepted seed opens (spec §6.2, [HS-6]) and sends its second
+//! datagram (FINAL) only after AUTH_PROOF verified, so two datagrams in each direction mean
+//! the peer proved the seed. Before that, a connection may send at most
+//! [`PRE_AUTH_MESSAGES`] messages of at most [`PRE_AUTH_MAX_MESSAGE`] bytes, and its
+//! read buffer is [`READ_BUFFER`] bytes: what a connection holds before authentication is
+//! small and bounded.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +36,19 @@ use tokio_tungstenite::tungstenite::Message;
 /// (loss recovery resends).
 const OUT_QUEUE: usize = 512;
 
+/// Largest message a connection may send before it is authenticated: the largest HELLO
+/// (spec §6.2, step 1).
+pub const PRE_AUTH_MAX_MESSAGE: usize = 2048;
+/// Messages a connection may send before it is authenticated (HELLOs, their
+/// retransmissions, HELLOs after COOKIEs, AUTH_PROOF); past this it is closed.
+pub const PRE_AUTH_MESSAGES: u32 = 32;
+/// Bytes of read buffer per connection (tungstenite's default is 128 KiB, allocated up front).
+pub const READ_BUFFER: usize = 16 * 1024;
+/// Datagrams each way after which a connection counts as authenticated (module docs).
+const AUTH_DATAGRAMS: u32 = 2;
+/// First and longest pause of the accept loop after an accept error.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
+
 /// Limits of the WebSocket listener.
 #[derive(Clone, Copy, Debug)]
 pub struct WsLimits {
@@ -33,18 +56,77 @@ pub struct WsLimits {
     pub max_message: usize,
     /// Time a client has to complete the TLS and HTTP upgrade.
     pub upgrade_timeout: Duration,
+    /// Time, from acceptance, a connection has to carry an authenticated STT handshake;
+    /// one that has not is closed. Bounds how long anyone without the shared seed can hold
+    /// one of the `max_connections` slots.
+    pub auth_timeout: Duration,
     /// Connections served at once; more are closed right away.
     pub max_connections: usize,
 }
 
 impl Default for WsLimits {
     fn default() -> Self {
-        Self { max_message: 65_536, upgrade_timeout: Duration::from_secs(10), max_connections: 1024 }
+        Self {
+            max_message: 65_536,
+            upgrade_timeout: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
     }
 }
 
 fn ws_config(max: usize) -> WebSocketConfig {
-    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
+    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max)).read_buffer_size(READ_BUFFER)
+}
+
+/// The accept loop's pause after an error (EMFILE, ENFILE, ENOBUFS, ...): doubling from
+/// 5 ms up to 1 s, back to 5 ms after a success. Without it, a full descriptor table makes
+/// `accept` fail at once, forever, and the loop spins a core.
+#[derive(Debug)]
+struct AcceptBackoff {
+    next: Duration,
+}
+
+impl AcceptBackoff {
+    fn new() -> Self {
+        Self { next: ACCEPT_BACKOFF.0 }
+    }
+
+    /// An accept failed: how long to pause before the next one.
+    fn failed(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(ACCEPT_BACKOFF.1);
+        pause
+    }
+
+    /// An accept succeeded.
+    fn succeeded(&mut self) {
+        self.next = ACCEPT_BACKOFF.0;
+    }
+}
+
+/// Whether a server-side connection has carried an authenticated handshake yet.
+#[derive(Debug, Default)]
+struct PreAuth {
+    from_peer: u32,
+    to_peer: u32,
+}
+
+impl PreAuth {
+    fn authenticated(&self) -> bool {
+        self.from_peer >= AUTH_DATAGRAMS && self.to_peer >= AUTH_DATAGRAMS
+    }
+
+    /// A message arrived from the peer; `false` if it breaks the pre-authentication bounds.
+    fn inbound(&mut self, len: usize) -> bool {
+        let was = self.authenticated();
+        self.from_peer = self.from_peer.saturating_add(1);
+        was || (len <= PRE_AUTH_MAX_MESSAGE && self.from_peer <= PRE_AUTH_MESSAGES)
+    }
+
+    fn outbound(&mut self) {
+        self.to_peer = self.to_peer.saturating_add(1);
+    }
 }
 
 /// Registers a new connection with the driver; returns its id and outgoing queue.
@@ -55,20 +137,35 @@ async fn register(tunnels: &Tunnels) -> Option<(TunnelId, mpsc::Receiver<Bytes>)
     Some((id, out_rx))
 }
 
-/// Pumps one upgraded connection until it closes.
+/// Pumps one upgraded connection until it closes. With `auth_deadline` (server side), the
+/// connection is closed at that instant unless it carried an authenticated handshake, and
+/// it must respect the pre-authentication bounds until then.
 async fn run_connection<S>(
-    ws: tokio_tungstenite::WebSocketStream<S>,
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
     id: TunnelId,
     mut out_rx: mpsc::Receiver<Bytes>,
     tunnels: Tunnels,
+    auth_deadline: Option<tokio::time::Instant>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut sink, mut stream) = ws.split();
+    let mut pre = PreAuth::default();
+    let checked = auth_deadline.is_some();
+    let deadline = tokio::time::sleep_until(auth_deadline.unwrap_or_else(tokio::time::Instant::now));
+    tokio::pin!(deadline);
     loop {
+        let waiting = checked && !pre.authenticated();
         tokio::select! {
-            msg = stream.next() => match msg {
+            () = &mut deadline, if waiting => {
+                tracing::debug!(tunnel = id.0, "WebSocket connection closed: no authenticated handshake in time");
+                break;
+            }
+            msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(data))) => {
+                    if checked && !pre.inbound(data.len()) {
+                        tracing::debug!(tunnel = id.0, "WebSocket connection closed: over the pre-authentication bounds");
+                        break;
+                    }
                     if tunnels.to_driver.send(TunnelMsg::Data(id, data)).await.is_err() {
                         break;
                     }
@@ -79,7 +176,8 @@ async fn run_connection<S>(
             },
             out = out_rx.recv() => match out {
                 Some(data) => {
-                    if sink.send(Message::Binary(data)).await.is_err() {
+                    pre.outbound();
+                    if ws.send(Message::Binary(data)).await.is_err() {
                         break;
                     }
                 }
@@ -87,7 +185,7 @@ async fn run_connection<S>(
             },
         }
     }
-    let _ = sink.close().await;
+    let _ = ws.close(None).await;
     let _ = tunnels.to_driver.send(TunnelMsg::Closed(id)).await;
 }
 
@@ -99,8 +197,23 @@ pub(crate) async fn serve(
     tunnels: Tunnels,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
+    let mut backoff = AcceptBackoff::new();
     loop {
-        let Ok((tcp, _peer)) = listener.accept().await else { continue };
+        let tcp = match listener.accept().await {
+            Ok((tcp, _peer)) => {
+                backoff.succeeded();
+                tcp
+            }
+            Err(e) => {
+                if tunnels.to_driver.is_closed() {
+                    return;
+                }
+                let pause = backoff.failed();
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "WebSocket accept failed; pausing");
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
         if tunnels.to_driver.is_closed() {
             return;
         }
@@ -110,6 +223,7 @@ pub(crate) async fn serve(
         }
         active.fetch_add(1, Ordering::Relaxed);
         let (tunnels, tls, active) = (tunnels.clone(), tls.clone(), active.clone());
+        let auth_deadline = Some(tokio::time::Instant::now() + limits.auth_timeout);
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let config = ws_config(limits.max_message);
@@ -122,7 +236,7 @@ pub(crate) async fn serve(
                     .await;
                     if let Ok(Some(ws)) = up {
                         if let Some((id, rx)) = register(&tunnels).await {
-                            run_connection(ws, id, rx, tunnels).await;
+                            run_connection(ws, id, rx, tunnels, auth_deadline).await;
                         }
                     }
                 }
@@ -134,7 +248,7 @@ pub(crate) async fn serve(
                     .await;
                     if let Ok(Ok(ws)) = up {
                         if let Some((id, rx)) = register(&tunnels).await {
-                            run_connection(ws, id, rx, tunnels).await;
+                            run_connection(ws, id, rx, tunnels, auth_deadline).await;
                         }
                     }
                 }
@@ -201,14 +315,14 @@ pub(crate) async fn connect(
             .await
             .map_err(|e| WsError::Connect(e.to_string()))?;
         let (id, rx) = register(&tunnels).await.ok_or_else(|| WsError::Connect("node stopped".into()))?;
-        tokio::spawn(run_connection(ws, id, rx, tunnels));
+        tokio::spawn(run_connection(ws, id, rx, tunnels, None));
         Ok(id)
     } else {
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, config)
             .await
             .map_err(|e| WsError::Connect(e.to_string()))?;
         let (id, rx) = register(&tunnels).await.ok_or_else(|| WsError::Connect("node stopped".into()))?;
-        tokio::spawn(run_connection(ws, id, rx, tunnels));
+        tokio::spawn(run_connection(ws, id, rx, tunnels, None));
         Ok(id)
     }
 }
@@ -233,3 +347,42 @@ impl std::fmt::Display for WsConnectError {
 }
 
 impl std::error::Error for WsConnectError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_cap_and_resets() {
+        let mut b = AcceptBackoff::new();
+        let pauses: Vec<Duration> = (0..12).map(|_| b.failed()).collect();
+        assert_eq!(pauses[0], ACCEPT_BACKOFF.0);
+        assert!(pauses.windows(2).all(|w| w[1] == (w[0] * 2).min(ACCEPT_BACKOFF.1)));
+        assert_eq!(*pauses.last().unwrap(), ACCEPT_BACKOFF.1);
+        // 100 consecutive failures cost at most 100 wake-ups over more than a minute.
+        let total: Duration = (0..100).map(|_| b.failed()).sum();
+        assert!(total >= Duration::from_secs(60));
+        b.succeeded();
+        assert_eq!(b.failed(), ACCEPT_BACKOFF.0);
+    }
+
+    #[test]
+    fn pre_auth_bounds() {
+        // A non-member: never answered, so never authenticated, and cut off past the bounds.
+        let mut p = PreAuth::default();
+        assert!(!p.inbound(PRE_AUTH_MAX_MESSAGE + 1), "an oversize message before authentication");
+        let mut p = PreAuth::default();
+        assert!((0..PRE_AUTH_MESSAGES).all(|_| p.inbound(1200)));
+        assert!(!p.inbound(1200), "one message too many");
+        assert!(!p.authenticated());
+        // A member: HELLO, CHALLENGE, AUTH_PROOF, FINAL; then any size.
+        let mut p = PreAuth::default();
+        assert!(p.inbound(1200));
+        p.outbound();
+        assert!(p.inbound(300));
+        assert!(!p.authenticated());
+        p.outbound();
+        assert!(p.authenticated());
+        assert!(p.inbound(65_000));
+    }
+}

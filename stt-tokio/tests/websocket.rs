@@ -138,3 +138,48 @@ async fn half_open_and_oversize_clients_do_not_hurt_others() {
         "closed, not served: {next:?}"
     );
 }
+
+/// Issue 14, item 4: upgraded connections that never carry an authenticated handshake
+/// (here: silent, as from anyone without the seed) fill the listener's slots only until
+/// `auth_timeout`; then they are closed and a legitimate `ws://` client connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_are_closed_after_the_auth_timeout() {
+    use futures_util::StreamExt;
+    let t = Duration::from_secs(1);
+    let shared = SharedSeed::random();
+    let (a, b) = (node(&shared).await, node(&shared).await);
+    let limits = WsLimits { max_connections: 8, auth_timeout: t, upgrade_timeout: t, ..WsLimits::default() };
+    let port = b.listen_ws("127.0.0.1:0".parse().unwrap(), None, limits).await.unwrap();
+    let url = format!("ws://{port}/stt");
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        held.push(ws);
+    }
+    let start = std::time::Instant::now();
+    // While the slots are held, a legitimate client is turned away.
+    let refused = tokio::time::timeout(t / 4, a.connect_ws(&url, Some(b.node_id()), None)).await;
+    assert!(!matches!(refused, Ok(Ok(_))), "the door was full, yet a client got in");
+    // The held connections are closed by the server, between T and 10 T after they were opened.
+    for ws in &mut held {
+        let next = tokio::time::timeout(10 * t, ws.next()).await.expect("held connection closed by the server");
+        assert!(!matches!(next, Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(_)))), "{next:?}");
+    }
+    let closed_after = start.elapsed();
+    assert!(closed_after >= t / 2, "closed before the timeout: {closed_after:?}");
+    // Then a legitimate client connects and transfers (retrying while the slots drain).
+    let session = loop {
+        match tokio::time::timeout(10 * t, a.connect_ws(&url, Some(b.node_id()), None)).await {
+            Ok(Ok(s)) => break s,
+            _ if start.elapsed() < 10 * t => tokio::time::sleep(t / 10).await,
+            other => panic!("a legitimate client could not connect after the timeout: {:?}", other.map(|r| r.err())),
+        }
+    };
+    transfer(&session, &b, &pattern(1 << 20)).await;
+    // An authenticated connection outlives the timeout: the peer still acknowledges data.
+    tokio::time::sleep(2 * t).await;
+    assert!(session.ended().is_none(), "{:?}", session.ended());
+    let mut w = session.open_uni().await.unwrap();
+    w.write_all(&pattern(1 << 16)).await.unwrap();
+    within(w.finish()).await.unwrap();
+}

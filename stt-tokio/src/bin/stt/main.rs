@@ -1,0 +1,1075 @@
+//! `stt`: send files between two machines over STT, and manage seeds.
+//!
+//! ```text
+//! stt keygen --out shared.seed                 # a fresh 32-byte seed (mode 0600)
+//! stt id --node-seed node.seed                 # print this node's id
+//! stt recv --bind 0.0.0.0:7000 --shared-seed shared.seed --out file
+//! stt send --to 192.0.2.7:7000 --shared-seed shared.seed --peer NODE_ID file
+//! stt listen --bind 0.0.0.0:7000 --shared-seed shared.seed --out dir/
+//! stt demo                                     # two nodes in one process, on loopback
+//! ```
+//!
+//! Each file travels over one bidirectional stream: a small header (name, size), the bytes,
+//! then the receiver's reply once the file is written, synced and renamed into place. The
+//! wire format and the application close codes are defined in [`wire`].
+//!
+//! Exit codes: 0 success; 1 failure (the message says why); 2 bad command line; 3 the other
+//! side cancelled or shut down; 130 interrupted here (Ctrl-C).
+
+mod files;
+mod wire;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha3::{Digest, Sha3_256};
+use stt_tokio::{
+    CloseReason, Config, Ended, Identity, Node, NodeId, NodeSeed, RandomSeed, RecvStream, SendStream, Session,
+    SharedSeed,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use files::{check_writable_dir, parent_dir, sanitize_name, sync_dir, Partial};
+use wire::{Header, Reply};
+
+/// Bytes moved per read/write call.
+const CHUNK: usize = 256 * 1024;
+/// Transfers `stt listen` runs at once over all sessions; more are refused with `BUSY`.
+const MAX_IN_FLIGHT: usize = 32;
+/// Transfers `stt listen` runs at once per session.
+const MAX_PER_SESSION: usize = 8;
+/// Time a sender has to deliver the header once it opened a stream.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time the sender waits for the receiver's reply after the last byte was acknowledged
+/// (the receiver syncs the file meanwhile).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Time given to a close to reach the peer before the process exits.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Parser)]
+#[command(name = "stt", version, about = "Encrypted peer-to-peer file transfer over STT")]
+struct Cli {
+    /// Print the library's tracing output (debug level) on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a fresh random 32-byte seed as hex (mode 0600; never overwrites).
+    Keygen {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the node id of a node seed.
+    Id {
+        /// The node seed file.
+        #[arg(long)]
+        node_seed: PathBuf,
+    },
+    /// Serve until Ctrl-C: store every incoming file (several at once) in --out.
+    Listen {
+        /// Address to bind (UDP). Optional with --ws-bind (a WebSocket-only listener).
+        #[arg(long, required_unless_present = "ws_bind")]
+        bind: Option<SocketAddr>,
+        /// The group's shared seed file.
+        #[arg(long)]
+        shared_seed: PathBuf,
+        /// This node's seed file (a random identity if absent).
+        #[arg(long)]
+        node_seed: Option<PathBuf>,
+        /// Accept only these node ids (repeatable).
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// Directory for received files; must exist and be writable. Files keep the sender's
+        /// (sanitized) name, or get `NAME-N.ext` if it is taken; nothing is overwritten.
+        /// Without --out, files are counted and discarded (and senders are told so).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also (or only) serve STT over WebSocket (ws://) on this TCP address, for networks
+        /// that block UDP.
+        #[arg(long)]
+        ws_bind: Option<SocketAddr>,
+    },
+    /// Accept one session, write its file, confirm and exit.
+    Recv {
+        /// Address to bind (UDP).
+        #[arg(long)]
+        bind: SocketAddr,
+        /// The group's shared seed file.
+        #[arg(long)]
+        shared_seed: PathBuf,
+        /// This node's seed file (a random identity if absent).
+        #[arg(long)]
+        node_seed: Option<PathBuf>,
+        /// The file to write; refused if it exists, unless --force.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace --out if it exists (only once the whole file arrived and was synced).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Two nodes in one process on loopback: handshake, a transfer over several streams,
+    /// datagrams and an application frame, with throughput and round-trip time.
+    Demo {
+        /// MiB to transfer.
+        #[arg(long, default_value_t = 64)]
+        size: u64,
+        /// Concurrent streams.
+        #[arg(long, default_value_t = 4)]
+        streams: u64,
+    },
+    /// Send a file (or `-` for stdin); exits 0 once the receiver confirmed that it wrote and
+    /// synced it.
+    Send {
+        /// The receiver: a UDP address (HOST:PORT) or a WebSocket URL (ws://HOST:PORT/PATH).
+        #[arg(long)]
+        to: String,
+        /// The group's shared seed file.
+        #[arg(long)]
+        shared_seed: PathBuf,
+        /// This node's seed file (a random identity if absent).
+        #[arg(long)]
+        node_seed: Option<PathBuf>,
+        /// Pin the receiver: send only if it proves this node id. Without --peer, any holder
+        /// of the shared seed answering at --to gets the file (stt prints whose id it was).
+        #[arg(long)]
+        peer: Option<String>,
+        /// The file to send, or `-`.
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.verbose {
+        trace::install();
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stt: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(cli.cmd));
+    // A read of stdin blocks a thread that cannot be cancelled: do not wait for it.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stt: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cmd: Command) -> std::result::Result<(), Failure> {
+    match cmd {
+        Command::Keygen { out } => keygen(&out).map_err(Failure::from),
+        Command::Id { node_seed } => {
+            read_node_seed(&node_seed).map(|s| println!("{}", s.node_id())).map_err(Failure::from)
+        }
+        Command::Listen { bind, shared_seed, node_seed, allow, out, ws_bind } => {
+            listen(bind, &shared_seed, node_seed.as_deref(), &allow, out.as_deref(), ws_bind).await
+        }
+        Command::Recv { bind, shared_seed, node_seed, out, force } => {
+            recv(bind, &shared_seed, node_seed.as_deref(), &out, force).await
+        }
+        Command::Send { to, shared_seed, node_seed, peer, path } => {
+            send(&to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path).await
+        }
+        Command::Demo { size, streams } => demo(size, streams).await.map_err(Failure::from),
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+/// Why a command failed; each kind has its own exit code.
+#[derive(Debug)]
+enum Failure {
+    /// A failure here, or the peer refused or could not store the file (exit 1).
+    Error(String),
+    /// The other side cancelled or shut down (exit 3).
+    PeerEnded(String),
+    /// Interrupted here by Ctrl-C (exit 130).
+    Interrupted(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Error(_) => 1,
+            Failure::PeerEnded(_) => 3,
+            Failure::Interrupted(_) => 130,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Error(m) | Failure::PeerEnded(m) | Failure::Interrupted(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(m: String) -> Self {
+        Failure::Error(m)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(m: &str) -> Self {
+        Failure::Error(m.into())
+    }
+}
+
+/// A failure for an application code the peer sent (close, reset, stop or reply status).
+fn code_failure(code: u64, detail: &str) -> Failure {
+    let words = wire::words(code);
+    let msg = if detail.is_empty() { words } else { format!("{words}: {detail}") };
+    match code {
+        wire::SENDER_CANCELLED | wire::RECEIVER_SHUTDOWN => Failure::PeerEnded(msg),
+        _ => Failure::Error(msg),
+    }
+}
+
+/// A session's end in words; never "NoError" for a cut transfer.
+fn end_failure(end: Ended) -> Failure {
+    match end {
+        Ended::Closed(CloseReason::Remote(code)) => code_failure(code, ""),
+        Ended::Closed(CloseReason::RemoteTransport(stt_proto::TransportCode::NoError)) => {
+            Failure::PeerEnded("the peer closed the session before the transfer finished".into())
+        }
+        Ended::Closed(CloseReason::IdleTimeout) => {
+            Failure::PeerEnded("the peer stopped answering (idle timeout): it went away or the network failed".into())
+        }
+        Ended::Closed(CloseReason::RemoteTransport(c)) => {
+            Failure::PeerEnded(format!("the peer closed the session: {c:?}"))
+        }
+        other => Failure::Error(other.to_string()),
+    }
+}
+
+/// The application code in a stream error ("peer stopped/reset the stream with code N").
+fn peer_code(e: &dyn std::fmt::Display) -> Option<u64> {
+    let text = e.to_string();
+    let (_, tail) = text.rsplit_once("with code ")?;
+    tail.trim().parse().ok()
+}
+
+/// Why a stream operation failed, in words.
+fn stream_failure(session: &Session, e: &dyn std::fmt::Display, what: &str) -> Failure {
+    if let Some(end) = session.ended() {
+        return end_failure(end);
+    }
+    match peer_code(e) {
+        Some(code) => code_failure(code, ""),
+        None => Failure::Error(format!("{what}: {e}")),
+    }
+}
+
+fn keygen(out: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut f = files::create_new(out).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => format!("{} exists; refusing to overwrite a seed", out.display()),
+        _ => format!("cannot create {}: {e}", out.display()),
+    })?;
+    let hex: String = stt_tokio::random_seed_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    writeln!(f, "{hex}").and_then(|()| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!("wrote a new seed to {}", out.display());
+    Ok(())
+}
+
+/// Reads a seed file, refusing files that others can read.
+fn read_seed_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by other users (mode {:o}); fix it with: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    let _ = meta;
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn read_node_seed(path: &Path) -> Result<NodeSeed> {
+    NodeSeed::from_hex(&read_seed_text(path)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn identity(shared: &Path, node: Option<&Path>) -> Result<Identity> {
+    let shared = SharedSeed::from_hex(&read_seed_text(shared)?).map_err(|e| format!("{}: {e}", shared.display()))?;
+    let node = match node {
+        Some(p) => read_node_seed(p)?,
+        None => {
+            let seed = NodeSeed::random();
+            eprintln!("no --node-seed: using an ephemeral identity {}", seed.node_id());
+            seed
+        }
+    };
+    Ok(Identity::new(node, shared))
+}
+
+fn parse_id(s: &str) -> Result<NodeId> {
+    NodeId::from_hex(s).map_err(|e| format!("node id {s}: {e}"))
+}
+
+fn short(id: NodeId) -> String {
+    id.to_string()[..12].to_string()
+}
+
+/// A progress bar on stderr when it is a terminal (percentage, rate, ETA); hidden otherwise.
+fn bar(len: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let (pb, template) = match len {
+        Some(n) => {
+            (ProgressBar::new(n), "{bar:30} {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} ")
+        }
+        None => (ProgressBar::new_spinner(), "{spinner} {bytes} {binary_bytes_per_sec} {elapsed} "),
+    };
+    pb.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// "3000000 bytes in 0.52 s (5.77 MB/s)".
+fn amount(bytes: u64, secs: f64) -> String {
+    format!("{bytes} bytes in {secs:.2} s ({:.2} MB/s)", bytes as f64 / secs.max(1e-6) / 1e6)
+}
+
+/// ", N packets lost (retransmitted)" when the session's stats are available.
+async fn losses(session: &Session) -> String {
+    match session.stats().await {
+        Some(st) => format!(", {} packets lost and retransmitted, rtt {:.1} ms", st.lost, st.rtt.as_secs_f64() * 1e3),
+        None => String::new(),
+    }
+}
+
+/// What the sender learned from a successful transfer.
+struct Sent {
+    bytes: u64,
+    digest: String,
+    reply: Reply,
+}
+
+async fn send(
+    to: &str,
+    shared: &Path,
+    node_seed: Option<&Path>,
+    peer: Option<&str>,
+    path: &Path,
+) -> std::result::Result<(), Failure> {
+    let identity = identity(shared, node_seed)?;
+    let expect = peer.map(parse_id).transpose()?;
+    let ws = to.starts_with("ws://") || to.starts_with("wss://");
+    let udp_to: Option<SocketAddr> = if ws {
+        None
+    } else {
+        Some(to.parse().map_err(|_| format!("--to {to}: expected HOST:PORT or ws://HOST:PORT/PATH"))?)
+    };
+    // Open the input first: a missing file fails before any network traffic.
+    let (input, size, name): (Box<dyn AsyncRead + Unpin + Send>, Option<u64>, String) = if path == Path::new("-") {
+        (Box::new(tokio::io::stdin()), None, String::new())
+    } else {
+        let f = tokio::fs::File::open(path).await.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let meta = f.metadata().await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            return Err(format!("{} is a directory; stt sends one file", path.display()).into());
+        }
+        let name = path.file_name().and_then(|n| sanitize_name(&n.to_string_lossy())).unwrap_or_default();
+        let size = meta.is_file().then_some(meta.len());
+        (Box::new(f), size, name)
+    };
+    let bind: SocketAddr = if udp_to.is_none_or(|a| a.is_ipv4()) { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(|_| "bad bind address")?;
+    let node = Node::bind(bind, Config::default(), identity).await.map_err(|e| e.to_string())?;
+    let connect = async {
+        match udp_to {
+            Some(addr) => node.connect(addr, expect).await.map_err(|e| e.to_string()),
+            None => node.connect_ws(to, expect, None).await.map_err(|e| e.to_string()),
+        }
+    };
+    let session = tokio::select! {
+        s = connect => s?,
+        _ = tokio::signal::ctrl_c() => {
+            node.shutdown().await;
+            return Err(Failure::Interrupted("interrupted before the receiver answered".into()));
+        }
+    };
+    let id = session.peer_node_id();
+    if expect.is_some() {
+        eprintln!("connected to receiver {id}");
+    } else {
+        eprintln!("connected to receiver {id} (not pinned: pass --peer {id} to accept only this receiver)");
+    }
+    let start = Instant::now();
+    let result = tokio::select! {
+        biased;
+        r = transfer(&session, input, size, &name) => r,
+        // The receiver went away while the input was idle (stdin).
+        end = session.closed() => Err(end_failure(end)),
+        _ = tokio::signal::ctrl_c() => {
+            session.close(wire::SENDER_CANCELLED);
+            let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+            node.shutdown().await;
+            return Err(Failure::Interrupted("interrupted: told the receiver the transfer is cancelled".into()));
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let lost = losses(&session).await;
+    match result {
+        Ok(sent) => {
+            session.close(wire::DONE);
+            let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+            node.shutdown().await;
+            let what = if sent.reply.status == wire::DISCARDED {
+                "the receiver counted and DISCARDED it (it runs without --out)".to_string()
+            } else {
+                format!("receiver confirmed: {}", sent.reply.message)
+            };
+            println!("sent {}{lost}, sha3-256 {}; {what}", amount(sent.bytes, secs), sent.digest);
+            Ok(())
+        }
+        Err(e) => {
+            if session.ended().is_none() {
+                session.close(wire::FAILED);
+                let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+            }
+            node.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+/// Sends the header and the input over a new bidirectional stream, then waits for the
+/// receiver's reply and checks its digest.
+async fn transfer(
+    session: &Session,
+    input: Box<dyn AsyncRead + Unpin + Send>,
+    size: Option<u64>,
+    name: &str,
+) -> std::result::Result<Sent, Failure> {
+    let (mut tx, mut rx) = session.open_bi().await.map_err(|e| format!("cannot open a stream: {e}"))?;
+    let pb = bar(size);
+    let mut input: Box<dyn AsyncRead + Unpin + Send> = match size {
+        // Never more than announced, even if the file grows meanwhile.
+        Some(n) => Box::new(input.take(n)),
+        None => input,
+    };
+    let mut buf = vec![0u8; CHUNK];
+    let mut hasher = Sha3_256::new();
+    let mut total = 0u64;
+    let header = wire::encode_header(&Header { size, name: name.to_string() });
+    let mut send_err: Option<String> = tx.write_all(&header).await.err().map(|e| e.to_string());
+    while send_err.is_none() {
+        let n = match input.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                tx.reset(wire::SENDER_CANCELLED);
+                return Err(format!("cannot read the input: {e}").into());
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if let Err(e) = tx.write_all(&buf[..n]).await {
+            send_err = Some(e.to_string());
+            break;
+        }
+        total += n as u64;
+        pb.set_position(total);
+    }
+    if send_err.is_none() {
+        if let Some(n) = size.filter(|&n| n != total) {
+            tx.reset(wire::SENDER_CANCELLED);
+            return Err(format!("the file shrank while being sent ({total} of {n} bytes)").into());
+        }
+        send_err = tx.finish().await.err().map(|e| e.to_string());
+    }
+    pb.finish_and_clear();
+    // Whether or not sending failed, the receiver's reply says why.
+    let reply = match tokio::time::timeout(REPLY_TIMEOUT, wire::read_reply(&mut rx)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(wire::WireError::Io(e))) => {
+            let shown: &dyn std::fmt::Display = match &send_err {
+                Some(s) => s,
+                None => &e,
+            };
+            return Err(stream_failure(session, shown, "send"));
+        }
+        Ok(Err(e)) => return Err(format!("bad reply from the receiver: {e}").into()),
+        Err(_) => return Err(format!("no reply from the receiver within {} s", REPLY_TIMEOUT.as_secs()).into()),
+    };
+    let digest = hex(&hasher.finalize());
+    match reply.status {
+        wire::DONE if hex(&reply.digest) != digest => {
+            Err(format!("the receiver stored different bytes (sha3-256 {}, sent {digest})", hex(&reply.digest)).into())
+        }
+        wire::DONE | wire::DISCARDED if send_err.is_none() => Ok(Sent { bytes: total, digest, reply }),
+        wire::DONE | wire::DISCARDED => Err(format!("send: {}", send_err.unwrap_or_default()).into()),
+        code => Err(code_failure(code, &reply.message)),
+    }
+}
+
+/// Where a receiver puts files.
+enum Target {
+    /// `stt listen --out DIR`: under the sender's name, never replacing a file.
+    Dir(PathBuf),
+    /// `stt recv --out FILE`.
+    File { path: PathBuf, force: bool },
+    /// `stt listen` without `--out`: count and discard.
+    Discard,
+}
+
+/// One received file.
+struct Received {
+    bytes: u64,
+    secs: f64,
+    digest: String,
+    saved: Option<PathBuf>,
+}
+
+/// Refuses a stream: stops the sender and tells it why (best effort, bounded in time).
+async fn refuse(tx: &mut SendStream, rx: &mut RecvStream, code: u64, message: &str) {
+    rx.stop(code);
+    let reply = wire::encode_reply(&Reply { status: code, digest: [0; 32], message: message.into() });
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if tx.write_all(&reply).await.is_ok() {
+            let _ = tx.finish().await;
+        }
+    })
+    .await;
+}
+
+/// Receives one file from a stream: header, bytes into a partial file, sync, publish, reply.
+/// Every failure after the header is reported to the sender in the reply.
+async fn receive(
+    session: &Session,
+    mut tx: SendStream,
+    mut rx: RecvStream,
+    target: &Target,
+    progress: bool,
+) -> std::result::Result<Received, Failure> {
+    let start = Instant::now();
+    let header = match tokio::time::timeout(HEADER_TIMEOUT, wire::read_header(&mut rx)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(wire::WireError::Io(e))) => return Err(stream_failure(session, &e, "receive")),
+        Ok(Err(e)) => {
+            refuse(&mut tx, &mut rx, wire::REFUSED, &e.to_string()).await;
+            return Err(format!("refused a stream: {e}").into());
+        }
+        Err(_) => {
+            refuse(&mut tx, &mut rx, wire::REFUSED, "no header in time").await;
+            return Err(format!("refused a stream: no header within {} s", HEADER_TIMEOUT.as_secs()).into());
+        }
+    };
+    let name = sanitize_name(&header.name).unwrap_or_else(|| format!("from-{}", short(session.peer_node_id())));
+    let mut partial = match target {
+        Target::Dir(dir) => Some(Partial::create(dir, &name).map(|(p, f)| (p, f, dir.clone()))),
+        Target::File { path, .. } => {
+            let dir = parent_dir(path);
+            let base = path.file_name().map_or("received".into(), |n| n.to_string_lossy().into_owned());
+            Some(Partial::create(&dir, &base).map(|(p, f)| (p, f, dir)))
+        }
+        Target::Discard => None,
+    }
+    .transpose()
+    .map_err(|e| e.to_string());
+    let mut file = match &mut partial {
+        Ok(Some((_, f, _))) => Some(tokio::fs::File::from_std(f.try_clone().map_err(|e| e.to_string())?)),
+        Ok(None) => None,
+        Err(e) => {
+            let msg = format!("cannot create a file for {name}: {e}");
+            refuse(&mut tx, &mut rx, wire::FAILED, &msg).await;
+            return Err(msg.into());
+        }
+    };
+    let pb = if progress { bar(header.size) } else { ProgressBar::hidden() };
+    let mut buf = vec![0u8; CHUNK];
+    let mut hasher = Sha3_256::new();
+    let mut total = 0u64;
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => return Err(stream_failure(session, &e, "receive")),
+        };
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if header.size.is_some_and(|s| total > s) {
+            refuse(&mut tx, &mut rx, wire::REFUSED, "more bytes than the announced size").await;
+            return Err(format!("{name}: the sender sent more bytes than it announced").into());
+        }
+        hasher.update(&buf[..n]);
+        if let Some(f) = &mut file {
+            if let Err(e) = f.write_all(&buf[..n]).await {
+                let msg = format!("cannot write {name}: {e}");
+                refuse(&mut tx, &mut rx, wire::FAILED, &msg).await;
+                return Err(msg.into());
+            }
+        }
+        pb.set_position(total);
+    }
+    pb.finish_and_clear();
+    if let Some(s) = header.size.filter(|&s| s != total) {
+        let msg = format!("{name}: the stream ended after {total} of {s} announced bytes");
+        refuse(&mut tx, &mut rx, wire::REFUSED, &msg).await;
+        return Err(msg.into());
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    // Written, synced, then published under the final name, and the directory synced.
+    let stored = match (file, &mut partial) {
+        (Some(mut f), Ok(Some((p, _, dir)))) => {
+            let done = async {
+                f.flush().await?;
+                f.sync_all().await?;
+                let to = match target {
+                    Target::File { path, force } => p.publish(path, *force).map(|()| path.clone()).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            std::io::Error::new(
+                                e.kind(),
+                                format!("{} exists (use --force to replace it)", path.display()),
+                            )
+                        } else {
+                            e
+                        }
+                    })?,
+                    _ => p.publish_unique(dir, &name)?,
+                };
+                sync_dir(dir)?;
+                Ok::<_, std::io::Error>(to)
+            };
+            match done.await {
+                Ok(to) => Some(to),
+                Err(e) => {
+                    let msg = format!("cannot store {name}: {e}");
+                    refuse(&mut tx, &mut rx, wire::FAILED, &msg).await;
+                    return Err(msg.into());
+                }
+            }
+        }
+        _ => None,
+    };
+    let (status, message) = match &stored {
+        Some(to) => {
+            (wire::DONE, format!("stored as {} and synced", to.file_name().unwrap_or_default().to_string_lossy()))
+        }
+        None => (wire::DISCARDED, "counted and discarded".to_string()),
+    };
+    let reply = wire::encode_reply(&Reply { status, digest, message });
+    let delivered = async {
+        tx.write_all(&reply).await?;
+        tx.finish().await.map_err(std::io::Error::other)
+    };
+    let delivered = tokio::time::timeout(REPLY_TIMEOUT, delivered).await;
+    // The sender closes with DONE once it read the reply, possibly before our end saw the
+    // acknowledgement: that close is the confirmation that the reply arrived.
+    let confirmed = matches!(session.ended(), Some(Ended::Closed(CloseReason::Remote(wire::DONE))));
+    match delivered {
+        Ok(Err(e)) if !confirmed => {
+            eprintln!("stt: {name} is stored, but the confirmation may not have reached the sender: {e}")
+        }
+        Err(_) => eprintln!("stt: {name} is stored, but the sender did not acknowledge the confirmation"),
+        _ => {}
+    }
+    Ok(Received { bytes: total, secs: start.elapsed().as_secs_f64(), digest: hex(&digest), saved: stored })
+}
+
+async fn recv(
+    bind: SocketAddr,
+    shared: &Path,
+    node_seed: Option<&Path>,
+    out: &Path,
+    force: bool,
+) -> std::result::Result<(), Failure> {
+    // Refuse to start rather than fail after the transfer.
+    match std::fs::symlink_metadata(out) {
+        Ok(m) if m.is_dir() => return Err(format!("--out {} is a directory; give a file name", out.display()).into()),
+        Ok(_) if !force => {
+            return Err(
+                format!("--out {} exists; refusing to overwrite it (use --force to replace it)", out.display()).into()
+            )
+        }
+        _ => {}
+    }
+    check_writable_dir(&parent_dir(out))?;
+    let node = Node::bind(bind, Config::default(), identity(shared, node_seed)?).await.map_err(|e| e.to_string())?;
+    eprintln!("listening on {} as {}", node.local_addr(), node.node_id());
+    let session = tokio::select! {
+        s = node.accept() => s.ok_or("node stopped")?,
+        _ = tokio::signal::ctrl_c() => {
+            node.shutdown().await;
+            return Err(Failure::Interrupted("interrupted before any sender connected".into()));
+        }
+    };
+    eprintln!("session from {}", session.peer_node_id());
+    let target = Target::File { path: out.to_path_buf(), force };
+    let work = async {
+        loop {
+            tokio::select! {
+                bi = session.accept_bi() => {
+                    let (tx, rx) = bi.ok_or_else(|| end_failure(session.ended().unwrap_or(Ended::NodeGone)))?;
+                    return receive(&session, tx, rx, &target, true).await;
+                }
+                uni = session.accept_uni() => {
+                    let mut rx = uni.ok_or_else(|| end_failure(session.ended().unwrap_or(Ended::NodeGone)))?;
+                    rx.stop(wire::REFUSED);
+                    eprintln!("refused a unidirectional stream (stt sends files over bidirectional streams)");
+                }
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => {
+            session.close(wire::RECEIVER_SHUTDOWN);
+            let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+            node.shutdown().await;
+            return Err(Failure::Interrupted("interrupted: told the sender the receiver shut down; nothing was kept".into()));
+        }
+    };
+    let lost = losses(&session).await;
+    if result.is_ok() {
+        // The sender closes once it read the confirmation.
+        let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+    } else if session.ended().is_none() {
+        session.close(wire::FAILED);
+        let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+    }
+    node.shutdown().await;
+    let r = result?;
+    println!(
+        "received {}{lost} into {}, sha3-256 {}",
+        amount(r.bytes, r.secs),
+        r.saved.as_deref().unwrap_or(out).display(),
+        r.digest
+    );
+    Ok(())
+}
+
+async fn listen(
+    bind: Option<SocketAddr>,
+    shared: &Path,
+    node_seed: Option<&Path>,
+    allow: &[String],
+    out: Option<&Path>,
+    ws_bind: Option<SocketAddr>,
+) -> std::result::Result<(), Failure> {
+    let allow: Vec<NodeId> = allow.iter().map(|s| parse_id(s)).collect::<Result<_>>()?;
+    let target = match out {
+        Some(dir) => {
+            check_writable_dir(dir).map_err(|e| format!("--out: {e}"))?;
+            Target::Dir(dir.to_path_buf())
+        }
+        None => {
+            eprintln!("no --out: incoming files are counted and discarded (senders are told so)");
+            Target::Discard
+        }
+    };
+    let config = Config::default().allow_list((!allow.is_empty()).then_some(allow));
+    // WebSocket only: the node still needs a UDP socket; a loopback one serves no one else.
+    let udp = bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let node = Node::bind(udp, config, identity(shared, node_seed)?).await.map_err(|e| e.to_string())?;
+    if bind.is_some() {
+        eprintln!("listening on {} as {} (Ctrl-C to stop)", node.local_addr(), node.node_id());
+    } else {
+        eprintln!("listening on WebSocket only as {} (Ctrl-C to stop)", node.node_id());
+    }
+    if let Some(ws) = ws_bind {
+        let at = node
+            .listen_ws(ws, None, stt_tokio::WsLimits::default())
+            .await
+            .map_err(|e| format!("cannot bind --ws-bind {ws}: {e}"))?;
+        eprintln!("serving WebSocket at ws://{at}/");
+    }
+    let target = Arc::new(target);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut sessions = tokio::task::JoinSet::new();
+    let mut live = std::collections::HashMap::new();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            s = node.accept() => {
+                let Some(session) = s else { break };
+                live.insert(session.id(), session.clone());
+                sessions.spawn(serve_session(session, target.clone(), slots.clone()));
+            }
+            Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Ok(id) = done {
+                    live.remove(&id);
+                }
+            }
+        }
+    }
+    eprintln!("shutting down: telling {} peer(s) the receiver shut down", live.len());
+    for s in live.values() {
+        s.close(wire::RECEIVER_SHUTDOWN);
+    }
+    // Transfers in flight are abandoned; their partial files are removed.
+    sessions.shutdown().await;
+    for s in live.values() {
+        let _ = tokio::time::timeout(CLOSE_GRACE, s.closed()).await;
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Serves one session of `stt listen`: each bidirectional stream is a file, handled
+/// concurrently (at most [`MAX_PER_SESSION`] here and [`MAX_IN_FLIGHT`] overall; more are
+/// refused with `BUSY`), so one unfinished stream never blocks the next.
+/// Unidirectional streams are refused with STOP_SENDING(`REFUSED`).
+async fn serve_session(
+    session: Session,
+    target: Arc<Target>,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> stt_tokio::SessionId {
+    let peer = short(session.peer_node_id());
+    eprintln!("{peer}: session established ({})", session.remote());
+    let mut streams = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            bi = session.accept_bi() => {
+                let Some((mut tx, mut rx)) = bi else { break };
+                let slot = if streams.len() < MAX_PER_SESSION { slots.clone().try_acquire_owned().ok() } else { None };
+                match slot {
+                    Some(slot) => {
+                        let (session, target, peer) = (session.clone(), target.clone(), peer.clone());
+                        streams.spawn(async move {
+                            let _slot = slot;
+                            match receive(&session, tx, rx, &target, false).await {
+                                Ok(r) => {
+                                    let to = r.saved.map_or("discarded".into(), |p| format!("saved as {}", p.display()));
+                                    println!("{peer}: {}, sha3-256 {}, {to}", amount(r.bytes, r.secs), r.digest);
+                                }
+                                Err(e) => eprintln!("{peer}: transfer failed: {e}"),
+                            }
+                        });
+                    }
+                    None => {
+                        tx.reset(wire::BUSY);
+                        rx.stop(wire::BUSY);
+                        eprintln!("{peer}: refused a stream: too many transfers at once");
+                    }
+                }
+            }
+            uni = session.accept_uni() => {
+                let Some(mut rx) = uni else { break };
+                rx.stop(wire::REFUSED);
+                eprintln!("{peer}: refused a unidirectional stream (stt sends files over bidirectional streams)");
+            }
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+        }
+    }
+    while streams.join_next().await.is_some() {}
+    match session.ended() {
+        Some(Ended::Closed(CloseReason::Remote(wire::DONE))) | None => {}
+        Some(end) => eprintln!("{peer}: session ended: {}", end_failure(end)),
+    }
+    session.id()
+}
+
+/// `-v`: the library's `tracing` events (debug level and above, from the `stt*` crates) on
+/// stderr, one line each, without a subscriber dependency.
+mod trace {
+    use std::fmt::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    struct Stderr {
+        next_span: AtomicU64,
+    }
+
+    /// One event rendered as `LEVEL target: message key=value ...`.
+    struct Line(String);
+
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                let _ = write!(self.0, " {value:?}");
+            } else {
+                let _ = write!(self.0, " {}={value:?}", field.name());
+            }
+        }
+    }
+
+    impl Subscriber for Stderr {
+        fn enabled(&self, meta: &Metadata<'_>) -> bool {
+            *meta.level() <= Level::DEBUG && meta.target().starts_with("stt")
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed).max(1))
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let meta = event.metadata();
+            let mut line = Line(format!("{} {}:", meta.level(), meta.target()));
+            event.record(&mut line);
+            eprintln!("{}", line.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Installs the stderr subscriber for the whole process.
+    pub fn install() {
+        let _ = tracing::subscriber::set_global_default(Stderr { next_span: AtomicU64::new(1) });
+    }
+}
+
+async fn demo(size_mib: u64, streams: u64) -> Result<()> {
+    use bytes::Bytes;
+    use std::time::Instant;
+    let shared = SharedSeed::random();
+    let ephemeral = || Identity::new(NodeSeed::random(), shared.clone());
+    let lo: SocketAddr = "127.0.0.1:0".parse().map_err(|_| "bad address")?;
+    let a = Node::bind(lo, Config::default(), ephemeral()).await.map_err(|e| e.to_string())?;
+    let b = Node::bind(lo, Config::default().app_frame_types(&[0x80]), ephemeral()).await.map_err(|e| e.to_string())?;
+    println!("node a {} on {}", a.node_id(), a.local_addr());
+    println!("node b {} on {}", b.node_id(), b.local_addr());
+
+    let t = Instant::now();
+    let (sa, sb) = tokio::join!(a.connect(b.local_addr(), Some(b.node_id())), b.accept());
+    let sa = sa.map_err(|e| e.to_string())?;
+    let sb = sb.ok_or("b stopped")?;
+    println!("handshake: {:.2} ms (Noise XXpsk0, both node ids authenticated)", t.elapsed().as_secs_f64() * 1e3);
+
+    // Round trips over datagrams: b echoes.
+    let echo = sb.clone();
+    let echo_task = tokio::spawn(async move {
+        while let Some(d) = echo.recv_datagram().await {
+            if echo.send_datagram(d).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut rtts = Vec::new();
+    for i in 0..50u32 {
+        let t = Instant::now();
+        sa.send_datagram(Bytes::copy_from_slice(&i.to_be_bytes())).await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(Duration::from_secs(2), sa.recv_datagram()).await.map_err(|_| "datagram echo lost")?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    rtts.sort_by(f64::total_cmp);
+    println!(
+        "datagram round trip: p50 {:.0} µs, p99 {:.0} µs ({} samples)",
+        rtts[rtts.len() / 2],
+        rtts[rtts.len() * 99 / 100],
+        rtts.len()
+    );
+
+    // An application frame, dispatched by type on b.
+    sa.send_frame(0x80, Bytes::from_static(b"hello from a")).await.map_err(|e| e.to_string())?;
+    let (ty, body) = tokio::time::timeout(Duration::from_secs(5), sb.recv_frame())
+        .await
+        .map_err(|_| "frame lost")?
+        .ok_or("session ended")?;
+    let mut dispatcher = stt_tokio::FrameDispatcher::new()
+        .on(0x80, |_, body| println!("app frame 0x80: {:?}", String::from_utf8_lossy(&body)));
+    dispatcher.dispatch(&sb, ty, body);
+
+    // Bulk transfer over several streams. Hashing (SHA3-256) happens outside the timed
+    // part: it is slower than the transport.
+    let per_stream = (size_mib * (1 << 20) / streams.max(1)) as usize;
+    let payloads: Vec<Bytes> = (0..streams)
+        .map(|k| {
+            Bytes::from(
+                (0..per_stream as u32).map(|i| (i ^ k as u32).wrapping_mul(2_654_435_761) as u8).collect::<Vec<u8>>(),
+            )
+        })
+        .collect();
+    let mut sent_digests: Vec<String> = payloads.iter().map(|p| hex(&Sha3_256::digest(p))).collect();
+    let receiver = {
+        let sb = sb.clone();
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..streams {
+                let Some(mut s) = sb.accept_uni().await else { break };
+                tasks.push(tokio::spawn(async move {
+                    let mut v = Vec::with_capacity(per_stream);
+                    s.read_to_end(&mut v).await.map(|_| v).map_err(|e| e.to_string())
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.map_err(|e| e.to_string())??);
+            }
+            Ok::<_, String>(out)
+        })
+    };
+    let pb = bar(Some(per_stream as u64 * streams));
+    let t = Instant::now();
+    let mut senders = Vec::new();
+    for payload in payloads {
+        let sa = sa.clone();
+        let pb = pb.clone();
+        senders.push(tokio::spawn(async move {
+            let mut s = sa.open_uni().await.map_err(|e| e.to_string())?;
+            for chunk in payload.chunks(256 * 1024) {
+                s.write_all(chunk).await.map_err(|e| e.to_string())?;
+                pb.inc(chunk.len() as u64);
+            }
+            s.finish().await.map_err(|e| e.to_string())
+        }));
+    }
+    for s in senders {
+        s.await.map_err(|e| e.to_string())??;
+    }
+    let received = receiver.await.map_err(|e| e.to_string())??;
+    let secs = t.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let mut got_digests: Vec<String> = received.iter().map(|v| hex(&Sha3_256::digest(v))).collect();
+    sent_digests.sort();
+    got_digests.sort();
+    if sent_digests != got_digests {
+        return Err("transfer corrupted: digests differ".into());
+    }
+    let bytes: usize = received.iter().map(Vec::len).sum();
+    println!(
+        "transfer: {:.1} MiB over {streams} streams in {secs:.2} s = {:.1} MB/s; every stream's SHA3-256 verified afterwards",
+        bytes as f64 / (1 << 20) as f64,
+        bytes as f64 / secs / 1e6
+    );
+    if let Some(st) = sa.stats().await {
+        println!("session: rtt {:?}, cwnd {} B, lost {} packets, mtu {} B", st.rtt, st.cwnd, st.lost, st.mtu);
+    }
+    sa.close(0);
+    let _ = tokio::time::timeout(Duration::from_secs(2), sb.closed()).await;
+    echo_task.abort();
+    a.shutdown().await;
+    b.shutdown().await;
+    println!("demo complete");
+    Ok(())
+}
