@@ -88,9 +88,13 @@ impl Handle {
     }
 }
 
-/// The sending half of a stream. Dropped without [`finish`](Self::finish) or
-/// [`reset`](Self::reset), it finishes the stream after the data written so far (as
-/// `quinn::SendStream` does); to abandon the data, call `reset` first.
+/// The sending half of a stream.
+///
+/// End it with [`finish`](Self::finish) (or `AsyncWriteExt::shutdown`). Dropped without
+/// `finish` or [`reset`](Self::reset), it **resets** the stream with code
+/// [`DROPPED`](Self::DROPPED): a writer that was cancelled or panicked mid-stream never
+/// looks to the reader like a complete stream (the reader's read fails with
+/// `StreamClosed::Reset(DROPPED)`). This differs from `quinn::SendStream`, which finishes.
 pub struct SendStream {
     h: Handle,
     /// `finish` or `reset` was called (or `poll_shutdown`).
@@ -98,6 +102,9 @@ pub struct SendStream {
 }
 
 impl SendStream {
+    /// The reset code a `SendStream` dropped without `finish` sends.
+    pub const DROPPED: u64 = 0;
+
     pub(crate) fn new(session: Session, id: StreamId) -> Self {
         Self { h: Handle::new(session, id), ended: false }
     }
@@ -158,7 +165,7 @@ impl Drop for SendStream {
         let (id, ended) = (self.h.id, self.ended);
         self.h.release(|s, now| {
             if !ended {
-                let _ = s.finish(now, id);
+                let _ = s.reset_stream(now, id, Self::DROPPED);
             }
         });
     }

@@ -24,18 +24,27 @@ async fn pair(config: Config) -> (Node, Node, stt_tokio::Session, stt_tokio::Ses
     (a, b, s.unwrap(), r.unwrap())
 }
 
-/// A `SendStream` dropped without `finish` finishes: the reader gets the data and the end
-/// (before: the reader hung).
+/// A `SendStream` dropped without `finish` resets the stream: the reader gets an error,
+/// never a stream that looks complete (before: the reader hung).
 #[tokio::test]
-async fn dropped_send_stream_finishes() {
+async fn dropped_send_stream_resets() {
     let (_a, _b, s, r) = pair(Config::default()).await;
     let mut w = s.open_uni().await.unwrap();
     w.write_all(b"written, then dropped").await.unwrap();
+    // (A stream reset before the application accepted it is never offered at all.)
+    let mut rx = within(r.accept_uni()).await.unwrap();
     drop(w);
+    let mut got = Vec::new();
+    let e = within(rx.read_to_end(&mut got)).await.unwrap_err();
+    assert_eq!(StreamClosed::of(&e), Some(StreamClosed::Reset(stt_tokio::SendStream::DROPPED)), "{e}");
+    // Finished explicitly, the same bytes arrive with the end.
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"written, then finished").await.unwrap();
+    within(w.finish()).await.unwrap();
     let mut rx = within(r.accept_uni()).await.unwrap();
     let mut got = Vec::new();
     within(rx.read_to_end(&mut got)).await.unwrap();
-    assert_eq!(got, b"written, then dropped");
+    assert_eq!(got, b"written, then finished");
 }
 
 /// 150 streams opened and dropped against a limit of 100 do not block `open_uni` (before:
@@ -57,6 +66,8 @@ async fn dropped_streams_release_the_stream_limit() {
     for _ in 0..150 {
         let mut w = within(s.open_uni()).await.unwrap();
         w.write_all(b"x").await.unwrap();
+        // Ended without waiting for the acknowledgement, then dropped.
+        tokio::io::AsyncWriteExt::shutdown(&mut w).await.unwrap();
     }
     let (n, _r) = within(reader).await.unwrap();
     assert_eq!(n, 150);
