@@ -21,7 +21,8 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// Sends `data` from `from` over a fresh stream of `session` and checks `server` got it.
-async fn transfer(session: &stt_tokio::Session, server: &Node, data: &[u8]) {
+/// Returns the server's session handle (dropping the last one closes the session).
+async fn transfer(session: &stt_tokio::Session, server: &Node, data: &[u8]) -> stt_tokio::Session {
     let server = server.clone();
     let expect = data.len();
     let rx = tokio::spawn(async move {
@@ -29,12 +30,15 @@ async fn transfer(session: &stt_tokio::Session, server: &Node, data: &[u8]) {
         let mut r = s.accept_uni().await.unwrap();
         let mut v = Vec::with_capacity(expect);
         r.read_to_end(&mut v).await.unwrap();
-        v
+        // Dropping the last handle would close the session: keep it until the end.
+        (v, s)
     });
     let mut w = session.open_uni().await.unwrap();
     w.write_all(data).await.unwrap();
     within(w.finish()).await.unwrap();
-    assert!(within(rx).await.unwrap() == data, "byte-exact");
+    let (got, server_session) = within(rx).await.unwrap();
+    assert!(got == data, "byte-exact");
+    server_session
 }
 
 /// [WS-1]: handshake and 16 MiB over ws://.
@@ -45,7 +49,7 @@ async fn sixteen_mib_over_ws() {
     let port = b.listen_ws("127.0.0.1:0".parse().unwrap(), None, WsLimits::default()).await.unwrap();
     let s = within(a.connect_ws(&format!("ws://{port}/stt"), Some(b.node_id()), None)).await.unwrap();
     assert_eq!(s.peer_node_id(), b.node_id());
-    transfer(&s, &b, &pattern(16 << 20)).await;
+    let _server_session = transfer(&s, &b, &pattern(16 << 20)).await;
 }
 
 fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
@@ -78,7 +82,7 @@ async fn sixteen_mib_over_wss() {
     let addr = b.listen_ws("127.0.0.1:0".parse().unwrap(), Some(server_tls), WsLimits::default()).await.unwrap();
     let url = format!("wss://localhost:{}/stt", addr.port());
     let s = within(a.connect_ws(&url, Some(b.node_id()), Some(client_tls))).await.unwrap();
-    transfer(&s, &b, &pattern(16 << 20)).await;
+    let _server_session = transfer(&s, &b, &pattern(16 << 20)).await;
 }
 
 /// [WS-2]: a UDP peer and a WebSocket peer talk to the same node at once.
@@ -129,7 +133,7 @@ async fn half_open_and_oversize_clients_do_not_hurt_others() {
             .expect("not delayed by the stalled or oversize clients")
             .unwrap();
     assert!(t.elapsed() < Duration::from_secs(5));
-    transfer(&s, &b, &pattern(1 << 20)).await;
+    let _server_session = transfer(&s, &b, &pattern(1 << 20)).await;
     // The oversize client's connection was closed by the server.
     use futures_util::StreamExt;
     let next = tokio::time::timeout(Duration::from_secs(5), big.next()).await.expect("server reacted");
@@ -175,7 +179,7 @@ async fn unauthenticated_connections_are_closed_after_the_auth_timeout() {
             other => panic!("a legitimate client could not connect after the timeout: {:?}", other.map(|r| r.err())),
         }
     };
-    transfer(&session, &b, &pattern(1 << 20)).await;
+    let _server_session = transfer(&session, &b, &pattern(1 << 20)).await;
     // An authenticated connection outlives the timeout: the peer still acknowledges data.
     tokio::time::sleep(2 * t).await;
     assert!(session.ended().is_none(), "{:?}", session.ended());
