@@ -33,10 +33,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         nodes.push((node, eps));
     }
     // Node 0 greets 1 and 2 directly, then broadcasts to everyone it is connected to.
+    // A session lives as long as a handle on it: keep them (dropping the last closes it).
     let (n0, e0) = &nodes[0];
+    let mut sessions = Vec::new();
     for (peer, _) in &nodes[1..] {
         let s = n0.connect(peer.local_addr(), Some(peer.node_id())).await?;
         e0.send(&s, "inbox", format!("hello {}", &peer.node_id().to_string()[..8]).as_bytes()).await?;
+        sessions.push(s);
     }
     let sent = e0.send_to_all(n0, "inbox", b"broadcast: meeting at noon").await?;
     println!("broadcast went out on {} sessions", sent.len());
