@@ -83,3 +83,8 @@ impl RandomSeed for SharedSeed {
 pub fn random_seed_bytes() -> [u8; 32] {
     os_random32()
 }
+
+/// The README's Rust samples, compiled as doc tests (`cargo test --doc -p stt-tokio`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
