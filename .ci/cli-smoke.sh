@@ -132,4 +132,17 @@ grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not
 exec 3>&-
 pass=$((pass + 1))
 
+# listen -v logs refused handshakes with the reason (a sender holding another seed).
+"$bin" keygen --out "$dir/other.seed" > /dev/null
+port=$((20000 + RANDOM % 20000))
+timeout 60 "$bin" -v listen --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/in" > "$dir/refuse.log" 2>&1 &
+listen_pid=$!
+sleep 0.5
+timeout 3 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/other.seed" "$dir/payload" 2>/dev/null || true
+sleep 1.2
+kill -INT "$listen_pid"; wait "$listen_pid" || true
+grep -q "refused: authentication failed (wrong shared seed" "$dir/refuse.log" || { echo "FAIL: listen -v did not log the refused handshake"; cat "$dir/refuse.log"; exit 1; }
+if grep -qi "$(cat "$dir/other.seed")" "$dir/refuse.log"; then echo "FAIL: a seed appeared in the log"; exit 1; fi
+pass=$((pass + 1))
+
 echo "cli smoke: $pass passed, 0 failed"

@@ -46,6 +46,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The protocol core this driver runs, re-exported (configs, identities, events).
+pub use stt_proto;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant as StdInstant};

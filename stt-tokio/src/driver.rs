@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use stt_proto::{Input, InputOutcome};
+use stt_proto::{DropReason, Input, InputOutcome};
 use tokio::sync::mpsc;
 
 use crate::state::NodeShared;
@@ -18,6 +18,7 @@ const TUNNEL_BUDGET: usize = 64;
 /// Runs until the node is shut down (or every user handle is gone) and its sessions ended.
 pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<TunnelMsg>) {
     let mut bufs = RecvBufs::new();
+    let mut refusals = Refusals::default();
     loop {
         // 1. Receive without the lock.
         let batches = match node.io.try_recv(&mut bufs) {
@@ -38,8 +39,10 @@ pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<Tun
                     let out = core.handle_input(Input::Datagram { now, from: from.into(), data });
                     if let InputOutcome::Dropped(reason) = out {
                         tracing::trace!(?reason, "datagram dropped");
+                        refusals.note(reason);
                     }
                 });
+                refusals.report();
             }
             for _ in 0..TUNNEL_BUDGET {
                 match tunnel_rx.try_recv() {
@@ -79,4 +82,46 @@ pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<Tun
     node.incoming.notify_waiters();
     node.stopped.notify_waiters();
     tracing::debug!("driver stopped");
+}
+
+/// Refused handshakes and unauthenticated datagrams, logged at info level at most once a
+/// second (a flood of junk must not flood the log), with the reason and how many. Nothing
+/// secret and no address is logged.
+#[derive(Default)]
+struct Refusals {
+    counts: [u64; DropReason::COUNT],
+    last: Option<std::time::Instant>,
+}
+
+/// The drop reasons that mean "someone tried and was refused", with words for the log.
+const REFUSALS: [(DropReason, &str); 6] = [
+    (DropReason::AuthFailed, "authentication failed (wrong shared seed, or forged)"),
+    (DropReason::BadCookie, "a cookie that does not verify"),
+    (DropReason::BadVersion, "an unsupported protocol version"),
+    (DropReason::NoCommonAead, "no cipher in common"),
+    (DropReason::NotAccepting, "not accepting sessions now (limits or shut down)"),
+    (DropReason::RateLimited, "handshake rate limit"),
+];
+
+impl Refusals {
+    fn note(&mut self, reason: DropReason) {
+        if REFUSALS.iter().any(|(r, _)| *r == reason) {
+            if let Some(c) = self.counts.get_mut(reason.index()) {
+                *c += 1;
+            }
+        }
+    }
+
+    fn report(&mut self) {
+        if self.counts.iter().all(|c| *c == 0) || self.last.is_some_and(|t| t.elapsed().as_secs() < 1) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        for (reason, words) in REFUSALS {
+            if let Some(n) = self.counts.get_mut(reason.index()).filter(|n| **n > 0) {
+                tracing::info!(count = *n, "refused: {words}");
+                *n = 0;
+            }
+        }
+    }
 }

@@ -54,6 +54,23 @@ pub use ws::{WsConnectError, WsError, WsLimits};
 #[cfg(feature = "websocket")]
 pub use {rustls, tokio_rustls};
 
+/// The segment codec (`BinaryStreamEncoder`/`Decoder`), re-exported so applications need
+/// no direct dependency on `stt-proto`.
+pub use stt_proto::segment;
+pub use stt_proto::{Entropy, EntropyPurpose, NodeStats};
+
+/// Entropy from the operating system's CSPRNG, for [`BinaryStorage::put`] and the segment
+/// codec (no extra RNG crate needed).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, _purpose: EntropyPurpose, out: &mut [u8]) {
+        use rand_chacha::rand_core::{OsRng, TryRngCore};
+        OsRng.try_fill_bytes(out).expect("the operating system's random number generator failed");
+    }
+}
+
 /// Extension: random seeds from the operating system's CSPRNG.
 pub trait RandomSeed: Sized {
     /// A fresh random value.

@@ -146,3 +146,13 @@ fn no_path_can_steer_outside_the_directory() {
     let _ = std::fs::remove_file(outside);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// #18 item 11: storage and the segment codec need no RNG crate of the application's own.
+#[test]
+fn os_entropy_serves_storage_without_an_rng_dependency() {
+    let mut s = BinaryStorage::new(stt_tokio::MemoryStore::new(), [9; 32], Addressing::Plain);
+    let a = s.put(b"content", &mut stt_tokio::OsEntropy).unwrap();
+    let b = s.put(b"content", &mut stt_tokio::OsEntropy).unwrap();
+    assert_eq!(a, b, "content addressing is independent of the entropy drawn");
+    assert_eq!(s.get(&a).unwrap().as_deref(), Some(&b"content"[..]));
+}
