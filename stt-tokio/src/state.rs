@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use crate::clock::Clock;
 use crate::shared::{lock, Ended, SessionApp, SessionShared, StreamApp};
 use crate::tunnel::TunnelMsg;
-use crate::udp::{SendTrain, UdpIo};
+use crate::udp::{RecvBufs, SendTrain, UdpIo};
 
 /// Replies to a pending `connect`.
 pub(crate) type ConnectReply = oneshot::Sender<Result<Arc<SessionShared>, Ended>>;
@@ -46,6 +46,9 @@ pub(crate) struct State {
     /// Tasks waiting in `Session::flush` until their session has nothing unacknowledged
     /// (one entry per waiting call; checked after every drain).
     pub(crate) flush_waiters: Vec<(SessionId, std::task::Waker)>,
+    /// Receive buffers for application tasks that take input themselves (a reader with
+    /// nothing to read); the driver has its own.
+    inline_bufs: RecvBufs,
 }
 
 /// The node lock and what is waited on without it.
@@ -104,6 +107,7 @@ impl State {
             stopped: false,
             tmp: vec![0; 65_536],
             flush_waiters: Vec::new(),
+            inline_bufs: RecvBufs::with_batch(2),
         }
     }
 
@@ -163,6 +167,20 @@ impl State {
     /// Whether a datagram waits for the socket.
     pub(crate) fn send_pending(&self) -> bool {
         self.blocked || self.train.is_pending()
+    }
+
+    /// Receives what the socket holds now (without blocking) and feeds it to the core, in
+    /// the calling task. Returns whether anything arrived.
+    pub(crate) fn recv_inline(&mut self, io: &UdpIo) -> bool {
+        if !matches!(io.try_recv(&mut self.inline_bufs), Ok(n) if n > 0) {
+            return false;
+        }
+        let now = self.clock.now();
+        let core = &mut self.core;
+        self.inline_bufs.deliver(|from, data| {
+            let _ = core.handle_input(Input::Datagram { now, from: from.into(), data });
+        });
+        true
     }
 
     /// Feeds an expired timer.

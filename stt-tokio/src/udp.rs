@@ -33,12 +33,16 @@ impl UdpIo {
     /// Receives what is waiting without blocking; `Ok(0)` when nothing is.
     pub(crate) fn try_recv(&self, bufs: &mut RecvBufs) -> io::Result<usize> {
         let RecvBufs { bufs, metas, filled } = bufs;
+        // Only as many slices as buffers: an empty slice would truncate a datagram.
+        let used = bufs.len().min(RECV_BATCH);
         let mut slices: [IoSliceMut<'_>; RECV_BATCH] = {
             let mut it = bufs.iter_mut();
             std::array::from_fn(|_| IoSliceMut::new(it.next().map_or(&mut [][..], |b| &mut b[..])))
         };
         let sock = &self.socket;
-        let n = match sock.try_io(Interest::READABLE, || self.state.recv(sock.into(), &mut slices, metas)) {
+        let n = match sock
+            .try_io(Interest::READABLE, || self.state.recv(sock.into(), &mut slices[..used], &mut metas[..used]))
+        {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),
@@ -66,7 +70,13 @@ pub(crate) struct RecvBufs {
 
 impl RecvBufs {
     pub(crate) fn new() -> Self {
-        Self { bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(), metas: Default::default(), filled: 0 }
+        Self::with_batch(RECV_BATCH)
+    }
+
+    /// `batch` buffers (at most [`RECV_BATCH`]).
+    pub(crate) fn with_batch(batch: usize) -> Self {
+        let batch = batch.clamp(1, RECV_BATCH);
+        Self { bufs: (0..batch).map(|_| vec![0u8; RECV_BUF]).collect(), metas: Default::default(), filled: 0 }
     }
 
     /// Hands every datagram of the last receive (GRO trains split by their stride) to
