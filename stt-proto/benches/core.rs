@@ -3,16 +3,17 @@
 //!
 //! ```sh
 //! cargo bench -p stt-proto --features ring --bench core
+//! cargo bench -p stt-proto --features ring,aws-lc --bench core   # X25519 from aws-lc-rs
 //! ```
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use stt_proto::crypto::{AeadAlg, CryptoProvider, RustCrypto};
+use stt_proto::crypto::{AeadAlg, CryptoProvider, RustCrypto, X25519Backend};
 use stt_proto::{Config, Event, Identity, Input, Instant, Node, NodeSeed, Output, PathAddr, SharedSeed, UnixTime};
 
 fn providers() -> Vec<(&'static str, &'static dyn CryptoProvider)> {
@@ -77,23 +78,49 @@ fn pump(
     }
 }
 
+/// One full handshake, both sides, with the build's X25519 backend (the nodes are built
+/// outside the timing). Run once without and once with `--features aws-lc` to compare.
 fn handshake(c: &mut Criterion) {
     let shared = SharedSeed::from_bytes([1; 32]);
     let (aa, ab) = (PathAddr::Udp("192.0.2.1:1".parse().unwrap()), PathAddr::Udp("192.0.2.2:1".parse().unwrap()));
-    c.bench_function("handshake (both sides, 8 X25519)", |b| {
-        b.iter(|| {
-            let mut a = node(1, &shared, &RustCrypto);
-            let mut bn = node(2, &shared, &RustCrypto);
-            let mut out = vec![0u8; 2048];
-            let mut ev = Vec::new();
-            a.connect(Instant::ZERO, ab, None).unwrap();
-            for _ in 0..3 {
-                pump(&mut a, aa, &mut bn, Instant::ZERO, &mut out, &mut ev);
-                pump(&mut bn, ab, &mut a, Instant::ZERO, &mut out, &mut ev);
-            }
-            assert!(ev.iter().filter(|e| matches!(e, Event::Established { .. })).count() == 2);
-        })
+    let backend = X25519Backend::ACTIVE.name();
+    c.bench_function(&format!("handshake (both sides, 8 X25519, {backend})"), |b| {
+        b.iter_batched(
+            || (node(1, &shared, &RustCrypto), node(2, &shared, &RustCrypto)),
+            |(mut a, mut bn)| {
+                let mut out = vec![0u8; 2048];
+                let mut ev = Vec::new();
+                a.connect(Instant::ZERO, ab, None).unwrap();
+                for _ in 0..3 {
+                    pump(&mut a, aa, &mut bn, Instant::ZERO, &mut out, &mut ev);
+                    pump(&mut bn, ab, &mut a, Instant::ZERO, &mut out, &mut ev);
+                }
+                assert!(ev.iter().filter(|e| matches!(e, Event::Established { .. })).count() == 2);
+                assert_eq!(a.stats().x25519_ops + bn.stats().x25519_ops, 2 + 8, "2 static keys at Node::new + 8");
+                (a, bn)
+            },
+            BatchSize::SmallInput,
+        )
     });
+}
+
+/// X25519 key generation (base-point multiplication) and DH with every backend compiled in.
+fn x25519(c: &mut Criterion) {
+    let mut g = c.benchmark_group("x25519");
+    let private = [0x5au8; 32];
+    let peer = X25519Backend::Dalek.public_key(&[0xa5; 32]);
+    for &backend in X25519Backend::ALL {
+        let name = backend.name();
+        g.bench_function(format!("keygen {name}"), |b| b.iter(|| backend.public_key(black_box(&private))));
+        g.bench_function(format!("dh {name}"), |b| {
+            let mut out = [0u8; 32];
+            b.iter(|| {
+                backend.diffie_hellman(black_box(&private), black_box(&peer), &mut out).unwrap();
+                out
+            })
+        });
+    }
+    g.finish();
 }
 
 fn transfer(c: &mut Criterion) {
@@ -146,5 +173,5 @@ fn transfer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, seal_open, handshake, transfer);
+criterion_group!(benches, seal_open, handshake, x25519, transfer);
 criterion_main!(benches);

@@ -2,7 +2,8 @@
 //! schedule, and the glue that lets `snow` run on injected randomness.
 //!
 //! Nothing here implements a primitive: AEADs come from RustCrypto or `ring`,
-//! HKDF/HMAC from RustCrypto, X25519 from `x25519-dalek`, Noise from `snow`.
+//! HKDF/HMAC from RustCrypto, X25519 from `x25519-dalek` or (feature `aws-lc`) `aws-lc-rs`
+//! ([`X25519Backend`]), Noise from `snow`.
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -15,12 +16,14 @@ mod null;
 #[cfg(feature = "ring")]
 mod ring_provider;
 mod rustcrypto;
+mod x25519;
 
 #[cfg(feature = "fuzzing")]
 pub use null::NullAead;
 #[cfg(feature = "ring")]
 pub use ring_provider::Ring;
 pub use rustcrypto::RustCrypto;
+pub use x25519::{NonContributory, X25519Backend};
 
 /// Length of every AEAD tag used by STT.
 pub const TAG_LEN: usize = 16;

@@ -12,6 +12,7 @@ use snow::types::{Cipher, Dh, Hash, Random};
 use snow::HandshakeState;
 use zeroize::Zeroize;
 
+use super::x25519::X25519Backend;
 use crate::identity::StaticKey;
 
 /// The Noise protocol name STT/1 uses (spec [HS-1]).
@@ -56,9 +57,7 @@ impl From<[u8; 32]> for Ephemeral {
 impl Ephemeral {
     /// Draws and computes a key pair now (one X25519 base-point multiplication).
     pub(crate) fn precomputed(private: [u8; 32]) -> Self {
-        let secret = x25519_dalek::StaticSecret::from(private);
-        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
-        Self { private, public: Some(public) }
+        Self { private, public: Some(X25519Backend::ACTIVE.public_key(&private)) }
     }
 
     pub(crate) fn zeroize(&mut self) {
@@ -189,7 +188,7 @@ impl Random for PinnedBytes {
     }
 }
 
-/// X25519 from `x25519-dalek`, counting every scalar multiplication.
+/// X25519 from the build's [`X25519Backend::ACTIVE`], counting every scalar multiplication.
 struct CountingX25519 {
     statics: ([u8; 32], [u8; 32]),
     /// A precomputed ephemeral key pair: `generate` with its private half costs no DH.
@@ -211,8 +210,7 @@ impl Drop for CountingX25519 {
 
 impl CountingX25519 {
     fn derive_public(&mut self) {
-        let secret = x25519_dalek::StaticSecret::from(self.private);
-        self.public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        self.public = X25519Backend::ACTIVE.public_key(&self.private);
         self.counter.bump();
     }
 }
@@ -267,17 +265,9 @@ impl Dh for CountingX25519 {
     fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
         // snow passes its whole key buffer; the key is the first 32 bytes.
         let theirs: [u8; 32] = pubkey.get(..32).and_then(|k| k.try_into().ok()).ok_or(snow::Error::Dh)?;
-        if out.len() < 32 {
-            return Err(snow::Error::Dh);
-        }
+        let out: &mut [u8; 32] = out.get_mut(..32).and_then(|o| o.try_into().ok()).ok_or(snow::Error::Dh)?;
         self.counter.bump();
-        let secret = x25519_dalek::StaticSecret::from(self.private);
-        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(theirs));
         // A low-order point gives an all-zero secret: refuse it (spec [HS-12]).
-        if !shared.was_contributory() {
-            return Err(snow::Error::Dh);
-        }
-        out[..32].copy_from_slice(shared.as_bytes());
-        Ok(())
+        X25519Backend::ACTIVE.diffie_hellman(&self.private, &theirs, out).map_err(|_| snow::Error::Dh)
     }
 }
