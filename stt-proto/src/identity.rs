@@ -90,8 +90,7 @@ pub(crate) struct StaticKey {
 impl StaticKey {
     pub(crate) fn derive(seed: &NodeSeed) -> Self {
         let private = kdf::derive32(&seed.0, LABEL_STATIC);
-        let secret = x25519_dalek::StaticSecret::from(private);
-        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        let public = crate::crypto::X25519Backend::ACTIVE.public_key(&private);
         Self { private, public }
     }
 
