@@ -21,6 +21,8 @@ use bytes::Bytes;
 use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod many_sessions;
+
 const CHUNK: usize = 1 << 20;
 const SEED_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
@@ -85,14 +87,34 @@ impl Drop for ChildProc {
     }
 }
 
-/// Server commands on stdin: `rss` prints `rss <VmRSS KiB> <VmHWM KiB>`.
+/// Sessions the server holds now (accepted and not yet ended).
+static LIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// User plus system CPU time of this process, in clock ticks (1/100 s on Linux).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(14) + get(15)
+}
+
+/// Server commands on stdin: `rss` prints
+/// `rss <VmRSS KiB> <VmHWM KiB> <sessions held> <CPU ticks>`.
 fn serve_commands() {
     std::thread::spawn(|| {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
             if line.trim() == "rss" {
-                println!("rss {} {}", rss_kib("VmRSS:"), rss_kib("VmHWM:"));
+                println!(
+                    "rss {} {} {} {}",
+                    rss_kib("VmRSS:"),
+                    rss_kib("VmHWM:"),
+                    LIVE.load(std::sync::atomic::Ordering::Relaxed),
+                    cpu_ticks()
+                );
                 let _ = std::io::stdout().flush();
             }
         }
@@ -141,52 +163,69 @@ where
 
 // ----- servers -----
 
-async fn stt_server() {
+/// Idle timeout of both sides in the many-session figures (default 30 s for stt, 60 s
+/// in this bench for quinn): setting up 10 000 sessions and timing bulk runs beside them
+/// takes longer than that.
+const MANY_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+async fn stt_server(many: bool) {
     let shared = SharedSeed::from_hex(SEED_HEX).expect("seed");
     // The handshake rate limit (default 1000/s, then COOKIEs) is a DoS knob quinn has no
     // counterpart of (it sends no Retry by default); lift it so both measure handshake cost.
-    let config = Config::default()
+    let mut config = Config::default()
         .max_udp_payload(1452)
         .max_sessions(4096)
         .max_half_open(4096)
         .handshake_rate(1_000_000)
         .handshake_burst(100_000);
+    if many {
+        // Room for the many-session figures: more sessions, a replay cache that holds
+        // every handshake of the run (default 8192 ephemerals; when full, new handshakes
+        // are refused), and an idle timeout longer than the run. Keepalives stay at their
+        // defaults (every 10 s on an idle session), so held sessions are not silent.
+        config = config.max_sessions(32_768).ephemeral_cache(65_536).idle_timeout(MANY_IDLE_TIMEOUT);
+    }
     let node = Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared))
         .await
         .expect("bind");
     println!("addr {}", node.local_addr());
     let _ = std::io::stdout().flush();
     while let Some(session) = node.accept().await {
+        LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             while let Some((tx, rx)) = session.accept_bi().await {
                 tokio::spawn(serve_stream(rx, tx));
             }
+            LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
 }
 
-fn quinn_server_config(cert_path: &str) -> quinn::ServerConfig {
+fn quinn_server_config(cert_path: &str, idle: Duration) -> quinn::ServerConfig {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     std::fs::write(cert_path, cert.cert.der()).expect("write cert");
     let key = quinn::rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).expect("key");
     let mut c = quinn::ServerConfig::with_single_cert(vec![cert.cert.der().clone()], key).expect("server config");
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("idle")));
+    t.max_idle_timeout(Some(idle.try_into().expect("idle")));
     c.transport_config(Arc::new(t));
     c
 }
 
-async fn quinn_server(cert_path: &str) {
-    let endpoint =
-        quinn::Endpoint::server(quinn_server_config(cert_path), "127.0.0.1:0".parse().unwrap()).expect("endpoint");
+async fn quinn_server(cert_path: &str, many: bool) {
+    let idle = if many { MANY_IDLE_TIMEOUT } else { Duration::from_secs(60) };
+    let endpoint = quinn::Endpoint::server(quinn_server_config(cert_path, idle), "127.0.0.1:0".parse().unwrap())
+        .expect("endpoint");
     println!("addr {}", endpoint.local_addr().expect("addr"));
     let _ = std::io::stdout().flush();
     while let Some(incoming) = endpoint.accept().await {
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
+            LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             while let Ok((tx, rx)) = conn.accept_bi().await {
                 tokio::spawn(serve_stream(rx, tx));
             }
+            LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
 }
@@ -222,12 +261,16 @@ async fn stt_node() -> Node {
 }
 
 fn quinn_client(cert_path: &str) -> quinn::Endpoint {
+    quinn_client_idle(cert_path, Duration::from_secs(60))
+}
+
+fn quinn_client_idle(cert_path: &str, idle: Duration) -> quinn::Endpoint {
     let der = std::fs::read(cert_path).expect("cert");
     let mut roots = quinn::rustls::RootCertStore::empty();
     roots.add(quinn::rustls::pki_types::CertificateDer::from(der)).expect("root");
     let mut c = quinn::ClientConfig::with_root_certificates(Arc::new(roots)).expect("client config");
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("idle")));
+    t.max_idle_timeout(Some(idle.try_into().expect("idle")));
     c.transport_config(Arc::new(t));
     let mut e = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
     e.set_default_client_config(c);
@@ -388,12 +431,13 @@ async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
 fn child(args: &[String]) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     match args {
-        [role, kind, cert] if role == "server" => {
+        [role, kind, cert, flags @ ..] if role == "server" => {
             serve_commands();
+            let many = flags.iter().any(|f| f == "many");
             rt.block_on(async {
                 match kind.as_str() {
-                    "stt" => stt_server().await,
-                    "quinn" => quinn_server(cert).await,
+                    "stt" => stt_server(many).await,
+                    "quinn" => quinn_server(cert, many).await,
                     _ => tcp_server().await,
                 }
             });
@@ -402,6 +446,12 @@ fn child(args: &[String]) {
             let addr: SocketAddr = addr.parse().expect("addr");
             let n: u64 = n.parse().expect("n");
             rt.block_on(client(kind, addr, cert, mode, n));
+        }
+        [role, kind, cert, addr, mode, n, per] if role == "client" => {
+            let addr: SocketAddr = addr.parse().expect("addr");
+            let n: u64 = n.parse().expect("n");
+            let per: u64 = per.parse().expect("bytes per session");
+            rt.block_on(many_sessions::client(kind, addr, cert, mode, n, per));
         }
         _ => panic!("bad child arguments {args:?}"),
     }
@@ -430,7 +480,10 @@ fn idle(kind: &str, n: u64, cert: &str) -> f64 {
     let mut c = ChildProc::spawn(&["client", kind, cert, &addr, "idle", &n_s]);
     c.read("result");
     std::thread::sleep(Duration::from_secs(2));
-    let after: f64 = server.ask("rss", "rss").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let state = server.ask("rss", "rss");
+    let after: f64 = state.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let live = state.split_whitespace().nth(2).unwrap_or("?");
+    eprintln!("{kind}: {n} idle connects from one client; the server holds {live} sessions");
     (after - before) * 1024.0 / n as f64
 }
 
@@ -484,6 +537,21 @@ fn main() {
     }
     let idle_stt = idle("stt", idle_n, &cert);
     let idle_quinn = idle("quinn", idle_n, &cert);
+    // Many sessions at once (issue 16): STT_BENCH_MANY idle sessions (0 skips; the middle
+    // step is STT_BENCH_MANY_MID, default a tenth, at most 1000) beside a bulk upload of
+    // STT_BENCH_MANY_BYTES; STT_BENCH_ACTIVE sessions uploading STT_BENCH_ACTIVE_BYTES each.
+    let many = env_u64("STT_BENCH_MANY", 10_000);
+    let plan = many_sessions::Plan {
+        rounds,
+        bulk_bytes: env_u64("STT_BENCH_MANY_BYTES", bytes.min(256 << 20)),
+        mid: env_u64("STT_BENCH_MANY_MID", (many / 10).min(1000)).min(many),
+        many,
+        active: env_u64("STT_BENCH_ACTIVE", 1000),
+        active_bytes: env_u64("STT_BENCH_ACTIVE_BYTES", 256 << 10),
+    };
+    let many_stt = many_sessions::measure("stt", &cert, &plan);
+    eprintln!("many sessions: stt done");
+    let many_quinn = many_sessions::measure("quinn", &cert, &plan);
     let _ = std::fs::remove_file(&cert);
     let m = |v: &Vec<f64>| median(v.clone());
     println!();
@@ -515,4 +583,5 @@ fn main() {
     println!("bytes idle_session_quinn {}", idle_quinn.round() as i64);
     println!("bytes peak_rss_stt {}", (m(&peak[0]) * 1024.0) as i64);
     println!("bytes peak_rss_quinn {}", (m(&peak[1]) * 1024.0) as i64);
+    many_sessions::report(&plan, &many_stt, &many_quinn);
 }
