@@ -90,18 +90,17 @@ impl Drop for ChildProc {
 /// Sessions the server holds now (accepted and not yet ended).
 static LIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
-/// User plus system CPU time of this process, in clock ticks (1/100 s on Linux).
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
-    // Fields after the command name: state is field 3, utime 14, stime 15.
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(14) + get(15)
+/// CPU time of a process's main thread (where a current-thread runtime runs
+/// everything), in nanoseconds: the first field of `/proc/<pid>/schedstat`.
+fn cpu_ns(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// Server commands on stdin: `rss` prints
-/// `rss <VmRSS KiB> <VmHWM KiB> <sessions held> <CPU ticks>`.
+/// `rss <VmRSS KiB> <VmHWM KiB> <sessions held> <CPU ns of the runtime thread>`.
 fn serve_commands() {
     std::thread::spawn(|| {
         let stdin = std::io::stdin();
@@ -113,7 +112,7 @@ fn serve_commands() {
                     rss_kib("VmRSS:"),
                     rss_kib("VmHWM:"),
                     LIVE.load(std::sync::atomic::Ordering::Relaxed),
-                    cpu_ticks()
+                    cpu_ns("self")
                 );
                 let _ = std::io::stdout().flush();
             }
@@ -316,9 +315,12 @@ impl Conn {
 
 async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
     match mode {
-        "upload" => {
+        "upload" | "upload_go" => {
             let conn = Conn::open(kind, addr, cert).await;
             let (mut tx, mut rx) = conn.stream().await;
+            if mode == "upload_go" {
+                many_sessions::wait_for_go().await;
+            }
             let chunk = Bytes::from(vec![0xa5u8; CHUNK]);
             let t = Instant::now();
             tx.write_all(b"U").await.expect("cmd");
@@ -333,7 +335,7 @@ async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
             rx.read_exact(&mut count).await.expect("count");
             let secs = t.elapsed().as_secs_f64();
             assert_eq!(u64::from_be_bytes(count), n, "server counted every byte");
-            println!("result {}", n as f64 / secs / 1e6);
+            println!("result {} {secs}", n as f64 / secs / 1e6);
         }
         "rr" => {
             let conn = Conn::open(kind, addr, cert).await;
@@ -519,10 +521,12 @@ fn main() {
         [vec![], vec![]],
     );
     let kinds = ["stt", "quinn", "tcp"];
-    for round in 0..rounds {
+    // STT_BENCH_ONLY_MANY=1 runs the many-session figures alone (for profiling them).
+    let only_many = env_u64("STT_BENCH_ONLY_MANY", 0) == 1;
+    for round in 0..if only_many { 0 } else { rounds } {
         for (k, kind) in kinds[..2].iter().enumerate() {
             let (r, hwm) = run(kind, "upload", bytes, &cert);
-            tput[k].push(r.parse::<f64>().expect("MB/s"));
+            tput[k].push(r.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).expect("MB/s"));
             peak[k].push(hwm as f64);
             hs[k].push(run(kind, "hs", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
             hsc[k].push(run(kind, "hsc", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
@@ -535,8 +539,8 @@ fn main() {
         }
         eprintln!("round {} of {rounds} done", round + 1);
     }
-    let idle_stt = idle("stt", idle_n, &cert);
-    let idle_quinn = idle("quinn", idle_n, &cert);
+    let (idle_stt, idle_quinn) =
+        if only_many { (0.0, 0.0) } else { (idle("stt", idle_n, &cert), idle("quinn", idle_n, &cert)) };
     // Many sessions at once (issue 16): STT_BENCH_MANY idle sessions (0 skips; the middle
     // step is STT_BENCH_MANY_MID, default a tenth, at most 1000) beside a bulk upload of
     // STT_BENCH_MANY_BYTES; STT_BENCH_ACTIVE sessions uploading STT_BENCH_ACTIVE_BYTES each.
@@ -553,35 +557,43 @@ fn main() {
     eprintln!("many sessions: stt done");
     let many_quinn = many_sessions::measure("quinn", &cert, &plan);
     let _ = std::fs::remove_file(&cert);
-    let m = |v: &Vec<f64>| median(v.clone());
-    println!();
-    println!("{:<34} {:>12} {:>12} {:>12} {:>8}", "figure", "stt", "quinn", "tcp", "ratio");
-    let row = |name: &str, s: f64, q: f64, t: Option<f64>, ratio: f64| {
-        println!("{name:<34} {s:>12.1} {q:>12.1} {:>12} {ratio:>8.2}", t.map_or("-".into(), |t| format!("{t:.1}")));
-    };
-    row(
-        &format!("throughput MB/s ({} MiB, 1 stream)", bytes >> 20),
-        m(&tput[0]),
-        m(&tput[1]),
-        None,
-        m(&tput[0]) / m(&tput[1]),
-    );
-    row(&format!("handshakes/s sequential ({handshakes})"), m(&hs[0]), m(&hs[1]), None, m(&hs[0]) / m(&hs[1]));
-    row(&format!("handshakes/s 32 concurrent ({handshakes})"), m(&hsc[0]), m(&hsc[1]), None, m(&hsc[0]) / m(&hsc[1]));
-    row("1-byte round trip p50 µs (vs tcp)", m(&p50[0]), m(&p50[1]), Some(m(&p50[2])), m(&p50[0]) / m(&p50[2]));
-    row("1-byte round trip p99 µs (vs tcp)", m(&p99[0]), m(&p99[1]), Some(m(&p99[2])), m(&p99[0]) / m(&p99[2]));
-    row(&format!("server bytes per idle session ({idle_n})"), idle_stt, idle_quinn, None, idle_stt / idle_quinn);
-    row("server peak RSS KiB (bulk upload)", m(&peak[0]), m(&peak[1]), None, m(&peak[0]) / m(&peak[1]));
-    println!();
-    println!("ratio throughput_stt_over_quinn {:.3}", m(&tput[0]) / m(&tput[1]));
-    println!("ratio handshakes_stt_over_quinn {:.3}", m(&hs[0]) / m(&hs[1]));
-    println!("ratio handshakes_concurrent_stt_over_quinn {:.3}", m(&hsc[0]) / m(&hsc[1]));
-    println!("ratio rtt_p50_stt_over_tcp {:.3}", m(&p50[0]) / m(&p50[2]));
-    println!("ratio rtt_p99_stt_over_tcp {:.3}", m(&p99[0]) / m(&p99[2]));
-    println!("ratio rtt_p50_quinn_over_tcp {:.3}", m(&p50[1]) / m(&p50[2]));
-    println!("bytes idle_session_stt {}", idle_stt.round() as i64);
-    println!("bytes idle_session_quinn {}", idle_quinn.round() as i64);
-    println!("bytes peak_rss_stt {}", (m(&peak[0]) * 1024.0) as i64);
-    println!("bytes peak_rss_quinn {}", (m(&peak[1]) * 1024.0) as i64);
+    if !only_many {
+        let m = |v: &Vec<f64>| median(v.clone());
+        println!();
+        println!("{:<34} {:>12} {:>12} {:>12} {:>8}", "figure", "stt", "quinn", "tcp", "ratio");
+        let row = |name: &str, s: f64, q: f64, t: Option<f64>, ratio: f64| {
+            println!("{name:<34} {s:>12.1} {q:>12.1} {:>12} {ratio:>8.2}", t.map_or("-".into(), |t| format!("{t:.1}")));
+        };
+        row(
+            &format!("throughput MB/s ({} MiB, 1 stream)", bytes >> 20),
+            m(&tput[0]),
+            m(&tput[1]),
+            None,
+            m(&tput[0]) / m(&tput[1]),
+        );
+        row(&format!("handshakes/s sequential ({handshakes})"), m(&hs[0]), m(&hs[1]), None, m(&hs[0]) / m(&hs[1]));
+        row(
+            &format!("handshakes/s 32 concurrent ({handshakes})"),
+            m(&hsc[0]),
+            m(&hsc[1]),
+            None,
+            m(&hsc[0]) / m(&hsc[1]),
+        );
+        row("1-byte round trip p50 µs (vs tcp)", m(&p50[0]), m(&p50[1]), Some(m(&p50[2])), m(&p50[0]) / m(&p50[2]));
+        row("1-byte round trip p99 µs (vs tcp)", m(&p99[0]), m(&p99[1]), Some(m(&p99[2])), m(&p99[0]) / m(&p99[2]));
+        row(&format!("server bytes per idle session ({idle_n})"), idle_stt, idle_quinn, None, idle_stt / idle_quinn);
+        row("server peak RSS KiB (bulk upload)", m(&peak[0]), m(&peak[1]), None, m(&peak[0]) / m(&peak[1]));
+        println!();
+        println!("ratio throughput_stt_over_quinn {:.3}", m(&tput[0]) / m(&tput[1]));
+        println!("ratio handshakes_stt_over_quinn {:.3}", m(&hs[0]) / m(&hs[1]));
+        println!("ratio handshakes_concurrent_stt_over_quinn {:.3}", m(&hsc[0]) / m(&hsc[1]));
+        println!("ratio rtt_p50_stt_over_tcp {:.3}", m(&p50[0]) / m(&p50[2]));
+        println!("ratio rtt_p99_stt_over_tcp {:.3}", m(&p99[0]) / m(&p99[2]));
+        println!("ratio rtt_p50_quinn_over_tcp {:.3}", m(&p50[1]) / m(&p50[2]));
+        println!("bytes idle_session_stt {}", idle_stt.round() as i64);
+        println!("bytes idle_session_quinn {}", idle_quinn.round() as i64);
+        println!("bytes peak_rss_stt {}", (m(&peak[0]) * 1024.0) as i64);
+        println!("bytes peak_rss_quinn {}", (m(&peak[1]) * 1024.0) as i64);
+    }
     many_sessions::report(&plan, &many_stt, &many_quinn);
 }

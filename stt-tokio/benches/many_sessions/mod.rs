@@ -29,6 +29,8 @@ use stt_proto::{Event, Input, Output, PathAddr};
 use stt_tokio::{Config, Identity, NodeSeed, RandomSeed, SharedSeed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use std::io::Write;
+
 use super::{ChildProc, MANY_IDLE_TIMEOUT, SEED_HEX};
 
 /// Handshakes in flight at once while the holder and the active client set up.
@@ -207,7 +209,6 @@ pub(crate) async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str,
                     let failed = hold_more(kind, addr, k, endpoint.as_ref(), &mut quinn_held).await;
                     total += k;
                     println!("held {total} {:.1} {failed}", k as f64 / t.elapsed().as_secs_f64());
-                    use std::io::Write;
                     let _ = std::io::stdout().flush();
                 }
             }
@@ -217,8 +218,21 @@ pub(crate) async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str,
     }
 }
 
-/// `n` sessions upload `per` bytes each, all at once. Prints
-/// `result <aggregate MB/s> <Jain index> <slowest session MB/s> <fastest session MB/s>`.
+/// Prints `connected`, then waits for `go` on stdin (so the parent samples the server
+/// around the timed part only).
+pub(crate) async fn wait_for_go() {
+    println!("connected ok");
+    let _ = std::io::stdout().flush();
+    tokio::task::spawn_blocking(|| {
+        let mut l = String::new();
+        let _ = std::io::stdin().read_line(&mut l);
+    })
+    .await
+    .expect("stdin");
+}
+
+/// `n` sessions upload `per` bytes each, all at once. Prints `result <aggregate MB/s>
+/// <Jain index> <slowest session MB/s> <fastest session MB/s> <seconds>`.
 async fn active(kind: &str, addr: SocketAddr, cert: &str, n: u64, per: u64) {
     type Stream = (super::BoxWrite, super::BoxRead);
     // Set up every session (and its stream) first; hold the nodes / endpoint.
@@ -269,6 +283,7 @@ async fn active(kind: &str, addr: SocketAddr, cert: &str, n: u64, per: u64) {
         let (tx, rx) = c.open_bi().await.expect("open");
         streams.push((Box::new(tx), Box::new(rx)));
     }
+    wait_for_go().await;
     let chunk = Bytes::from(vec![0xa5u8; super::CHUNK]);
     let start = Arc::new(tokio::sync::Barrier::new(streams.len() + 1));
     let mut set = tokio::task::JoinSet::new();
@@ -305,22 +320,36 @@ async fn active(kind: &str, addr: SocketAddr, cert: &str, n: u64, per: u64) {
     let jain = sum * sum / (rates.len() as f64 * sq);
     let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
     let max = rates.iter().copied().fold(0.0, f64::max);
-    println!("result {} {jain} {min} {max}", (n * per) as f64 / wall / 1e6);
+    println!("result {} {jain} {min} {max} {wall}", (n * per) as f64 / wall / 1e6);
     drop((stt_sessions, stt_nodes, quinn_conns, quinn_ep));
 }
 
 // ----- the parent -----
+
+/// UDP datagrams the kernel dropped for want of receive-buffer room (this network
+/// namespace, all sockets): `RcvbufErrors` of `/proc/net/snmp`.
+fn udp_rcvbuf_drops() -> f64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0.0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
 
 struct Server {
     proc: ChildProc,
     addr: String,
 }
 
-/// What the server reports: RSS KiB, sessions held, CPU ticks.
+/// What the server reports: RSS KiB, sessions held, CPU seconds.
 struct ServerState {
     rss_kib: f64,
     live: i64,
-    cpu_ticks: f64,
+    cpu_s: f64,
 }
 
 impl Server {
@@ -333,19 +362,22 @@ impl Server {
     fn state(&mut self) -> ServerState {
         let r = self.proc.ask("rss", "rss");
         let f: Vec<f64> = r.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
-        ServerState { rss_kib: f[0], live: f[2] as i64, cpu_ticks: f[3] }
+        ServerState { rss_kib: f[0], live: f[2] as i64, cpu_s: f[3] / 1e9 }
     }
 
-    /// One bulk upload from a fresh client process: (MB/s, server CPU share during it).
-    fn upload(&mut self, kind: &str, cert: &str, bytes: u64) -> (f64, f64) {
-        let before = self.state().cpu_ticks;
-        let t = Instant::now();
+    /// One bulk upload from a fresh client process: (MB/s, server CPU share during it,
+    /// UDP receive-buffer drops during it, server CPU ns per byte).
+    fn upload(&mut self, kind: &str, cert: &str, bytes: u64) -> (f64, f64, f64, f64) {
         let n = bytes.to_string();
-        let mut c = ChildProc::spawn(&["client", kind, cert, &self.addr, "upload", &n]);
-        let mbps: f64 = c.read("result").parse().expect("MB/s");
-        let wall = t.elapsed().as_secs_f64();
-        let cpu = (self.state().cpu_ticks - before) / 100.0;
-        (mbps, cpu / wall)
+        let mut c = ChildProc::spawn(&["client", kind, cert, &self.addr, "upload_go", &n]);
+        c.read("connected");
+        let before = self.state().cpu_s;
+        let drops = udp_rcvbuf_drops();
+        writeln!(c.stdin, "go").expect("client stdin");
+        c.stdin.flush().expect("flush");
+        let r: Vec<f64> = c.read("result").split_whitespace().map(|v| v.parse().expect("figure")).collect();
+        let cpu = self.state().cpu_s - before;
+        (r[0], cpu / r[1], udp_rcvbuf_drops() - drops, cpu * 1e9 / bytes as f64)
     }
 }
 
@@ -356,6 +388,8 @@ pub(crate) struct Figures {
     /// server's CPU share during those runs.
     pub bulk: [f64; 3],
     pub bulk_cpu: [f64; 3],
+    pub bulk_drops: [f64; 3],
+    pub bulk_cpu_ns_per_byte: [f64; 3],
     /// Server RSS growth per idle session at `mid` and at `many`, bytes.
     pub idle_bytes: [f64; 2],
     /// Sessions the server reported holding at `many`.
@@ -368,6 +402,13 @@ pub(crate) struct Figures {
     pub jain: f64,
     pub slowest: f64,
     pub fastest: f64,
+    /// Server CPU share and UDP receive-buffer drops during the active run (medians).
+    pub active_cpu: f64,
+    pub active_drops: f64,
+    pub single_cpu: f64,
+    pub single_drops: f64,
+    pub active_client_cpu: f64,
+    pub single_client_cpu: f64,
 }
 
 pub(crate) struct Plan {
@@ -389,9 +430,11 @@ pub(crate) fn measure(kind: &str, cert: &str, plan: &Plan) -> Figures {
     if plan.many > 0 {
         // Bulk alone, on a server that never held idle sessions.
         let mut alone = Server::start(kind, cert);
-        let runs: Vec<(f64, f64)> = (0..plan.rounds).map(|_| alone.upload(kind, cert, plan.bulk_bytes)).collect();
+        let runs: Vec<_> = (0..plan.rounds).map(|_| alone.upload(kind, cert, plan.bulk_bytes)).collect();
         f.bulk[0] = median(runs.iter().map(|r| r.0).collect());
         f.bulk_cpu[0] = median(runs.iter().map(|r| r.1).collect());
+        f.bulk_drops[0] = median(runs.iter().map(|r| r.2).collect());
+        f.bulk_cpu_ns_per_byte[0] = median(runs.iter().map(|r| r.3).collect());
         drop(alone);
         // A fresh server: memory before any session, then `mid`, bulk, then `many`, bulk.
         let mut server = Server::start(kind, cert);
@@ -411,36 +454,67 @@ pub(crate) fn measure(kind: &str, cert: &str, plan: &Plan) -> Figures {
             f.idle_bytes[slot - 1] = (st.rss_kib - rss0) * 1024.0 / target as f64;
             f.held = st.live;
             eprintln!("{kind}: server holds {} sessions, RSS {:.0} KiB (was {rss0:.0})", st.live, st.rss_kib);
-            let runs: Vec<(f64, f64)> = (0..plan.rounds).map(|_| server.upload(kind, cert, plan.bulk_bytes)).collect();
+            let runs: Vec<_> = (0..plan.rounds).map(|_| server.upload(kind, cert, plan.bulk_bytes)).collect();
             f.bulk[slot] = median(runs.iter().map(|r| r.0).collect());
             f.bulk_cpu[slot] = median(runs.iter().map(|r| r.1).collect());
+            f.bulk_drops[slot] = median(runs.iter().map(|r| r.2).collect());
+            f.bulk_cpu_ns_per_byte[slot] = median(runs.iter().map(|r| r.3).collect());
+            f.bulk_cpu_ns_per_byte[slot] = median(runs.iter().map(|r| r.3).collect());
         }
         f.setup_rate = median(rate);
         drop(holder);
         drop(server);
     }
     if plan.active > 0 {
+        // Returns the client's figures, then the server's CPU share and the drops.
         let run = |n: u64, per: u64| -> Vec<f64> {
             let mut server = Server::start(kind, cert);
             let (n, per) = (n.to_string(), per.to_string());
             let mut c = ChildProc::spawn(&["client", kind, cert, &server.addr, "active", &n, &per]);
-            let r = c.read("result");
-            let _ = server.state();
-            r.split_whitespace().map(|v| v.parse().expect("figure")).collect()
+            c.read("connected");
+            let pid = c.child.id().to_string();
+            let before = server.state().cpu_s;
+            let client_before = super::cpu_ns(&pid);
+            let drops = udp_rcvbuf_drops();
+            writeln!(c.stdin, "go").expect("client stdin");
+            c.stdin.flush().expect("flush");
+            let mut r: Vec<f64> = c.read("result").split_whitespace().map(|v| v.parse().expect("figure")).collect();
+            let client_cpu = (super::cpu_ns(&pid) - client_before) as f64 / 1e9;
+            let cpu = server.state().cpu_s - before;
+            let wall = r[4];
+            r.push(cpu / wall);
+            r.push(udp_rcvbuf_drops() - drops);
+            r.push(client_cpu / wall);
+            r
         };
         let mut agg = Vec::new();
         let mut single = Vec::new();
         let mut jain = Vec::new();
         let mut slow = Vec::new();
         let mut fast = Vec::new();
+        let (mut cpu, mut drops, mut single_cpu, mut single_drops) = (vec![], vec![], vec![], vec![]);
+        let (mut client, mut single_client) = (vec![], vec![]);
         for _ in 0..plan.rounds {
-            single.push(run(1, plan.active * plan.active_bytes)[0]);
+            let r = run(1, plan.active * plan.active_bytes);
+            single.push(r[0]);
+            single_cpu.push(r[5]);
+            single_drops.push(r[6]);
+            single_client.push(r[7]);
             let r = run(plan.active, plan.active_bytes);
             agg.push(r[0]);
             jain.push(r[1]);
             slow.push(r[2]);
             fast.push(r[3]);
+            cpu.push(r[5]);
+            drops.push(r[6]);
+            client.push(r[7]);
         }
+        f.active_client_cpu = median(client);
+        f.single_client_cpu = median(single_client);
+        f.active_cpu = median(cpu);
+        f.active_drops = median(drops);
+        f.single_cpu = median(single_cpu);
+        f.single_drops = median(single_drops);
         f.aggregate = median(agg);
         f.single = median(single);
         f.jain = median(jain);
@@ -462,6 +536,12 @@ pub(crate) fn report(plan: &Plan, stt: &Figures, quinn: &Figures) {
         row(format!("bulk MB/s beside {many} idle"), stt.bulk[2], quinn.bulk[2]);
         for (i, label) in ["alone", &format!("{mid} idle"), &format!("{many} idle")].iter().enumerate() {
             row(format!("  server CPU share during bulk, {label}"), stt.bulk_cpu[i], quinn.bulk_cpu[i]);
+            row(format!("  UDP rcvbuf drops during bulk, {label}"), stt.bulk_drops[i], quinn.bulk_drops[i]);
+            row(
+                format!("  server CPU ns per byte, {label}"),
+                stt.bulk_cpu_ns_per_byte[i],
+                quinn.bulk_cpu_ns_per_byte[i],
+            );
         }
         row(format!("server RSS bytes per idle session at {mid}"), stt.idle_bytes[0], quinn.idle_bytes[0]);
         row(format!("server RSS bytes per idle session at {many}"), stt.idle_bytes[1], quinn.idle_bytes[1]);
@@ -474,12 +554,21 @@ pub(crate) fn report(plan: &Plan, stt: &Figures, quinn: &Figures) {
         row(format!("slowest / fastest session MB/s, {act} active"), stt.slowest, quinn.slowest);
         row(String::new(), stt.fastest, quinn.fastest);
         row(format!("Jain fairness, {act} active"), stt.jain, quinn.jain);
+        row("  server CPU share, single".into(), stt.single_cpu, quinn.single_cpu);
+        row(format!("  server CPU share, {act} active"), stt.active_cpu, quinn.active_cpu);
+        row("  client CPU share, single".into(), stt.single_client_cpu, quinn.single_client_cpu);
+        row(format!("  client CPU share, {act} active"), stt.active_client_cpu, quinn.active_client_cpu);
+        row("  UDP rcvbuf drops, single".into(), stt.single_drops, quinn.single_drops);
+        row(format!("  UDP rcvbuf drops, {act} active"), stt.active_drops, quinn.active_drops);
     }
     println!();
     if many > 0 {
         for (n, i) in [(mid, 1), (many, 2)] {
             println!("ratio bulk_with_{n}_idle_over_alone {:.3}", stt.bulk[i] / stt.bulk[0]);
             println!("ratio bulk_with_{n}_idle_over_alone_quinn {:.3}", quinn.bulk[i] / quinn.bulk[0]);
+            let c = |f: &Figures| f.bulk_cpu_ns_per_byte[i] / f.bulk_cpu_ns_per_byte[0];
+            println!("ratio server_cpu_per_byte_with_{n}_idle_over_alone {:.3}", c(stt));
+            println!("ratio server_cpu_per_byte_with_{n}_idle_over_alone_quinn {:.3}", c(quinn));
         }
     }
     if act > 0 {
