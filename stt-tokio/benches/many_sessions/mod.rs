@@ -350,6 +350,9 @@ struct ServerState {
     rss_kib: f64,
     live: i64,
     cpu_s: f64,
+    /// stt only: `NodeStats::sessions_visited` and datagrams in + out so far.
+    visited: f64,
+    datagrams: f64,
 }
 
 impl Server {
@@ -362,22 +365,25 @@ impl Server {
     fn state(&mut self) -> ServerState {
         let r = self.proc.ask("rss", "rss");
         let f: Vec<f64> = r.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
-        ServerState { rss_kib: f[0], live: f[2] as i64, cpu_s: f[3] / 1e9 }
+        ServerState { rss_kib: f[0], live: f[2] as i64, cpu_s: f[3] / 1e9, visited: f[4], datagrams: f[5] + f[6] }
     }
 
     /// One bulk upload from a fresh client process: (MB/s, server CPU share during it,
-    /// UDP receive-buffer drops during it, server CPU ns per byte).
-    fn upload(&mut self, kind: &str, cert: &str, bytes: u64) -> (f64, f64, f64, f64) {
+    /// UDP receive-buffer drops during it, server CPU ns per byte, stt: sessions the
+    /// server's core visited per datagram in or out).
+    fn upload(&mut self, kind: &str, cert: &str, bytes: u64) -> (f64, f64, f64, f64, f64) {
         let n = bytes.to_string();
         let mut c = ChildProc::spawn(&["client", kind, cert, &self.addr, "upload_go", &n]);
         c.read("connected");
-        let before = self.state().cpu_s;
+        let before = self.state();
         let drops = udp_rcvbuf_drops();
         writeln!(c.stdin, "go").expect("client stdin");
         c.stdin.flush().expect("flush");
         let r: Vec<f64> = c.read("result").split_whitespace().map(|v| v.parse().expect("figure")).collect();
-        let cpu = self.state().cpu_s - before;
-        (r[0], cpu / r[1], udp_rcvbuf_drops() - drops, cpu * 1e9 / bytes as f64)
+        let after = self.state();
+        let cpu = after.cpu_s - before.cpu_s;
+        let visited = (after.visited - before.visited) / (after.datagrams - before.datagrams).max(1.0);
+        (r[0], cpu / r[1], udp_rcvbuf_drops() - drops, cpu * 1e9 / bytes as f64, visited)
     }
 }
 
@@ -390,6 +396,7 @@ pub(crate) struct Figures {
     pub bulk_cpu: [f64; 3],
     pub bulk_drops: [f64; 3],
     pub bulk_cpu_ns_per_byte: [f64; 3],
+    pub bulk_visited: [f64; 3],
     /// Server RSS growth per idle session at `mid` and at `many`, bytes.
     pub idle_bytes: [f64; 2],
     /// Sessions the server reported holding at `many`.
@@ -435,6 +442,7 @@ pub(crate) fn measure(kind: &str, cert: &str, plan: &Plan) -> Figures {
         f.bulk_cpu[0] = median(runs.iter().map(|r| r.1).collect());
         f.bulk_drops[0] = median(runs.iter().map(|r| r.2).collect());
         f.bulk_cpu_ns_per_byte[0] = median(runs.iter().map(|r| r.3).collect());
+        f.bulk_visited[0] = median(runs.iter().map(|r| r.4).collect());
         drop(alone);
         // A fresh server: memory before any session, then `mid`, bulk, then `many`, bulk.
         let mut server = Server::start(kind, cert);
@@ -459,7 +467,11 @@ pub(crate) fn measure(kind: &str, cert: &str, plan: &Plan) -> Figures {
             f.bulk_cpu[slot] = median(runs.iter().map(|r| r.1).collect());
             f.bulk_drops[slot] = median(runs.iter().map(|r| r.2).collect());
             f.bulk_cpu_ns_per_byte[slot] = median(runs.iter().map(|r| r.3).collect());
+            f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
+            f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
             f.bulk_cpu_ns_per_byte[slot] = median(runs.iter().map(|r| r.3).collect());
+            f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
+            f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
         }
         f.setup_rate = median(rate);
         drop(holder);
@@ -542,6 +554,7 @@ pub(crate) fn report(plan: &Plan, stt: &Figures, quinn: &Figures) {
                 stt.bulk_cpu_ns_per_byte[i],
                 quinn.bulk_cpu_ns_per_byte[i],
             );
+            row(format!("  server sessions visited per datagram, {label}"), stt.bulk_visited[i], f64::NAN);
         }
         row(format!("server RSS bytes per idle session at {mid}"), stt.idle_bytes[0], quinn.idle_bytes[0]);
         row(format!("server RSS bytes per idle session at {many}"), stt.idle_bytes[1], quinn.idle_bytes[1]);
