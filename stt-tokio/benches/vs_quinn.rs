@@ -175,6 +175,23 @@ where
 /// takes longer than that.
 const MANY_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// With `STT_BENCH_RCVBUF=<bytes>`, the many-session servers (stt and quinn alike) get
+/// a socket with that receive buffer (the kernel caps it at `net.core.rmem_max`);
+/// otherwise (the default) each library binds its own socket.
+fn server_socket(many: bool) -> Option<std::net::UdpSocket> {
+    let size: usize = std::env::var("STT_BENCH_RCVBUF").ok()?.parse().ok()?;
+    if !many {
+        return None;
+    }
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
+        .expect("socket");
+    s.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).expect("bind");
+    s.set_nonblocking(true).expect("nonblocking");
+    eprintln!("server receive buffer: {} bytes", s.recv_buffer_size().unwrap_or(0));
+    Some(s.into())
+}
+
 async fn stt_server(many: bool) {
     let shared = SharedSeed::from_hex(SEED_HEX).expect("seed");
     // The handshake rate limit (default 1000/s, then COOKIEs) is a DoS knob quinn has no
@@ -192,9 +209,14 @@ async fn stt_server(many: bool) {
         // defaults (every 10 s on an idle session), so held sessions are not silent.
         config = config.max_sessions(32_768).ephemeral_cache(65_536).idle_timeout(MANY_IDLE_TIMEOUT);
     }
-    let node = Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared))
-        .await
-        .expect("bind");
+    let identity = Identity::new(NodeSeed::random(), shared);
+    let node = match server_socket(many) {
+        Some(socket) => {
+            Node::with_socket(tokio::net::UdpSocket::from_std(socket).expect("tokio socket"), config, identity)
+                .expect("node")
+        }
+        None => Node::bind("127.0.0.1:0".parse().unwrap(), config, identity).await.expect("bind"),
+    };
     println!("addr {}", node.local_addr());
     let _ = std::io::stdout().flush();
     let _ = STT_NODE.set(node.clone());
@@ -222,8 +244,17 @@ fn quinn_server_config(cert_path: &str, idle: Duration) -> quinn::ServerConfig {
 
 async fn quinn_server(cert_path: &str, many: bool) {
     let idle = if many { MANY_IDLE_TIMEOUT } else { Duration::from_secs(60) };
-    let endpoint = quinn::Endpoint::server(quinn_server_config(cert_path, idle), "127.0.0.1:0".parse().unwrap())
-        .expect("endpoint");
+    let endpoint = match server_socket(many) {
+        Some(socket) => quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(quinn_server_config(cert_path, idle)),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .expect("endpoint"),
+        None => quinn::Endpoint::server(quinn_server_config(cert_path, idle), "127.0.0.1:0".parse().unwrap())
+            .expect("endpoint"),
+    };
     println!("addr {}", endpoint.local_addr().expect("addr"));
     let _ = std::io::stdout().flush();
     while let Some(incoming) = endpoint.accept().await {
