@@ -21,6 +21,8 @@ use bytes::Bytes;
 use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod many_sessions;
+
 const CHUNK: usize = 1 << 20;
 const SEED_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
@@ -85,14 +87,41 @@ impl Drop for ChildProc {
     }
 }
 
-/// Server commands on stdin: `rss` prints `rss <VmRSS KiB> <VmHWM KiB>`.
+/// The stt server's node, for its counters.
+static STT_NODE: std::sync::OnceLock<Node> = std::sync::OnceLock::new();
+
+/// Sessions the server holds now (accepted and not yet ended).
+static LIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// CPU time of a process's main thread (where a current-thread runtime runs
+/// everything), in nanoseconds: the first field of `/proc/<pid>/schedstat`.
+fn cpu_ns(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Server commands on stdin: `rss` prints
+/// `rss <VmRSS KiB> <VmHWM KiB> <sessions held> <CPU ns of the runtime thread>
+/// <stt: sessions visited> <stt: datagrams in> <stt: datagrams out>`.
 fn serve_commands() {
     std::thread::spawn(|| {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
             if line.trim() == "rss" {
-                println!("rss {} {}", rss_kib("VmRSS:"), rss_kib("VmHWM:"));
+                let st = STT_NODE.get().map(|n| n.stats()).unwrap_or_default();
+                println!(
+                    "rss {} {} {} {} {} {} {}",
+                    rss_kib("VmRSS:"),
+                    rss_kib("VmHWM:"),
+                    LIVE.load(std::sync::atomic::Ordering::Relaxed),
+                    cpu_ns("self"),
+                    st.sessions_visited,
+                    st.datagrams_in,
+                    st.datagrams_out
+                );
                 let _ = std::io::stdout().flush();
             }
         }
@@ -141,52 +170,101 @@ where
 
 // ----- servers -----
 
-async fn stt_server() {
+/// Idle timeout of both sides in the many-session figures (default 30 s for stt, 60 s
+/// in this bench for quinn): setting up 10 000 sessions and timing bulk runs beside them
+/// takes longer than that.
+const MANY_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// With `STT_BENCH_RCVBUF=<bytes>`, the many-session servers (stt and quinn alike) get
+/// a socket with that receive buffer (the kernel caps it at `net.core.rmem_max`);
+/// otherwise (the default) each library binds its own socket.
+fn server_socket(many: bool) -> Option<std::net::UdpSocket> {
+    let size: usize = std::env::var("STT_BENCH_RCVBUF").ok()?.parse().ok()?;
+    if !many {
+        return None;
+    }
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
+        .expect("socket");
+    s.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).expect("bind");
+    s.set_nonblocking(true).expect("nonblocking");
+    eprintln!("server receive buffer: {} bytes", s.recv_buffer_size().unwrap_or(0));
+    Some(s.into())
+}
+
+async fn stt_server(many: bool) {
     let shared = SharedSeed::from_hex(SEED_HEX).expect("seed");
     // The handshake rate limit (default 1000/s, then COOKIEs) is a DoS knob quinn has no
     // counterpart of (it sends no Retry by default); lift it so both measure handshake cost.
-    let config = Config::default()
+    let mut config = Config::default()
         .max_udp_payload(1452)
         .max_sessions(4096)
         .max_half_open(4096)
         .handshake_rate(1_000_000)
         .handshake_burst(100_000);
-    let node = Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared))
-        .await
-        .expect("bind");
+    if many {
+        // Room for the many-session figures: more sessions, a replay cache that holds
+        // every handshake of the run (default 8192 ephemerals; when full, new handshakes
+        // are refused), and an idle timeout longer than the run. Keepalives stay at their
+        // defaults (every 10 s on an idle session), so held sessions are not silent.
+        config = config.max_sessions(32_768).ephemeral_cache(65_536).idle_timeout(MANY_IDLE_TIMEOUT);
+    }
+    let identity = Identity::new(NodeSeed::random(), shared);
+    let node = match server_socket(many) {
+        Some(socket) => {
+            Node::with_socket(tokio::net::UdpSocket::from_std(socket).expect("tokio socket"), config, identity)
+                .expect("node")
+        }
+        None => Node::bind("127.0.0.1:0".parse().unwrap(), config, identity).await.expect("bind"),
+    };
     println!("addr {}", node.local_addr());
     let _ = std::io::stdout().flush();
+    let _ = STT_NODE.set(node.clone());
     while let Some(session) = node.accept().await {
+        LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             while let Some((tx, rx)) = session.accept_bi().await {
                 tokio::spawn(serve_stream(rx, tx));
             }
+            LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
 }
 
-fn quinn_server_config(cert_path: &str) -> quinn::ServerConfig {
+fn quinn_server_config(cert_path: &str, idle: Duration) -> quinn::ServerConfig {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     std::fs::write(cert_path, cert.cert.der()).expect("write cert");
     let key = quinn::rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).expect("key");
     let mut c = quinn::ServerConfig::with_single_cert(vec![cert.cert.der().clone()], key).expect("server config");
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("idle")));
+    t.max_idle_timeout(Some(idle.try_into().expect("idle")));
     c.transport_config(Arc::new(t));
     c
 }
 
-async fn quinn_server(cert_path: &str) {
-    let endpoint =
-        quinn::Endpoint::server(quinn_server_config(cert_path), "127.0.0.1:0".parse().unwrap()).expect("endpoint");
+async fn quinn_server(cert_path: &str, many: bool) {
+    let idle = if many { MANY_IDLE_TIMEOUT } else { Duration::from_secs(60) };
+    let endpoint = match server_socket(many) {
+        Some(socket) => quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(quinn_server_config(cert_path, idle)),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .expect("endpoint"),
+        None => quinn::Endpoint::server(quinn_server_config(cert_path, idle), "127.0.0.1:0".parse().unwrap())
+            .expect("endpoint"),
+    };
     println!("addr {}", endpoint.local_addr().expect("addr"));
     let _ = std::io::stdout().flush();
     while let Some(incoming) = endpoint.accept().await {
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
+            LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             while let Ok((tx, rx)) = conn.accept_bi().await {
                 tokio::spawn(serve_stream(rx, tx));
             }
+            LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
 }
@@ -222,12 +300,16 @@ async fn stt_node() -> Node {
 }
 
 fn quinn_client(cert_path: &str) -> quinn::Endpoint {
+    quinn_client_idle(cert_path, Duration::from_secs(60))
+}
+
+fn quinn_client_idle(cert_path: &str, idle: Duration) -> quinn::Endpoint {
     let der = std::fs::read(cert_path).expect("cert");
     let mut roots = quinn::rustls::RootCertStore::empty();
     roots.add(quinn::rustls::pki_types::CertificateDer::from(der)).expect("root");
     let mut c = quinn::ClientConfig::with_root_certificates(Arc::new(roots)).expect("client config");
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("idle")));
+    t.max_idle_timeout(Some(idle.try_into().expect("idle")));
     c.transport_config(Arc::new(t));
     let mut e = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
     e.set_default_client_config(c);
@@ -273,9 +355,12 @@ impl Conn {
 
 async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
     match mode {
-        "upload" => {
+        "upload" | "upload_go" => {
             let conn = Conn::open(kind, addr, cert).await;
             let (mut tx, mut rx) = conn.stream().await;
+            if mode == "upload_go" {
+                many_sessions::wait_for_go().await;
+            }
             let chunk = Bytes::from(vec![0xa5u8; CHUNK]);
             let t = Instant::now();
             tx.write_all(b"U").await.expect("cmd");
@@ -290,7 +375,7 @@ async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
             rx.read_exact(&mut count).await.expect("count");
             let secs = t.elapsed().as_secs_f64();
             assert_eq!(u64::from_be_bytes(count), n, "server counted every byte");
-            println!("result {}", n as f64 / secs / 1e6);
+            println!("result {} {secs}", n as f64 / secs / 1e6);
         }
         "rr" => {
             let conn = Conn::open(kind, addr, cert).await;
@@ -361,26 +446,6 @@ async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
             }
             println!("result {}", n as f64 / t.elapsed().as_secs_f64());
         }
-        "idle" => {
-            // Open n sessions and hold them; the parent measures the server's RSS.
-            let mut stt_sessions = Vec::new();
-            let mut quinn_conns = Vec::new();
-            let node = if kind == "stt" { Some(stt_node().await) } else { None };
-            let endpoint = if kind == "stt" { None } else { Some(quinn_client(cert)) };
-            for _ in 0..n {
-                match (&node, &endpoint) {
-                    (Some(node), _) => stt_sessions.push(node.connect(addr, None).await.expect("connect")),
-                    (_, Some(e)) => {
-                        quinn_conns.push(e.connect(addr, "localhost").expect("connect").await.expect("handshake"))
-                    }
-                    _ => unreachable!(),
-                }
-            }
-            println!("result ready");
-            let _ = std::io::stdout().flush();
-            tokio::time::sleep(Duration::from_secs(600)).await;
-            drop((stt_sessions, quinn_conns, node, endpoint));
-        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -388,12 +453,13 @@ async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
 fn child(args: &[String]) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     match args {
-        [role, kind, cert] if role == "server" => {
+        [role, kind, cert, flags @ ..] if role == "server" => {
             serve_commands();
+            let many = flags.iter().any(|f| f == "many");
             rt.block_on(async {
                 match kind.as_str() {
-                    "stt" => stt_server().await,
-                    "quinn" => quinn_server(cert).await,
+                    "stt" => stt_server(many).await,
+                    "quinn" => quinn_server(cert, many).await,
                     _ => tcp_server().await,
                 }
             });
@@ -402,6 +468,12 @@ fn child(args: &[String]) {
             let addr: SocketAddr = addr.parse().expect("addr");
             let n: u64 = n.parse().expect("n");
             rt.block_on(client(kind, addr, cert, mode, n));
+        }
+        [role, kind, cert, addr, mode, n, per] if role == "client" => {
+            let addr: SocketAddr = addr.parse().expect("addr");
+            let n: u64 = n.parse().expect("n");
+            let per: u64 = per.parse().expect("bytes per session");
+            rt.block_on(many_sessions::client(kind, addr, cert, mode, n, per));
         }
         _ => panic!("bad child arguments {args:?}"),
     }
@@ -420,17 +492,21 @@ fn run(kind: &str, mode: &str, n: u64, cert: &str) -> (String, u64) {
     (r, hwm)
 }
 
-/// Server RSS growth per idle session, in bytes.
+/// Server RSS growth per idle session, in bytes. The sessions come from the
+/// many-session holder: for stt one client identity per session (the spec allows one
+/// session per pair of nodes, so repeated connects from one node give one session).
 fn idle(kind: &str, n: u64, cert: &str) -> f64 {
     let mut server = ChildProc::spawn(&["server", kind, cert]);
     let addr = server.read("addr");
     std::thread::sleep(Duration::from_millis(200));
     let before: f64 = server.ask("rss", "rss").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let n_s = n.to_string();
-    let mut c = ChildProc::spawn(&["client", kind, cert, &addr, "idle", &n_s]);
-    c.read("result");
+    let mut c = ChildProc::spawn(&["client", kind, cert, &addr, "hold", "0", "0"]);
+    c.ask(&format!("add {n}"), "held");
     std::thread::sleep(Duration::from_secs(2));
-    let after: f64 = server.ask("rss", "rss").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let state = server.ask("rss", "rss");
+    let after: f64 = state.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let live = state.split_whitespace().nth(2).unwrap_or("?");
+    eprintln!("{kind}: {n} idle sessions opened; the server holds {live}");
     (after - before) * 1024.0 / n as f64
 }
 
@@ -466,10 +542,12 @@ fn main() {
         [vec![], vec![]],
     );
     let kinds = ["stt", "quinn", "tcp"];
-    for round in 0..rounds {
+    // STT_BENCH_ONLY_MANY=1 runs the many-session figures alone (for profiling them).
+    let only_many = env_u64("STT_BENCH_ONLY_MANY", 0) == 1;
+    for round in 0..if only_many { 0 } else { rounds } {
         for (k, kind) in kinds[..2].iter().enumerate() {
             let (r, hwm) = run(kind, "upload", bytes, &cert);
-            tput[k].push(r.parse::<f64>().expect("MB/s"));
+            tput[k].push(r.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).expect("MB/s"));
             peak[k].push(hwm as f64);
             hs[k].push(run(kind, "hs", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
             hsc[k].push(run(kind, "hsc", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
@@ -482,37 +560,61 @@ fn main() {
         }
         eprintln!("round {} of {rounds} done", round + 1);
     }
-    let idle_stt = idle("stt", idle_n, &cert);
-    let idle_quinn = idle("quinn", idle_n, &cert);
-    let _ = std::fs::remove_file(&cert);
-    let m = |v: &Vec<f64>| median(v.clone());
-    println!();
-    println!("{:<34} {:>12} {:>12} {:>12} {:>8}", "figure", "stt", "quinn", "tcp", "ratio");
-    let row = |name: &str, s: f64, q: f64, t: Option<f64>, ratio: f64| {
-        println!("{name:<34} {s:>12.1} {q:>12.1} {:>12} {ratio:>8.2}", t.map_or("-".into(), |t| format!("{t:.1}")));
+    let (idle_stt, idle_quinn) =
+        if only_many { (0.0, 0.0) } else { (idle("stt", idle_n, &cert), idle("quinn", idle_n, &cert)) };
+    // Many sessions at once (issue 16): STT_BENCH_MANY idle sessions (0 skips; the middle
+    // step is STT_BENCH_MANY_MID, default a tenth, at most 1000) beside a bulk upload of
+    // STT_BENCH_MANY_BYTES; STT_BENCH_ACTIVE sessions uploading STT_BENCH_ACTIVE_BYTES each.
+    let many = env_u64("STT_BENCH_MANY", 10_000);
+    let plan = many_sessions::Plan {
+        rounds,
+        bulk_bytes: env_u64("STT_BENCH_MANY_BYTES", bytes.min(256 << 20)),
+        mid: env_u64("STT_BENCH_MANY_MID", (many / 10).min(1000)).min(many),
+        many,
+        active: env_u64("STT_BENCH_ACTIVE", 1000),
+        active_bytes: env_u64("STT_BENCH_ACTIVE_BYTES", 256 << 10),
     };
-    row(
-        &format!("throughput MB/s ({} MiB, 1 stream)", bytes >> 20),
-        m(&tput[0]),
-        m(&tput[1]),
-        None,
-        m(&tput[0]) / m(&tput[1]),
-    );
-    row(&format!("handshakes/s sequential ({handshakes})"), m(&hs[0]), m(&hs[1]), None, m(&hs[0]) / m(&hs[1]));
-    row(&format!("handshakes/s 32 concurrent ({handshakes})"), m(&hsc[0]), m(&hsc[1]), None, m(&hsc[0]) / m(&hsc[1]));
-    row("1-byte round trip p50 µs (vs tcp)", m(&p50[0]), m(&p50[1]), Some(m(&p50[2])), m(&p50[0]) / m(&p50[2]));
-    row("1-byte round trip p99 µs (vs tcp)", m(&p99[0]), m(&p99[1]), Some(m(&p99[2])), m(&p99[0]) / m(&p99[2]));
-    row(&format!("server bytes per idle session ({idle_n})"), idle_stt, idle_quinn, None, idle_stt / idle_quinn);
-    row("server peak RSS KiB (bulk upload)", m(&peak[0]), m(&peak[1]), None, m(&peak[0]) / m(&peak[1]));
-    println!();
-    println!("ratio throughput_stt_over_quinn {:.3}", m(&tput[0]) / m(&tput[1]));
-    println!("ratio handshakes_stt_over_quinn {:.3}", m(&hs[0]) / m(&hs[1]));
-    println!("ratio handshakes_concurrent_stt_over_quinn {:.3}", m(&hsc[0]) / m(&hsc[1]));
-    println!("ratio rtt_p50_stt_over_tcp {:.3}", m(&p50[0]) / m(&p50[2]));
-    println!("ratio rtt_p99_stt_over_tcp {:.3}", m(&p99[0]) / m(&p99[2]));
-    println!("ratio rtt_p50_quinn_over_tcp {:.3}", m(&p50[1]) / m(&p50[2]));
-    println!("bytes idle_session_stt {}", idle_stt.round() as i64);
-    println!("bytes idle_session_quinn {}", idle_quinn.round() as i64);
-    println!("bytes peak_rss_stt {}", (m(&peak[0]) * 1024.0) as i64);
-    println!("bytes peak_rss_quinn {}", (m(&peak[1]) * 1024.0) as i64);
+    let many_stt = many_sessions::measure("stt", &cert, &plan);
+    eprintln!("many sessions: stt done");
+    let many_quinn = many_sessions::measure("quinn", &cert, &plan);
+    let _ = std::fs::remove_file(&cert);
+    if !only_many {
+        let m = |v: &Vec<f64>| median(v.clone());
+        println!();
+        println!("{:<34} {:>12} {:>12} {:>12} {:>8}", "figure", "stt", "quinn", "tcp", "ratio");
+        let row = |name: &str, s: f64, q: f64, t: Option<f64>, ratio: f64| {
+            println!("{name:<34} {s:>12.1} {q:>12.1} {:>12} {ratio:>8.2}", t.map_or("-".into(), |t| format!("{t:.1}")));
+        };
+        row(
+            &format!("throughput MB/s ({} MiB, 1 stream)", bytes >> 20),
+            m(&tput[0]),
+            m(&tput[1]),
+            None,
+            m(&tput[0]) / m(&tput[1]),
+        );
+        row(&format!("handshakes/s sequential ({handshakes})"), m(&hs[0]), m(&hs[1]), None, m(&hs[0]) / m(&hs[1]));
+        row(
+            &format!("handshakes/s 32 concurrent ({handshakes})"),
+            m(&hsc[0]),
+            m(&hsc[1]),
+            None,
+            m(&hsc[0]) / m(&hsc[1]),
+        );
+        row("1-byte round trip p50 µs (vs tcp)", m(&p50[0]), m(&p50[1]), Some(m(&p50[2])), m(&p50[0]) / m(&p50[2]));
+        row("1-byte round trip p99 µs (vs tcp)", m(&p99[0]), m(&p99[1]), Some(m(&p99[2])), m(&p99[0]) / m(&p99[2]));
+        row(&format!("server bytes per idle session ({idle_n})"), idle_stt, idle_quinn, None, idle_stt / idle_quinn);
+        row("server peak RSS KiB (bulk upload)", m(&peak[0]), m(&peak[1]), None, m(&peak[0]) / m(&peak[1]));
+        println!();
+        println!("ratio throughput_stt_over_quinn {:.3}", m(&tput[0]) / m(&tput[1]));
+        println!("ratio handshakes_stt_over_quinn {:.3}", m(&hs[0]) / m(&hs[1]));
+        println!("ratio handshakes_concurrent_stt_over_quinn {:.3}", m(&hsc[0]) / m(&hsc[1]));
+        println!("ratio rtt_p50_stt_over_tcp {:.3}", m(&p50[0]) / m(&p50[2]));
+        println!("ratio rtt_p99_stt_over_tcp {:.3}", m(&p99[0]) / m(&p99[2]));
+        println!("ratio rtt_p50_quinn_over_tcp {:.3}", m(&p50[1]) / m(&p50[2]));
+        println!("bytes idle_session_stt {}", idle_stt.round() as i64);
+        println!("bytes idle_session_quinn {}", idle_quinn.round() as i64);
+        println!("bytes peak_rss_stt {}", (m(&peak[0]) * 1024.0) as i64);
+        println!("bytes peak_rss_quinn {}", (m(&peak[1]) * 1024.0) as i64);
+    }
+    many_sessions::report(&plan, &many_stt, &many_quinn);
 }
