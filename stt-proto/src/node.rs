@@ -43,6 +43,8 @@ struct Slot {
     session: Option<alloc::boxed::Box<Session>>,
     /// The session is a responder's half-open handshake (counted in `Node::half_open`).
     half_open: bool,
+    /// The peer under which the session is indexed in `Node::by_peer`.
+    indexed_peer: Option<NodeId>,
 }
 
 /// An STT node: the sans-IO state machine for one local transport.
@@ -75,6 +77,9 @@ pub struct Node<E: Entropy> {
     due: Vec<u32>,
     /// Responder sessions in the half-open (CHALLENGE sent) state.
     half_open: usize,
+    /// Sessions whose peer is known, by peer (at most two per peer, briefly, during a
+    /// simultaneous open): duplicate resolution and `session_with` cost O(log n).
+    by_peer: alloc::collections::BTreeSet<(NodeId, u32)>,
     shut_down: bool,
     /// Events queued before the current session call; `Established` goes there so it
     /// precedes events of the same packet.
@@ -137,6 +142,7 @@ impl<E: Entropy> Node<E> {
             schedule: Schedule::default(),
             due: Vec::new(),
             half_open: 0,
+            by_peer: alloc::collections::BTreeSet::new(),
             shut_down: false,
             event_mark: 0,
             spare_ephemeral: None,
@@ -167,10 +173,10 @@ impl<E: Entropy> Node<E> {
 
     /// The established session with `peer`, if any.
     pub fn session_with(&self, peer: NodeId) -> Option<SessionId> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.session.as_ref())
-            .find(|s| s.peer == Some(peer) && s.is_established())
+        self.by_peer
+            .range((peer, 0)..=(peer, u32::MAX))
+            .filter_map(|&(_, j)| self.slots.get(j as usize)?.session.as_ref())
+            .find(|s| s.is_established())
             .map(|s| s.id)
     }
 
@@ -355,8 +361,9 @@ impl<E: Entropy> Node<E> {
                 self.after_input(idx as usize);
                 r
             }
-            Header::Protected { key_phase, receiver, truncated_pn } => {
-                let Some(idx) = self.routes.get(&receiver).copied() else {
+            Header::Protected { key_phase, truncated_pn, .. } => {
+                // Looked up once, above (the event-queue admission needed it).
+                let Some(idx) = slot else {
                     // Packets for unknown sessions are answered with nothing (spec [LC-8]).
                     return Dropped(DropReason::UnknownSession);
                 };
@@ -735,7 +742,7 @@ impl<E: Entropy> Node<E> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, session: None, half_open: false });
+                self.slots.push(Slot { generation: 0, session: None, half_open: false, indexed_peer: None });
                 u32::try_from(self.slots.len() - 1).ok()?
             }
         };
@@ -770,9 +777,17 @@ impl<E: Entropy> Node<E> {
     /// the ready queue (it was just polled and had nothing to send: its timer covers it),
     /// `force` queues it regardless.
     fn settle(&mut self, idx: usize, may_poll: bool, force: bool) {
-        let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else {
-            return;
-        };
+        let Some(slot) = self.slots.get_mut(idx) else { return };
+        let Some(s) = slot.session.as_mut() else { return };
+        if slot.indexed_peer != s.peer {
+            if let Some(old) = slot.indexed_peer.take() {
+                self.by_peer.remove(&(old, idx as u32));
+            }
+            if let Some(p) = s.peer {
+                self.by_peer.insert((p, idx as u32));
+                slot.indexed_peer = Some(p);
+            }
+        }
         self.stats.x25519_ops += s.dh.take();
         if s.just_established {
             s.just_established = false;
@@ -794,6 +809,9 @@ impl<E: Entropy> Node<E> {
             if slot.half_open {
                 slot.half_open = false;
                 self.half_open -= 1;
+            }
+            if let Some(p) = slot.indexed_peer.take() {
+                self.by_peer.remove(&(p, idx as u32));
             }
             if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid);
@@ -818,11 +836,17 @@ impl<E: Entropy> Node<E> {
             None => return,
         };
         let now = self.now;
-        for j in 0..self.slots.len() {
-            if j == idx {
-                continue;
-            }
-            let Some(other) = self.slots[j].session.as_mut() else { continue };
+        // Only sessions with the same peer (the index holds one or two).
+        let same_peer: heapless::Vec<u32, 4> = self
+            .by_peer
+            .range((peer, 0)..=(peer, u32::MAX))
+            .map(|&(_, j)| j)
+            .filter(|&j| j as usize != idx)
+            .take(4)
+            .collect();
+        for j in same_peer {
+            let j = j as usize;
+            let Some(other) = self.slots.get_mut(j).and_then(|s| s.session.as_mut()) else { continue };
             if other.peer != Some(peer)
                 || !matches!(other.state(), SessionState::Handshaking | SessionState::Established)
             {

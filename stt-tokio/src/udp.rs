@@ -17,6 +17,8 @@ use tokio::net::UdpSocket;
 pub(crate) const RECV_BATCH: usize = 8;
 /// Bytes per receive buffer (room for a GRO train).
 const RECV_BUF: usize = 65_536;
+/// The socket receive buffer a node asks the kernel for.
+const RECV_BUFFER: usize = 4 << 20;
 
 /// The socket with its offload state; shared by every task that sends.
 pub(crate) struct UdpIo {
@@ -27,6 +29,16 @@ pub(crate) struct UdpIo {
 impl UdpIo {
     pub(crate) fn new(socket: UdpSocket) -> io::Result<Self> {
         let state = UdpSocketState::new((&socket).into())?;
+        // A node with many sessions receives bursts from all of them at once: the default
+        // receive buffer (~208 KiB) overflows with a thousand active peers. Ask for more
+        // (best effort: the kernel caps it at net.core.rmem_max).
+        let sock = socket2::SockRef::from(&socket);
+        if sock.recv_buffer_size().is_ok_and(|n| n < RECV_BUFFER) {
+            if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
+                tracing::debug!(error = %e, "cannot enlarge the socket receive buffer");
+            }
+        }
+        tracing::debug!(bytes = sock.recv_buffer_size().unwrap_or(0), "socket receive buffer");
         Ok(Self { socket, state })
     }
 
