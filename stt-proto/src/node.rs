@@ -34,6 +34,8 @@ use bytes::Bytes;
 
 /// COOKIE replies waiting for `poll_output`; beyond this they are not minted.
 const COOKIE_QUEUE: usize = 16;
+/// How far the stall guard moves a session that stays due with nothing to do.
+const STALL_BACKOFF: Duration = Duration::from_millis(1);
 /// COOKIEs accepted per connect attempt (stops a COOKIE ping-pong).
 const MAX_COOKIES_PER_CONNECT: u8 = 4;
 
@@ -45,6 +47,8 @@ struct Slot {
     half_open: bool,
     /// The peer under which the session is indexed in `Node::by_peer`.
     indexed_peer: Option<NodeId>,
+    /// When the session last got `Input::Timeout` (see `Node::poll_output`'s stall guard).
+    timed_out_at: Option<Instant>,
 }
 
 /// An STT node: the sans-IO state machine for one local transport.
@@ -287,6 +291,9 @@ impl<E: Entropy> Node<E> {
                 }
                 for &slot in &due {
                     let i = slot as usize;
+                    if let Some(sl) = self.slots.get_mut(i) {
+                        sl.timed_out_at = Some(self.now);
+                    }
                     if let Some(s) = self.slots.get_mut(i).and_then(|s| s.session.as_mut()) {
                         self.stats.sessions_visited += 1;
                         let mut ctx =
@@ -742,7 +749,13 @@ impl<E: Entropy> Node<E> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, session: None, half_open: false, indexed_peer: None });
+                self.slots.push(Slot {
+                    generation: 0,
+                    session: None,
+                    half_open: false,
+                    indexed_peer: None,
+                    timed_out_at: None,
+                });
                 u32::try_from(self.slots.len() - 1).ok()?
             }
         };
@@ -825,6 +838,22 @@ impl<E: Entropy> Node<E> {
         }
     }
 
+    /// Stall guard: a session that got its timeout at this instant, then had nothing to
+    /// send, yet is still due now would make the driver spin (a deadline no input can
+    /// move). Its next visit moves [`STALL_BACKOFF`] ahead and the event is counted in
+    /// [`NodeStats::stalled_deadlines`] (a bug to fix when non-zero; spec [ND-1]).
+    fn guard_stall(&mut self, idx: usize) {
+        let Some(slot) = self.slots.get(idx) else { return };
+        if slot.timed_out_at != Some(self.now) {
+            return;
+        }
+        let Some(s) = slot.session.as_ref() else { return };
+        if s.next_deadline(self.now).is_some_and(|d| d <= self.now) {
+            self.stats.stalled_deadlines += 1;
+            self.schedule.timers.set(idx as u32, self.now.saturating_add(STALL_BACKOFF));
+        }
+    }
+
     /// One session per peer pair (spec [HS-21]): a simultaneous open keeps the session
     /// initiated by the lower node id; otherwise the newer session replaces the older.
     fn resolve_duplicates(&mut self, idx: usize) {
@@ -897,6 +926,9 @@ impl<E: Entropy> Node<E> {
             let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             let sent = s.poll_transmit(self.now, &mut ctx, buf);
             self.settle(idx, sent.is_some(), false);
+            if sent.is_none() {
+                self.guard_stall(idx);
+            }
             if let Some((dst, len)) = sent {
                 return self.transmit(dst, len);
             }

@@ -283,7 +283,8 @@ impl Session {
                             || self.rekey.as_ref().is_some_and(|r| r.send)
                             || self.transport.as_ref().is_some_and(|t| t.wants_to_send(now))))
             }
-            Phase::Closing { .. } => self.close_frame.is_some(),
+            // A close toward an unvalidated path waits for budget like anything else.
+            Phase::Closing { .. } => self.close_frame.is_some() && self.may_send_to_remote(),
             Phase::Draining | Phase::Done => false,
         }
     }

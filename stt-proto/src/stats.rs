@@ -35,6 +35,10 @@ pub struct NodeStats {
     /// Sessions the node called into from `poll_output` and `Input::Timeout`: work that
     /// grows with active sessions, never with idle ones (spec [ND-1]).
     pub sessions_visited: u64,
+    /// Times a session stayed due right after its timeout with nothing to send, and its
+    /// next visit was deferred by a millisecond so the driver does not spin. Zero unless a
+    /// session's timers and output disagree (a bug).
+    pub stalled_deadlines: u64,
 }
 
 impl NodeStats {
