@@ -31,7 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha3::{Digest, Sha3_256};
 use stt_tokio::{
     CloseReason, Config, Ended, Identity, Node, NodeId, NodeSeed, RandomSeed, RecvStream, SendStream, Session,
-    SharedSeed,
+    SharedSeed, StreamClosed,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -262,19 +262,20 @@ fn end_failure(end: Ended) -> Failure {
     }
 }
 
-/// The application code in a stream error ("peer stopped/reset the stream with code N").
-fn peer_code(e: &dyn std::fmt::Display) -> Option<u64> {
-    let text = e.to_string();
-    let (_, tail) = text.rsplit_once("with code ")?;
-    tail.trim().parse().ok()
+/// The application code the peer reset or stopped the stream with, if that is the error.
+fn peer_code(closed: Option<StreamClosed>) -> Option<u64> {
+    match closed? {
+        StreamClosed::Reset(c) | StreamClosed::Stopped(c) => Some(c),
+        _ => None,
+    }
 }
 
 /// Why a stream operation failed, in words.
-fn stream_failure(session: &Session, e: &dyn std::fmt::Display, what: &str) -> Failure {
+fn stream_failure(session: &Session, closed: Option<StreamClosed>, e: &dyn std::fmt::Display, what: &str) -> Failure {
     if let Some(end) = session.ended() {
         return end_failure(end);
     }
-    match peer_code(e) {
+    match peer_code(closed) {
         Some(code) => code_failure(code, ""),
         None => Failure::Error(format!("{what}: {e}")),
     }
@@ -485,7 +486,9 @@ async fn transfer(
     let mut hasher = Sha3_256::new();
     let mut total = 0u64;
     let header = wire::encode_header(&Header { size, name: name.to_string() });
-    let mut send_err: Option<String> = tx.write_all(&header).await.err().map(|e| e.to_string());
+    // The first send error, with the peer's code when it is a typed stream error.
+    let mut send_err: Option<(String, Option<StreamClosed>)> =
+        tx.write_all(&header).await.err().map(|e| (e.to_string(), StreamClosed::of(&e)));
     while send_err.is_none() {
         let n = match input.read(&mut buf).await {
             Ok(n) => n,
@@ -499,7 +502,7 @@ async fn transfer(
         }
         hasher.update(&buf[..n]);
         if let Err(e) = tx.write_all(&buf[..n]).await {
-            send_err = Some(e.to_string());
+            send_err = Some((e.to_string(), StreamClosed::of(&e)));
             break;
         }
         total += n as u64;
@@ -510,18 +513,17 @@ async fn transfer(
             tx.reset(wire::SENDER_CANCELLED);
             return Err(format!("the file shrank while being sent ({total} of {n} bytes)").into());
         }
-        send_err = tx.finish().await.err().map(|e| e.to_string());
+        send_err = tx.finish().await.err().map(|e| (e.to_string(), Some(e)));
     }
     pb.finish_and_clear();
     // Whether or not sending failed, the receiver's reply says why.
     let reply = match tokio::time::timeout(REPLY_TIMEOUT, wire::read_reply(&mut rx)).await {
         Ok(Ok(r)) => r,
         Ok(Err(wire::WireError::Io(e))) => {
-            let shown: &dyn std::fmt::Display = match &send_err {
-                Some(s) => s,
-                None => &e,
-            };
-            return Err(stream_failure(session, shown, "send"));
+            return Err(match &send_err {
+                Some((text, closed)) => stream_failure(session, *closed, text, "send"),
+                None => stream_failure(session, StreamClosed::of(&e), &e, "send"),
+            });
         }
         Ok(Err(e)) => return Err(format!("bad reply from the receiver: {e}").into()),
         Err(_) => return Err(format!("no reply from the receiver within {} s", REPLY_TIMEOUT.as_secs()).into()),
@@ -532,7 +534,7 @@ async fn transfer(
             Err(format!("the receiver stored different bytes (sha3-256 {}, sent {digest})", hex(&reply.digest)).into())
         }
         wire::DONE | wire::DISCARDED if send_err.is_none() => Ok(Sent { bytes: total, digest, reply }),
-        wire::DONE | wire::DISCARDED => Err(format!("send: {}", send_err.unwrap_or_default()).into()),
+        wire::DONE | wire::DISCARDED => Err(format!("send: {}", send_err.map(|e| e.0).unwrap_or_default()).into()),
         code => Err(code_failure(code, &reply.message)),
     }
 }
@@ -579,7 +581,7 @@ async fn receive(
     let start = Instant::now();
     let header = match tokio::time::timeout(HEADER_TIMEOUT, wire::read_header(&mut rx)).await {
         Ok(Ok(h)) => h,
-        Ok(Err(wire::WireError::Io(e))) => return Err(stream_failure(session, &e, "receive")),
+        Ok(Err(wire::WireError::Io(e))) => return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive")),
         Ok(Err(e)) => {
             refuse(&mut tx, &mut rx, wire::REFUSED, &e.to_string()).await;
             return Err(format!("refused a stream: {e}").into());
@@ -617,7 +619,7 @@ async fn receive(
     loop {
         let n = match rx.read(&mut buf).await {
             Ok(n) => n,
-            Err(e) => return Err(stream_failure(session, &e, "receive")),
+            Err(e) => return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive")),
         };
         if n == 0 {
             break;
