@@ -177,6 +177,7 @@ fn addr_text(a: PathAddr) -> String {
     match a {
         PathAddr::Udp(a) => a.to_string(),
         PathAddr::Tunnel(t) => format!("tunnel:{t:?}"),
+        PathAddr::Relay(r) => format!("relay:{r:?}"),
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Config {
     pub(crate) app_frame_types: [u8; 16],
     pub(crate) max_app_frame: u64,
     pub(crate) app_frame_queue: usize,
+    pub(crate) relay: Option<crate::relay::RelayConfig>,
+    pub(crate) keep_relay_path: bool,
 }
 
 /// `ring` when the `ring` feature is on (faster on common CPUs), RustCrypto otherwise.
@@ -118,6 +120,8 @@ impl Default for Config {
             app_frame_types: [0; 16],
             max_app_frame: 65_000,
             app_frame_queue: 64,
+            relay: None,
+            keep_relay_path: false,
         }
     }
 }
@@ -163,6 +167,21 @@ impl Config {
                 let _ = self.aeads.push(*a);
             }
         }
+        self
+    }
+
+    /// Serve as a relay for members that register (spec §12); `None` (the default) refuses
+    /// registrations.
+    #[must_use]
+    pub fn relay(mut self, relay: Option<crate::relay::RelayConfig>) -> Self {
+        self.relay = relay;
+        self
+    }
+
+    /// Never punch holes: sessions opened through a relay stay relayed (default false).
+    #[must_use]
+    pub fn keep_relay_path(mut self, keep: bool) -> Self {
+        self.keep_relay_path = keep;
         self
     }
 

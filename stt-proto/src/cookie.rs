@@ -35,12 +35,18 @@ impl TokenBucket {
 
     /// Takes one token if available.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        self.try_take_n(now, 1)
+    }
+
+    /// Takes `n` tokens if that many are available (a byte budget: one token per byte).
+    pub(crate) fn try_take_n(&mut self, now: Instant, n: u64) -> bool {
         let elapsed = now.saturating_duration_since(self.last);
         self.last = self.last.max(now);
         let refill = duration_micros(elapsed).saturating_mul(self.rate_per_sec);
         self.tokens = self.tokens.saturating_add(refill).min(self.capacity);
-        if self.tokens >= Self::SCALE {
-            self.tokens -= Self::SCALE;
+        let need = n.saturating_mul(Self::SCALE);
+        if self.tokens >= need {
+            self.tokens -= need;
             true
         } else {
             false
@@ -199,6 +205,12 @@ fn encode_addr(addr: PathAddr, out: &mut [u8; 19]) -> usize {
             out[0] = 0x54;
             out[1..5].copy_from_slice(&t.0.to_be_bytes());
             5
+        }
+        PathAddr::Relay(r) => {
+            // Bound to the relayed peer's id (its first 18 bytes).
+            out[0] = 0x52;
+            out[1..19].copy_from_slice(&r.peer.0[..18]);
+            19
         }
     }
 }

@@ -23,6 +23,11 @@ impl DatagramQueue {
         self.lens.is_empty()
     }
 
+    /// Entries queued.
+    pub(crate) fn len(&self) -> usize {
+        self.lens.len()
+    }
+
     fn is_full_for(&self, len: usize) -> bool {
         self.lens.len() >= self.max_count || self.bytes.len() + len > self.max_bytes
     }

@@ -167,6 +167,8 @@ pub enum ConnectError {
     TooManySessions,
     /// The node was shut down.
     NodeClosed,
+    /// `connect_via_relay` named a session that is not a registered relay session.
+    NoRelay,
 }
 
 impl fmt::Display for ConnectError {
@@ -174,6 +176,9 @@ impl fmt::Display for ConnectError {
         match self {
             ConnectError::TooManySessions => f.write_str("session limit reached (config max_sessions)"),
             ConnectError::NodeClosed => f.write_str("node is shut down"),
+            ConnectError::NoRelay => f.write_str(
+                "not a relay session this node is registered with (register_relay, then wait for RelayStatus)",
+            ),
         }
     }
 }

@@ -124,6 +124,13 @@ pub enum Event {
         /// The new address.
         remote: crate::addr::PathAddr,
     },
+    /// A relay answered this node's registration (see `SessionRef::register_relay`).
+    RelayStatus {
+        /// The session with the relay.
+        session: SessionId,
+        /// Registered (with this node's address as the relay sees it) or refused.
+        status: crate::relay::RelayStatus,
+    },
 }
 
 impl Event {
@@ -142,7 +149,8 @@ impl Event {
             | Event::StreamStopped { session, .. }
             | Event::StreamsUnblocked { session }
             | Event::AppFrameReadable { session }
-            | Event::PathChanged { session, .. } => session,
+            | Event::PathChanged { session, .. }
+            | Event::RelayStatus { session, .. } => session,
         }
     }
 }

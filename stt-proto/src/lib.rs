@@ -85,6 +85,7 @@ mod range_set;
 mod record;
 pub mod recovery;
 mod rehandshake;
+mod relay;
 mod replay;
 mod schedule;
 pub mod segment;
@@ -103,7 +104,7 @@ mod hostile;
 #[cfg(feature = "test-util")]
 pub mod sim;
 
-pub use addr::{PathAddr, TunnelId};
+pub use addr::{PathAddr, RelayAddr, TunnelId};
 pub use config::{Config, ConfigError};
 pub use entropy::{Entropy, EntropyPurpose};
 pub use error::{CloseReason, ConnectError, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
@@ -112,6 +113,7 @@ pub use identity::{Identity, NodeId, NodeSeed, SeedParseError, SharedSeed, TooMa
 pub use node::{Node, SessionRef};
 pub use range_set::RangeSet;
 pub use recovery::CongestionAlgorithm;
+pub use relay::{RelayConfig, RelayStatus};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
 pub use session::SessionState;
 pub use stats::{NodeStats, SessionStats};

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use crate::addr::PathAddr;
+use crate::addr::{PathAddr, RelayAddr};
 use crate::config::{Config, ConfigError};
 use crate::cookie::{open_cookie, CookieJar, TokenBucket, COOKIE_PACKET_LEN};
 use crate::crypto::kdf;
@@ -19,6 +19,7 @@ use crate::event::{Event, EventQueue, Input, InputOutcome, Output, SessionId, Tr
 use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
+use crate::relay::{Punch, RelayLink, RelayStatus};
 use crate::schedule::Schedule;
 use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, SessionState};
 use crate::stats::{NodeStats, SessionStats};
@@ -90,6 +91,12 @@ pub struct Node<E: Entropy> {
     event_mark: usize,
     /// The next handshake's ephemeral key pair, computed by [`Node::precompute`].
     spare_ephemeral: Option<Ephemeral>,
+    /// This node's own addresses, announced as punching candidates (spec [PU-1]).
+    local_addrs: heapless::Vec<SocketAddr, 4>,
+    /// Relay: registered members.
+    relay_members: usize,
+    /// A datagram taken out of a relay frame, on its way into `handle_datagram`.
+    relay_scratch: Vec<u8>,
 }
 
 impl<E: Entropy> Drop for Node<E> {
@@ -150,6 +157,9 @@ impl<E: Entropy> Node<E> {
             shut_down: false,
             event_mark: 0,
             spare_ephemeral: None,
+            local_addrs: heapless::Vec::new(),
+            relay_members: 0,
+            relay_scratch: Vec::new(),
         })
     }
 
@@ -258,6 +268,157 @@ impl<E: Entropy> Node<E> {
         session.dh = counter;
         self.install(session);
         Ok(id)
+    }
+
+    /// Opens a session with `peer` through the relay this node registered with on session
+    /// `relay` (spec §12). The session works at once over the relayed path; both sides then
+    /// try to punch a direct path and move onto it (unless
+    /// [`Config::keep_relay_path`](crate::Config::keep_relay_path)).
+    ///
+    /// # Errors
+    /// [`ConnectError::NoRelay`] unless `relay` is a session whose relay answered
+    /// [`RelayStatus::Registered`]; otherwise as [`connect`](Self::connect).
+    pub fn connect_via_relay(
+        &mut self,
+        now: Instant,
+        relay: SessionId,
+        peer: NodeId,
+    ) -> Result<SessionId, ConnectError> {
+        if !self.relay_session(relay).is_some_and(|s| s.is_established()) {
+            return Err(ConnectError::NoRelay);
+        }
+        self.connect(now, PathAddr::Relay(RelayAddr { via: relay, peer }), Some(peer))
+    }
+
+    /// Tells the node its own UDP addresses (the bound port on each local interface
+    /// address): they are announced, with the address a relay reports, as hole-punching
+    /// candidates (spec [PU-1]). Unspecified addresses and port 0 are ignored; at most four.
+    pub fn set_local_addresses(&mut self, addrs: &[SocketAddr]) {
+        self.local_addrs.clear();
+        for a in addrs {
+            if !a.ip().is_unspecified() && a.port() != 0 && !self.local_addrs.contains(a) {
+                let _ = self.local_addrs.push(*a);
+            }
+        }
+    }
+
+    /// The session `id` if it is a registered relay session of this node.
+    fn relay_session(&self, id: SessionId) -> Option<&Session> {
+        let slot = self.slots.get(id.index as usize).filter(|s| s.generation == id.generation)?;
+        let s = slot.session.as_deref()?;
+        matches!(s.relay.as_deref(), Some(RelayLink::Relay { status: RelayStatus::Registered { .. }, .. })).then_some(s)
+    }
+
+    /// Hands a datagram of a relayed path to the relay session it rides on (spec [RY-3]).
+    fn to_relay(&mut self, r: RelayAddr, data_len: usize, buf: &[u8]) {
+        let idx = r.via.index as usize;
+        let max = self.relay_session(r.via).map(|s| s.relay_capacity(&self.config));
+        let ok = match (max, self.slots.get_mut(idx).and_then(|s| s.session.as_mut())) {
+            (Some(max), Some(s)) if data_len <= max => s.transport.as_mut().is_some_and(|t| {
+                t.relay_out.has_room(32 + data_len) && {
+                    t.relay_out.push_parts(&r.peer.0, buf[..data_len].iter().copied());
+                    true
+                }
+            }),
+            _ => false,
+        };
+        if ok {
+            self.settle(idx, true, true);
+        } else {
+            self.stats.relay_send_dropped += 1;
+        }
+    }
+
+    /// After a protected packet: decide a pending relay registration, then forward (as a
+    /// relay) or unwrap (as a member) the RELAY_DATA it carried (spec §12).
+    fn drain_relay(&mut self, idx: usize) {
+        let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else { return };
+        let Some(link) = s.relay.as_deref_mut() else { return };
+        if let RelayLink::Member { registered, asked: asked @ true, status_due, .. } = link {
+            *asked = false;
+            *status_due = true;
+            let listed = match (self.config.relay.as_ref(), s.peer) {
+                (Some(rc), Some(peer)) => {
+                    rc.members.as_ref().is_none_or(|m| m.contains(&peer)) && self.relay_members < rc.max_members
+                }
+                _ => false,
+            };
+            *registered = listed;
+            if listed {
+                self.relay_members += 1;
+            } else {
+                self.stats.relay_refused += 1;
+            }
+        }
+        let am_relay = matches!(s.relay.as_deref(), Some(RelayLink::Member { .. }));
+        let via = s.id;
+        if self.relay_scratch.len() < 2048 {
+            self.relay_scratch.resize(2048, 0);
+        }
+        let mut scratch = core::mem::take(&mut self.relay_scratch);
+        loop {
+            let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else { break };
+            let Some(len) = s.transport.as_mut().and_then(|t| t.relay_in.pop_into(&mut scratch)) else { break };
+            let len = len.min(scratch.len());
+            let Some(peer) = scratch.get(..32).and_then(|p| <[u8; 32]>::try_from(p).ok()).map(NodeId) else {
+                continue;
+            };
+            if am_relay {
+                self.forward(idx, peer, &scratch[32..len]);
+            } else {
+                let from = PathAddr::Relay(RelayAddr { via, peer });
+                self.stats.datagrams_in += 1;
+                self.stats.bytes_in += (len - 32) as u64;
+                if let InputOutcome::Dropped(reason) = self.handle_datagram(from, &mut scratch[32..len]) {
+                    self.stats.dropped[reason.index()] += 1;
+                }
+            }
+        }
+        self.relay_scratch = scratch;
+    }
+
+    /// Relay: forwards a member's datagram to the registered member `dst` (spec [RY-4], [RY-5]).
+    fn forward(&mut self, src_idx: usize, dst: NodeId, data: &[u8]) {
+        let now = self.now;
+        let member_queue = self.config.relay.as_ref().map_or(0, |rc| rc.member_queue);
+        let src = self.slots.get_mut(src_idx).and_then(|s| s.session.as_mut());
+        let src_id = match src {
+            Some(s) => match (s.relay.as_deref_mut(), s.peer) {
+                (Some(RelayLink::Member { registered: true, bucket, .. }), Some(p)) => {
+                    bucket.try_take_n(now, data.len() as u64).then_some(p)
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let dst_idx = self.by_peer.range((dst, 0)..=(dst, u32::MAX)).map(|&(_, j)| j as usize).find(|&j| {
+            self.slots.get(j).and_then(|s| s.session.as_deref()).is_some_and(|s| {
+                s.is_established() && matches!(s.relay.as_deref(), Some(RelayLink::Member { registered: true, .. }))
+            })
+        });
+        let queued = match (src_id, dst_idx) {
+            (Some(src_id), Some(j)) if j != src_idx => self
+                .slots
+                .get_mut(j)
+                .and_then(|s| s.session.as_mut())
+                .and_then(|s| s.transport.as_mut())
+                .is_some_and(|t| {
+                    t.relay_out.len() < member_queue && t.relay_out.has_room(32 + data.len()) && {
+                        t.relay_out.push_parts(&src_id.0, data.iter().copied());
+                        true
+                    }
+                })
+                .then_some(j),
+            _ => None,
+        };
+        match queued {
+            Some(j) => {
+                self.stats.relay_forwarded += 1;
+                self.stats.relay_forwarded_bytes += data.len() as u64;
+                self.settle(j, true, true);
+            }
+            None => self.stats.relay_dropped += 1,
+        }
     }
 
     /// Closes every session (code "no error") and refuses new ones. Drain
@@ -382,6 +543,7 @@ impl<E: Entropy> Node<E> {
                 };
                 let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
                 let r = session.handle_protected(self.now, &mut ctx, from, key_phase, truncated_pn, head, body);
+                self.drain_relay(idx as usize);
                 self.after_input(idx as usize);
                 r
             }
@@ -802,6 +964,17 @@ impl<E: Entropy> Node<E> {
             }
         }
         self.stats.x25519_ops += s.dh.take();
+        let c = core::mem::take(&mut s.relay_counters);
+        self.stats.punch_probes += c.probes;
+        self.stats.punch_direct += c.direct;
+        self.stats.relay_fallbacks += c.fallbacks;
+        self.stats.relay_dropped += c.dropped;
+        if s.just_established && s.punch.is_none() && !self.config.keep_relay_path {
+            if let PathAddr::Relay(r) = s.remote {
+                self.start_punching(idx, r);
+            }
+        }
+        let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else { return };
         if s.just_established {
             s.just_established = false;
             self.stats.handshakes_completed += 1;
@@ -826,6 +999,9 @@ impl<E: Entropy> Node<E> {
             if let Some(p) = slot.indexed_peer.take() {
                 self.by_peer.remove(&(p, idx as u32));
             }
+            if s.relay.as_deref().is_some_and(|l| matches!(l, RelayLink::Member { registered: true, .. })) {
+                self.relay_members = self.relay_members.saturating_sub(1);
+            }
             if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid);
                 self.cookies_received.remove(&(idx as u32));
@@ -836,6 +1012,33 @@ impl<E: Entropy> Node<E> {
         } else {
             self.schedule.update(idx as u32, s.next_deadline(self.now), self.now, may_poll, force);
         }
+    }
+
+    /// A session just established over relay `r`: announce candidates (this node's own
+    /// addresses and the one the relay reports) and wait for the peer's (spec [PU-1], [PU-2]).
+    fn start_punching(&mut self, idx: usize, r: RelayAddr) {
+        let mut cands: heapless::Vec<SocketAddr, 8> = heapless::Vec::new();
+        if let Some(relay) = self.relay_session(r.via) {
+            let reported = match relay.relay.as_deref() {
+                Some(RelayLink::Relay { status: RelayStatus::Registered { observed }, .. }) => *observed,
+                _ => None,
+            };
+            if let Some(a) = reported.or(relay.observed) {
+                let _ = cands.push(a);
+            }
+        }
+        for a in &self.local_addrs {
+            if !cands.contains(a) {
+                let _ = cands.push(*a);
+            }
+        }
+        let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else { return };
+        let mut p = Punch::new(PathAddr::Relay(r), &cands);
+        if s.role == crate::session::Role::Initiator {
+            p.round = 1;
+            p.send_candidates = true;
+        }
+        s.punch = Some(alloc::boxed::Box::new(p));
     }
 
     /// Stall guard: a session that got its timeout at this instant, then had nothing to
@@ -913,9 +1116,12 @@ impl<E: Entropy> Node<E> {
         if let Some(e) = self.events.pop_front() {
             return Output::Event(e);
         }
-        if let Some((dst, pkt)) = self.pending_cookies.pop_front() {
+        while let Some((dst, pkt)) = self.pending_cookies.pop_front() {
             buf[..pkt.len()].copy_from_slice(&pkt);
-            return self.transmit(dst, pkt.len());
+            match dst {
+                PathAddr::Relay(r) => self.to_relay(r, pkt.len(), buf),
+                _ => return self.transmit(dst, pkt.len()),
+            }
         }
         // Only sessions with something due are polled, in turn (spec [ND-1]): one that
         // sent a packet and has more goes to the back of the queue.
@@ -929,8 +1135,11 @@ impl<E: Entropy> Node<E> {
             if sent.is_none() {
                 self.guard_stall(idx);
             }
-            if let Some((dst, len)) = sent {
-                return self.transmit(dst, len);
+            match sent {
+                // A relayed path: wrapped into the relay session, which is polled in turn.
+                Some((PathAddr::Relay(r), len)) => self.to_relay(r, len, buf),
+                Some((dst, len)) => return self.transmit(dst, len),
+                None => {}
             }
         }
         if let Some(e) = self.events.pop_front() {
@@ -995,6 +1204,30 @@ impl SessionRef<'_> {
     /// The peer's current path address.
     pub fn remote(&self) -> PathAddr {
         self.session.remote
+    }
+
+    /// Asks the peer to act as this node's relay (spec [RY-1]): RELAY_REGISTER goes out once
+    /// the session is established, and [`Event::RelayStatus`] reports the answer. Returns
+    /// false over a relayed path (no relaying through relays).
+    pub fn register_relay(&mut self) -> bool {
+        if self.session.remote.is_relayed() {
+            return false;
+        }
+        if !matches!(
+            self.session.relay.as_deref(),
+            Some(RelayLink::Relay { status: RelayStatus::Registered { .. }, .. })
+        ) {
+            self.session.relay = Some(alloc::boxed::Box::new(RelayLink::new_relay()));
+        }
+        self.touched(true)
+    }
+
+    /// Where this node stands with the relay on this session, if it asked to register.
+    pub fn relay_status(&self) -> Option<RelayStatus> {
+        match self.session.relay.as_deref() {
+            Some(RelayLink::Relay { status, .. }) => Some(*status),
+            _ => None,
+        }
     }
 
     /// This node's address as the responder saw it (initiator side; NAT reflexive address).

@@ -61,6 +61,9 @@ pub(crate) struct Paths {
     last_move: Option<Instant>,
     /// Moves ignored by the rate limit.
     pub(crate) moves_ignored: u64,
+    /// The relayed path a direct path replaced (spec [PU-5], [PU-6]): never probed as an
+    /// "old path" (it always answers), but returned to when the direct path fails.
+    pub(crate) fallback: Option<PathAddr>,
 }
 
 /// What a PATH_RESPONSE did.
@@ -95,6 +98,7 @@ impl Paths {
             others: heapless::Vec::new(),
             last_move: None,
             moves_ignored: 0,
+            fallback: None,
         }
     }
 
@@ -123,8 +127,14 @@ impl Paths {
         }
         let (new_data, old_data) = challenge();
         let previous = self.remote;
-        // Probe the old path only if it was a validated one.
-        self.old = self.validated.then(|| (Challenge::new(previous, old_data), true));
+        if previous.is_relayed() && !from.is_relayed() {
+            // The peer found a direct path (spec [PU-5]): the relay stays as the fallback.
+            self.fallback = Some(previous);
+            self.old = None;
+        } else {
+            // Probe the old path only if it was a validated one.
+            self.old = self.validated.then(|| (Challenge::new(previous, old_data), true));
+        }
         self.remote = from;
         self.validated = false;
         self.bytes_in = len as u64;
@@ -158,6 +168,30 @@ impl Paths {
             return u64::MAX;
         }
         self.others.iter().find(|c| c.addr == addr).map_or(0, |c| (3 * c.bytes_in).saturating_sub(c.bytes_out))
+    }
+
+    /// A punching probe to `addr` was answered: it is the validated current path, the
+    /// relayed path `relay` the fallback.
+    pub(crate) fn punched(&mut self, now: Instant, addr: PathAddr, relay: PathAddr) {
+        self.remote = addr;
+        self.validated = true;
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+        self.current = None;
+        self.old = None;
+        self.fallback = Some(relay);
+        self.last_move = Some(now);
+        self.others.retain(|c| c.addr != addr);
+    }
+
+    /// Returns to the relayed fallback path, if there is one and it is not current.
+    pub(crate) fn fall_back(&mut self) -> Option<PathAddr> {
+        let relay = self.fallback.filter(|f| *f != self.remote)?;
+        self.remote = relay;
+        self.validated = true;
+        self.current = None;
+        self.old = None;
+        Some(relay)
     }
 
     /// A PATH_RESPONSE arrived.
@@ -202,8 +236,9 @@ impl Paths {
         c.tries += 1;
     }
 
-    /// Retransmits unanswered challenges every `pto`; gives up after three tries.
-    pub(crate) fn on_timeout(&mut self, now: Instant, pto: Duration) {
+    /// Retransmits unanswered challenges every `pto`; gives up after three tries. Returns
+    /// the relayed fallback path if an unanswered new direct path sent the session back to it.
+    pub(crate) fn on_timeout(&mut self, now: Instant, pto: Duration) -> Option<PathAddr> {
         for c in [self.current.as_mut(), self.old.as_mut().map(|(c, _)| c)].into_iter().flatten() {
             // The same arithmetic as `deadline` (whole microseconds), so a timer that fired
             // is always acted on.
@@ -215,13 +250,19 @@ impl Paths {
                 }
             }
         }
+        let mut reverted = None;
         if self.current.is_some_and(|c| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
-            // The new path never answered: keep it anyway if the old one is gone too.
+            // The new path never answered: back to the relay if there is one, else keep it
+            // anyway if the old one is gone too.
             self.current = None;
+            if !self.validated {
+                reverted = self.fall_back();
+            }
         }
         if self.old.is_some_and(|(c, _)| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
             self.old = None;
         }
+        reverted
     }
 
     /// The next challenge retransmission time.

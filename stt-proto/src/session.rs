@@ -20,6 +20,7 @@ use crate::path::{Moved, Paths, Validation, MIN_PATH_PACKET, PATH_PROBE_SIZE};
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
 use crate::recovery::rtt::RttEstimator;
 use crate::rehandshake::{Rekey, RekeyTimers};
+use crate::relay::{Punch, RelayLink, RelayStatus, FALLBACK_PTOS};
 use crate::stats::{NodeStats, SessionStats};
 use crate::stream::{AppFrameSet, PeerLimits, StreamLimits, Streams};
 use crate::time::Instant;
@@ -162,6 +163,21 @@ pub(crate) struct Session {
     pub(crate) transport: Option<Transport>,
     paths: Option<Paths>,
     pub(crate) stats: SessionStats,
+    /// Relay role (member of this node's relay, or this node's relay); boxed, usually none.
+    pub(crate) relay: Option<Box<RelayLink>>,
+    /// Hole punching, for a session that started on a relayed path.
+    pub(crate) punch: Option<Box<Punch>>,
+    /// Relay and punching counters the node folds into its stats.
+    pub(crate) relay_counters: RelayCounters,
+}
+
+/// Counters a session hands to the node (see [`NodeStats`]).
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct RelayCounters {
+    pub(crate) probes: u64,
+    pub(crate) direct: u64,
+    pub(crate) fallbacks: u64,
+    pub(crate) dropped: u64,
 }
 
 impl Session {
@@ -208,6 +224,9 @@ impl Session {
             transport: None,
             paths: None,
             stats: SessionStats::default(),
+            relay: None,
+            punch: None,
+            relay_counters: RelayCounters::default(),
         };
         s.set_timer(Timer::Handshake, Some(now.saturating_add(config.handshake_timeout)));
         s
@@ -268,7 +287,17 @@ impl Session {
         } else {
             (None, None, None)
         };
-        self.timers.iter().flatten().copied().chain(key_discard).chain(rekey).chain(transport).chain(paths).min()
+        let punch = if self.is_established() { self.punch.as_ref().and_then(|p| p.deadline()) } else { None };
+        self.timers
+            .iter()
+            .flatten()
+            .copied()
+            .chain(key_discard)
+            .chain(rekey)
+            .chain(transport)
+            .chain(paths)
+            .chain(punch)
+            .min()
     }
 
     fn has_pending_output(&self, now: Instant) -> bool {
@@ -276,9 +305,12 @@ impl Session {
             Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
             Phase::Established => {
                 let paths = self.paths.as_ref().is_some_and(Paths::has_pending);
+                let probes = self.punch.as_ref().is_some_and(|p| p.pending != 0);
                 paths
+                    || probes
                     || (self.may_send_to_remote()
                         && (self.send_keepalive
+                            || self.control_due()
                             || self.close_frame.is_some()
                             || self.rekey.as_ref().is_some_and(|r| r.send)
                             || self.transport.as_ref().is_some_and(|t| t.wants_to_send(now))))
@@ -287,6 +319,21 @@ impl Session {
             Phase::Closing { .. } => self.close_frame.is_some() && self.may_send_to_remote(),
             Phase::Draining | Phase::Done => false,
         }
+    }
+
+    /// After a move between a relayed and a direct path (spec [PU-7]).
+    fn path_kind_changed(&mut self, now: Instant, config: &Config) {
+        let ceiling = (!self.remote.is_relayed()).then(|| self.max_datagram_len(config) as u64);
+        if let Some(t) = self.transport.as_mut() {
+            t.on_path_kind_change(now, ceiling, config.congestion.build(INITIAL_MTU));
+        }
+    }
+
+    /// Relay or punching control is owed.
+    fn control_due(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| r.control_due())
+            || self.punch.as_ref().is_some_and(|p| p.send_candidates)
+            || self.transport.as_ref().is_some_and(|t| t.control_lost)
     }
 
     /// Whether the anti-amplification budget of an unvalidated path allows a packet (spec [MG-3]).
@@ -374,7 +421,8 @@ impl Session {
             streams,
             config.datagram_queue,
             INITIAL_MTU,
-            self.max_datagram_len(config) as u64,
+            // No discovery through a relay: its framing caps what fits (spec [PU-7]).
+            if self.remote.is_relayed() { INITIAL_MTU } else { self.max_datagram_len(config) as u64 },
             now,
         ));
     }
@@ -490,8 +538,31 @@ impl Session {
                 t.on_timeout(now, ctx.events);
             }
             let pto = self.rtt().pto();
-            if let Some(p) = self.paths.as_mut() {
-                p.on_timeout(now, pto);
+            if let Some(relay) = self.paths.as_mut().and_then(|p| p.on_timeout(now, pto)) {
+                self.remote = relay;
+                self.path_kind_changed(now, ctx.config);
+                self.relay_counters.fallbacks += 1;
+                ctx.events.push_back(Event::PathChanged { session: self.id, remote: relay });
+            }
+            let initiator = self.role == Role::Initiator;
+            if let Some(p) = self.punch.as_mut() {
+                p.on_timeout(now, initiator);
+            }
+            // A direct path that stopped answering: back to the relay (spec [PU-6]).
+            let ptos = self.transport.as_ref().map_or(0, |t| t.loss.pto_count());
+            if ptos >= FALLBACK_PTOS && !self.remote.is_relayed() {
+                if let Some(relay) = self.paths.as_mut().and_then(Paths::fall_back) {
+                    self.remote = relay;
+                    self.path_kind_changed(now, ctx.config);
+                    self.relay_counters.fallbacks += 1;
+                    if let Some(p) = self.punch.as_mut() {
+                        p.direct = false;
+                        if initiator {
+                            p.retry_at = Some(now.saturating_add(crate::relay::PUNCH_RETRY));
+                        }
+                    }
+                    ctx.events.push_back(Event::PathChanged { session: self.id, remote: relay });
+                }
             }
         }
         if due(Timer::Close, self) {
@@ -557,6 +628,14 @@ impl Session {
                     self.close(now, ctx, CloseKind::Transport, TransportCode::ProtocolViolation.to_u64());
                     return Ok(());
                 }
+                // Relay frames on a session that has no relay role, or over a relayed
+                // path (no relaying through relays), are violations (spec [RY-6]).
+                Some(Frame::RelayData { .. } | Frame::RelayStatus { .. })
+                    if self.relay.is_none() || self.remote.is_relayed() =>
+                {
+                    self.close(now, ctx, CloseKind::Transport, TransportCode::ProtocolViolation.to_u64());
+                    return Ok(());
+                }
                 Some(_) => {}
                 None => {
                     self.close(now, ctx, CloseKind::Transport, TransportCode::FrameEncoding.to_u64());
@@ -619,6 +698,7 @@ impl Session {
             t.on_packet_received(now, pn, eliciting);
         }
         let highest = self.record.as_ref().and_then(Record::largest_received) == Some(pn) && !probing_only;
+        let mut mtu_reset = false;
         let min_interval = self.rtt().smoothed();
         if let Some(p) = self.paths.as_mut() {
             let entropy = &mut *ctx.entropy;
@@ -629,6 +709,7 @@ impl Session {
                 (a, b)
             });
             if moved == Moved::Started {
+                mtu_reset |= self.remote.is_relayed() != p.remote.is_relayed();
                 self.remote = p.remote;
             }
         }
@@ -663,11 +744,51 @@ impl Session {
                         let _ = p.responses.push_back((from, data));
                     }
                 }
+                Frame::PathResponse(data) if self.punch.as_ref().is_some_and(|p| p.answers(&data)) => {
+                    self.on_punched(now, ctx, from);
+                }
+                Frame::RelayRegister => self.on_relay_register(now, ctx),
+                Frame::RelayStatus { status, observed } => {
+                    if let Some(RelayLink::Relay { status: st, register_due }) = self.relay.as_deref_mut() {
+                        *register_due = false;
+                        let new = if status == 0 { RelayStatus::Registered { observed } } else { RelayStatus::Refused };
+                        if *st != new {
+                            *st = new;
+                            ctx.events.push_back(Event::RelayStatus { session: self.id, status: new });
+                        }
+                    }
+                }
+                Frame::RelayData { peer, data } => {
+                    let forwards = match self.relay.as_deref() {
+                        Some(RelayLink::Member { registered, .. }) => *registered,
+                        Some(RelayLink::Relay { status, .. }) => matches!(status, RelayStatus::Registered { .. }),
+                        None => false,
+                    };
+                    let queued = forwards
+                        && self.transport.as_mut().is_some_and(|t| {
+                            t.relay_in.has_room(32 + data.len()) && {
+                                t.relay_in.push_parts(&peer, data.iter().copied());
+                                true
+                            }
+                        });
+                    if !queued {
+                        self.relay_counters.dropped += 1;
+                    }
+                }
+                Frame::Candidates { round, addrs } => self.on_candidates(now, ctx, round, addrs),
                 Frame::PathResponse(data) => {
                     if let Some(p) = self.paths.as_mut() {
                         match p.on_response(data) {
                             Validation::NewPath(addr) => {
+                                let kind_changed = self.remote.is_relayed() != addr.is_relayed();
                                 self.remote = addr;
+                                if kind_changed {
+                                    mtu_reset = true;
+                                }
+                                // A member's address changed: report it (spec [RY-2]).
+                                if let Some(RelayLink::Member { status_due, .. }) = self.relay.as_deref_mut() {
+                                    *status_due = true;
+                                }
                                 ctx.events.push_back(Event::PathChanged { session: self.id, remote: addr });
                             }
                             Validation::Restored(addr) => self.remote = addr,
@@ -689,6 +810,9 @@ impl Session {
         }
         if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_ref()) {
             self.send_keepalive |= rekey.check_switched(record);
+        }
+        if mtu_reset {
+            self.path_kind_changed(now, ctx.config);
         }
         Ok(())
     }
@@ -765,6 +889,11 @@ impl Session {
     }
 
     fn build_protected(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+        if self.is_established() && self.punch.as_ref().is_some_and(|p| p.pending != 0) {
+            if let Some(sent) = self.build_punch_probe(now, ctx, buf) {
+                return Some(sent);
+            }
+        }
         if self.is_established() && self.paths.as_ref().is_some_and(Paths::has_pending) {
             if let Some(sent) = self.build_path_packet(now, ctx, buf) {
                 return Some(sent);
@@ -782,7 +911,12 @@ impl Session {
                 }
             }
         }
-        let mtu = self.transport.as_ref().map_or(INITIAL_MTU as usize, |t| t.mtu as usize);
+        let mut mtu = self.transport.as_ref().map_or(INITIAL_MTU as usize, |t| t.mtu as usize);
+        // A forwarded datagram may need more than the path's probed size: a relayed HELLO
+        // is 1200 bytes plus framing (spec [RY-3]).
+        if let Some(front) = self.transport.as_ref().and_then(|t| t.relay_out.front_len()) {
+            mtu = mtu.max(front + crate::wire::frame::RELAY_DATA_OVERHEAD + Record::OVERHEAD);
+        }
         let limit = self
             .max_datagram_len(ctx.config)
             .min(buf.len())
@@ -806,6 +940,7 @@ impl Session {
                 }
                 rekey.sent(now, rekey_timers(ctx.config, &rtt));
             }
+            eliciting |= self.write_control(&mut w, &mut log);
             if let Some(t) = self.transport.as_mut() {
                 eliciting |= t.write_frames(now, &mut w, &mut log, self.send_keepalive);
             }
@@ -942,6 +1077,148 @@ impl Session {
         let (pn, n) = self.seal_next(now, ctx.config, buf, payload_len).ok()?;
         self.transport.as_mut()?.on_sent(now, pn, n, true, true, log);
         Some((self.remote, n))
+    }
+
+    // ----- relays and hole punching (spec §12) -----
+
+    /// Largest datagram of a relayed path this (relay) session can carry in one packet.
+    pub(crate) fn relay_capacity(&self, config: &Config) -> usize {
+        self.max_datagram_len(config).saturating_sub(Record::OVERHEAD + crate::wire::frame::RELAY_DATA_OVERHEAD)
+    }
+
+    /// Writes owed relay and punching control frames (logged, so a loss re-sends them).
+    fn write_control(&mut self, w: &mut Writer<'_>, log: &mut FrameLog) -> bool {
+        if let Some(t) = self.transport.as_mut().filter(|t| t.control_lost) {
+            t.control_lost = false;
+            if let Some(r) = self.relay.as_deref_mut() {
+                r.control_lost();
+            }
+            if let Some(p) = self.punch.as_deref_mut() {
+                p.send_candidates = p.round > 0;
+            }
+        }
+        if log.is_full() {
+            return false;
+        }
+        let mut wrote = false;
+        let observed = crate::wire::handshake::observed_of(self.remote);
+        match self.relay.as_deref_mut() {
+            Some(RelayLink::Relay { register_due, .. }) if *register_due => {
+                if Frame::RelayRegister.encode(w).is_some() {
+                    *register_due = false;
+                    wrote = true;
+                }
+            }
+            Some(RelayLink::Member { status_due, registered, .. }) if *status_due => {
+                let f = Frame::RelayStatus { status: u8::from(!*registered), observed };
+                if w.remaining() >= f.encoded_len() && f.encode(w).is_some() {
+                    *status_due = false;
+                    wrote = true;
+                }
+            }
+            _ => {}
+        }
+        if let Some(p) = self.punch.as_deref_mut().filter(|p| p.send_candidates) {
+            let mut addrs = [0u8; crate::wire::frame::MAX_CANDIDATES * 19];
+            let n = p.encode_local(&mut addrs);
+            let f = Frame::Candidates { round: p.round, addrs: &addrs[..n] };
+            if w.remaining() >= f.encoded_len() && f.encode(w).is_some() {
+                p.send_candidates = false;
+                wrote = true;
+            }
+        }
+        if wrote {
+            let _ = log.push(crate::recovery::loss::SentFrame::Control);
+        }
+        wrote
+    }
+
+    /// RELAY_REGISTER from the peer: the node decides (member list, capacity) and this
+    /// session answers with RELAY_STATUS.
+    fn on_relay_register(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        match self.relay.as_deref_mut() {
+            Some(RelayLink::Member { status_due, .. }) => *status_due = true,
+            Some(RelayLink::Relay { .. }) => {}
+            None => {
+                let link = match ctx.config.relay.as_ref() {
+                    // Undecided until the node looks at it (`asked`).
+                    Some(rc) if !self.remote.is_relayed() => RelayLink::new_member(rc, now),
+                    _ => RelayLink::Member {
+                        registered: false,
+                        asked: false,
+                        status_due: true,
+                        bucket: crate::cookie::TokenBucket::new(1, 1, now),
+                    },
+                };
+                self.relay = Some(Box::new(link));
+            }
+        }
+    }
+
+    /// CANDIDATES from the peer: probe them (spec [PU-2], [PU-3]); the responder echoes its own.
+    fn on_candidates(&mut self, now: Instant, ctx: &mut Ctx<'_>, round: u64, addrs: &[u8]) {
+        if ctx.config.keep_relay_path {
+            return;
+        }
+        let initiator = self.role == Role::Initiator;
+        let Some(p) = self.punch.as_deref_mut() else { return };
+        if round <= p.round_seen || p.direct {
+            return;
+        }
+        let entropy = &mut *ctx.entropy;
+        let started = p.start_round(now, crate::wire::frame::candidate_addrs(addrs), || {
+            let mut d = [0u8; 8];
+            entropy.fill(EntropyPurpose::PathChallenge, &mut d);
+            d
+        });
+        if !started {
+            return;
+        }
+        p.round_seen = round;
+        if !initiator && round > p.round {
+            p.round = round;
+            p.send_candidates = true;
+        }
+    }
+
+    /// A punching probe was answered from `from`: move onto the direct path.
+    fn on_punched(&mut self, now: Instant, ctx: &mut Ctx<'_>, from: PathAddr) {
+        let Some(p) = self.punch.as_deref_mut() else { return };
+        if from.is_relayed() || p.direct {
+            return;
+        }
+        p.direct = true;
+        p.pending = 0;
+        p.next_burst = None;
+        p.retry_at = None;
+        let relay = p.relay_path;
+        if let Some(paths) = self.paths.as_mut() {
+            paths.punched(now, from, relay);
+        }
+        self.remote = from;
+        self.path_kind_changed(now, ctx.config);
+        self.relay_counters.direct += 1;
+        ctx.events.push_back(Event::PathChanged { session: self.id, remote: from });
+    }
+
+    /// One punching probe: a PATH_CHALLENGE, unpadded, to the next target (spec [PU-3]).
+    fn build_punch_probe(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
+        let (i, addr, data) = self.punch.as_ref()?.next_probe()?;
+        if let Some(p) = self.punch.as_deref_mut() {
+            p.pending &= !(1u8 << i);
+        }
+        let payload_len = MIN_PATH_PACKET - Record::OVERHEAD;
+        let end = RECORD_HEADER_LEN + payload_len;
+        let mut w = Writer::new(buf.get_mut(RECORD_HEADER_LEN..end)?);
+        Frame::PathChallenge(data).encode(&mut w)?;
+        let used = w.len();
+        w.zeros(payload_len - used)?;
+        let (pn, n) = self.seal_next(now, ctx.config, buf, payload_len).ok()?;
+        if let Some(t) = self.transport.as_mut() {
+            t.on_sent(now, pn, n, false, false, FrameLog::new());
+        }
+        self.relay_counters.probes += 1;
+        Some((PathAddr::Udp(addr), n))
     }
 
     // ----- application commands -----

@@ -39,6 +39,24 @@ pub struct NodeStats {
     /// next visit was deferred by a millisecond so the driver does not spin. Zero unless a
     /// session's timers and output disagree (a bug).
     pub stalled_deadlines: u64,
+    /// Relay: datagrams forwarded between members, and their bytes.
+    pub relay_forwarded: u64,
+    /// Relay: bytes forwarded between members.
+    pub relay_forwarded_bytes: u64,
+    /// Relay: datagrams dropped (sender unregistered or over its rate, destination
+    /// unknown, or its queue full).
+    pub relay_dropped: u64,
+    /// Relay: registrations refused.
+    pub relay_refused: u64,
+    /// Member: datagrams for a relayed path that could not be handed to the relay session
+    /// (gone, not registered, queue full or too large).
+    pub relay_send_dropped: u64,
+    /// Hole punching: probes sent.
+    pub punch_probes: u64,
+    /// Hole punching: sessions that moved from a relay onto a direct path.
+    pub punch_direct: u64,
+    /// Sessions that fell back from a dead direct path to their relay.
+    pub relay_fallbacks: u64,
 }
 
 impl NodeStats {

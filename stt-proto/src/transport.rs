@@ -33,6 +33,12 @@ pub(crate) struct Transport {
     pub(crate) streams: Streams,
     pub(crate) dgram_send: DatagramQueue,
     pub(crate) dgram_recv: DatagramQueue,
+    /// RELAY_DATA to send: entries are `node id (32) ‖ datagram` (spec §12).
+    pub(crate) relay_out: DatagramQueue,
+    /// RELAY_DATA received, for the node to forward or unwrap after the packet.
+    pub(crate) relay_in: DatagramQueue,
+    /// A packet carrying relay or punching control was lost.
+    pub(crate) control_lost: bool,
     /// The current maximum datagram size on the path.
     pub(crate) mtu: u64,
     /// PTO probes still owed.
@@ -50,6 +56,7 @@ struct Sink<'a> {
     rtt: RttEstimator,
     events: &'a mut EventQueue,
     send_final: &'a mut bool,
+    control_lost: &'a mut bool,
     app_limited: bool,
 }
 
@@ -78,6 +85,9 @@ impl RecoverySink for Sink<'_> {
         for f in &p.frames {
             if *f == SentFrame::Final {
                 *self.send_final = true;
+            }
+            if *f == SentFrame::Control {
+                *self.control_lost = true;
             }
             self.streams.on_frame_lost(f);
         }
@@ -111,6 +121,9 @@ impl Transport {
             streams,
             dgram_send: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
             dgram_recv: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
+            relay_out: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
+            relay_in: DatagramQueue::new(64, 64 * 1500),
+            control_lost: false,
             mtu,
             probes: 0,
             send_final: false,
@@ -133,7 +146,7 @@ impl Transport {
     }
 
     fn has_app_data(&self) -> bool {
-        self.streams.has_pending() || !self.dgram_send.is_empty()
+        self.streams.has_pending() || !self.dgram_send.is_empty() || !self.relay_out.is_empty()
     }
 
     fn congestion_allows(&self) -> bool {
@@ -165,6 +178,7 @@ impl Transport {
             rtt,
             events,
             send_final: &mut self.send_final,
+            control_lost: &mut self.control_lost,
             app_limited,
         };
         f(&mut self.loss, &mut sink)
@@ -185,6 +199,9 @@ impl Transport {
                 for f in p.frames.clone().iter() {
                     if *f == SentFrame::Final {
                         self.send_final = true;
+                    }
+                    if *f == SentFrame::Control {
+                        self.control_lost = true;
                     }
                     self.streams.on_frame_lost(f);
                 }
@@ -293,6 +310,34 @@ impl Transport {
                 });
                 eliciting |= ok == Some(true);
             }
+            // Forwarded datagrams: one RELAY_DATA frame each (spec [RY-3]).
+            while let Some(len) = self.relay_out.front_len() {
+                let Some(dlen) = len.checked_sub(32) else {
+                    self.relay_out.pop_with(|_, _| ());
+                    continue;
+                };
+                if 1 + len + crate::wire::codec::varint_len(dlen as u64) > w.remaining() {
+                    break;
+                }
+                let ok = self.relay_out.pop_with(|a, b| {
+                    let mut id = [0u8; 32];
+                    let mut data_a: &[u8] = a;
+                    let mut data_b: &[u8] = b;
+                    // The id may straddle the ring's two slices.
+                    let from_a = data_a.len().min(32);
+                    id[..from_a].copy_from_slice(&data_a[..from_a]);
+                    data_a = &data_a[from_a..];
+                    let from_b = 32 - from_a;
+                    id[from_a..].copy_from_slice(&data_b[..from_b]);
+                    data_b = &data_b[from_b..];
+                    w.u8(crate::wire::frame::FRAME_RELAY_DATA).is_some()
+                        && w.bytes(&id).is_some()
+                        && w.varint(dlen as u64).is_some()
+                        && w.bytes(data_a).is_some()
+                        && w.bytes(data_b).is_some()
+                });
+                eliciting |= ok == Some(true);
+            }
         }
         if (keepalive || self.probes > 0) && !eliciting && Frame::KeepAlive.encode(w).is_some() {
             eliciting = true;
@@ -334,6 +379,21 @@ impl Transport {
             let srtt = self.loss.rtt.smoothed();
             self.pacing_until = self.pacer.delay(now, self.mtu, self.cc.window(), srtt, self.mtu);
         }
+    }
+
+    /// The session moved between a relayed and a direct path (spec [PU-7]): the datagram
+    /// size starts again at 1200 bytes (discovery runs again on a direct path, up to
+    /// `mtu_ceiling`) and the congestion controller starts afresh.
+    pub(crate) fn on_path_kind_change(
+        &mut self,
+        now: Instant,
+        mtu_ceiling: Option<u64>,
+        cc: Box<dyn CongestionControl>,
+    ) {
+        self.mtu = crate::session::INITIAL_MTU;
+        self.cc = cc;
+        self.pmtud = mtu_ceiling.filter(|c| *c > self.mtu).map(|c| Pmtud::new(self.mtu, c, now));
+        self.pacing_until = None;
     }
 
     /// Gives back memory sized for traffic while the session is idle (spec [LC-3]).

@@ -136,6 +136,8 @@ impl State {
                             let _ = tx.try_send(Bytes::copy_from_slice(&self.train.tail()[..t.len]));
                         }
                     }
+                    // The core wraps relayed datagrams into the relay session itself.
+                    PathAddr::Relay(_) => {}
                 },
                 Output::Event(e) => self.event(e, incoming),
                 Output::Wait(_) => {

@@ -16,14 +16,30 @@ const MAX_PTO_BACKOFF: u32 = 6;
 /// What a sent packet carried that must be retransmitted (or confirmed) later.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum SentFrame {
-    Stream { id: u64, offset: u64, len: u32, fin: bool },
-    StreamClose { id: u64 },
-    StopSending { id: u64 },
+    Stream {
+        id: u64,
+        offset: u64,
+        len: u32,
+        fin: bool,
+    },
+    StreamClose {
+        id: u64,
+    },
+    StopSending {
+        id: u64,
+    },
     MaxData,
-    MaxStreamData { id: u64 },
-    MaxStreams { uni: bool },
+    MaxStreamData {
+        id: u64,
+    },
+    MaxStreams {
+        uni: bool,
+    },
     Final,
     MtuProbe,
+    /// Relay or punching control (RELAY_REGISTER, RELAY_STATUS, CANDIDATES): re-sent as
+    /// current state when lost.
+    Control,
 }
 
 /// Frames recorded per packet; the packet builder stops adding frames past this.

@@ -27,6 +27,11 @@ impl<'a> Reader<'a> {
         self.buf.get(..n)
     }
 
+    /// What is left, without consuming it.
+    pub(crate) fn peek_rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         core::mem::take(&mut self.buf)
     }

@@ -43,6 +43,18 @@ pub(crate) const FRAME_DATAGRAM: u8 = 0x14;
 pub(crate) const FRAME_REHANDSHAKE: u8 = 0x15;
 /// SESSION_CLOSE: the sender is closing the session.
 pub(crate) const FRAME_SESSION_CLOSE: u8 = 0x30;
+/// RELAY_REGISTER: a member asks the relay to forward to it (spec §12).
+pub(crate) const FRAME_RELAY_REGISTER: u8 = 0x38;
+/// RELAY_STATUS: the relay's answer and the member's address as the relay sees it.
+pub(crate) const FRAME_RELAY_STATUS: u8 = 0x39;
+/// RELAY_DATA: one end-to-end STT datagram to (member → relay) or from (relay → member) a peer.
+pub(crate) const FRAME_RELAY_DATA: u8 = 0x3a;
+/// CANDIDATES: the sender's direct addresses, for hole punching (end to end).
+pub(crate) const FRAME_CANDIDATES: u8 = 0x3b;
+/// Addresses one CANDIDATES frame may carry.
+pub(crate) const MAX_CANDIDATES: usize = 8;
+/// RELAY_DATA bytes besides the datagram: type, node id, a 2-byte length.
+pub(crate) const RELAY_DATA_OVERHEAD: usize = 1 + 32 + 2;
 
 /// Who a close code belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -106,6 +118,27 @@ pub(crate) enum Frame<'a> {
     },
     PathChallenge([u8; 8]),
     PathResponse([u8; 8]),
+    RelayRegister,
+    /// `status`: 0 registered, 1 refused.
+    RelayStatus {
+        status: u8,
+        observed: Option<core::net::SocketAddr>,
+    },
+    RelayData {
+        peer: [u8; 32],
+        data: &'a [u8],
+    },
+    /// `addrs` holds `count` encoded addresses, validated by `decode`.
+    Candidates {
+        round: u64,
+        addrs: &'a [u8],
+    },
+}
+
+/// Iterates the addresses of a decoded CANDIDATES frame.
+pub(crate) fn candidate_addrs(addrs: &[u8]) -> impl Iterator<Item = core::net::SocketAddr> + '_ {
+    let mut r = Reader::new(addrs);
+    core::iter::from_fn(move || super::handshake::decode_addr(&mut r).flatten())
 }
 
 /// A decoded ACK frame; its ranges were validated when decoded.
@@ -216,6 +249,29 @@ impl<'a> Frame<'a> {
             FRAME_STREAMS_BLOCKED => Frame::StreamsBlocked { uni: decode_dir(r)?, limit: r.varint()? },
             FRAME_PATH_CHALLENGE => Frame::PathChallenge(r.array()?),
             FRAME_PATH_RESPONSE => Frame::PathResponse(r.array()?),
+            FRAME_RELAY_REGISTER => Frame::RelayRegister,
+            FRAME_RELAY_STATUS => {
+                let status = r.u8()?;
+                if status > 1 {
+                    return None;
+                }
+                Frame::RelayStatus { status, observed: super::handshake::decode_addr(r)? }
+            }
+            FRAME_RELAY_DATA => Frame::RelayData { peer: r.array()?, data: r.var_bytes()? },
+            FRAME_CANDIDATES => {
+                let round = r.varint()?;
+                let count = usize::from(r.u8()?);
+                if count > MAX_CANDIDATES {
+                    return None;
+                }
+                let start = r.peek_rest();
+                for _ in 0..count {
+                    // Every entry is a real address (no "none").
+                    super::handshake::decode_addr(r)??;
+                }
+                let used = start.len() - r.peek_rest().len();
+                Frame::Candidates { round, addrs: start.get(..used)? }
+            }
             FRAME_SESSION_CLOSE => {
                 let kind = match r.u8()? {
                     0 => CloseKind::Transport,
@@ -313,6 +369,23 @@ impl<'a> Frame<'a> {
                 w.u8(FRAME_PATH_RESPONSE)?;
                 w.bytes(&d)
             }
+            Frame::RelayRegister => w.u8(FRAME_RELAY_REGISTER),
+            Frame::RelayStatus { status, observed } => {
+                w.u8(FRAME_RELAY_STATUS)?;
+                w.u8(status)?;
+                super::handshake::encode_addr(w, observed)
+            }
+            Frame::RelayData { peer, data } => {
+                w.u8(FRAME_RELAY_DATA)?;
+                w.bytes(&peer)?;
+                w.var_bytes(data)
+            }
+            Frame::Candidates { round, addrs } => {
+                w.u8(FRAME_CANDIDATES)?;
+                w.varint(round)?;
+                w.u8(u8::try_from(candidate_addrs(addrs).count()).ok()?)?;
+                w.bytes(addrs)
+            }
         }
     }
 
@@ -341,6 +414,16 @@ impl<'a> Frame<'a> {
             }
             Frame::MaxStreams { count: v, .. } | Frame::StreamsBlocked { limit: v, .. } => 2 + varint_len(v),
             Frame::PathChallenge(_) | Frame::PathResponse(_) => 9,
+            Frame::RelayRegister => 1,
+            Frame::RelayStatus { observed, .. } => {
+                2 + match observed {
+                    None => 1,
+                    Some(core::net::SocketAddr::V4(_)) => 7,
+                    Some(core::net::SocketAddr::V6(_)) => 19,
+                }
+            }
+            Frame::RelayData { data, .. } => 33 + varint_len(data.len() as u64) + data.len(),
+            Frame::Candidates { round, addrs } => 2 + varint_len(round) + addrs.len(),
         }
     }
 }

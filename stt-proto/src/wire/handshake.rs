@@ -97,11 +97,11 @@ impl AuthPayload {
 pub(crate) fn observed_of(addr: PathAddr) -> Option<SocketAddr> {
     match addr {
         PathAddr::Udp(a) => Some(a),
-        PathAddr::Tunnel(_) => None,
+        PathAddr::Tunnel(_) | PathAddr::Relay(_) => None,
     }
 }
 
-fn encode_addr(w: &mut Writer<'_>, a: Option<SocketAddr>) -> Option<()> {
+pub(crate) fn encode_addr(w: &mut Writer<'_>, a: Option<SocketAddr>) -> Option<()> {
     match a {
         None => w.u8(0),
         Some(SocketAddr::V4(v4)) => {
@@ -117,7 +117,7 @@ fn encode_addr(w: &mut Writer<'_>, a: Option<SocketAddr>) -> Option<()> {
     }
 }
 
-fn decode_addr(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
+pub(crate) fn decode_addr(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
     let ip = match r.u8()? {
         0 => return Some(None),
         4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
