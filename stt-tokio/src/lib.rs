@@ -40,14 +40,14 @@ mod ws;
 pub use dispatch::{EventEmitter, FrameDispatcher};
 pub use endpoint::{Endpoint, EndpointError, EndpointMessage, Endpoints};
 pub use node::{BindError, Node};
-pub use session::{ConnectError, Session};
+pub use session::{ConnectError, RelayError, Session};
 pub use shared::Ended;
 pub use storage_fs::FsStore;
 pub use stream::{RecvStream, SendStream, StreamClosed};
 pub use stt_proto::storage::{Address, Addressing, BinaryStorage, BlobStore, MemoryStore, StorageError};
 pub use stt_proto::{
     CloseReason, Config, DatagramError, Event, FrameError, HandshakeFailure, Identity, NodeId, NodeSeed, PathAddr,
-    SessionId, SessionStats, SharedSeed, StreamError, StreamId,
+    RelayAddr, RelayConfig, RelayStatus, SessionId, SessionStats, SharedSeed, StreamError, StreamId,
 };
 #[cfg(feature = "websocket")]
 pub use ws::{WsConnectError, WsError, WsLimits};

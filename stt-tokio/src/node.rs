@@ -161,6 +161,19 @@ impl Node {
         Some(Session::new(self.clone(), shared))
     }
 
+    /// Opens a session with `peer` through `relay`, a session on which
+    /// [`Session::register_relay`] succeeded (spec §12). It is usable at once over the
+    /// relayed path; both sides then punch a direct path and move onto it when one works
+    /// (watch [`Session::path_changed`]), falling back to the relay if it dies.
+    ///
+    /// # Errors
+    /// [`ConnectError`] with [`Ended::NoRelay`] if `relay` is not registered, or as
+    /// [`connect`](Self::connect).
+    pub async fn connect_via_relay(&self, relay: &Session, peer: NodeId) -> Result<Session, ConnectError> {
+        let to = PathAddr::Relay(stt_proto::RelayAddr { via: relay.id(), peer });
+        self.connect_path(to, Some(peer)).await
+    }
+
     async fn connect_path(&self, to: PathAddr, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
         let (reply, rx) = oneshot::channel();
         let id = {
@@ -181,7 +194,14 @@ impl Node {
                 return Ok(Session::new(self.clone(), s));
             }
             let now = st.clock.now();
-            let id = st.core.connect(now, to, expected_peer).map_err(|_| ConnectError(Ended::NodeGone))?;
+            let id = match to {
+                PathAddr::Relay(r) => st.core.connect_via_relay(now, r.via, r.peer),
+                _ => st.core.connect(now, to, expected_peer),
+            }
+            .map_err(|e| match e {
+                stt_proto::ConnectError::NoRelay => ConnectError(Ended::NoRelay),
+                _ => ConnectError(Ended::NodeGone),
+            })?;
             st.connects.insert(id, reply);
             shared.flush(&mut st);
             id

@@ -22,6 +22,32 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+/// Why [`Session::register_relay`] did not register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The peer refused: it is not a relay, is full, or this node is not on its member list.
+    Refused,
+    /// The session itself runs through a relay (no relaying through relays).
+    RelayedPath,
+    /// The session ended first.
+    Ended,
+}
+
+impl fmt::Display for RelayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RelayError::Refused => {
+                "the relay refused this node (it is not a relay, is full, or this node is not on its member list)"
+            }
+            RelayError::RelayedPath => "a session through a relay cannot itself be a relay",
+            RelayError::Ended => "the session with the relay ended",
+        })
+    }
+}
+
+impl std::error::Error for RelayError {}
+
 /// An authenticated, encrypted session with a peer node. Cheap to clone; when the last
 /// clone and the last stream handle of the session are dropped, the session closes
 /// (application code 0), as a `quinn::Connection` does.
@@ -107,6 +133,77 @@ impl Session {
     /// The peer's current address.
     pub fn remote(&self) -> PathAddr {
         *lock(&self.shared.remote)
+    }
+
+    /// Whether the session currently runs through a relay.
+    pub fn is_relayed(&self) -> bool {
+        self.remote().is_relayed()
+    }
+
+    /// Waits until the session's path changes (a punched direct path, a fallback to the
+    /// relay, a peer's new address) and returns the new one; `None` once the session ended.
+    pub async fn path_changed(&self) -> Option<PathAddr> {
+        let before = self.remote();
+        loop {
+            let notified = self.shared.path_notify.notified();
+            if self.shared.ended().is_some() {
+                return None;
+            }
+            let now = self.remote();
+            if now != before {
+                return Some(now);
+            }
+            notified.await;
+        }
+    }
+
+    /// Asks the peer to be this node's relay (spec §12) and waits for its answer. On
+    /// success returns this node's address as the relay sees it (its reflexive address), and
+    /// tells the node its local addresses, so sessions opened through the relay can punch
+    /// a direct path. Keep this session open: it is the relay path.
+    ///
+    /// # Errors
+    /// [`RelayError`] if the peer refused (it is no relay, or this node is not on its member
+    /// list), the path is itself relayed, or the session ended.
+    pub async fn register_relay(&self) -> Result<Option<std::net::SocketAddr>, RelayError> {
+        {
+            let shared = self.node.shared();
+            let mut st = shared.lock();
+            let Some(mut s) = st.core.session(self.id()) else { return Err(RelayError::Ended) };
+            if !s.register_relay() {
+                return Err(RelayError::RelayedPath);
+            }
+            *lock(&self.shared.relay) = Some(stt_proto::RelayStatus::Registering);
+            // Local candidates: the bound port on the interface address that routes to
+            // the relay (a wildcard bind has no address of its own).
+            if let PathAddr::Udp(relay_addr) = self.remote() {
+                let port = self.node.local_addr().port();
+                let ip = if self.node.local_addr().ip().is_unspecified() {
+                    std::net::UdpSocket::bind((self.node.local_addr().ip(), 0))
+                        .and_then(|s| s.connect(relay_addr).and_then(|()| s.local_addr()))
+                        .map(|a| a.ip())
+                        .ok()
+                } else {
+                    Some(self.node.local_addr().ip())
+                };
+                if let Some(ip) = ip {
+                    st.core.set_local_addresses(&[std::net::SocketAddr::new(ip, port)]);
+                }
+            }
+            shared.flush(&mut st);
+        }
+        loop {
+            let notified = self.shared.path_notify.notified();
+            if self.shared.ended().is_some() {
+                return Err(RelayError::Ended);
+            }
+            match *lock(&self.shared.relay) {
+                Some(stt_proto::RelayStatus::Registered { observed }) => return Ok(observed),
+                Some(stt_proto::RelayStatus::Refused) => return Err(RelayError::Refused),
+                _ => {}
+            }
+            notified.await;
+        }
     }
 
     /// Why the session ended, once it has.

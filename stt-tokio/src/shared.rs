@@ -25,6 +25,8 @@ pub enum Ended {
     NodeGone,
     /// A host name did not resolve to any address.
     Unresolved,
+    /// `connect_via_relay` was given a session that is not registered with a relay.
+    NoRelay,
 }
 
 impl std::fmt::Display for Ended {
@@ -40,6 +42,7 @@ impl std::fmt::Display for Ended {
             Ended::Failed(r) => write!(f, "handshake failed: {r}"),
             Ended::NodeGone => f.write_str("node shut down"),
             Ended::Unresolved => f.write_str("the host name did not resolve to an address"),
+            Ended::NoRelay => f.write_str("not a session registered with a relay (call register_relay first)"),
         }
     }
 }
@@ -59,6 +62,10 @@ pub(crate) struct SessionShared {
     /// Room opened in a send buffer (the frame stream's or a stream's).
     pub(crate) writable: Notify,
     pub(crate) ended_notify: Notify,
+    /// The path changed, or a relay answered a registration.
+    pub(crate) path_notify: Notify,
+    /// The relay's answer to `register_relay`, if asked.
+    pub(crate) relay: Mutex<Option<stt_proto::RelayStatus>>,
     /// What closes the session when its last handle goes (held strongly by the handles).
     pub(crate) guard: Mutex<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
 }
@@ -76,6 +83,8 @@ impl SessionShared {
             frame_ready: Notify::new(),
             writable: Notify::new(),
             ended_notify: Notify::new(),
+            path_notify: Notify::new(),
+            relay: Mutex::new(None),
             guard: Mutex::new(std::sync::Weak::<()>::new()),
         }
     }
@@ -99,6 +108,7 @@ impl SessionShared {
         self.frame_ready.notify_waiters();
         self.writable.notify_waiters();
         self.ended_notify.notify_waiters();
+        self.path_notify.notify_waiters();
     }
 }
 

@@ -342,7 +342,19 @@ impl State {
             }
             Event::PathChanged { session, remote } => {
                 if let Some(app) = self.sessions.get(&session) {
+                    tracing::info!(
+                        path = if remote.is_relayed() { "relayed" } else { "direct" },
+                        "session path changed"
+                    );
                     *lock(&app.shared.remote) = remote;
+                    app.shared.path_notify.notify_waiters();
+                }
+            }
+            Event::RelayStatus { session, status } => {
+                if let Some(app) = self.sessions.get(&session) {
+                    tracing::info!(?status, "relay answered");
+                    *lock(&app.shared.relay) = Some(status);
+                    app.shared.path_notify.notify_waiters();
                 }
             }
             _ => {}
