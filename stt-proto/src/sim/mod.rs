@@ -10,8 +10,12 @@
 //! let s = w.connect(a, b);
 //! w.drive_until(|w| w.is_established(a, s), 1_000).unwrap();
 //! ```
+//!
+//! Nodes can sit behind simulated NATs (RFC 4787 mapping and filtering behaviours):
+//! see [`World::add_nat`] and [`World::add_node_behind`].
 
 mod link;
+mod nat;
 
 use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use alloc::format;
@@ -28,6 +32,8 @@ use rand_chacha::ChaCha20Rng;
 
 pub use link::{Bottleneck, BurstLoss, LinkConfig};
 use link::{Link, Queue};
+use nat::{Nat, Target};
+pub use nat::{NatBehavior, NatConfig, NatId, NatStats, PortAssignment};
 
 use crate::{
     Config, Event, Identity, Input, InputOutcome, Instant, Node, NodeId, NodeSeed, Output, PathAddr, SessionId,
@@ -41,7 +47,8 @@ pub const SIM_UNIX_EPOCH: UnixTime = UnixTime::from_millis(1_700_000_000_000);
 pub struct SimNode {
     /// The node under test.
     pub node: Node<ChaCha20Rng>,
-    /// Its current address as peers see it (changes on rebinding).
+    /// Its current address as peers see it (changes on rebinding); for a node behind a
+    /// NAT, its private address, which only nodes behind the same NAT can reach.
     pub addr: SocketAddr,
     /// Every event it emitted, in order.
     pub events: Vec<Event>,
@@ -54,6 +61,7 @@ pub struct SimNode {
     identity: Identity,
     config: Config,
     unix_offset: Option<i64>,
+    nat: Option<NatId>,
 }
 
 /// A datagram in flight.
@@ -63,10 +71,14 @@ struct InFlight {
     seq: u64,
     from: SocketAddr,
     to: SocketAddr,
+    from_node: usize,
+    /// Inside which NAT it travels (`None`: the public side).
+    realm: Option<NatId>,
     data: Vec<u8>,
 }
 
-/// A datagram seen on the wire (when capture is on).
+/// A datagram seen on the wire (when capture is on): addresses as they are on the
+/// sender's outgoing segment, i.e. after a NAT rewrote the source of a datagram leaving it.
 #[derive(Clone, Debug)]
 pub struct Captured {
     /// When it was sent.
@@ -79,6 +91,24 @@ pub struct Captured {
     pub to: SocketAddr,
     /// The bytes.
     pub data: Vec<u8>,
+}
+
+/// A datagram handed to a node (when capture is on).
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    /// When it arrived.
+    pub at: Instant,
+    /// Sender's node index.
+    pub from_node: usize,
+    /// Receiver's node index.
+    pub to_node: usize,
+    /// The source address the receiver saw (a NAT's public address for a datagram that
+    /// left through one; NATs never rewrite the source of inbound datagrams).
+    pub from: SocketAddr,
+    /// The receiver's own address (its private address if it is behind a NAT).
+    pub to: SocketAddr,
+    /// Length in bytes (as delivered, after any corruption).
+    pub len: usize,
 }
 
 /// A run that did not reach its goal; `Display` names the seed and the last steps.
@@ -123,9 +153,12 @@ pub struct World {
     trace: VecDeque<String>,
     /// Datagrams sent, when `capture` is on.
     pub captured: Vec<Captured>,
-    /// Record every datagram in `captured`.
+    /// Datagrams handed to nodes, when `capture` is on.
+    pub delivered: Vec<Delivered>,
+    /// Record every datagram in `captured` and every delivery in `delivered`.
     pub capture: bool,
     buf: Vec<u8>,
+    nats: Vec<Nat>,
 }
 
 impl World {
@@ -152,8 +185,10 @@ impl World {
             shared_seed: SharedSeed::from_bytes(s),
             trace: VecDeque::new(),
             captured: Vec::new(),
+            delivered: Vec::new(),
             capture: false,
             buf: vec![0u8; 65_536],
+            nats: Vec::new(),
         }
     }
 
@@ -236,6 +271,7 @@ impl World {
             identity,
             config,
             unix_offset,
+            nat: None,
         });
         idx
     }
@@ -356,22 +392,42 @@ impl World {
         }
     }
 
+    /// Sends `data` from node `from_node` to `to` now, exactly as if the node had
+    /// transmitted it (NAT translation, links, capture); the receiving node, if any, gets it
+    /// through `handle_input` like any datagram (bytes that are not STT are dropped there).
+    pub fn send_raw(&mut self, from_node: usize, to: SocketAddr, data: Vec<u8>) {
+        self.send(from_node, PathAddr::Udp(to), data);
+    }
+
     fn send(&mut self, from_node: usize, dst: PathAddr, data: Vec<u8>) {
-        let from = self.nodes[from_node].addr;
         self.nodes[from_node].bytes_sent += data.len() as u64;
         let PathAddr::Udp(to) = dst else { return };
+        let hop = self.route_out(from_node, to);
+        let from = hop.from;
         if self.capture {
             self.captured.push(Captured { at: self.now, from_node, from, to, data: data.clone() });
         }
-        let Some(to_node) = self.nodes.iter().position(|n| n.addr == to) else {
-            self.log(format!("node {from_node} -> {to}: no such address, {} bytes lost", data.len()));
-            return;
+        let fate = match hop.target {
+            Target::Node(to_node) => {
+                let default = self.default_link.clone();
+                let link = self.links.entry((from_node, to_node)).or_insert_with(|| Link::new(default));
+                link.offer(self.now, data.len(), &mut self.rng, &mut self.shared)
+            }
+            // A NAT's public address with no mapping behind it yet: the default link, no state kept.
+            Target::Nat => {
+                Link::new(self.default_link.clone()).offer(self.now, data.len(), &mut self.rng, &mut self.shared)
+            }
+            Target::Lost(why) => {
+                self.log(format!("node {from_node} -> {to}: {why}, {} bytes lost", data.len()));
+                return;
+            }
         };
-        let default = self.default_link.clone();
-        let link = self.links.entry((from_node, to_node)).or_insert_with(|| Link::new(default));
-        let fate = link.offer(self.now, data.len(), &mut self.rng, &mut self.shared);
         self.log(format!(
-            "node {from_node} -> node {to_node}: {} bytes type {:#04x} {}",
+            "node {from_node} -> {}: {} bytes type {:#04x} {}",
+            match hop.target {
+                Target::Node(to_node) => format!("node {to_node}"),
+                _ => format!("{to}"),
+            },
             data.len(),
             data.first().copied().unwrap_or(0),
             if fate.deliveries.is_empty() { "LOST" } else { "" }
@@ -382,7 +438,7 @@ impl World {
                 d[bit / 8] ^= 1 << (bit % 8);
             }
             self.seq += 1;
-            self.queue.push(Reverse(InFlight { at, seq: self.seq, from, to, data: d }));
+            self.queue.push(Reverse(InFlight { at, seq: self.seq, from, to, from_node, realm: hop.realm, data: d }));
         }
     }
 
@@ -405,10 +461,14 @@ impl World {
         self.now = self.now.max(t);
         while self.queue.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
             let Some(Reverse(f)) = self.queue.pop() else { break };
-            // Deliver to whichever node has that address now.
-            let Some(i) = self.nodes.iter().position(|n| n.addr == f.to) else { continue };
+            // Deliver to whichever node has that address now (through its NAT, if any).
+            let Some(i) = self.route_in(f.realm, f.from, f.to) else { continue };
             let mut data = f.data;
             let now = self.now;
+            if self.capture {
+                let (from_node, from, to, len) = (f.from_node, f.from, self.nodes[i].addr, data.len());
+                self.delivered.push(Delivered { at: now, from_node, to_node: i, from, to, len });
+            }
             let out =
                 self.nodes[i].node.handle_input(Input::Datagram { now, from: PathAddr::Udp(f.from), data: &mut data });
             if out != InputOutcome::Consumed {
