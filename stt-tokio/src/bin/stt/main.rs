@@ -17,6 +17,7 @@
 //! side cancelled or shut down; 130 interrupted here (Ctrl-C).
 
 mod files;
+mod relay;
 mod wire;
 
 use std::io::IsTerminal;
@@ -99,6 +100,30 @@ enum Command {
         /// that block UDP.
         #[arg(long)]
         ws_bind: Option<SocketAddr>,
+        /// Register with this relay (HOST:PORT) so that senders reach this node by its id
+        /// (`stt send --relay HOST:PORT --peer ID`), even behind a NAT.
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Forward between members behind NATs until Ctrl-C: they register, reach each other
+    /// by node id through it, and move to a direct path when hole punching works. The relay
+    /// sees node ids, sizes and timing, never content.
+    Relay {
+        /// Address to bind (UDP); members must be able to reach it.
+        #[arg(long)]
+        bind: SocketAddr,
+        /// The group's shared seed file.
+        #[arg(long)]
+        shared_seed: PathBuf,
+        /// This node's seed file (a random identity if absent).
+        #[arg(long)]
+        node_seed: Option<PathBuf>,
+        /// Relay only for these node ids (repeatable); others are refused.
+        #[arg(long = "member")]
+        members: Vec<String>,
+        /// Also serve members over WebSocket (ws://) on this TCP address.
+        #[arg(long)]
+        ws_bind: Option<SocketAddr>,
     },
     /// Accept one session, write its file, confirm and exit.
     Recv {
@@ -132,8 +157,11 @@ enum Command {
     /// synced it.
     Send {
         /// The receiver: a UDP address (HOST:PORT) or a WebSocket URL (ws://HOST:PORT/PATH).
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "relay")]
+        to: Option<String>,
+        /// Reach the receiver by its node id (--peer) through this relay (HOST:PORT) instead.
+        #[arg(long, conflicts_with = "to", requires = "peer")]
+        relay: Option<String>,
         /// The group's shared seed file.
         #[arg(long)]
         shared_seed: PathBuf,
@@ -179,14 +207,24 @@ async fn run(cmd: Command) -> std::result::Result<(), Failure> {
         Command::Id { node_seed } => {
             read_node_seed(&node_seed).map(|s| println!("{}", s.node_id())).map_err(Failure::from)
         }
-        Command::Listen { bind, shared_seed, node_seed, allow, out, ws_bind } => {
-            listen(bind, &shared_seed, node_seed.as_deref(), &allow, out.as_deref(), ws_bind).await
+        Command::Listen { bind, shared_seed, node_seed, allow, out, ws_bind, relay } => {
+            listen(bind, &shared_seed, node_seed.as_deref(), &allow, out.as_deref(), ws_bind, relay.as_deref()).await
+        }
+        Command::Relay { bind, shared_seed, node_seed, members, ws_bind } => {
+            relay::serve(bind, &shared_seed, node_seed.as_deref(), &members, ws_bind).await
         }
         Command::Recv { bind, shared_seed, node_seed, out, force } => {
             recv(bind, &shared_seed, node_seed.as_deref(), &out, force).await
         }
-        Command::Send { to, shared_seed, node_seed, peer, path } => {
-            send(&to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path).await
+        Command::Send { to, relay, shared_seed, node_seed, peer, path } => {
+            let to = match (&to, &relay) {
+                (Some(t), _) => Destination::Direct(t),
+                (None, Some(r)) => Destination::Relay(r),
+                (None, None) => {
+                    return Err(Failure::from("pass --to HOST:PORT or --relay HOST:PORT --peer ID".to_string()))
+                }
+            };
+            send(to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path).await
         }
         Command::Demo { size, streams } => demo(size, streams).await.map_err(Failure::from),
     }
@@ -377,8 +415,17 @@ struct Sent {
     reply: Reply,
 }
 
+/// Where `stt send` finds the receiver.
+#[derive(Clone, Copy)]
+enum Destination<'a> {
+    /// `--to`: a UDP address or WebSocket URL.
+    Direct(&'a str),
+    /// `--relay`: by node id through this relay.
+    Relay(&'a str),
+}
+
 async fn send(
-    to: &str,
+    to: Destination<'_>,
     shared: &Path,
     node_seed: Option<&Path>,
     peer: Option<&str>,
@@ -386,8 +433,12 @@ async fn send(
 ) -> std::result::Result<(), Failure> {
     let identity = identity(shared, node_seed)?;
     let expect = peer.map(parse_id).transpose()?;
-    let ws = to.starts_with("ws://") || to.starts_with("wss://");
-    let udp_to: Option<SocketAddr> = if ws {
+    let (to, via_relay) = match to {
+        Destination::Direct(t) => (t, false),
+        Destination::Relay(r) => (r, true),
+    };
+    let ws = !via_relay && (to.starts_with("ws://") || to.starts_with("wss://"));
+    let udp_to: Option<SocketAddr> = if ws || via_relay {
         None
     } else {
         Some(to.parse().map_err(|_| format!("--to {to}: expected HOST:PORT or ws://HOST:PORT/PATH"))?)
@@ -409,10 +460,18 @@ async fn send(
         .parse()
         .map_err(|_| "bad bind address")?;
     let node = Node::bind(bind, Config::default(), identity).await.map_err(|e| e.to_string())?;
+    // Through a relay, its session must outlive the transfer: it is the relayed path.
+    let mut relay_session = None;
     let connect = async {
-        match udp_to {
-            Some(addr) => node.connect(addr, expect).await.map_err(|e| e.to_string()),
-            None => node.connect_ws(to, expect, None).await.map_err(|e| e.to_string()),
+        match (udp_to, expect) {
+            (Some(addr), _) => node.connect(addr, expect).await.map_err(|e| e.to_string()),
+            (None, Some(peer)) if via_relay => {
+                let r = relay::register(&node, to).await?;
+                let s = node.connect_via_relay(&r, peer).await.map_err(|e| e.to_string());
+                relay_session = Some(r);
+                s
+            }
+            _ => node.connect_ws(to, expect, None).await.map_err(|e| e.to_string()),
         }
     };
     let session = tokio::select! {
@@ -423,6 +482,8 @@ async fn send(
         }
     };
     let id = session.peer_node_id();
+    eprintln!("path: {}", relay::path_word(session.remote()));
+    relay::watch_path(&session, String::new());
     if expect.is_some() {
         eprintln!("connected to receiver {id}");
     } else {
@@ -445,6 +506,9 @@ async fn send(
     let lost = losses(&session).await;
     match result {
         Ok(sent) => {
+            if let Some(r) = relay_session.as_ref() {
+                r.close(0);
+            }
             session.close(wire::DONE);
             let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             node.shutdown().await;
@@ -783,6 +847,7 @@ async fn listen(
     allow: &[String],
     out: Option<&Path>,
     ws_bind: Option<SocketAddr>,
+    relay_addr: Option<&str>,
 ) -> std::result::Result<(), Failure> {
     let allow: Vec<NodeId> = allow.iter().map(|s| parse_id(s)).collect::<Result<_>>()?;
     let target = match out {
@@ -811,6 +876,15 @@ async fn listen(
             .map_err(|e| format!("cannot bind --ws-bind {ws}: {e}"))?;
         eprintln!("serving WebSocket at ws://{at}/");
     }
+    // Held for the node's lifetime: senders reach this node through it.
+    let relay_session = match relay_addr {
+        Some(r) => {
+            let s = relay::register(&node, r).await?;
+            eprintln!("reachable as {} through relay {r}", node.node_id());
+            Some(s)
+        }
+        None => None,
+    };
     let target = Arc::new(target);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut sessions = tokio::task::JoinSet::new();
@@ -831,6 +905,9 @@ async fn listen(
                 }
             }
         }
+    }
+    if let Some(r) = relay_session.as_ref() {
+        r.close(0);
     }
     eprintln!("shutting down: telling {} peer(s) the receiver shut down", live.len());
     for s in live.values() {
@@ -855,7 +932,8 @@ async fn serve_session(
     slots: Arc<tokio::sync::Semaphore>,
 ) -> stt_tokio::SessionId {
     let peer = short(session.peer_node_id());
-    eprintln!("{peer}: session established ({})", session.remote());
+    eprintln!("{peer}: session established (path: {})", relay::path_word(session.remote()));
+    relay::watch_path(&session, format!("{peer}: "));
     let mut streams = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
