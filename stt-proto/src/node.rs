@@ -310,7 +310,7 @@ impl<E: Entropy> Node<E> {
     }
 
     /// Hands a datagram of a relayed path to the relay session it rides on (spec [RY-3]).
-    fn to_relay(&mut self, r: RelayAddr, data_len: usize, buf: &[u8]) {
+    fn wrap_for_relay(&mut self, r: RelayAddr, data_len: usize, buf: &[u8]) {
         let idx = r.via.index as usize;
         let max = self.relay_session(r.via).map(|s| s.relay_capacity(&self.config));
         let ok = match (max, self.slots.get_mut(idx).and_then(|s| s.session.as_mut())) {
@@ -356,9 +356,13 @@ impl<E: Entropy> Node<E> {
             self.relay_scratch.resize(2048, 0);
         }
         let mut scratch = core::mem::take(&mut self.relay_scratch);
-        loop {
-            let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else { break };
-            let Some(len) = s.transport.as_mut().and_then(|t| t.relay_in.pop_into(&mut scratch)) else { break };
+        while let Some(len) = self
+            .slots
+            .get_mut(idx)
+            .and_then(|s| s.session.as_mut())
+            .and_then(|s| s.transport.as_mut())
+            .and_then(|t| t.relay_in.pop_into(&mut scratch))
+        {
             let len = len.min(scratch.len());
             let Some(peer) = scratch.get(..32).and_then(|p| <[u8; 32]>::try_from(p).ok()).map(NodeId) else {
                 continue;
@@ -1119,7 +1123,7 @@ impl<E: Entropy> Node<E> {
         while let Some((dst, pkt)) = self.pending_cookies.pop_front() {
             buf[..pkt.len()].copy_from_slice(&pkt);
             match dst {
-                PathAddr::Relay(r) => self.to_relay(r, pkt.len(), buf),
+                PathAddr::Relay(r) => self.wrap_for_relay(r, pkt.len(), buf),
                 _ => return self.transmit(dst, pkt.len()),
             }
         }
@@ -1137,7 +1141,7 @@ impl<E: Entropy> Node<E> {
             }
             match sent {
                 // A relayed path: wrapped into the relay session, which is polled in turn.
-                Some((PathAddr::Relay(r), len)) => self.to_relay(r, len, buf),
+                Some((PathAddr::Relay(r), len)) => self.wrap_for_relay(r, len, buf),
                 Some((dst, len)) => return self.transmit(dst, len),
                 None => {}
             }

@@ -1103,11 +1103,11 @@ impl Session {
         let mut wrote = false;
         let observed = crate::wire::handshake::observed_of(self.remote);
         match self.relay.as_deref_mut() {
-            Some(RelayLink::Relay { register_due, .. }) if *register_due => {
-                if Frame::RelayRegister.encode(w).is_some() {
-                    *register_due = false;
-                    wrote = true;
-                }
+            Some(RelayLink::Relay { register_due, .. })
+                if *register_due && Frame::RelayRegister.encode(w).is_some() =>
+            {
+                *register_due = false;
+                wrote = true;
             }
             Some(RelayLink::Member { status_due, registered, .. }) if *status_due => {
                 let f = Frame::RelayStatus { status: u8::from(!*registered), observed };
