@@ -397,7 +397,10 @@ impl<E: Entropy> Node<E> {
         };
         let dst_idx = self.by_peer.range((dst, 0)..=(dst, u32::MAX)).map(|&(_, j)| j as usize).find(|&j| {
             self.slots.get(j).and_then(|s| s.session.as_deref()).is_some_and(|s| {
-                s.is_established() && matches!(s.relay.as_deref(), Some(RelayLink::Member { registered: true, .. }))
+                s.is_established()
+                    && matches!(s.relay.as_deref(), Some(RelayLink::Member { registered: true, .. }))
+                    // What the destination's packets cannot carry would block its queue.
+                    && data.len() <= s.relay_capacity(&self.config)
             })
         });
         let queued = match (src_id, dst_idx) {

@@ -33,7 +33,8 @@ pub struct RelayConfig {
     pub member_rate: u32,
     /// Burst allowance of that rate, in bytes.
     pub member_burst: u32,
-    /// Forwarded datagrams waiting toward one member; beyond it new ones are dropped.
+    /// Forwarded datagrams waiting toward one member; beyond it new ones are dropped
+    /// (default 32: with 4096 members at most about 190 MB of queued datagrams).
     pub member_queue: usize,
 }
 
@@ -44,7 +45,7 @@ impl Default for RelayConfig {
             members: None,
             member_rate: 4 * 1024 * 1024,
             member_burst: 1024 * 1024,
-            member_queue: 128,
+            member_queue: 32,
         }
     }
 }
