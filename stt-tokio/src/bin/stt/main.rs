@@ -876,12 +876,13 @@ async fn listen(
             .map_err(|e| format!("cannot bind --ws-bind {ws}: {e}"))?;
         eprintln!("serving WebSocket at ws://{at}/");
     }
-    // Held for the node's lifetime: senders reach this node through it.
-    let relay_session = match relay_addr {
+    // Held for the node's lifetime (senders reach this node through it), and registered
+    // again whenever it ends.
+    let relay_keeper = match relay_addr {
         Some(r) => {
             let s = relay::register(&node, r).await?;
             eprintln!("reachable as {} through relay {r}", node.node_id());
-            Some(s)
+            Some(tokio::spawn(relay::keep_registered(node.clone(), r.to_string(), s)))
         }
         None => None,
     };
@@ -906,8 +907,9 @@ async fn listen(
             }
         }
     }
-    if let Some(r) = relay_session.as_ref() {
-        r.close(0);
+    if let Some(k) = relay_keeper {
+        // Dropping the held session closes it.
+        k.abort();
     }
     eprintln!("shutting down: telling {} peer(s) the receiver shut down", live.len());
     for s in live.values() {

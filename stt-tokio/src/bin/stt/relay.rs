@@ -48,6 +48,30 @@ pub async fn register(node: &Node, relay: &str) -> Result<Session> {
     Ok(session)
 }
 
+/// Holds the relay session; when it ends (the relay restarted, the path died), registers
+/// again with a growing pause (5 s to 60 s), forever.
+pub async fn keep_registered(node: Node, relay: String, mut session: Session) {
+    let mut pause = Duration::from_secs(5);
+    loop {
+        let end = session.closed().await;
+        eprintln!("the session with relay {relay} ended ({end}); registering again");
+        loop {
+            tokio::time::sleep(pause).await;
+            match register(&node, &relay).await {
+                Ok(s) => {
+                    session = s;
+                    pause = Duration::from_secs(5);
+                    break;
+                }
+                Err(e) => {
+                    pause = (pause * 2).min(Duration::from_secs(60));
+                    eprintln!("{e}; next try in {} s", pause.as_secs());
+                }
+            }
+        }
+    }
+}
+
 /// `stt relay`: forwards between registered members until Ctrl-C.
 pub async fn serve(
     bind: SocketAddr,
