@@ -187,3 +187,38 @@ async fn unauthenticated_connections_are_closed_after_the_auth_timeout() {
     w.write_all(&pattern(1 << 16)).await.unwrap();
     within(w.finish()).await.unwrap();
 }
+
+/// [RY-1] [RY-3] (spec §12, §11): a member behind a network that blocks UDP registers with
+/// the relay over ws://, and a UDP member reaches it by node id through the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_member_over_websocket() {
+    let shared = SharedSeed::random();
+    let relay = Node::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Config::default().relay(Some(stt_tokio::RelayConfig::default())),
+        Identity::new(NodeSeed::random(), shared.clone()),
+    )
+    .await
+    .unwrap();
+    let keep = tokio::spawn({
+        let relay = relay.clone();
+        async move {
+            let mut v = Vec::new();
+            while let Some(s) = relay.accept().await {
+                v.push(s);
+            }
+        }
+    });
+    let port = relay.listen_ws("127.0.0.1:0".parse().unwrap(), None, WsLimits::default()).await.unwrap();
+    let (a, b) = (node(&shared).await, node(&shared).await);
+    // B only speaks WebSocket to the relay; A uses UDP.
+    let rb = within(b.connect_ws(&format!("ws://{port}/stt"), Some(relay.node_id()), None)).await.unwrap();
+    assert_eq!(within(rb.register_relay()).await, Ok(None), "no reflexive address over a tunnel");
+    let ra = within(a.connect(relay.local_addr(), Some(relay.node_id()))).await.unwrap();
+    within(ra.register_relay()).await.unwrap();
+    let s = within(a.connect_via_relay(&ra, b.node_id())).await.unwrap();
+    let data = pattern(3 << 20);
+    let _server_side = transfer(&s, &b, &data).await;
+    assert!(relay.stats().relay_forwarded > 0);
+    keep.abort();
+}
