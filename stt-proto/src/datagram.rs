@@ -23,6 +23,11 @@ impl DatagramQueue {
         self.lens.is_empty()
     }
 
+    /// Bytes queued.
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Entries queued.
     pub(crate) fn len(&self) -> usize {
         self.lens.len()

@@ -95,6 +95,8 @@ pub struct Node<E: Entropy> {
     local_addrs: heapless::Vec<SocketAddr, 4>,
     /// Relay: registered members.
     relay_members: usize,
+    /// Relay: bytes queued toward members (bounded by `RelayConfig::max_queued_bytes`).
+    relay_queued: usize,
     /// A datagram taken out of a relay frame, on its way into `handle_datagram`.
     relay_scratch: Vec<u8>,
 }
@@ -159,6 +161,7 @@ impl<E: Entropy> Node<E> {
             spare_ephemeral: None,
             local_addrs: heapless::Vec::new(),
             relay_members: 0,
+            relay_queued: 0,
             relay_scratch: Vec::new(),
         })
     }
@@ -385,6 +388,7 @@ impl<E: Entropy> Node<E> {
     fn forward(&mut self, src_idx: usize, dst: NodeId, data: &[u8]) {
         let now = self.now;
         let member_queue = self.config.relay.as_ref().map_or(0, |rc| rc.member_queue);
+        let room = self.config.relay.as_ref().map_or(0, |rc| rc.max_queued_bytes).saturating_sub(self.relay_queued);
         let src = self.slots.get_mut(src_idx).and_then(|s| s.session.as_mut());
         let src_id = match src {
             Some(s) => match (s.relay.as_deref_mut(), s.peer) {
@@ -410,16 +414,20 @@ impl<E: Entropy> Node<E> {
                 .and_then(|s| s.session.as_mut())
                 .and_then(|s| s.transport.as_mut())
                 .is_some_and(|t| {
-                    t.relay_out.len() < member_queue && t.relay_out.has_room(32 + data.len()) && {
-                        t.relay_out.push_parts(&src_id.0, data.iter().copied());
-                        true
-                    }
+                    t.relay_out.len() < member_queue
+                        && 32 + data.len() <= room
+                        && t.relay_out.has_room(32 + data.len())
+                        && {
+                            t.relay_out.push_parts(&src_id.0, data.iter().copied());
+                            true
+                        }
                 })
                 .then_some(j),
             _ => None,
         };
         match queued {
             Some(j) => {
+                self.relay_queued += 32 + data.len();
                 self.stats.relay_forwarded += 1;
                 self.stats.relay_forwarded_bytes += data.len() as u64;
                 self.settle(j, true, true);
@@ -1008,6 +1016,8 @@ impl<E: Entropy> Node<E> {
             }
             if s.relay.as_deref().is_some_and(|l| matches!(l, RelayLink::Member { registered: true, .. })) {
                 self.relay_members = self.relay_members.saturating_sub(1);
+                let left = s.transport.as_ref().map_or(0, |t| t.relay_out.byte_len());
+                self.relay_queued = self.relay_queued.saturating_sub(left);
             }
             if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid);
@@ -1137,7 +1147,12 @@ impl<E: Entropy> Node<E> {
             let Some(s) = self.slots.get_mut(idx).and_then(|s| s.session.as_mut()) else { continue };
             self.stats.sessions_visited += 1;
             let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
+            let queued_before = s.transport.as_ref().map_or(0, |t| t.relay_out.byte_len());
             let sent = s.poll_transmit(self.now, &mut ctx, buf);
+            if self.config.relay.is_some() {
+                let after = s.transport.as_ref().map_or(0, |t| t.relay_out.byte_len());
+                self.relay_queued = self.relay_queued.saturating_sub(queued_before.saturating_sub(after));
+            }
             self.settle(idx, sent.is_some(), false);
             if sent.is_none() {
                 self.guard_stall(idx);

@@ -34,8 +34,11 @@ pub struct RelayConfig {
     /// Burst allowance of that rate, in bytes.
     pub member_burst: u32,
     /// Forwarded datagrams waiting toward one member; beyond it new ones are dropped
-    /// (default 32: with 4096 members at most about 190 MB of queued datagrams).
+    /// (default 256: one receive batch from a fast sender must fit).
     pub member_queue: usize,
+    /// Bytes waiting toward all members together; beyond it new datagrams are dropped
+    /// (default 64 MiB: the relay's memory bound for forwarding, whatever the member count).
+    pub max_queued_bytes: usize,
 }
 
 impl Default for RelayConfig {
@@ -45,7 +48,8 @@ impl Default for RelayConfig {
             members: None,
             member_rate: 4 * 1024 * 1024,
             member_burst: 1024 * 1024,
-            member_queue: 32,
+            member_queue: 256,
+            max_queued_bytes: 64 << 20,
         }
     }
 }

@@ -155,7 +155,11 @@ impl Transport {
 
     /// Whether a packet should be built now.
     pub(crate) fn wants_to_send(&self, now: Instant) -> bool {
-        if self.acks.deadline().is_some_and(|d| d <= now) || self.probes > 0 || self.mtu_probe_due(now).is_some() {
+        if self.acks.deadline().is_some_and(|d| d <= now)
+            || self.probes > 0
+            || self.mtu_probe_due(now).is_some()
+            || !self.relay_out.is_empty()
+        {
             return true;
         }
         let paced = self.pacing_until.is_some_and(|t| t > now);
@@ -310,34 +314,36 @@ impl Transport {
                 });
                 eliciting |= ok == Some(true);
             }
-            // Forwarded datagrams: one RELAY_DATA frame each (spec [RY-3]).
-            while let Some(len) = self.relay_out.front_len() {
-                let Some(dlen) = len.checked_sub(32) else {
-                    self.relay_out.pop_with(|_, _| ());
-                    continue;
-                };
-                if 1 + len + crate::wire::codec::varint_len(dlen as u64) > w.remaining() {
-                    break;
-                }
-                let ok = self.relay_out.pop_with(|a, b| {
-                    let mut id = [0u8; 32];
-                    let mut data_a: &[u8] = a;
-                    let mut data_b: &[u8] = b;
-                    // The id may straddle the ring's two slices.
-                    let from_a = data_a.len().min(32);
-                    id[..from_a].copy_from_slice(&data_a[..from_a]);
-                    data_a = &data_a[from_a..];
-                    let from_b = 32 - from_a;
-                    id[from_a..].copy_from_slice(&data_b[..from_b]);
-                    data_b = &data_b[from_b..];
-                    w.u8(crate::wire::frame::FRAME_RELAY_DATA).is_some()
-                        && w.bytes(&id).is_some()
-                        && w.varint(dlen as u64).is_some()
-                        && w.bytes(data_a).is_some()
-                        && w.bytes(data_b).is_some()
-                });
-                eliciting |= ok == Some(true);
+        }
+        // Forwarded datagrams: one RELAY_DATA frame each, outside this session's congestion
+        // control and pacing (the end-to-end session has its own; spec [RY-3]). They do not
+        // make the packet ack-eliciting and are never retransmitted.
+        while let Some(len) = self.relay_out.front_len() {
+            let Some(dlen) = len.checked_sub(32) else {
+                self.relay_out.pop_with(|_, _| ());
+                continue;
+            };
+            if 1 + len + crate::wire::codec::varint_len(dlen as u64) > w.remaining() {
+                break;
             }
+            let ok = self.relay_out.pop_with(|a, b| {
+                let mut id = [0u8; 32];
+                let mut data_a: &[u8] = a;
+                let mut data_b: &[u8] = b;
+                // The id may straddle the ring's two slices.
+                let from_a = data_a.len().min(32);
+                id[..from_a].copy_from_slice(&data_a[..from_a]);
+                data_a = &data_a[from_a..];
+                let from_b = 32 - from_a;
+                id[from_a..].copy_from_slice(&data_b[..from_b]);
+                data_b = &data_b[from_b..];
+                w.u8(crate::wire::frame::FRAME_RELAY_DATA).is_some()
+                    && w.bytes(&id).is_some()
+                    && w.varint(dlen as u64).is_some()
+                    && w.bytes(data_a).is_some()
+                    && w.bytes(data_b).is_some()
+            });
+            let _ = ok;
         }
         if (keepalive || self.probes > 0) && !eliciting && Frame::KeepAlive.encode(w).is_some() {
             eliciting = true;

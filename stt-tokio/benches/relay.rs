@@ -88,6 +88,12 @@ async fn round(bytes: u64, punch: bool) -> Round {
     writer.await.unwrap();
     assert_eq!(got, bytes);
     let bulk = bytes as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let lost = s.stats().await.map_or(0, |st| st.lost);
+    let (rs, asx) = (relay.stats(), a.stats());
+    eprintln!(
+        "  punch={punch}: {bulk:.0} MB/s, inner packets lost {lost}, relay dropped {}, member could not hand over {}",
+        rs.relay_dropped, asx.relay_send_dropped
+    );
     keep.abort();
     Round { first_byte, to_direct, bulk }
 }
