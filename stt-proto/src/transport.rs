@@ -96,6 +96,10 @@ impl RecoverySink for Sink<'_> {
     fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) {
         self.cc.on_congestion_event(now, sent, persistent);
     }
+
+    fn spurious(&mut self) {
+        self.cc.on_spurious_congestion();
+    }
 }
 
 impl Transport {

@@ -27,6 +27,9 @@ pub trait CongestionControl: Send + fmt::Debug {
     fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool);
     /// The path's maximum datagram size changed.
     fn on_mtu_change(&mut self, mtu: u64);
+    /// The last loss event was spurious (the "lost" packets were acknowledged late, having
+    /// been reordered): restore the state from before it (spec [LR-3]). Default: keep it.
+    fn on_spurious_congestion(&mut self) {}
 }
 
 /// The initial window: `min(10·mtu, max(14720, 2·mtu))` (RFC 9002 §7.2).

@@ -57,6 +57,20 @@ pub(crate) struct Cubic {
     w_est: f64,
     /// Fractional window growth carried between ACKs, in bytes.
     carry: f64,
+    /// The state before the last loss event, for undoing a spurious one.
+    undo: Option<Snapshot>,
+}
+
+/// What a loss event changed.
+#[derive(Clone, Copy, Debug)]
+struct Snapshot {
+    window: u64,
+    ssthresh: u64,
+    recovery_start: Option<Instant>,
+    epoch_start: Option<Instant>,
+    w_max: f64,
+    k: f64,
+    w_est: f64,
 }
 
 impl Cubic {
@@ -71,6 +85,7 @@ impl Cubic {
             k: 0.0,
             w_est: 0.0,
             carry: 0.0,
+            undo: None,
         }
     }
 
@@ -124,6 +139,15 @@ impl CongestionControl for Cubic {
         if self.recovery_start.is_some_and(|r| sent <= r) && !persistent {
             return;
         }
+        self.undo = (!persistent).then_some(Snapshot {
+            window: self.window,
+            ssthresh: self.ssthresh,
+            recovery_start: self.recovery_start,
+            epoch_start: self.epoch_start,
+            w_max: self.w_max,
+            k: self.k,
+            w_est: self.w_est,
+        });
         self.recovery_start = Some(now);
         self.epoch_start = None;
         let cwnd = self.segments();
@@ -132,6 +156,18 @@ impl CongestionControl for Cubic {
         self.ssthresh = ((self.window as f64 * BETA) as u64).max(minimum_window(self.mtu));
         self.window = if persistent { minimum_window(self.mtu) } else { self.ssthresh };
         self.carry = 0.0;
+    }
+
+    fn on_spurious_congestion(&mut self) {
+        if let Some(u) = self.undo.take() {
+            self.window = self.window.max(u.window);
+            self.ssthresh = u.ssthresh;
+            self.recovery_start = u.recovery_start;
+            self.epoch_start = u.epoch_start;
+            self.w_max = u.w_max;
+            self.k = u.k;
+            self.w_est = u.w_est;
+        }
     }
 
     fn on_mtu_change(&mut self, mtu: u64) {

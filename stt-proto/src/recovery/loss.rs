@@ -8,8 +8,15 @@ use super::rtt::RttEstimator;
 use crate::time::Instant;
 use crate::wire::frame::AckFrame;
 
-/// Packets acknowledged by a later packet number distance this large are lost.
+/// Packets acknowledged by a later packet number distance this large are lost (the
+/// starting value; spurious losses raise it, spec [LR-2]).
 const PACKET_THRESHOLD: u64 = 3;
+/// The packet threshold never exceeds this.
+const MAX_PACKET_THRESHOLD: u64 = 64;
+/// Declared-lost packets remembered to detect spurious losses (spec [LR-1]).
+const RECENTLY_LOST: usize = 128;
+/// Loss events without a spurious loss after which the reordering tolerance halves.
+const DECAY_EVENTS: u32 = 16;
 /// Consecutive PTOs are spaced by at most 2^this.
 const MAX_PTO_BACKOFF: u32 = 6;
 
@@ -64,6 +71,26 @@ pub(crate) trait RecoverySink {
     fn lost(&mut self, p: &SentPacket);
     /// A loss event: packets sent up to `sent` were lost.
     fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool);
+    /// The last loss event was spurious: undo its congestion response (spec [LR-3]).
+    fn spurious(&mut self);
+}
+
+/// The packets one loss event declared lost (spec [LR-3]).
+#[derive(Clone, Copy, Debug)]
+struct LossEvent {
+    first: u64,
+    last: u64,
+    lost: u32,
+    spurious: u32,
+}
+
+/// A packet declared lost, remembered for a while (spec [LR-1]).
+#[derive(Clone, Copy, Debug)]
+struct LostRecord {
+    pn: u64,
+    sent: Instant,
+    /// The largest acknowledged packet number when it was declared lost.
+    largest_acked: u64,
 }
 
 /// The peer acknowledged a packet number that was never sent.
@@ -84,6 +111,20 @@ pub(crate) struct LossDetector {
     pub(crate) rtt: RttEstimator,
     /// Packets declared lost so far.
     pub(crate) lost_packets: u64,
+    /// Declared-lost packets, by packet number (bounded: the oldest is forgotten).
+    recently_lost: VecDeque<LostRecord>,
+    /// Reordering tolerance learned from spurious losses (spec [LR-2]).
+    packet_threshold: u64,
+    reorder_delay: Duration,
+    /// Loss events since the tolerance last grew.
+    events_since_spurious: u32,
+    /// The last loss event while its congestion response can be undone: its packet
+    /// numbers, how many it declared lost, and how many of those proved spurious.
+    last_event: Option<LossEvent>,
+    /// When the first RTT sample was taken (persistent congestion counts only later losses).
+    first_sample_at: Option<Instant>,
+    /// Losses later shown to be spurious (the packet was acknowledged after all).
+    pub(crate) spurious_losses: u64,
 }
 
 impl LossDetector {
@@ -97,8 +138,15 @@ impl LossDetector {
             loss_time: None,
             pto_count: 0,
             last_eliciting: None,
+            first_sample_at: rtt.has_sample().then(|| Instant::from_micros(0)),
             rtt,
             lost_packets: 0,
+            recently_lost: VecDeque::new(),
+            packet_threshold: PACKET_THRESHOLD,
+            reorder_delay: Duration::ZERO,
+            events_since_spurious: 0,
+            last_event: None,
+            spurious_losses: 0,
         }
     }
 
@@ -153,6 +201,9 @@ impl LossDetector {
         }
         let mut newly_acked_largest = None;
         let mut any_eliciting = false;
+        if !self.recently_lost.is_empty() {
+            self.detect_spurious(now, ack, sink);
+        }
         for range in ack.ranges() {
             let start = range.start.max(self.base);
             let end = range.end.min(next_pn);
@@ -173,6 +224,7 @@ impl LossDetector {
         if pn == ack.largest && eliciting {
             let delay = Duration::from_micros(ack.delay_us).min(MAX_ACK_DELAY);
             self.rtt.update_with_ack_delay(now.saturating_duration_since(time), delay);
+            self.first_sample_at.get_or_insert(now);
         }
         if any_eliciting {
             self.pto_count = 0;
@@ -183,35 +235,101 @@ impl LossDetector {
     }
 
     fn loss_delay(&self) -> Duration {
-        (self.rtt.latest().max(self.rtt.smoothed()) * 9 / 8).max(Duration::from_millis(1))
+        let base = self.rtt.latest().max(self.rtt.smoothed());
+        (base * 9 / 8).max(self.reorder_delay).max(Duration::from_millis(1))
+    }
+
+    /// An ACK covers packets declared lost: the losses were spurious (reordering). Widen the
+    /// reordering tolerance so the same delay is not taken for loss again, and undo the
+    /// congestion response of the last loss event if they belonged to it (spec [LR-1..3]).
+    fn detect_spurious(&mut self, now: Instant, ack: &AckFrame<'_>, sink: &mut impl RecoverySink) {
+        let cap = self.rtt.latest().max(self.rtt.smoothed()) * 2;
+        let mut undo = false;
+        for range in ack.ranges() {
+            loop {
+                let i = self.recently_lost.partition_point(|r| r.pn < range.start);
+                let Some(r) = self.recently_lost.get(i).copied().filter(|r| r.pn < range.end) else { break };
+                self.recently_lost.remove(i);
+                self.spurious_losses += 1;
+                let distance = r.largest_acked.saturating_sub(r.pn) + 1;
+                self.packet_threshold = self.packet_threshold.max(distance + 1).min(MAX_PACKET_THRESHOLD);
+                let waited = now.saturating_duration_since(r.sent) * 5 / 4;
+                self.reorder_delay = self.reorder_delay.max(waited).min(cap);
+                self.events_since_spurious = 0;
+                if let Some(e) = self.last_event.as_mut().filter(|e| (e.first..=e.last).contains(&r.pn)) {
+                    e.spurious += 1;
+                    // Undone only when every packet the event declared lost arrived after all.
+                    undo |= e.spurious >= e.lost;
+                }
+            }
+        }
+        if undo {
+            self.last_event = None;
+            sink.spurious();
+        }
     }
 
     fn detect_lost(&mut self, now: Instant, sink: &mut impl RecoverySink) {
         self.loss_time = None;
         let Some(largest) = self.largest_acked else { return };
         let delay = self.loss_delay();
-        let mut first_lost: Option<Instant> = None;
-        let mut last_lost: Option<Instant> = None;
+        let threshold = self.packet_threshold;
+        let mut first_lost: Option<(u64, Instant)> = None;
+        let mut last_lost: Option<(u64, Instant)> = None;
+        let mut count = 0u32;
+        // Persistent congestion (RFC 9002 §7.6): the longest run of lost packets with
+        // nothing acknowledged in between, counting only packets sent after the first RTT
+        // sample (spec [LR-4]).
+        let mut run: Option<(Instant, Instant)> = None;
+        let mut longest = Duration::ZERO;
         let end = (largest + 1).min(self.base + self.sent.len() as u64);
         for pn in self.base..end {
-            let Some(Some(p)) = self.sent.get((pn - self.base) as usize) else { continue };
+            let Some(Some(p)) = self.sent.get((pn - self.base) as usize) else {
+                // Acknowledged (or lost earlier): only an earlier loss continues a run.
+                let i = self.recently_lost.partition_point(|r| r.pn < pn);
+                if self.recently_lost.get(i).is_none_or(|r| r.pn != pn) {
+                    run = None;
+                }
+                continue;
+            };
             let late = p.time.saturating_add(delay) <= now;
-            if late || largest >= pn + PACKET_THRESHOLD {
+            if late || largest >= pn + threshold {
                 if let Some(p) = self.take(pn) {
                     if p.ack_eliciting && !p.mtu_probe {
                         self.lost_packets += 1;
-                        first_lost.get_or_insert(p.time);
-                        last_lost = Some(p.time);
+                        count += 1;
+                        first_lost.get_or_insert((pn, p.time));
+                        last_lost = Some((pn, p.time));
+                        if self.recently_lost.len() == RECENTLY_LOST {
+                            self.recently_lost.pop_front();
+                        }
+                        self.recently_lost.push_back(LostRecord { pn, sent: p.time, largest_acked: largest });
+                        if self.first_sample_at.is_some_and(|t| p.time >= t) {
+                            let (start, _) = *run.get_or_insert((p.time, p.time));
+                            run = Some((start, p.time));
+                            longest = longest.max(p.time.saturating_duration_since(start));
+                        }
                     }
                     sink.lost(&p);
                 }
             } else {
+                run = None;
                 let t = p.time.saturating_add(delay);
                 self.loss_time = Some(self.loss_time.map_or(t, |l| l.min(t)));
             }
         }
-        if let (Some(first), Some(last)) = (first_lost, last_lost) {
-            let persistent = self.rtt.has_sample() && last.saturating_duration_since(first) > self.rtt.pto() * 3;
+        if let (Some((first_pn, _)), Some((last_pn, last))) = (first_lost, last_lost) {
+            let period = (self.rtt.pto() + MAX_ACK_DELAY) * 3;
+            let persistent = self.rtt.has_sample() && longest > period;
+            self.last_event =
+                (!persistent).then_some(LossEvent { first: first_pn, last: last_pn, lost: count, spurious: 0 });
+            self.events_since_spurious += 1;
+            if self.events_since_spurious >= DECAY_EVENTS {
+                // No reordering seen for a while: tolerate less again.
+                self.events_since_spurious = 0;
+                self.packet_threshold = (self.packet_threshold / 2).max(PACKET_THRESHOLD);
+                self.reorder_delay /= 2;
+            }
             sink.congestion(now, last, persistent);
         }
         self.trim();
@@ -253,6 +371,8 @@ impl LossDetector {
     pub(crate) fn shrink_if_idle(&mut self) {
         if self.sent.is_empty() {
             self.sent.shrink_to_fit();
+            self.recently_lost.clear();
+            self.recently_lost.shrink_to_fit();
         }
     }
 
@@ -275,6 +395,7 @@ mod tests {
         acked: Vec<Instant>,
         lost: Vec<Instant>,
         events: Vec<(Instant, bool)>,
+        undone: u32,
     }
 
     impl RecoverySink for Log {
@@ -286,6 +407,9 @@ mod tests {
         }
         fn congestion(&mut self, _now: Instant, sent: Instant, persistent: bool) {
             self.events.push((sent, persistent));
+        }
+        fn spurious(&mut self) {
+            self.undone += 1;
         }
     }
 
@@ -357,5 +481,43 @@ mod tests {
         with_ack(&[0..1, 0..1], |a| d.on_ack(ms(50), a, &mut log)).unwrap();
         assert_eq!(d.rtt.smoothed(), Duration::from_millis(50));
         assert_eq!(d.bytes_in_flight(), 0);
+    }
+
+    /// [LR-1] [LR-2] [LR-3]: packets declared lost by the packet threshold are acknowledged
+    /// later: the loss is counted as spurious, the threshold widens past the observed
+    /// reordering distance, and the loss event's congestion response is undone.
+    #[test]
+    fn spurious_loss_widens_tolerance_and_undoes_the_event() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        for pn in 0..10 {
+            d.on_sent(pn, packet(ms(pn)));
+        }
+        let mut log = Log::default();
+        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        assert_eq!(log.lost.len(), 3, "0, 1, 2 by the packet threshold");
+        assert_eq!(log.events.len(), 1);
+        // They were only reordered: their acknowledgement arrives.
+        with_ack(&[0..6], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
+        assert_eq!(d.spurious_losses, 3);
+        assert_eq!(log.undone, 1, "the whole event was spurious: undone once");
+        assert!(d.packet_threshold >= 7, "threshold {}", d.packet_threshold);
+        // The same reordering distance again is no longer taken for loss.
+        with_ack(&[0..6, 9..10], |a| d.on_ack(ms(102), a, &mut log)).unwrap();
+        assert_eq!(log.lost.len(), 3, "6, 7, 8 wait");
+    }
+
+    /// A loss event with one real loss among reordered packets is not undone.
+    #[test]
+    fn partly_spurious_event_is_not_undone() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        for pn in 0..10 {
+            d.on_sent(pn, packet(ms(pn)));
+        }
+        let mut log = Log::default();
+        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        // 0 and 1 arrive late; 2 was really lost.
+        with_ack(&[0..2, 5..6], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
+        assert_eq!(d.spurious_losses, 2);
+        assert_eq!(log.undone, 0);
     }
 }

@@ -12,11 +12,13 @@ pub(crate) struct NewReno {
     ssthresh: u64,
     recovery_start: Option<Instant>,
     acked_in_ca: u64,
+    /// Window, ssthresh and recovery start before the last loss event (for undo).
+    undo: Option<(u64, u64, Option<Instant>)>,
 }
 
 impl NewReno {
     pub(crate) fn new(mtu: u64) -> Self {
-        Self { mtu, window: initial_window(mtu), ssthresh: u64::MAX, recovery_start: None, acked_in_ca: 0 }
+        Self { mtu, window: initial_window(mtu), ssthresh: u64::MAX, recovery_start: None, acked_in_ca: 0, undo: None }
     }
 }
 
@@ -49,10 +51,19 @@ impl CongestionControl for NewReno {
         if self.recovery_start.is_some_and(|r| sent <= r) {
             return;
         }
+        self.undo = Some((self.window, self.ssthresh, self.recovery_start));
         self.recovery_start = Some(now);
         self.ssthresh = (self.window / 2).max(minimum_window(self.mtu));
         self.window = self.ssthresh;
         self.acked_in_ca = 0;
+    }
+
+    fn on_spurious_congestion(&mut self) {
+        if let Some((window, ssthresh, recovery_start)) = self.undo.take() {
+            self.window = self.window.max(window);
+            self.ssthresh = ssthresh;
+            self.recovery_start = recovery_start;
+        }
     }
 
     fn on_mtu_change(&mut self, mtu: u64) {
