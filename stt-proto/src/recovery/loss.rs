@@ -493,11 +493,11 @@ mod tests {
             d.on_sent(pn, packet(ms(pn)));
         }
         let mut log = Log::default();
-        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        with_ack(&[5..6, 5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
         assert_eq!(log.lost.len(), 3, "0, 1, 2 by the packet threshold");
         assert_eq!(log.events.len(), 1);
         // They were only reordered: their acknowledgement arrives.
-        with_ack(&[0..6], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
+        with_ack(&[0..6, 0..6], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
         assert_eq!(d.spurious_losses, 3);
         assert_eq!(log.undone, 1, "the whole event was spurious: undone once");
         assert!(d.packet_threshold >= 7, "threshold {}", d.packet_threshold);
@@ -514,7 +514,7 @@ mod tests {
             d.on_sent(pn, packet(ms(pn)));
         }
         let mut log = Log::default();
-        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        with_ack(&[5..6, 5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
         // 0 and 1 arrive late; 2 was really lost.
         with_ack(&[0..2, 5..6], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
         assert_eq!(d.spurious_losses, 2);
