@@ -1,0 +1,340 @@
+//! stt and quinn on bad paths, side by side (issue #19): a bulk upload through one
+//! userspace impairment relay on loopback (seeded loss, duplication, corruption, fixed
+//! delay, jitter that reorders, optional rate limit), interleaved rounds, medians.
+//!
+//! `cargo bench -p stt-tokio --bench lossy`. Knobs: `STT_BENCH_BYTES` (default 4 MiB),
+//! `STT_BENCH_ROUNDS` (default 3), `STT_BENCH_PROFILES` (comma-separated names).
+//! Prints, per profile, `ratio lossy_<profile>_stt_over_quinn X` (goodput) and
+//! `ratio datagrams_per_payload_<profile>_stt_over_quinn X` (datagrams the sender put on
+//! the wire per payload byte), then the same datagram ratio over all profiles.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+/// One impairment profile, applied to both directions independently.
+#[derive(Clone, Copy, Debug)]
+struct Profile {
+    name: &'static str,
+    loss: f64,
+    dup: f64,
+    corrupt: f64,
+    delay: Duration,
+    jitter: Duration,
+    /// Bits per second (0: no limit); a 50 ms drop-tail queue in front.
+    rate_bps: u64,
+}
+
+const PROFILES: [Profile; 4] = [
+    Profile {
+        name: "loss1_delay10",
+        loss: 0.01,
+        dup: 0.0,
+        corrupt: 0.0,
+        delay: Duration::from_millis(10),
+        jitter: Duration::ZERO,
+        rate_bps: 0,
+    },
+    Profile {
+        name: "loss3_delay20",
+        loss: 0.03,
+        dup: 0.0,
+        corrupt: 0.0,
+        delay: Duration::from_millis(20),
+        jitter: Duration::ZERO,
+        rate_bps: 0,
+    },
+    Profile {
+        name: "loss8_dup3_corrupt1_jitter15",
+        loss: 0.08,
+        dup: 0.03,
+        corrupt: 0.01,
+        delay: Duration::ZERO,
+        jitter: Duration::from_millis(15),
+        rate_bps: 0,
+    },
+    Profile {
+        name: "loss2_jitter20",
+        loss: 0.02,
+        dup: 0.0,
+        corrupt: 0.0,
+        delay: Duration::ZERO,
+        jitter: Duration::from_millis(20),
+        rate_bps: 0,
+    },
+];
+
+/// What crossed the relay from the client toward the server.
+#[derive(Default)]
+struct Counts {
+    datagrams: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// The impairment relay: the client sends to its address; it forwards to `server` and
+/// back to whichever client address spoke last. Returns its address.
+async fn relay(server: SocketAddr, p: Profile, seed: u64, counts: Arc<Counts>) -> SocketAddr {
+    let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    let upstream = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    upstream.connect(server).await.unwrap();
+    let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+    // Client → server.
+    {
+        let (sock, upstream, client, counts) = (sock.clone(), upstream.clone(), client.clone(), counts.clone());
+        tokio::spawn(async move {
+            let mut imp = Impairment::new(p, seed);
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                *client.lock().unwrap() = Some(from);
+                counts.datagrams.fetch_add(1, Ordering::Relaxed);
+                counts.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                for (at, data) in imp.apply(&buf[..n]) {
+                    let up = upstream.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at).await;
+                        let _ = up.send(&data).await;
+                    });
+                }
+            }
+        });
+    }
+    // Server → client.
+    tokio::spawn(async move {
+        let mut imp = Impairment::new(p, seed ^ 0x5eed);
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = upstream.recv(&mut buf).await {
+            let Some(to) = *client.lock().unwrap() else { continue };
+            for (at, data) in imp.apply(&buf[..n]) {
+                let s = sock.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    let _ = s.send_to(&data, to).await;
+                });
+            }
+        }
+    });
+    addr
+}
+
+struct Impairment {
+    p: Profile,
+    rng: ChaCha8Rng,
+    /// When the rate limiter's link is free again.
+    busy_until: tokio::time::Instant,
+}
+
+impl Impairment {
+    fn new(p: Profile, seed: u64) -> Self {
+        Self { p, rng: ChaCha8Rng::seed_from_u64(seed), busy_until: tokio::time::Instant::now() }
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
+    }
+
+    /// The copies of one datagram to deliver, with their delivery times.
+    fn apply(&mut self, data: &[u8]) -> Vec<(tokio::time::Instant, Vec<u8>)> {
+        let now = tokio::time::Instant::now();
+        let mut start = now;
+        if self.p.rate_bps > 0 {
+            let free = self.busy_until.max(now);
+            if free.saturating_duration_since(now) > Duration::from_millis(50) {
+                return Vec::new(); // drop-tail
+            }
+            self.busy_until = free + Duration::from_nanos(data.len() as u64 * 8 * 1_000_000_000 / self.p.rate_bps);
+            start = self.busy_until;
+        }
+        if self.chance(self.p.loss) {
+            return Vec::new();
+        }
+        let copies = if self.chance(self.p.dup) { 2 } else { 1 };
+        (0..copies)
+            .map(|_| {
+                let mut d = data.to_vec();
+                if self.chance(self.p.corrupt) && !d.is_empty() {
+                    let bit = (self.rng.next_u64() % (d.len() as u64 * 8)) as usize;
+                    d[bit / 8] ^= 1 << (bit % 8);
+                }
+                let jitter = if self.p.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_nanos(self.rng.next_u64() % self.p.jitter.as_nanos() as u64)
+                };
+                (start + self.p.delay + jitter, d)
+            })
+            .collect()
+    }
+}
+
+/// One upload's outcome: goodput and datagrams per payload byte.
+struct Outcome {
+    mbps: f64,
+    datagrams_per_byte: f64,
+}
+
+async fn stt_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
+    let shared = SharedSeed::random();
+    let config = Config::default().max_udp_payload(1452);
+    let server =
+        Node::bind("127.0.0.1:0".parse().unwrap(), config.clone(), Identity::new(NodeSeed::random(), shared.clone()))
+            .await
+            .unwrap();
+    let client =
+        Node::bind("127.0.0.1:0".parse().unwrap(), config, Identity::new(NodeSeed::random(), shared)).await.unwrap();
+    let counts = Arc::new(Counts::default());
+    let via = relay(server.local_addr(), p, seed, counts.clone()).await;
+    let reader = tokio::spawn({
+        let server = server.clone();
+        async move {
+            let s = server.accept().await.unwrap();
+            let mut r = s.accept_uni().await.unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut got = 0u64;
+            loop {
+                match r.read(&mut buf).await.unwrap() {
+                    0 => break,
+                    n => got += n as u64,
+                }
+            }
+            (got, Instant::now(), s)
+        }
+    });
+    let s = client.connect(via, Some(server.node_id())).await.unwrap();
+    let before = counts.datagrams.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let mut w = s.open_uni().await.unwrap();
+    let chunk = vec![0x5au8; 1 << 16];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(&chunk[..n]).await.unwrap();
+        left -= n as u64;
+    }
+    w.finish().await.unwrap();
+    let (got, end, _keep) = reader.await.unwrap();
+    assert_eq!(got, bytes);
+    let datagrams = counts.datagrams.load(Ordering::Relaxed) - before;
+    let secs = end.duration_since(start).as_secs_f64();
+    Outcome { mbps: bytes as f64 * 8.0 / secs / 1e6, datagrams_per_byte: datagrams as f64 / bytes as f64 }
+}
+
+fn quinn_endpoints() -> (quinn::Endpoint, quinn::Endpoint) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = quinn::rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let sc = quinn::ServerConfig::with_single_cert(vec![cert.cert.der().clone()], key).unwrap();
+    let server = quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut roots = quinn::rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let cc = quinn::ClientConfig::with_root_certificates(Arc::new(roots)).unwrap();
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    client.set_default_client_config(cc);
+    (server, client)
+}
+
+async fn quinn_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
+    let (server, client) = quinn_endpoints();
+    let counts = Arc::new(Counts::default());
+    let via = relay(server.local_addr().unwrap(), p, seed, counts.clone()).await;
+    let reader = tokio::spawn({
+        let server = server.clone();
+        async move {
+            let c = server.accept().await.unwrap().await.unwrap();
+            let mut r = c.accept_uni().await.unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut got = 0u64;
+            while let Some(n) = r.read(&mut buf).await.unwrap() {
+                got += n as u64;
+            }
+            (got, Instant::now(), c)
+        }
+    });
+    let c = client.connect(via, "localhost").unwrap().await.unwrap();
+    let before = counts.datagrams.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let mut w = c.open_uni().await.unwrap();
+    let chunk = vec![0x5au8; 1 << 16];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(&chunk[..n]).await.unwrap();
+        left -= n as u64;
+    }
+    w.finish().unwrap();
+    let (got, end, _keep) = reader.await.unwrap();
+    assert_eq!(got, bytes);
+    let datagrams = counts.datagrams.load(Ordering::Relaxed) - before;
+    let secs = end.duration_since(start).as_secs_f64();
+    Outcome { mbps: bytes as f64 * 8.0 / secs / 1e6, datagrams_per_byte: datagrams as f64 / bytes as f64 }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let bytes = env("STT_BENCH_BYTES", 4 << 20);
+    let rounds = env("STT_BENCH_ROUNDS", 3).max(1);
+    let only = std::env::var("STT_BENCH_PROFILES").ok();
+    let profiles: Vec<Profile> = PROFILES
+        .iter()
+        .copied()
+        .filter(|p| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == p.name)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut results: HashMap<(&str, &str), Vec<Outcome>> = HashMap::new();
+    for round in 0..rounds {
+        for p in &profiles {
+            let seed = 1000 + round;
+            // Alternate which goes first.
+            let order = if round % 2 == 0 { ["stt", "quinn"] } else { ["quinn", "stt"] };
+            for kind in order {
+                let o = rt.block_on(async {
+                    let run = async {
+                        if kind == "stt" {
+                            stt_upload(*p, seed, bytes).await
+                        } else {
+                            quinn_upload(*p, seed, bytes).await
+                        }
+                    };
+                    tokio::time::timeout(Duration::from_secs(300), run).await.expect("upload hung")
+                });
+                eprintln!(
+                    "round {} {} {kind}: {:.2} Mbit/s, {:.5} datagrams/byte",
+                    round + 1,
+                    p.name,
+                    o.mbps,
+                    o.datagrams_per_byte
+                );
+                results.entry((p.name, kind)).or_default().push(o);
+            }
+        }
+    }
+    println!("lossy paths: {bytes}-byte upload through an impairment relay, median of {rounds} interleaved rounds");
+    let (mut all_stt, mut all_quinn) = (Vec::new(), Vec::new());
+    for p in &profiles {
+        let get = |k| &results[&(p.name, k)];
+        let s_rate = median(get("stt").iter().map(|o| o.mbps).collect());
+        let q_rate = median(get("quinn").iter().map(|o| o.mbps).collect());
+        let s_dg = median(get("stt").iter().map(|o| o.datagrams_per_byte).collect());
+        let q_dg = median(get("quinn").iter().map(|o| o.datagrams_per_byte).collect());
+        all_stt.push(s_dg);
+        all_quinn.push(q_dg);
+        println!("Mbit/s {}: stt {s_rate:.2} quinn {q_rate:.2}", p.name);
+        println!("ratio lossy_{}_stt_over_quinn {:.2}", p.name, s_rate / q_rate);
+        println!("ratio datagrams_per_payload_{}_stt_over_quinn {:.3}", p.name, s_dg / q_dg);
+    }
+    let s: f64 = all_stt.iter().sum();
+    let q: f64 = all_quinn.iter().sum();
+    println!("ratio datagrams_per_payload_stt_over_quinn {:.3}", s / q);
+}
