@@ -12,8 +12,8 @@ use stt_conformance_peer::item::{filler, hex, parse_bytes, parse_num, render_byt
 use stt_conformance_peer::Item;
 use stt_proto::crypto::AeadAlg;
 use stt_proto::{
-    Config, CongestionAlgorithm, Event, Identity, Input, Instant, Node, NodeId, NodeSeed, Output, PathAddr, SessionId,
-    SessionState, SharedSeed, StreamId, UnixTime,
+    Config, CongestionAlgorithm, Event, Identity, Input, Instant, Node, NodeId, NodeSeed, Output, PathAddr,
+    RelayConfig, RelayStatus, SessionId, SessionState, SharedSeed, StreamId, UnixTime,
 };
 
 use crate::iut::{Iut, NodeSpec, Out};
@@ -54,6 +54,8 @@ impl FromStr for Break {
 struct Slot {
     node: Node<ChaCha20Rng>,
     current: Option<SessionId>,
+    /// The session of the last `register_relay` call (what `connect_via_relay` rides on).
+    relay: Option<SessionId>,
     echo: Vec<Out>,
 }
 
@@ -72,9 +74,32 @@ fn num(v: &str) -> Result<u64, String> {
     parse_num(v).ok_or_else(|| format!("`{v}` is not a number"))
 }
 
+fn node_id(h: &str) -> Result<NodeId, String> {
+    unhex(h).and_then(|b| <[u8; 32]>::try_from(b).ok()).map(NodeId).ok_or_else(|| format!("`{h}`: 64 hex digits"))
+}
+
 /// Applies `@config` names (docs/conformance.md §4) to a stt-proto config.
 fn configure(mut c: Config, items: &[(String, String)]) -> Result<Config, String> {
+    // `relay=1` and the `relay_*` limits build one relay configuration (spec §12.2).
+    let mut relay: Option<RelayConfig> = None;
     for (k, v) in items {
+        if let Some(limit) = k.strip_prefix("relay") {
+            let rc = relay.get_or_insert_with(RelayConfig::default);
+            match limit {
+                "" if v == "1" || v == "true" => {}
+                "" => {
+                    relay = None;
+                    continue;
+                }
+                "_members" => rc.members = Some(v.split(',').map(node_id).collect::<Result<_, _>>()?),
+                "_max_members" => rc.max_members = num(v)? as usize,
+                "_member_rate" => rc.member_rate = num(v)? as u32,
+                "_member_burst" => rc.member_burst = num(v)? as u32,
+                "_member_queue" => rc.member_queue = num(v)? as usize,
+                other => return Err(format!("unsupported config `relay{other}`")),
+            }
+            continue;
+        }
         let off = |v: &str| -> Result<Option<Duration>, String> { Ok(Some(ms(v)?).filter(|d| !d.is_zero())) };
         c = match k.as_str() {
             "idle_timeout_ms" => c.idle_timeout(ms(v)?),
@@ -136,8 +161,12 @@ fn configure(mut c: Config, items: &[(String, String)]) -> Result<Config, String
                     .collect::<Result<Vec<_>, _>>()?;
                 c.allow_list(Some(ids))
             }
+            "keep_relay_path" => c.keep_relay_path(v == "1" || v == "true"),
             other => return Err(format!("unsupported config `{other}`")),
         };
+    }
+    if relay.is_some() {
+        c = c.relay(relay);
     }
     Ok(c)
 }
@@ -164,9 +193,29 @@ fn event_item(e: &Event) -> Option<(Option<SessionId>, Item)> {
         }
         Event::StreamsUnblocked { .. } => (None, Item::new("StreamsUnblocked")),
         Event::AppFrameReadable { .. } => (None, Item::new("AppFrameReadable")),
-        Event::PathChanged { remote, .. } => (None, Item::new("PathChanged").with("remote", remote)),
+        Event::PathChanged { remote, .. } => (None, path_item(Item::new("PathChanged"), remote)),
+        Event::RelayStatus { status, .. } => (None, relay_status_item(Item::new("RelayStatus"), status)),
         _ => return None,
     })
+}
+
+/// `remote=ip:port`, or `remote=relay peer=ID` for a relayed path (spec §12).
+fn path_item(it: Item, a: PathAddr) -> Item {
+    match a {
+        PathAddr::Relay(r) => it.with("remote", "relay").with("peer", hex(&r.peer.0)),
+        other => it.with("remote", addr_text(other)),
+    }
+}
+
+/// `status=registering|registered|refused`, and `observed=ip:port|none` when registered.
+fn relay_status_item(it: Item, s: RelayStatus) -> Item {
+    match s {
+        RelayStatus::Registering => it.with("status", "registering"),
+        RelayStatus::Registered { observed } => {
+            it.with("status", "registered").with("observed", observed.map_or("none".into(), |a| a.to_string()))
+        }
+        RelayStatus::Refused => it.with("status", "refused"),
+    }
 }
 
 fn addr(s: &str) -> Result<PathAddr, String> {
@@ -208,6 +257,7 @@ impl Iut for ProtoIut {
             "migration",
             "pmtud",
             "allow-list",
+            "relay",
         ]
         .map(String::from)
         .to_vec())
@@ -237,7 +287,7 @@ impl Iut for ProtoIut {
         if self.nodes.len() <= node {
             self.nodes.resize_with(node + 1, || None);
         }
-        self.nodes[node] = Some(Slot { node: n, current: None, echo: Vec::new() });
+        self.nodes[node] = Some(Slot { node: n, current: None, relay: None, echo: Vec::new() });
         Ok(id)
     }
 
@@ -328,6 +378,26 @@ impl Iut for ProtoIut {
             s.node.close(now);
             return Ok(Ok(ok));
         }
+        if call.name == "local_addresses" {
+            let addrs = call.get("addrs").ok_or("local_addresses needs addrs=ip:port,…")?;
+            let addrs: Vec<SocketAddr> = addrs
+                .split(',')
+                .map(|a| SocketAddr::from_str(a).map_err(|_| format!("`{a}` is not ip:port")))
+                .collect::<Result<_, _>>()?;
+            s.node.set_local_addresses(&addrs);
+            return Ok(Ok(ok));
+        }
+        if call.name == "connect_via_relay" {
+            let peer = node_id(call.get("peer").ok_or("connect_via_relay needs peer=")?)?;
+            let Some(via) = s.relay.or(s.current) else { return Ok(Err("no_session".into())) };
+            return Ok(match s.node.connect_via_relay(now, via, peer) {
+                Ok(id) => {
+                    s.current = Some(id);
+                    Ok(ok)
+                }
+                Err(e) => Err(format!("{e:?}")),
+            });
+        }
         if call.name == "sync_time" {
             s.node.sync_unix_time(now, UnixTime::from_millis(call.num("unix")?.ok_or("sync_time needs unix=")?));
             return Ok(Ok(ok));
@@ -402,6 +472,19 @@ impl Iut for ProtoIut {
                 sess.close(now, call.num("code")?.unwrap_or(0));
                 Ok(ok)
             }
+            "register_relay" => {
+                if sess.register_relay() {
+                    s.relay = Some(id);
+                    Ok(ok)
+                } else {
+                    Err("relayed_path".into())
+                }
+            }
+            "relay_status" => Ok(match sess.relay_status() {
+                Some(st) => relay_status_item(ok, st),
+                None => ok.with("status", "none"),
+            }),
+            "remote" => Ok(path_item(ok, sess.remote())),
             "export" => {
                 let label = call.bytes("label")?.unwrap_or_default();
                 let mut out = vec![0u8; call.num("len")?.unwrap_or(32) as usize];
@@ -435,6 +518,14 @@ impl Iut for ProtoIut {
             "datagrams_out" => st.datagrams_out,
             "bytes_out" => st.bytes_out,
             "drops.total" => st.dropped_total(),
+            "relay_forwarded" => st.relay_forwarded,
+            "relay_forwarded_bytes" => st.relay_forwarded_bytes,
+            "relay_dropped" => st.relay_dropped,
+            "relay_refused" => st.relay_refused,
+            "relay_send_dropped" => st.relay_send_dropped,
+            "relay_fallbacks" => st.relay_fallbacks,
+            "punch_probes" => st.punch_probes,
+            "punch_direct" => st.punch_direct,
             n if n.starts_with("drops.") => {
                 use stt_proto::DropReason as D;
                 let r = match &n[6..] {
@@ -477,6 +568,7 @@ impl Iut for ProtoIut {
                     "recv_ranges" => ss.recv_ranges,
                     "mtu" => ss.mtu,
                     "aead" => u64::from(sess.aead().map_or(0, AeadAlg::id)),
+                    "relayed" => u64::from(sess.remote().is_relayed()),
                     _ => return Ok(None),
                 }
             }

@@ -10,12 +10,20 @@ use crate::trace::{Field, Op, Spec};
 /// Variables bound while a case runs (`$I`), plus the fixed names `peer.id`, `iut.id`, ….
 pub type Vars = HashMap<String, String>;
 
-/// Resolves a value for sending: `$X` and `peer.*`/`iut.*` names are replaced.
+/// Whether `value` is a fixed name: `iut.*`, `peer.*`, `peer2.*`.
+fn fixed_name(value: &str) -> bool {
+    value.starts_with("iut.")
+        || value
+            .strip_prefix("peer")
+            .is_some_and(|r| r.trim_start_matches(|c: char| c.is_ascii_digit()).starts_with('.'))
+}
+
+/// Resolves a value for sending: `$X` and `peer.*`/`peer2.*`/`iut.*` names are replaced.
 ///
 /// # Errors
 /// An unbound variable.
 pub fn resolve(value: &str, vars: &Vars) -> Result<String, String> {
-    if value.starts_with('$') || value.starts_with("peer.") || value.starts_with("iut.") {
+    if value.starts_with('$') || fixed_name(value) {
         return vars.get(value).cloned().ok_or_else(|| format!("unbound {value}"));
     }
     Ok(value.to_string())
@@ -186,6 +194,7 @@ mod tests {
                 Item::new("PADDING").with("len", 3),
                 Item::new("FINAL"),
             ]),
+            relayed: Vec::new(),
         };
         let mut v = Vars::new();
         match_packet(&spec("PROT pn=$P len<=40 [ACK largest=*; FINAL]"), &d, &mut v).unwrap();
@@ -197,6 +206,13 @@ mod tests {
         assert!(match_packet(&spec("PROT [FINAL; ...]"), &d, &mut v).is_ok());
         assert!(match_packet(&spec("PROT [FINAL; ACK; ...]"), &d, &mut v).is_err());
         assert!(match_packet(&spec("PROT kp!=1"), &d, &mut v).is_ok());
+        // Fixed names of every scripted peer resolve; other words are literal.
+        let mut fixed = Vars::new();
+        fixed.insert("peer2.id".into(), "ab".into());
+        assert_eq!(resolve("peer2.id", &fixed).unwrap(), "ab");
+        assert!(resolve("peer3.id", &fixed).is_err());
+        assert_eq!(resolve("peer2", &fixed).unwrap(), "peer2");
+        assert_eq!(resolve("peerless.id", &fixed).unwrap(), "peerless.id");
         // A failed match binds nothing.
         let mut w = Vars::new();
         assert!(match_packet(&spec("PROT pn=$Q len=1"), &d, &mut w).is_err());

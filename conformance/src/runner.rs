@@ -6,11 +6,13 @@ use stt_conformance_peer::item::{hex, parse_bytes};
 use stt_conformance_peer::{Decoded, Item, Peer, PeerSetup};
 
 use crate::iut::{Iut, NodeSpec, Out};
-use crate::matching::{decoded_spec, item_spec, match_fields, match_item, match_packet, to_item, Vars};
+use crate::matching::{decoded_spec, item_spec, match_fields, match_item, match_packet, resolve, to_item, Vars};
 use crate::trace::{render_line, render_spec, render_time, Action, Level, Line, Role, Spec, Time, Trace};
 
 /// The scripted peer's address.
 pub const PEER_ADDR: &str = "192.0.2.10:40000";
+/// The second scripted peer's address (`peer2`, relay cases).
+pub const PEER2_ADDR: &str = "192.0.2.20:40000";
 /// The implementation's address.
 pub const IUT_ADDR: &str = "198.51.100.1:7000";
 /// Wall clock at virtual time 0 (ms since 1970).
@@ -33,6 +35,12 @@ pub fn iut_seed(n: usize) -> [u8; 32] {
 
 /// Node seed of the scripted peer.
 pub const PEER_SEED: [u8; 32] = [0x99; 32];
+/// Node seed of the second scripted peer.
+pub const PEER2_SEED: [u8; 32] = [0x98; 32];
+
+/// The scripted peers by name, address and node seed: `peer` sends and reads by default;
+/// `peer2` is a second identity for relay cases (docs/conformance.md §2, "Several peers").
+pub const PEERS: [(&str, &str, [u8; 32]); 2] = [("peer", PEER_ADDR, PEER_SEED), ("peer2", PEER2_ADDR, PEER2_SEED)];
 
 /// A case's outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,9 +90,18 @@ struct Pending {
     text: String,
 }
 
+/// One scripted peer of a case.
+struct Scripted {
+    name: &'static str,
+    addr: &'static str,
+    peer: Peer,
+    /// Some line of the case delivers through this peer (`via=`): it plays the IUT's relay.
+    relay: bool,
+}
+
 struct Run<'a> {
     iut: &'a mut dyn Iut,
-    peer: Peer,
+    peers: Vec<Scripted>,
     now: u64,
     vars: Vars,
     out: VecDeque<Pending>,
@@ -101,24 +118,71 @@ fn abs(t: u64) -> String {
 
 impl Run<'_> {
     /// `peer.sid`, and `peer.export` (32 bytes exported with label "conformance", no
-    /// context, by the peer's own §5.6 derivation) once the handshake finished.
+    /// context, by the peer's own §5.6 derivation) once the handshake finished; the same
+    /// for `peer2`.
     fn refresh_peer_vars(&mut self) {
-        self.vars.insert("peer.sid".into(), hex(&self.peer.sid()));
-        if let Some(e) = self.peer.export(b"conformance", b"", 32) {
-            self.vars.insert("peer.export".into(), format!("hex:{}", hex(&e)));
+        for p in &self.peers {
+            self.vars.insert(format!("{}.sid", p.name), hex(&p.peer.sid()));
+            if let Some(e) = p.peer.export(b"conformance", b"", 32) {
+                self.vars.insert(format!("{}.export", p.name), format!("hex:{}", hex(&e)));
+            }
         }
+    }
+
+    fn peer_index(&self, name: &str) -> Result<usize, String> {
+        self.peers.iter().position(|p| p.name == name).ok_or_else(|| format!("no scripted peer `{name}`"))
+    }
+
+    /// The peer that reads a datagram the IUT sent to `to`: the one whose session id the
+    /// packet names as its receiver, else the one at that address, else `peer`.
+    fn reader(&self, to: &str, data: &[u8]) -> usize {
+        let rsid = match data.first() {
+            Some(0x02 | 0x03) => data.get(10..18),
+            Some(0x04) => data.get(2..10),
+            Some(0x40 | 0x41) => data.get(1..9),
+            _ => None,
+        };
+        rsid.and_then(|r| self.peers.iter().position(|p| p.peer.sid() == r))
+            .or_else(|| self.peers.iter().position(|p| p.addr == to))
+            .unwrap_or(0)
+    }
+
+    fn pend(&mut self, at: u64, spec: Spec, decoded: Decoded) {
+        let text = format!("{} expect send {}", abs(at), render_spec(&spec));
+        self.transcript.push(text.clone());
+        self.out.push_back(Pending { at, spec, decoded, text });
     }
 
     fn collect(&mut self, at: u64) -> Result<(), String> {
         for o in self.iut.drain(0)? {
             match o {
                 Out::Send { to, data } => {
-                    let decoded = self.peer.read(&data);
-                    self.refresh_peer_vars();
+                    let i = self.reader(&to, &data);
+                    let mut decoded = self.peers[i].peer.read(&data);
                     let spec = decoded_spec(&decoded, (to != PEER_ADDR).then_some(to.as_str()));
-                    let text = format!("{} expect send {}", abs(at), render_spec(&spec));
-                    self.transcript.push(text.clone());
-                    self.out.push_back(Pending { at, spec, decoded, text });
+                    decoded.packet.fields.push(("to".into(), to));
+                    // A datagram the IUT hands its relay (peer `i`) for another scripted peer
+                    // is read by that peer too, as a datagram of its own `via=` the relay.
+                    let relayed = core::mem::take(&mut decoded.relayed);
+                    let inner: Vec<_> = if self.peers[i].relay {
+                        relayed
+                            .into_iter()
+                            .filter_map(|(id, bytes)| {
+                                let j = self.peers.iter().position(|p| p.peer.node_id() == id)?;
+                                (j != i).then_some((j, bytes))
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    self.pend(at, spec, decoded);
+                    for (j, bytes) in inner {
+                        let mut d = self.peers[j].peer.read(&bytes);
+                        d.packet.fields.push(("via".into(), self.peers[i].name.into()));
+                        let spec = decoded_spec(&d, None);
+                        self.pend(at, spec, d);
+                    }
+                    self.refresh_peer_vars();
                 }
                 Out::Event(e) => {
                     self.transcript.push(format!("{} expect event {}", abs(at), render_spec(&item_spec(&e))));
@@ -168,11 +232,14 @@ impl Run<'_> {
         let item = to_item(spec, &self.vars)?;
         let frames: Vec<Item> =
             spec.frames.iter().flatten().map(|f| to_item(f, &self.vars)).collect::<Result<_, _>>()?;
+        let by = item.get("by").map_or(Ok(0), |n| self.peer_index(n))?;
+        let via = item.get("via").map(|n| self.peer_index(n)).transpose()?;
+        let peer = &mut self.peers[by].peer;
         let mut data = match item.name.as_str() {
-            "HELLO" => self.peer.hello(&item, UNIX_AT_ZERO + at / 1000)?,
-            "CHALLENGE" => self.peer.challenge(&item)?,
-            "AUTH_PROOF" => self.peer.auth_proof(&item)?,
-            "PROT" => self.peer.seal(&item, &frames)?,
+            "HELLO" => peer.hello(&item, UNIX_AT_ZERO + at / 1000)?,
+            "CHALLENGE" => peer.challenge(&item)?,
+            "AUTH_PROOF" => peer.auth_proof(&item)?,
+            "PROT" => peer.seal(&item, &frames)?,
             "RAW" => item.get("data").and_then(parse_bytes).ok_or("RAW needs data=hex:…")?,
             other => return Err(format!("the peer cannot send {other}")),
         };
@@ -190,11 +257,20 @@ impl Run<'_> {
             let b = idx.and_then(|k| data.get_mut(k)).ok_or("flip index outside the datagram")?;
             *b ^= 0x01;
         }
-        self.refresh_peer_vars();
         if let Some(name) = item.get("save") {
             self.vars.insert(format!("${name}"), format!("hex:{}", hex(&data)));
         }
-        Ok((item.get("from").unwrap_or(PEER_ADDR).to_string(), data))
+        let mut source = self.peers[by].addr;
+        if let Some(v) = via {
+            // The relay `v` delivers the datagram in a RELAY_DATA frame naming its source.
+            let frame = Item::new("RELAY_DATA")
+                .with("id", hex(&self.peers[by].peer.node_id()))
+                .with("data", format!("hex:{}", hex(&data)));
+            data = self.peers[v].peer.seal(&Item::new("PROT"), &[frame])?;
+            source = self.peers[v].addr;
+        }
+        self.refresh_peer_vars();
+        Ok((item.get("from").unwrap_or(source).to_string(), data))
     }
 
     fn line(&mut self, l: &Line, at: u64) -> Result<u64, String> {
@@ -361,32 +437,57 @@ pub fn run_case(trace: &Trace, iut: &mut dyn Iut) -> CaseResult {
     if trace.role == Role::Pair {
         return crate::sim::run_pair(trace, iut, expected, fail_verdict);
     }
-    let spec = NodeSpec {
-        shared_seed: SHARED_SEED,
-        node_seed: iut_seed(0),
-        rng: trace.rng,
-        unix_ms: UNIX_AT_ZERO,
-        config: trace.config.clone(),
-    };
-    let iut_id = match iut.create(0, &spec) {
+    let mut vars = Vars::new();
+    let peers: Vec<Scripted> = PEERS
+        .iter()
+        .enumerate()
+        .map(|(k, &(name, addr, node_seed))| {
+            // Distinct randomness per peer (so distinct session ids); `peer` keeps the case's.
+            let rng_seed = trace.rng ^ ((k as u64) << 32);
+            let peer = Peer::new(PeerSetup {
+                shared_seed: SHARED_SEED,
+                node_seed,
+                rng_seed,
+                observed: IUT_ADDR.parse().expect("constant address"),
+            });
+            vars.insert(format!("{name}.id"), hex(&peer.node_id()));
+            vars.insert(format!("{name}.sid"), hex(&peer.sid()));
+            vars.insert(format!("{name}.addr"), addr.into());
+            let relay = trace.lines.iter().any(|l| match &l.action {
+                Action::Recv(spec) => spec.fields.iter().any(|f| f.key == "via" && f.value == name),
+                _ => false,
+            });
+            Scripted { name, addr, peer, relay }
+        })
+        .collect();
+    // Configuration values may name the peers' fixed values (`relay_members=peer2.id`).
+    let config = trace
+        .config
+        .iter()
+        .map(|(k, v)| {
+            let v = v.split(',').map(|x| if x.starts_with('$') { Ok(x.to_string()) } else { resolve(x, &vars) });
+            Ok((k.clone(), v.collect::<Result<Vec<_>, String>>()?.join(",")))
+        })
+        .collect::<Result<Vec<_>, String>>();
+    let created = config.and_then(|config| {
+        let spec = NodeSpec {
+            shared_seed: SHARED_SEED,
+            node_seed: iut_seed(0),
+            rng: trace.rng,
+            unix_ms: UNIX_AT_ZERO,
+            config,
+        };
+        iut.create(0, &spec)
+    });
+    let iut_id = match created {
         Ok(id) => id,
         Err(e) => return CaseResult { verdict: fail_verdict, message: e, transcript: Vec::new(), expected },
     };
-    let peer = Peer::new(PeerSetup {
-        shared_seed: SHARED_SEED,
-        node_seed: PEER_SEED,
-        rng_seed: trace.rng,
-        observed: IUT_ADDR.parse().expect("constant address"),
-    });
-    let mut vars = Vars::new();
-    vars.insert("peer.id".into(), hex(&peer.node_id()));
-    vars.insert("peer.sid".into(), hex(&peer.sid()));
     vars.insert("iut.id".into(), hex(&iut_id));
     vars.insert("iut.addr".into(), IUT_ADDR.into());
-    vars.insert("peer.addr".into(), PEER_ADDR.into());
     let mut run = Run {
         iut,
-        peer,
+        peers,
         now: 0,
         vars,
         out: VecDeque::new(),

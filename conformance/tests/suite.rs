@@ -28,10 +28,10 @@ fn verdicts(traces: &[Trace], make: &mut dyn FnMut() -> Box<dyn Iut>) -> Vec<(St
 }
 
 #[test]
-fn at_least_46_cases_in_five_groups() {
+fn at_least_84_cases_in_six_groups() {
     let ts = all();
-    assert!(ts.len() >= 46, "{} cases", ts.len());
-    for g in ["HS-", "RL-", "SF-", "LP-", "LC-"] {
+    assert!(ts.len() >= 84, "{} cases", ts.len());
+    for g in ["HS-", "RL-", "SF-", "LP-", "LC-", "RY-"] {
         assert!(ts.iter().any(|t| t.id.starts_with(g)), "no {g} case");
     }
     for t in &ts {
@@ -93,7 +93,9 @@ fn mutated(id: &str, from: &str, to: &str) -> Trace {
 }
 
 /// Mutated traces fail: a wrong field value, a missing expectation, a shifted time, a
-/// tighter bound, a wrong event, a wrong counter.
+/// tighter bound, a wrong event, a wrong counter; in relay cases a forwarded datagram that
+/// keeps the destination's id, an answer expected from the wrong peer, and a fallback
+/// expected to a direct address.
 #[test]
 fn mutated_traces_fail() {
     let mutations = [
@@ -105,6 +107,9 @@ fn mutated_traces_fail() {
         ("HS-03", "drops.auth_failed == 1", "drops.auth_failed == 0"),
         ("SF-04", "data=\"hello world\"", "data=\"hello_world\""),
         ("LP-02", "sim.complete == 1", "sim.complete == 0"),
+        ("RY-04", "[RELAY_DATA id=peer.id len=5 data=\"hello\"]", "[RELAY_DATA id=peer2.id len=5 data=\"hello\"]"),
+        ("RY-06", "expect send CHALLENGE via=peer rsid=peer2.sid", "expect send CHALLENGE via=peer rsid=peer.sid"),
+        ("RY-11", "expect event PathChanged remote=relay peer=peer2.id", "expect event PathChanged remote=peer2.addr"),
         (
             "RL-10",
             "label=\"conformance\" len=32 -> data=peer.export",

@@ -1134,12 +1134,13 @@ impl Session {
     }
 
     /// RELAY_REGISTER from the peer: the node decides (member list, capacity) and this
-    /// session answers with RELAY_STATUS.
+    /// session answers with RELAY_STATUS. A member refused before asks afresh: a relay that
+    /// was full may have room now (spec [RY-1] [RY-5]).
     fn on_relay_register(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         match self.relay.as_deref_mut() {
-            Some(RelayLink::Member { status_due, .. }) => *status_due = true,
+            Some(RelayLink::Member { registered: true, status_due, .. }) => *status_due = true,
             Some(RelayLink::Relay { .. }) => {}
-            None => {
+            None | Some(RelayLink::Member { registered: false, .. }) => {
                 let link = match ctx.config.relay.as_ref() {
                     // Undecided until the node looks at it (`asked`).
                     Some(rc) if !self.remote.is_relayed() => RelayLink::new_member(rc, now),

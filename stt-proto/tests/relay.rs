@@ -85,6 +85,32 @@ fn relay_refuses_members_not_on_its_list() {
     assert_eq!(err, stt_proto::ConnectError::NoRelay);
 }
 
+/// [RY-5]: a full relay refuses; once a registration is released, the refused member asking
+/// again on the same session is registered (the relay decides afresh).
+#[test]
+fn full_relay_registers_a_member_that_asks_again_once_there_is_room() {
+    let mut w = World::new(World::seed_from_env(905));
+    let mut rc = RelayConfig::default();
+    rc.max_members = 1;
+    let r = w.add_node(Config::default().relay(Some(rc)));
+    let a = w.add_node(Config::default());
+    let b = w.add_node(Config::default());
+    let sa = w.connect(a, r);
+    let sb = w.connect(b, r);
+    check(w.drive_until(|w| w.is_established(a, sa) && w.is_established(b, sb), 10_000));
+    let status = |w: &mut World, i: usize, s: SessionId| w.node(i).session(s).unwrap().relay_status();
+    w.node(a).session(sa).unwrap().register_relay();
+    check(w.drive_until(|w| matches!(status(w, a, sa), Some(RelayStatus::Registered { .. })), 10_000));
+    w.node(b).session(sb).unwrap().register_relay();
+    check(w.drive_until(|w| status(w, b, sb) == Some(RelayStatus::Refused), 10_000));
+    let now = w.now;
+    w.node(a).session(sa).unwrap().close(now, 0);
+    check(w.drive_until(|w| w.node(r).session_ids().count() == 1, 100_000));
+    w.node(b).session(sb).unwrap().register_relay();
+    check(w.drive_until(|w| matches!(status(w, b, sb), Some(RelayStatus::Registered { .. })), 10_000));
+    assert_eq!(w.node(r).stats().relay_refused, 1);
+}
+
 /// A node that is not a relay answers a registration with "refused".
 #[test]
 fn plain_node_refuses_registration() {

@@ -9,7 +9,7 @@ use snow::HandshakeState;
 
 use crate::item::{hex, unhex, Item};
 use crate::keys::{hkdf_label, hmac16, open_cookie, DirectionKeys, NodeKeys, AEAD_AES, AEAD_CHACHA};
-use crate::wire::{decode_frames, decode_params, encode_frames, encode_params, Reader};
+use crate::wire::{decode_frames_relayed, decode_params, encode_frames, encode_params, push_addr, read_addr, Reader};
 
 const NOISE: &str = "Noise_XXpsk0_25519_ChaChaPoly_SHA256";
 const HELLO_HEADER: usize = 10;
@@ -26,6 +26,15 @@ pub struct Decoded {
     pub packet: Item,
     /// The frames of a protected packet, when it opened.
     pub frames: Option<Vec<Item>>,
+    /// The datagrams its RELAY_DATA frames carry, whole (§12.1).
+    pub relayed: Vec<crate::wire::Relayed>,
+}
+
+impl Decoded {
+    /// A packet without frames.
+    pub fn packet(packet: Item) -> Self {
+        Self { packet, frames: None, relayed: Vec::new() }
+    }
 }
 
 /// How the peer is set up.
@@ -366,7 +375,7 @@ impl Peer {
             Some(0x03) => self.read_auth_proof(dgram),
             Some(0x04) => self.read_cookie(dgram),
             Some(0x40 | 0x41) => self.read_protected(dgram),
-            _ => Decoded { packet: Item::new("UNKNOWN").with("len", dgram.len()), frames: None },
+            _ => Decoded::packet(Item::new("UNKNOWN").with("len", dgram.len())),
         };
         // Protected packets are not cached: the same bytes twice is a replay worth seeing.
         if !matches!(dgram.first(), Some(0x40 | 0x41)) {
@@ -376,7 +385,7 @@ impl Peer {
     }
 
     fn undecodable(name: &str, len: usize, why: &str) -> Decoded {
-        Decoded { packet: Item::new(name).with("len", len).with("error", why.replace(' ', "_")), frames: None }
+        Decoded::packet(Item::new(name).with("len", len).with("error", why.replace(' ', "_")))
     }
 
     fn read_hello(&mut self, d: &[u8]) -> Decoded {
@@ -423,7 +432,7 @@ impl Peer {
             .with("aeads", ids.iter().map(|i| format!("{i:02x}")).collect::<Vec<_>>().join(","))
             .with("pad", if zero_pad { "zero" } else { "nonzero" })
             .with("mac", mac_state);
-        Decoded { packet, frames: None }
+        Decoded::packet(packet)
     }
 
     /// Reads the header and the Noise message of a CHALLENGE or AUTH_PROOF: the packet item,
@@ -440,7 +449,7 @@ impl Peer {
             .with("rsid", sid_field(&rsid))
             .with("len", d.len());
         let Some(mut hs) = self.hs.take() else {
-            return Err(Decoded { packet: packet.with("error", "unexpected"), frames: None });
+            return Err(Decoded::packet(packet.with("error", "unexpected")));
         };
         let mut plain = vec![0u8; d.len()];
         match hs.read_message(&d[HS_HEADER..], &mut plain) {
@@ -450,7 +459,7 @@ impl Peer {
             }
             Err(_) => {
                 self.hs = Some(hs);
-                Err(Decoded { packet: packet.with("error", "noise_read_failed"), frames: None })
+                Err(Decoded::packet(packet.with("error", "noise_read_failed")))
             }
         }
     }
@@ -474,7 +483,7 @@ impl Peer {
         };
         let mut r = Reader::new(&plain);
         let (Some(echo), Some(aead)) = (r.take(8), r.u8()) else {
-            return Decoded { packet: packet.with("error", "payload"), frames: None };
+            return Decoded::packet(packet.with("error", "payload"));
         };
         let observed = read_addr(&mut r);
         packet =
@@ -488,7 +497,7 @@ impl Peer {
         self.aead = aead;
         self.remote_sid = Some(sid);
         self.hs = Some(hs);
-        Decoded { packet, frames: None }
+        Decoded::packet(packet)
     }
 
     fn read_auth_proof(&mut self, d: &[u8]) -> Decoded {
@@ -503,26 +512,26 @@ impl Peer {
         let (c1, c2) = hs.dangerously_get_raw_split();
         self.exporter = Some(exporter_secret(hs.get_handshake_hash(), &c1, &c2));
         self.install(c2, c1);
-        Decoded { packet, frames: None }
+        Decoded::packet(packet)
     }
 
     fn read_cookie(&mut self, d: &[u8]) -> Decoded {
         let mut packet = Item::new("COOKIE").with("len", d.len());
         if d.len() != 66 {
-            return Decoded { packet: packet.with("error", "length"), frames: None };
+            return Decoded::packet(packet.with("error", "length"));
         }
         packet = packet.with("v", d[1]).with("rsid", sid_field(&d[2..10].try_into().expect("checked")));
         let nonce: [u8; 24] = d[10..34].try_into().expect("checked");
         let Some(hello) = self.last_hello.as_ref() else {
-            return Decoded { packet: packet.with("open", "no_hello"), frames: None };
+            return Decoded::packet(packet.with("open", "no_hello"));
         };
         let tag = &hello[hello.len() - 32..hello.len() - 16];
         match open_cookie(&self.keys.cookie_key, &nonce, &d[34..], tag) {
             Some(c) => {
                 self.cookie = Some(c);
-                Decoded { packet: packet.with("open", "ok"), frames: None }
+                Decoded::packet(packet.with("open", "ok"))
             }
-            None => Decoded { packet: packet.with("open", "failed"), frames: None },
+            None => Decoded::packet(packet.with("open", "failed")),
         }
     }
 
@@ -549,7 +558,7 @@ impl Peer {
         let pn = self.decode_pn(u32::from_be_bytes(d[9..13].try_into().expect("checked")));
         let packet =
             Item::new("PROT").with("kp", phase).with("rsid", sid_field(&rsid)).with("pn", pn).with("len", d.len());
-        let Some(rx) = self.rx.clone() else { return Decoded { packet: packet.with("open", "no_keys"), frames: None } };
+        let Some(rx) = self.rx.clone() else { return Decoded::packet(packet.with("open", "no_keys")) };
         let (ad, sealed) = d.split_at(PROT_HEADER);
         let opened = if phase == self.rx_phase {
             rx.open(pn, ad, sealed).or_else(|| self.rx_prev.as_ref().and_then(|k| k.open(pn, ad, sealed)))
@@ -572,11 +581,11 @@ impl Peer {
                 None => self.rx_prev.as_ref().and_then(|k| k.open(pn, ad, sealed)),
             }
         };
-        let Some(plain) = opened else { return Decoded { packet: packet.with("open", "failed"), frames: None } };
+        let Some(plain) = opened else { return Decoded::packet(packet.with("open", "failed")) };
         self.largest_rx = Some(self.largest_rx.map_or(pn, |l| l.max(pn)));
-        match decode_frames(&plain) {
-            Ok(frames) => Decoded { packet, frames: Some(frames) },
-            Err(e) => Decoded { packet: packet.with("error", e.replace(' ', "_")), frames: None },
+        match decode_frames_relayed(&plain) {
+            Ok((frames, relayed)) => Decoded { packet, frames: Some(frames), relayed },
+            Err(e) => Decoded::packet(packet.with("error", e.replace(' ', "_"))),
         }
     }
 }
@@ -666,31 +675,4 @@ fn with_default_params(it: &Item) -> Item {
         }
     }
     p
-}
-
-fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
-    match a {
-        SocketAddr::V4(v) => {
-            out.push(4);
-            out.extend_from_slice(&v.ip().octets());
-            out.extend_from_slice(&v.port().to_be_bytes());
-        }
-        SocketAddr::V6(v) => {
-            out.push(6);
-            out.extend_from_slice(&v.ip().octets());
-            out.extend_from_slice(&v.port().to_be_bytes());
-        }
-    }
-}
-
-fn read_addr(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
-    let kind = r.u8()?;
-    let ip: std::net::IpAddr = match kind {
-        0 => return Some(None),
-        4 => <[u8; 4]>::try_from(r.take(4)?).ok()?.into(),
-        6 => <[u8; 16]>::try_from(r.take(16)?).ok()?.into(),
-        _ => return None,
-    };
-    let port = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
-    Some(Some(SocketAddr::new(ip, port)))
 }

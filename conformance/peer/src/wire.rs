@@ -1,6 +1,9 @@
-//! Byte-level codec of docs/protocol.md §2, §4.6 and §7.1, written from the text.
+//! Byte-level codec of docs/protocol.md §2, §4.3 (addresses), §4.6, §7.1 and §12.1,
+//! written from the text.
 
-use crate::item::{filler, render_bytes, Item};
+use std::net::SocketAddr;
+
+use crate::item::{filler, hex, parse_bytes, render_bytes, unhex, Item};
 
 /// A bounds-checked reader.
 pub struct Reader<'a> {
@@ -59,6 +62,38 @@ pub fn put_varint(out: &mut Vec<u8>, v: u64) {
         out.extend_from_slice(&(v | 0xc000_0000_0000_0000).to_be_bytes());
     }
 }
+
+/// Appends an address as in `observed_addr` (§4.3): `0x04 ipv4(4) port(2) | 0x06 ipv6(16) port(2)`.
+pub fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v) => {
+            out.push(4);
+            out.extend_from_slice(&v.ip().octets());
+            out.extend_from_slice(&v.port().to_be_bytes());
+        }
+        SocketAddr::V6(v) => {
+            out.push(6);
+            out.extend_from_slice(&v.ip().octets());
+            out.extend_from_slice(&v.port().to_be_bytes());
+        }
+    }
+}
+
+/// Reads an `observed_addr` (§4.3): `Some(None)` for `0x00`, `None` when malformed.
+pub fn read_addr(r: &mut Reader<'_>) -> Option<Option<SocketAddr>> {
+    let kind = r.u8()?;
+    let ip: std::net::IpAddr = match kind {
+        0 => return Some(None),
+        4 => <[u8; 4]>::try_from(r.take(4)?).ok()?.into(),
+        6 => <[u8; 16]>::try_from(r.take(16)?).ok()?.into(),
+        _ => return None,
+    };
+    let port = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+    Some(Some(SocketAddr::new(ip, port)))
+}
+
+/// Most addresses in a CANDIDATES frame (§12.1).
+pub const MAX_CANDIDATES: usize = 8;
 
 /// Transport parameter names in id order (§4.6); id 0x04 is the app-frame bitmap.
 pub const PARAMS: [(u64, &str); 9] = [
@@ -151,6 +186,10 @@ mod ty {
     pub const SESSION_CLOSE: u8 = 0x30;
     pub const PATH_CHALLENGE: u8 = 0x31;
     pub const PATH_RESPONSE: u8 = 0x32;
+    pub const RELAY_REGISTER: u8 = 0x38;
+    pub const RELAY_STATUS: u8 = 0x39;
+    pub const RELAY_DATA: u8 = 0x3a;
+    pub const CANDIDATES: u8 = 0x3b;
 }
 
 fn dir_name(d: u8) -> Option<&'static str> {
@@ -161,13 +200,26 @@ fn dir_name(d: u8) -> Option<&'static str> {
     }
 }
 
+/// A datagram carried in a RELAY_DATA frame (§12.1): the node id it names and the bytes.
+pub type Relayed = ([u8; 32], Vec<u8>);
+
 /// Decodes a packet's plaintext into frame items.
 ///
 /// # Errors
 /// The first malformed or unknown frame, as text.
 pub fn decode_frames(plain: &[u8]) -> Result<Vec<Item>, String> {
+    decode_frames_relayed(plain).map(|(f, _)| f)
+}
+
+/// Decodes a packet's plaintext into frame items, and returns the whole datagrams its
+/// RELAY_DATA frames carry (the items show only their first 64 bytes).
+///
+/// # Errors
+/// The first malformed or unknown frame, as text.
+pub fn decode_frames_relayed(plain: &[u8]) -> Result<(Vec<Item>, Vec<Relayed>), String> {
     let mut r = Reader::new(plain);
     let mut out = Vec::new();
+    let mut relayed = Vec::new();
     while let Some(t) = r.u8() {
         let bad = || format!("malformed frame {t:#04x}");
         let item = match t {
@@ -260,11 +312,47 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Item>, String> {
                 let name = if t == ty::PATH_CHALLENGE { "PATH_CHALLENGE" } else { "PATH_RESPONSE" };
                 Item::new(name).with("data", format!("hex:{}", crate::item::hex(d)))
             }
+            ty::RELAY_REGISTER => Item::new("RELAY_REGISTER"),
+            ty::RELAY_STATUS => {
+                let status = r.u8().ok_or_else(bad)?;
+                let observed = read_addr(&mut r).ok_or_else(bad)?;
+                Item::new("RELAY_STATUS")
+                    .with("status", status)
+                    .with("observed", observed.map_or("none".to_string(), |a| a.to_string()))
+            }
+            ty::RELAY_DATA => {
+                let id = r.take(32).ok_or_else(bad)?;
+                let d = r.var_bytes().ok_or_else(bad)?;
+                relayed.push((<[u8; 32]>::try_from(id).map_err(|_| bad())?, d.to_vec()));
+                let mut it = Item::new("RELAY_DATA").with("id", hex(id)).with("len", d.len());
+                if d.len() <= 64 {
+                    it = it.with("data", render_bytes(d));
+                }
+                it
+            }
+            ty::CANDIDATES => {
+                let round = r.varint().ok_or_else(bad)?;
+                let count = r.u8().ok_or_else(bad)?;
+                if usize::from(count) > MAX_CANDIDATES {
+                    return Err(format!("CANDIDATES with {count} addresses (at most {MAX_CANDIDATES})"));
+                }
+                let mut addrs = Vec::new();
+                for _ in 0..count {
+                    // "as observed_addr, never 0x00"
+                    addrs.push(read_addr(&mut r).flatten().ok_or_else(bad)?.to_string());
+                }
+                let it = Item::new("CANDIDATES").with("round", round).with("count", count);
+                if addrs.is_empty() {
+                    it
+                } else {
+                    it.with("addrs", addrs.join(","))
+                }
+            }
             other => return Err(format!("unknown frame type {other:#04x}")),
         };
         out.push(item);
     }
-    Ok(out)
+    Ok((out, relayed))
 }
 
 fn need(it: &Item, key: &str) -> Result<u64, String> {
@@ -387,6 +475,39 @@ pub fn encode_frames(items: &[Item]) -> Result<Vec<u8>, String> {
                 }
                 out.extend_from_slice(&d);
             }
+            "RELAY_REGISTER" => out.push(ty::RELAY_REGISTER),
+            "RELAY_STATUS" => {
+                out.push(ty::RELAY_STATUS);
+                out.push(it.num("status")?.unwrap_or(0) as u8);
+                match it.get("observed") {
+                    None | Some("none") => out.push(0),
+                    Some(a) => push_addr(&mut out, a.parse().map_err(|_| "RELAY_STATUS observed=ip:port|none")?),
+                }
+            }
+            "RELAY_DATA" => {
+                out.push(ty::RELAY_DATA);
+                let id = it.get("id").and_then(|v| unhex(v).or_else(|| parse_bytes(v))).filter(|b| b.len() == 32);
+                out.extend_from_slice(&id.ok_or("RELAY_DATA needs id= (a node id: 64 hex digits)")?);
+                let d = payload(it, 0)?;
+                put_varint(&mut out, it.num("wire_len")?.unwrap_or(d.len() as u64));
+                out.extend_from_slice(&d);
+            }
+            "CANDIDATES" => {
+                out.push(ty::CANDIDATES);
+                v(&mut out, "round")?;
+                let addrs: Vec<SocketAddr> = match it.get("addrs") {
+                    None => Vec::new(),
+                    Some(list) => list
+                        .split(',')
+                        .map(|a| a.parse().map_err(|_| format!("CANDIDATES addrs: `{a}` is not ip:port")))
+                        .collect::<Result<_, _>>()?,
+                };
+                // `count` may lie (a malformed frame); it defaults to the list's length.
+                out.push(it.num("count")?.unwrap_or(addrs.len() as u64) as u8);
+                for a in addrs {
+                    push_addr(&mut out, a);
+                }
+            }
             "RAW" => out.extend_from_slice(&it.bytes("data")?.ok_or("RAW needs data=hex:…")?),
             other => return Err(format!("unknown frame {other}")),
         }
@@ -405,11 +526,40 @@ mod tests {
             Item::new("ACK").with("largest", 9).with("delay", 24).with("ranges", "7-9,2-4,0-0"),
             Item::new("MAX_STREAMS").with("dir", "uni").with("count", 7),
             Item::new("SESSION_CLOSE").with("kind", "app").with("code", 300),
+            Item::new("RELAY_REGISTER"),
+            Item::new("RELAY_STATUS").with("status", 0).with("observed", "203.0.113.7:4000"),
+            Item::new("RELAY_STATUS").with("status", 1).with("observed", "none"),
+            Item::new("RELAY_DATA").with("id", "ab".repeat(32)).with("len", 3).with("data", "hex:010203"),
+            Item::new("CANDIDATES").with("round", 2).with("count", 2).with("addrs", "192.0.2.1:5,[2001:db8::1]:443"),
+            Item::new("CANDIDATES").with("round", 1).with("count", 0),
             Item::new("PADDING").with("len", 3),
         ];
         let enc = encode_frames(&items).unwrap();
         let dec = decode_frames(&enc).unwrap();
         assert_eq!(dec, items);
+    }
+
+    /// §12.1 byte layouts, written out by hand from the table.
+    #[test]
+    fn relay_frames_bytes() {
+        let enc = |i: Item| encode_frames(&[i]).unwrap();
+        assert_eq!(enc(Item::new("RELAY_REGISTER")), [0x38]);
+        assert_eq!(
+            enc(Item::new("RELAY_STATUS").with("status", 0).with("observed", "192.0.2.10:40000")),
+            [0x39, 0, 4, 192, 0, 2, 10, 0x9c, 0x40]
+        );
+        let mut want = vec![0x3a];
+        want.extend_from_slice(&[7; 32]);
+        want.extend_from_slice(&[2, b'h', b'i']);
+        assert_eq!(enc(Item::new("RELAY_DATA").with("id", hex(&[7; 32])).with("data", "\"hi\"")), want);
+        assert_eq!(
+            enc(Item::new("CANDIDATES").with("round", 1).with("addrs", "10.0.0.1:1")),
+            [0x3b, 1, 1, 4, 10, 0, 0, 1, 0, 1]
+        );
+        // More than 8 addresses, or a 0x00 address, is malformed.
+        assert!(decode_frames(&[0x3b, 1, 9]).is_err());
+        assert!(decode_frames(&[0x3b, 1, 1, 0]).is_err());
+        assert!(decode_frames(&[0x39, 0, 5]).is_err());
     }
 
     #[test]

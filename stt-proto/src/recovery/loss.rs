@@ -362,9 +362,11 @@ impl LossDetector {
         false
     }
 
-    /// The oldest ack-eliciting packet still in flight (its frames are re-sent as a probe).
+    /// The oldest ack-eliciting packet still in flight that carries something to re-send
+    /// (its frames are re-sent as a PTO probe). A path-MTU probe or a bare KEEP_ALIVE carries
+    /// nothing: the probe re-sends the oldest outstanding data behind it (spec [RC-3]).
     pub(crate) fn oldest_unacked(&self) -> Option<&SentPacket> {
-        self.sent.iter().flatten().find(|p| p.ack_eliciting)
+        self.sent.iter().flatten().find(|p| p.ack_eliciting && p.frames.iter().any(|f| *f != SentFrame::MtuProbe))
     }
 
     /// Releases the sent-packet table's memory when nothing is in flight (idle sessions).
@@ -436,6 +438,22 @@ mod tests {
         let n = ack(ranges, &mut buf);
         let Some(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else { panic!() };
         f(&a)
+    }
+
+    /// A PTO probe re-sends the oldest outstanding data, not the nothing that an older
+    /// path-MTU probe or bare KEEP_ALIVE carried (spec [RC-3]).
+    #[test]
+    fn oldest_unacked_skips_packets_with_nothing_to_resend() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        let mut probe = packet(ms(0));
+        probe.mtu_probe = true;
+        let _ = probe.frames.push(SentFrame::MtuProbe);
+        d.on_sent(0, probe);
+        d.on_sent(1, packet(ms(1)));
+        let mut data = packet(ms(2));
+        let _ = data.frames.push(SentFrame::Stream { id: 0, offset: 0, len: 6, fin: false });
+        d.on_sent(2, data);
+        assert_eq!(d.oldest_unacked().map(|p| p.time), Some(ms(2)));
     }
 
     #[test]
