@@ -1275,6 +1275,7 @@ impl SessionRef<'_> {
             s.bytes_in_flight = in_flight;
             s.cwnd = cwnd;
             s.lost = t.lost();
+            s.spurious_losses = t.loss.spurious_losses;
             s.mtu = t.mtu;
             s.streams = t.streams.len() as u64;
             s.recv_ranges = t.streams.recv_ranges() as u64;

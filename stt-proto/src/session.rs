@@ -952,6 +952,9 @@ impl Session {
         let payload_len = w.len();
         match self.seal_next(now, ctx.config, buf, payload_len) {
             Ok((pn, n)) => {
+                if !eliciting {
+                    self.stats.non_eliciting_packets += 1;
+                }
                 if let Some(t) = self.transport.as_mut() {
                     t.on_sent(now, pn, n, eliciting, false, log);
                 }

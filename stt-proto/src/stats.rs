@@ -111,4 +111,8 @@ pub struct SessionStats {
     /// Reassembly work so far: one per received stream frame plus one per held range it
     /// had to examine. Grows linearly with the frames received (spec [ST-7]).
     pub reassembly_steps: u64,
+    /// Packets declared lost that were acknowledged after all (reordering, spec [LR-1]).
+    pub spurious_losses: u64,
+    /// Packets sent that carried nothing to acknowledge (ACK-only and the like).
+    pub non_eliciting_packets: u64,
 }

@@ -51,3 +51,35 @@ fn jitter_costs_at_most_half_the_throughput() {
     println!("jitter / no jitter (median of 3): {median:.2}");
     assert!(median >= 0.5, "ratio {median:.2}");
 }
+
+/// Issue #19 item 2: on a lossy, reordering path the receiver's control traffic stays
+/// rare (before: a MAX_DATA on nearly every read, ~1 000 ack-eliciting packets for 4 MB,
+/// each answered by an ACK-only packet from the sender: 22 % more datagrams).
+#[test]
+fn window_updates_and_ack_only_packets_stay_rare() {
+    let mut w = World::new(World::seed_from_env(7));
+    let link = LinkConfig {
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_millis(15),
+        loss: 0.08,
+        duplicate: 0.03,
+        ..Default::default()
+    };
+    w.set_default_link(link);
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let data = pattern(4_000_000, 1);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 5_000_000) == data);
+    let rx = w.node(b).session(sb).unwrap().stats();
+    let tx = w.node(a).session(sa).unwrap().stats();
+    let rx_eliciting = rx.packets_out - rx.non_eliciting_packets;
+    println!(
+        "receiver: {} packets, {rx_eliciting} ack-eliciting; sender: {} packets, {} not ack-eliciting",
+        rx.packets_out, tx.packets_out, tx.non_eliciting_packets
+    );
+    assert!(rx_eliciting * 25 <= rx.packets_out, "receiver sent {rx_eliciting} ack-eliciting packets");
+    assert!(
+        tx.non_eliciting_packets * 20 <= tx.packets_out,
+        "sender sent {} ACK-only packets",
+        tx.non_eliciting_packets
+    );
+}

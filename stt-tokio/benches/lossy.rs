@@ -220,10 +220,19 @@ async fn stt_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
         left -= n as u64;
     }
     w.finish().await.unwrap();
-    let (got, end, _keep) = reader.await.unwrap();
+    let (got, end, keep) = reader.await.unwrap();
     assert_eq!(got, bytes);
     let datagrams = counts.datagrams.load(Ordering::Relaxed) - before;
     let secs = end.duration_since(start).as_secs_f64();
+    if let Some(st) = keep.stats().await {
+        eprintln!("  stt receiver: {} packets ({} not ack-eliciting)", st.packets_out, st.non_eliciting_packets);
+    }
+    if let Some(st) = s.stats().await {
+        eprintln!(
+            "  stt sender: {} packets ({} not ack-eliciting), {} declared lost, {} of them spurious",
+            st.packets_out, st.non_eliciting_packets, st.lost, st.spurious_losses
+        );
+    }
     Outcome { mbps: bytes as f64 * 8.0 / secs / 1e6, datagrams_per_byte: datagrams as f64 / bytes as f64 }
 }
 
@@ -273,6 +282,11 @@ async fn quinn_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
     assert_eq!(got, bytes);
     let datagrams = counts.datagrams.load(Ordering::Relaxed) - before;
     let secs = end.duration_since(start).as_secs_f64();
+    let st = c.stats();
+    eprintln!(
+        "  quinn sender: {} packets, {} lost, {} congestion events",
+        st.path.sent_packets, st.path.lost_packets, st.path.congestion_events
+    );
     Outcome { mbps: bytes as f64 * 8.0 / secs / 1e6, datagrams_per_byte: datagrams as f64 / bytes as f64 }
 }
 

@@ -873,6 +873,9 @@ impl Streams {
             let f = Frame::MaxData(self.recv_window.limit());
             if f.encoded_len() <= w.remaining() && f.encode(w).is_some() {
                 self.max_data_pending = false;
+                // The session window's own flag too: else every later read reports an
+                // update pending and each one sends another MAX_DATA (issue #19 item 2).
+                self.recv_window.sent();
                 let _ = log.push(SentFrame::MaxData);
             }
         }
