@@ -91,7 +91,17 @@ pub fn frame_encode(data: &[u8]) {
             }[..len],
         );
         let data = &body[..len];
-        let f = match i.u8() % 12 {
+        let addr = core::net::SocketAddr::from(((v as u32).to_be_bytes(), (v >> 32) as u16));
+        let mut cands = [0u8; 8 * 7];
+        let ncands = {
+            let mut cw = Writer::new(&mut cands);
+            for k in 0..(v % 9) {
+                let a = core::net::SocketAddr::from(((v as u32 ^ k as u32).to_be_bytes(), k as u16));
+                crate::wire::handshake::encode_addr(&mut cw, Some(a)).expect("fits");
+            }
+            cw.len()
+        };
+        let f = match i.u8() % 16 {
             0 => Frame::Stream { id: v, offset: v / 3, data, fin: v & 1 == 0 },
             1 => Frame::StreamClose { id: v, code: v >> 3, final_size: v >> 1 },
             2 => Frame::StopSending { id: v, code: v },
@@ -106,6 +116,10 @@ pub fn frame_encode(data: &[u8]) {
             8 => Frame::PathChallenge([v as u8; 8]),
             9 => Frame::Rehandshake { seq: v, message: 1 + (v & 1) as u8, noise: data },
             10 => Frame::StreamsBlocked { uni: false, limit: v },
+            12 => Frame::RelayRegister,
+            13 => Frame::RelayStatus { status: (v & 1) as u8, observed: (v & 2 == 0).then_some(addr) },
+            14 => Frame::RelayData { peer: [v as u8; 32], data },
+            15 => Frame::Candidates { round: v, addrs: &cands[..ncands] },
             _ => Frame::KeepAlive,
         };
         let mut buf = [0u8; 256];
@@ -667,4 +681,199 @@ pub fn hostile_frames(data: &[u8]) {
     let elapsed = w.now.saturating_duration_since(t0).as_secs();
     let ops = w.node(b).stats().x25519_ops - ops0;
     assert!(ops <= 2 * (1 + elapsed / 5), "{ops} X25519 at the responder in {elapsed} s");
+}
+
+/// Relays and hole punching under a hostile member (spec §12): a relay R, a member M and a
+/// victim V, both registered, and M's session with V through R. M's node then goes silent
+/// and fuzz input becomes M's authenticated packets (null AEAD): on its session with the
+/// relay (RELAY_DATA to V, to itself, to unknown ids, of any size; RELAY_REGISTER;
+/// RELAY_STATUS) and end to end to V, through the relay or directly from M's or spoofed
+/// addresses (CANDIDATES of any round naming any addresses, PATH_CHALLENGE, PATH_RESPONSE
+/// echoing a probe V sent to M's address, relay frames, keepalives), with time passing.
+/// Asserts bounds, not just the absence of a panic: no node ever stalls ([ND-1]), and V
+/// sends addresses other than its relay's and M's at most 3× the bytes it received ([MG-3],
+/// [PU-3], [PU-5]).
+pub fn relay_frames(data: &[u8]) {
+    use core::net::SocketAddr;
+    let config = Config::default().crypto_provider(&NullAead);
+    let mut w = World::new(4);
+    w.capture = true;
+    let r = w.add_node(config.clone().relay(Some(crate::RelayConfig::default())));
+    let m = w.add_node(config.clone().keep_relay_path(true));
+    let v = w.add_node(config);
+    for i in [m, v] {
+        let addr = w.nodes[i].addr;
+        w.node(i).set_local_addresses(&[addr]);
+    }
+    let (mr, vr) = (w.connect(m, r), w.connect(v, r));
+    if w.drive_until(|w| w.is_established(m, mr) && w.is_established(v, vr), 1000).is_err() {
+        panic!("null-AEAD handshakes did not complete");
+    }
+    for (i, s) in [(m, mr), (v, vr)] {
+        w.node(i).session(s).map(|mut s| s.register_relay());
+    }
+    let registered = |w: &mut World, i: usize, s| {
+        matches!(w.node(i).session(s).and_then(|s| s.relay_status()), Some(crate::RelayStatus::Registered { .. }))
+    };
+    if w.drive_until(|w| registered(w, m, mr) && registered(w, v, vr), 1000).is_err() {
+        panic!("registration did not complete");
+    }
+    let (m_id, v_id) = (w.node_id(m), w.node_id(v));
+    let now = w.now;
+    let Ok(mv) = w.node(m).connect_via_relay(now, mr, v_id) else { panic!("connect through the relay") };
+    if w.drive_until(|w| w.is_established(m, mv) && w.established(v).iter().any(|(_, p)| *p == m_id), 2000).is_err() {
+        panic!("relayed handshake did not complete");
+    }
+    w.run_for(Duration::from_millis(100));
+    let (r_addr, m_addr, v_addr) = (w.nodes[r].addr, w.nodes[m].addr, w.nodes[v].addr);
+    let sid_of = |w: &World, from: usize, to: SocketAddr| {
+        w.captured.iter().rev().find(|c| c.from_node == from && c.to == to && c.data[0] & 0xfe == 0x40).map(|c| {
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&c.data[1..9]);
+            s
+        })
+    };
+    let Some(sid_r) = sid_of(&w, m, r_addr) else { return };
+    // V's session id for M: the header of an end-to-end packet inside M's RELAY_DATA.
+    let mut sid_v = None;
+    for c in w.captured.iter().rev().filter(|c| c.from_node == m && c.to == r_addr) {
+        let mut rd = Reader::new(&c.data[13..c.data.len() - 16]);
+        while let Some(f) = Frame::decode(&mut rd) {
+            if let Frame::RelayData { peer, data } = f {
+                if peer == v_id.0 && data.len() > 9 {
+                    let mut s = [0u8; 8];
+                    s.copy_from_slice(&data[1..9]);
+                    sid_v = Some(s);
+                }
+            }
+        }
+        if sid_v.is_some() {
+            break;
+        }
+    }
+    let Some(sid_v) = sid_v else { return };
+    w.restart(m);
+    let mark = w.captured.len();
+    // What V is sent: the relay's datagrams (captured) and what is injected straight to it.
+    let mut injected = 0u64;
+    let spoofed = |k: u8| SocketAddr::from(([198, 51, 100, k % 4], 9));
+    let seal = |sid: [u8; 8], pn: u32, body: &[u8]| {
+        let mut p = Vec::with_capacity(13 + body.len() + 16);
+        p.push(0x40);
+        p.extend_from_slice(&sid);
+        p.extend_from_slice(&pn.to_be_bytes());
+        p.extend_from_slice(body);
+        p.extend_from_slice(&[0; 16]);
+        p
+    };
+    let filler = [0x40_u8; 1400];
+    let mut i = Input8(data);
+    let (mut pn_r, mut pn_v) = (1_000_000u32, 1_000_000u32);
+    let mut body = vec![0u8; 1300];
+    let mut inner = vec![0u8; 1300];
+    while !i.is_empty() {
+        // One end-to-end packet M→V of up to 8 frames.
+        let mut wr = Writer::new(&mut inner);
+        for _ in 0..1 + i.u8() % 8 {
+            let probe = w
+                .captured
+                .iter()
+                .rev()
+                // M reads only what reaches its own address.
+                .find(|c| c.from_node == v && c.to == m_addr && c.data.len() > 22 && c.data[13] == 0x31)
+                .map(|c| {
+                    let mut d = [0u8; 8];
+                    d.copy_from_slice(&c.data[14..22]);
+                    d
+                });
+            let mut cands = [0u8; 8 * 19];
+            let f = match i.u8() % 8 {
+                0 | 1 => {
+                    let n = usize::from(i.u8() % 9);
+                    let mut cw = Writer::new(&mut cands);
+                    for _ in 0..n {
+                        let a = match i.u8() % 4 {
+                            0 => m_addr,
+                            1 => spoofed(i.u8()),
+                            2 => SocketAddr::from(([i.u8(), i.u8(), i.u8(), i.u8()], i.u16())),
+                            _ => v_addr,
+                        };
+                        let _ = crate::wire::handshake::encode_addr(&mut cw, Some(a));
+                    }
+                    let len = cw.len();
+                    let round = u64::from(i.u8() % 8);
+                    let f = Frame::Candidates { round, addrs: &cands[..len] };
+                    if f.encoded_len() > wr.remaining() || f.encode(&mut wr).is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                2 => Frame::PathResponse(probe.unwrap_or_else(|| [i.u8(); 8])),
+                3 => Frame::PathChallenge([i.u8(); 8]),
+                4 => Frame::RelayRegister,
+                5 => Frame::RelayData { peer: [i.u8(); 32], data: &filler[..usize::from(i.u8())] },
+                6 => Frame::RelayStatus { status: i.u8() % 2, observed: Some(spoofed(i.u8())) },
+                _ => Frame::KeepAlive,
+            };
+            if f.encoded_len() > wr.remaining() || f.encode(&mut wr).is_none() {
+                break;
+            }
+        }
+        let n = wr.len();
+        if n == 0 {
+            continue;
+        }
+        pn_v = pn_v.wrapping_add(1);
+        let e2e = seal(sid_v, pn_v, &inner[..n]);
+        match i.u8() % 4 {
+            // Through the relay, with extra RELAY_DATA to itself, to nobody or oversized.
+            0 | 1 => {
+                let mut wr = Writer::new(&mut body);
+                let _ = Frame::RelayData { peer: v_id.0, data: &e2e }.encode(&mut wr);
+                let room = wr.remaining().saturating_sub(40);
+                let extra = match i.u8() % 4 {
+                    0 => Some(Frame::RelayData { peer: m_id.0, data: &filler[..64.min(room)] }),
+                    1 => {
+                        let len = (usize::from(i.u16()) % filler.len()).min(room);
+                        Some(Frame::RelayData { peer: [i.u8(); 32], data: &filler[..len] })
+                    }
+                    2 => Some(Frame::RelayRegister),
+                    _ => None,
+                };
+                if let Some(f) = extra.filter(|f| f.encoded_len() <= wr.remaining()) {
+                    let _ = f.encode(&mut wr);
+                }
+                let n = wr.len();
+                pn_r = pn_r.wrapping_add(1);
+                let _ = w.inject(r, m_addr, &seal(sid_r, pn_r, &body[..n]));
+            }
+            // Straight to V, from M's address or a spoofed one.
+            2 => {
+                injected += e2e.len() as u64;
+                let _ = w.inject(v, m_addr, &e2e);
+            }
+            _ => {
+                injected += e2e.len() as u64;
+                let _ = w.inject(v, spoofed(i.u8()), &e2e);
+            }
+        }
+        match i.u8() % 4 {
+            0 => w.flush(),
+            1 => w.run_for(Duration::from_millis(u64::from(i.u8()) * 8)),
+            _ => {}
+        }
+    }
+    w.run_for(Duration::from_secs(3));
+    for n in [r, v] {
+        assert_eq!(w.node(n).stats().stalled_deadlines, 0, "node {n} stalled");
+    }
+    // Since the start: credit earned before the attack counts too.
+    let v_in = injected
+        + w.captured.iter().filter(|c| c.to == v_addr && c.from_node != v).map(|c| c.data.len() as u64).sum::<u64>();
+    let third: u64 = w.captured[mark..]
+        .iter()
+        .filter(|c| c.from_node == v && c.to != r_addr && c.to != m_addr)
+        .map(|c| c.data.len() as u64)
+        .sum();
+    assert!(third <= 3 * v_in, "{third} B to third parties for {v_in} B received");
 }

@@ -25,7 +25,7 @@ use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, Ses
 use crate::stats::{NodeStats, SessionStats};
 use crate::stream::{FrameError, ReadError, StreamError, StreamId, WriteError};
 use crate::time::{Instant, UnixTime, WallClock};
-use crate::wire::frame::CloseKind;
+use crate::wire::frame::{CloseKind, RELAY_DATA_OVERHEAD};
 use crate::wire::handshake::{observed_of, AuthPayload, ChallengePayload, HelloPayload};
 use crate::wire::header::{
     Header, WireSessionId, COOKIE_HEADER_LEN, HELLO_HEADER_LEN, RECORD_HEADER_LEN, TYPE_CHALLENGE, VERSION,
@@ -39,6 +39,9 @@ const COOKIE_QUEUE: usize = 16;
 const STALL_BACKOFF: Duration = Duration::from_millis(1);
 /// COOKIEs accepted per connect attempt (stops a COOKIE ping-pong).
 const MAX_COOKIES_PER_CONNECT: u8 = 4;
+/// The smallest STT datagram (a protected packet with one frame byte): a relay drops
+/// anything shorter (spec [RY-4]).
+const MIN_RELAYED_DATAGRAM: usize = Record::OVERHEAD + 1;
 
 struct Slot {
     generation: u32,
@@ -295,11 +298,12 @@ impl<E: Entropy> Node<E> {
 
     /// Tells the node its own UDP addresses (the bound port on each local interface
     /// address): they are announced, with the address a relay reports, as hole-punching
-    /// candidates (spec [PU-1]). Unspecified addresses and port 0 are ignored; at most four.
+    /// candidates (spec [PU-1]). Unspecified, broadcast and multicast addresses and port 0
+    /// are ignored; at most four.
     pub fn set_local_addresses(&mut self, addrs: &[SocketAddr]) {
         self.local_addrs.clear();
         for a in addrs {
-            if !a.ip().is_unspecified() && a.port() != 0 && !self.local_addrs.contains(a) {
+            if crate::relay::probe_target(a) && !self.local_addrs.contains(a) {
                 let _ = self.local_addrs.push(*a);
             }
         }
@@ -370,6 +374,9 @@ impl<E: Entropy> Node<E> {
             let Some(peer) = scratch.get(..32).and_then(|p| <[u8; 32]>::try_from(p).ok()).map(NodeId) else {
                 continue;
             };
+            if len < 32 {
+                continue;
+            }
             if am_relay {
                 self.forward(idx, peer, &scratch[32..len]);
             } else {
@@ -391,9 +398,12 @@ impl<E: Entropy> Node<E> {
         let room = self.config.relay.as_ref().map_or(0, |rc| rc.max_queued_bytes).saturating_sub(self.relay_queued);
         let src = self.slots.get_mut(src_idx).and_then(|s| s.session.as_mut());
         let src_id = match src {
+            // Shorter than any STT datagram: junk. The rate counts the frame too, so tiny
+            // datagrams cannot slip under it (spec [RY-5]).
+            Some(_) if data.len() < MIN_RELAYED_DATAGRAM => None,
             Some(s) => match (s.relay.as_deref_mut(), s.peer) {
                 (Some(RelayLink::Member { registered: true, bucket, .. }), Some(p)) => {
-                    bucket.try_take_n(now, data.len() as u64).then_some(p)
+                    bucket.try_take_n(now, (data.len() + RELAY_DATA_OVERHEAD) as u64).then_some(p)
                 }
                 _ => None,
             },
@@ -1054,6 +1064,7 @@ impl<E: Entropy> Node<E> {
         if s.role == crate::session::Role::Initiator {
             p.round = 1;
             p.send_candidates = true;
+            p.pad_to = crate::session::INITIAL_MTU as usize;
         }
         s.punch = Some(alloc::boxed::Box::new(p));
     }
@@ -1230,9 +1241,10 @@ impl SessionRef<'_> {
 
     /// Asks the peer to act as this node's relay (spec [RY-1]): RELAY_REGISTER goes out once
     /// the session is established, and [`Event::RelayStatus`] reports the answer. Returns
-    /// false over a relayed path (no relaying through relays).
+    /// false over a relayed path, or a direct path punched from one (no relaying through
+    /// relays: the session would fall back onto its relayed path).
     pub fn register_relay(&mut self) -> bool {
-        if self.session.remote.is_relayed() {
+        if self.session.ever_relayed() {
             return false;
         }
         if !matches!(

@@ -170,14 +170,24 @@ impl Paths {
         self.others.iter().find(|c| c.addr == addr).map_or(0, |c| (3 * c.bytes_in).saturating_sub(c.bytes_out))
     }
 
-    /// A punching probe to `addr` was answered: it is the validated current path, the
-    /// relayed path `relay` the fallback.
-    pub(crate) fn punched(&mut self, now: Instant, addr: PathAddr, relay: PathAddr) {
+    /// A punching probe was answered from `addr`: it is the current path, the relayed path
+    /// `relay` the fallback. With `challenge` (the answer came from another address than
+    /// the probe went to: a peer-reflexive address, or a spoofed source) the path is not
+    /// validated yet: it gets 3× the `len` bytes that came from it until the challenge is
+    /// answered (spec [PU-5], [MG-3]).
+    pub(crate) fn punched(
+        &mut self,
+        now: Instant,
+        addr: PathAddr,
+        relay: PathAddr,
+        len: usize,
+        challenge: Option<[u8; 8]>,
+    ) {
         self.remote = addr;
-        self.validated = true;
-        self.bytes_in = 0;
+        self.validated = challenge.is_none();
+        self.bytes_in = if self.validated { 0 } else { len as u64 };
         self.bytes_out = 0;
-        self.current = None;
+        self.current = challenge.map(|d| Challenge::new(addr, d));
         self.old = None;
         self.fallback = Some(relay);
         self.last_move = Some(now);

@@ -148,6 +148,18 @@ pub(crate) const PUNCH_RETRY: Duration = Duration::from_secs(30);
 /// PTOs in a row on a direct path before the session falls back to its relay (spec [PU-6]).
 pub(crate) const FALLBACK_PTOS: u32 = 3;
 
+/// Whether a candidate may be probed: a unicast address with a port. Unspecified,
+/// broadcast and multicast addresses and port 0 are skipped (spec [PU-3]): a peer must not
+/// make this node send to a whole network.
+pub(crate) fn probe_target(a: &SocketAddr) -> bool {
+    let ip = a.ip();
+    let broadcast = match ip {
+        core::net::IpAddr::V4(v4) => v4.is_broadcast(),
+        core::net::IpAddr::V6(_) => false,
+    };
+    a.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
 /// Hole punching state of a session that started on a relayed path.
 #[derive(Debug)]
 pub(crate) struct Punch {
@@ -172,6 +184,14 @@ pub(crate) struct Punch {
     pub(crate) retry_at: Option<Instant>,
     /// Set when the session moved onto a direct path found by punching.
     pub(crate) direct: bool,
+    /// Bytes of authenticated packets received through the relay since punching started,
+    /// and bytes of probes sent: probes stay within 3× what came in (spec [PU-3], as [MG-3]).
+    pub(crate) bytes_in: u64,
+    pub(crate) probe_bytes: u64,
+    /// Size the packets carrying this side's CANDIDATES are padded to: 1200 bytes for the
+    /// initiator, the size of the packet that brought the round for the responder (so an
+    /// answer never outweighs its question).
+    pub(crate) pad_to: usize,
 }
 
 impl Punch {
@@ -195,7 +215,15 @@ impl Punch {
             next_burst: None,
             retry_at: None,
             direct: false,
+            bytes_in: 0,
+            probe_bytes: 0,
+            pad_to: 0,
         }
+    }
+
+    /// Whether the anti-amplification credit allows another probe.
+    pub(crate) fn may_probe(&self) -> bool {
+        self.probe_bytes + crate::path::MIN_PATH_PACKET as u64 <= 3 * self.bytes_in
     }
 
     /// The encoded candidate list (for a CANDIDATES frame).
@@ -222,7 +250,7 @@ impl Punch {
         }
         self.targets.clear();
         for a in addrs {
-            if self.targets.iter().any(|(t, _)| *t == a) {
+            if !probe_target(&a) || self.targets.iter().any(|(t, _)| *t == a) {
                 continue;
             }
             if self.targets.push((a, draw())).is_err() {
@@ -272,8 +300,8 @@ impl Punch {
         self.targets.get(i).map(|(a, d)| (i, *a, *d))
     }
 
-    /// Whether `data` answers one of this round's probes.
-    pub(crate) fn answers(&self, data: &[u8; 8]) -> bool {
-        self.targets.iter().any(|(_, d)| d == data)
+    /// The target whose probe `data` answers, if any.
+    pub(crate) fn answers(&self, data: &[u8; 8]) -> Option<SocketAddr> {
+        self.targets.iter().find(|(_, d)| d == data).map(|(a, _)| *a)
     }
 }

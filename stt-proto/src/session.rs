@@ -281,7 +281,7 @@ impl Session {
             let pto = self.rtt().pto();
             (
                 self.rekey.as_ref().and_then(Rekey::deadline),
-                self.transport.as_ref().and_then(|t| t.deadline(self.may_send_to_remote())),
+                self.transport.as_ref().and_then(|t| t.deadline(self.may_send_to_remote(), self.path_validated())),
                 self.paths.as_ref().and_then(|p| p.deadline(pto)),
             )
         } else {
@@ -305,7 +305,7 @@ impl Session {
             Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
             Phase::Established => {
                 let paths = self.paths.as_ref().is_some_and(Paths::has_pending);
-                let probes = self.punch.as_ref().is_some_and(|p| p.pending != 0);
+                let probes = self.punch.as_ref().is_some_and(|p| p.pending != 0 && p.may_probe());
                 paths
                     || probes
                     || (self.may_send_to_remote()
@@ -313,7 +313,7 @@ impl Session {
                             || self.control_due()
                             || self.close_frame.is_some()
                             || self.rekey.as_ref().is_some_and(|r| r.send)
-                            || self.transport.as_ref().is_some_and(|t| t.wants_to_send(now))))
+                            || self.transport.as_ref().is_some_and(|t| t.wants_to_send(now, self.path_validated()))))
             }
             // A close toward an unvalidated path waits for budget like anything else.
             Phase::Closing { .. } => self.close_frame.is_some() && self.may_send_to_remote(),
@@ -329,11 +329,22 @@ impl Session {
         }
     }
 
+    /// Whether the session runs, or started, on a relayed path (its relayed fallback is kept).
+    pub(crate) fn ever_relayed(&self) -> bool {
+        self.remote.is_relayed() || self.paths.as_ref().is_some_and(|p| p.fallback.is_some())
+    }
+
     /// Relay or punching control is owed.
     fn control_due(&self) -> bool {
         self.relay.as_ref().is_some_and(|r| r.control_due())
             || self.punch.as_ref().is_some_and(|p| p.send_candidates)
             || self.transport.as_ref().is_some_and(|t| t.control_lost)
+    }
+
+    /// Whether the current path is validated: only then do MTU probes (padded, and outside
+    /// the anti-amplification budget) go out (spec [PM-2], [MG-3]).
+    fn path_validated(&self) -> bool {
+        self.paths.as_ref().is_none_or(|p| p.budget() == u64::MAX)
     }
 
     /// Whether the anti-amplification budget of an unvalidated path allows a packet (spec [MG-3]).
@@ -538,11 +549,10 @@ impl Session {
                 t.on_timeout(now, ctx.events);
             }
             let pto = self.rtt().pto();
+            // A direct path the peer moved to (or a punched one) that never answered its
+            // challenges: back to the relay (spec [PU-6]).
             if let Some(relay) = self.paths.as_mut().and_then(|p| p.on_timeout(now, pto)) {
-                self.remote = relay;
-                self.path_kind_changed(now, ctx.config);
-                self.relay_counters.fallbacks += 1;
-                ctx.events.push_back(Event::PathChanged { session: self.id, remote: relay });
+                self.fell_back(now, ctx, relay);
             }
             let initiator = self.role == Role::Initiator;
             if let Some(p) = self.punch.as_mut() {
@@ -552,16 +562,7 @@ impl Session {
             let ptos = self.transport.as_ref().map_or(0, |t| t.loss.pto_count());
             if ptos >= FALLBACK_PTOS && !self.remote.is_relayed() {
                 if let Some(relay) = self.paths.as_mut().and_then(Paths::fall_back) {
-                    self.remote = relay;
-                    self.path_kind_changed(now, ctx.config);
-                    self.relay_counters.fallbacks += 1;
-                    if let Some(p) = self.punch.as_mut() {
-                        p.direct = false;
-                        if initiator {
-                            p.retry_at = Some(now.saturating_add(crate::relay::PUNCH_RETRY));
-                        }
-                    }
-                    ctx.events.push_back(Event::PathChanged { session: self.id, remote: relay });
+                    self.fell_back(now, ctx, relay);
                 }
             }
         }
@@ -590,6 +591,11 @@ impl Session {
         if matches!(self.phase, Phase::Draining | Phase::Done) {
             return Err(DropReason::UnexpectedState);
         }
+        // A session that was never relayed (a relay session among them) never moves onto a
+        // relayed path: no relaying through relays, no loops (spec [RY-1]).
+        if from.is_relayed() && !self.ever_relayed() {
+            return Err(DropReason::UnexpectedState);
+        }
         let pto = self.rtt().pto();
         let Some(record) = self.record.as_mut() else {
             return Err(DropReason::UnexpectedState);
@@ -611,6 +617,11 @@ impl Session {
         };
         self.stats.packets_in += 1;
         self.stats.bytes_in += (header.len() + body.len()) as u64;
+        if let Some(p) = self.punch.as_deref_mut().filter(|_| from.is_relayed()) {
+            // Punching probes are paid for by what the peer sent through the relay (what
+            // came straight from an address is credit for that address only, spec [PU-3]).
+            p.bytes_in += (header.len() + body.len()) as u64;
+        }
         let plain = &body[..len];
 
         // Pass 1: validate every frame so a packet is applied all or nothing.
@@ -744,8 +755,10 @@ impl Session {
                         let _ = p.responses.push_back((from, data));
                     }
                 }
-                Frame::PathResponse(data) if self.punch.as_ref().is_some_and(|p| p.answers(&data)) => {
-                    self.on_punched(now, ctx, from);
+                Frame::PathResponse(data) if self.punch.as_ref().is_some_and(|p| p.answers(&data).is_some()) => {
+                    if let Some(target) = self.punch.as_ref().and_then(|p| p.answers(&data)) {
+                        self.on_punched(now, ctx, from, target, header.len() + body.len());
+                    }
                 }
                 Frame::RelayRegister => self.on_relay_register(now, ctx),
                 Frame::RelayStatus { status, observed } => {
@@ -775,7 +788,9 @@ impl Session {
                         self.relay_counters.dropped += 1;
                     }
                 }
-                Frame::Candidates { round, addrs } => self.on_candidates(now, ctx, round, addrs),
+                Frame::Candidates { round, addrs } => {
+                    self.on_candidates(now, ctx, round, addrs, header.len() + body.len());
+                }
                 Frame::PathResponse(data) => {
                     if let Some(p) = self.paths.as_mut() {
                         match p.on_response(data) {
@@ -889,7 +904,7 @@ impl Session {
     }
 
     fn build_protected(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
-        if self.is_established() && self.punch.as_ref().is_some_and(|p| p.pending != 0) {
+        if self.is_established() && self.punch.as_ref().is_some_and(|p| p.pending != 0 && p.may_probe()) {
             if let Some(sent) = self.build_punch_probe(now, ctx, buf) {
                 return Some(sent);
             }
@@ -904,7 +919,7 @@ impl Session {
             // Unvalidated path: the 3× limit is spent until the peer answers (spec [MG-3]).
             return None;
         }
-        if self.is_established() && self.close_frame.is_none() {
+        if self.is_established() && self.close_frame.is_none() && self.path_validated() {
             if let Some(size) = self.transport.as_ref().and_then(|t| t.mtu_probe_due(now)) {
                 if let Some(sent) = self.build_mtu_probe(now, ctx, buf, size) {
                     return Some(sent);
@@ -940,11 +955,18 @@ impl Session {
                 }
                 rekey.sent(now, rekey_timers(ctx.config, &rtt));
             }
-            eliciting |= self.write_control(&mut w, &mut log);
+            let (control, candidates) = self.write_control(&mut w, &mut log);
+            eliciting |= control;
             if let Some(t) = self.transport.as_mut() {
                 eliciting |= t.write_frames(now, &mut w, &mut log, self.send_keepalive);
             }
             self.send_keepalive = false;
+            if let Some(p) = self.punch.as_deref().filter(|_| candidates) {
+                // CANDIDATES travel in a padded packet so that the peer's probes are paid for
+                // (spec [PU-3]).
+                let pad = p.pad_to.saturating_sub(Record::OVERHEAD).saturating_sub(w.len()).min(w.remaining());
+                w.zeros(pad)?;
+            }
         }
         if w.len() == 0 {
             return None;
@@ -1019,7 +1041,17 @@ impl Session {
         };
         // Every unvalidated address gets 3× what it sent, probe-only packets included (spec [MG-3]).
         let budget = paths.budget_to(dst);
-        let size = PATH_PROBE_SIZE.min(buf.len()).min(usize::try_from(budget).unwrap_or(usize::MAX));
+        // Toward a relayed path, no padding: the relay session's size is what counts there,
+        // and padding would only make the relay carry 1200 bytes per 47-byte challenge.
+        let target = if dst.is_relayed() {
+            let frames = paths.responses.iter().filter(|(a, _)| *a == dst).count()
+                + usize::from(paths.old.is_some_and(|(c, _)| c.send && c.addr == dst))
+                + usize::from(paths.current.is_some_and(|c| c.send && c.addr == dst));
+            MIN_PATH_PACKET.max(Record::OVERHEAD + 9 * frames)
+        } else {
+            PATH_PROBE_SIZE
+        };
+        let size = target.min(buf.len()).min(usize::try_from(budget).unwrap_or(usize::MAX));
         if size < MIN_PATH_PACKET {
             return None;
         }
@@ -1090,7 +1122,8 @@ impl Session {
     }
 
     /// Writes owed relay and punching control frames (logged, so a loss re-sends them).
-    fn write_control(&mut self, w: &mut Writer<'_>, log: &mut FrameLog) -> bool {
+    /// Returns whether it wrote any, and whether CANDIDATES among them.
+    fn write_control(&mut self, w: &mut Writer<'_>, log: &mut FrameLog) -> (bool, bool) {
         if let Some(t) = self.transport.as_mut().filter(|t| t.control_lost) {
             t.control_lost = false;
             if let Some(r) = self.relay.as_deref_mut() {
@@ -1101,9 +1134,10 @@ impl Session {
             }
         }
         if log.is_full() {
-            return false;
+            return (false, false);
         }
         let mut wrote = false;
+        let mut candidates = false;
         let observed = crate::wire::handshake::observed_of(self.remote);
         match self.relay.as_deref_mut() {
             Some(RelayLink::Relay { register_due, .. })
@@ -1128,12 +1162,13 @@ impl Session {
             if w.remaining() >= f.encoded_len() && f.encode(w).is_some() {
                 p.send_candidates = false;
                 wrote = true;
+                candidates = true;
             }
         }
         if wrote {
             let _ = log.push(crate::recovery::loss::SentFrame::Control);
         }
-        wrote
+        (wrote, candidates)
     }
 
     /// RELAY_REGISTER from the peer: the node decides (member list, capacity) and this
@@ -1146,7 +1181,7 @@ impl Session {
             None | Some(RelayLink::Member { registered: false, .. }) => {
                 let link = match ctx.config.relay.as_ref() {
                     // Undecided until the node looks at it (`asked`).
-                    Some(rc) if !self.remote.is_relayed() => RelayLink::new_member(rc, now),
+                    Some(rc) if !self.ever_relayed() => RelayLink::new_member(rc, now),
                     _ => RelayLink::Member {
                         registered: false,
                         asked: false,
@@ -1159,8 +1194,9 @@ impl Session {
         }
     }
 
-    /// CANDIDATES from the peer: probe them (spec [PU-2], [PU-3]); the responder echoes its own.
-    fn on_candidates(&mut self, now: Instant, ctx: &mut Ctx<'_>, round: u64, addrs: &[u8]) {
+    /// CANDIDATES from the peer, in a packet of `len` bytes: probe them (spec [PU-2],
+    /// [PU-3]); the responder echoes its own in a packet no larger than the peer's.
+    fn on_candidates(&mut self, now: Instant, ctx: &mut Ctx<'_>, round: u64, addrs: &[u8], len: usize) {
         if ctx.config.keep_relay_path {
             return;
         }
@@ -1182,11 +1218,16 @@ impl Session {
         if !initiator && round > p.round {
             p.round = round;
             p.send_candidates = true;
+            p.pad_to = len.min(INITIAL_MTU as usize);
         }
     }
 
-    /// A punching probe was answered from `from`: move onto the direct path.
-    fn on_punched(&mut self, now: Instant, ctx: &mut Ctx<'_>, from: PathAddr) {
+    /// The probe to `target` was answered by a packet of `len` bytes from `from`: move onto
+    /// the direct path (spec [PU-5]). Only an answer from the probed address itself proves
+    /// that address reachable; one from elsewhere (a peer-reflexive address, or a source
+    /// spoofed by the peer) makes an unvalidated path, challenged and held to 3× what came
+    /// from it (spec [MG-3]), and `PathChanged` waits for its validation.
+    fn on_punched(&mut self, now: Instant, ctx: &mut Ctx<'_>, from: PathAddr, target: SocketAddr, len: usize) {
         let Some(p) = self.punch.as_deref_mut() else { return };
         if from.is_relayed() || p.direct {
             return;
@@ -1196,13 +1237,37 @@ impl Session {
         p.next_burst = None;
         p.retry_at = None;
         let relay = p.relay_path;
+        let validated = from == PathAddr::Udp(target);
+        let challenge = (!validated).then(|| {
+            let mut d = [0u8; 8];
+            ctx.entropy.fill(EntropyPurpose::PathChallenge, &mut d);
+            d
+        });
         if let Some(paths) = self.paths.as_mut() {
-            paths.punched(now, from, relay);
+            paths.punched(now, from, relay, len, challenge);
         }
         self.remote = from;
         self.path_kind_changed(now, ctx.config);
         self.relay_counters.direct += 1;
-        ctx.events.push_back(Event::PathChanged { session: self.id, remote: from });
+        if validated {
+            ctx.events.push_back(Event::PathChanged { session: self.id, remote: from });
+        }
+    }
+
+    /// The session returned to its relayed fallback path (spec [PU-6]): punching may run
+    /// again (the initiator retries later).
+    fn fell_back(&mut self, now: Instant, ctx: &mut Ctx<'_>, relay: PathAddr) {
+        self.remote = relay;
+        self.path_kind_changed(now, ctx.config);
+        self.relay_counters.fallbacks += 1;
+        let initiator = self.role == Role::Initiator;
+        if let Some(p) = self.punch.as_mut() {
+            p.direct = false;
+            if initiator {
+                p.retry_at = Some(now.saturating_add(crate::relay::PUNCH_RETRY));
+            }
+        }
+        ctx.events.push_back(Event::PathChanged { session: self.id, remote: relay });
     }
 
     /// One punching probe: a PATH_CHALLENGE, unpadded, to the next target (spec [PU-3]).
@@ -1220,6 +1285,9 @@ impl Session {
         let (pn, n) = self.seal_next(now, ctx.config, buf, payload_len).ok()?;
         if let Some(t) = self.transport.as_mut() {
             t.on_sent(now, pn, n, false, false, FrameLog::new());
+        }
+        if let Some(p) = self.punch.as_deref_mut() {
+            p.probe_bytes += n as u64;
         }
         self.relay_counters.probes += 1;
         Some((PathAddr::Udp(addr), n))

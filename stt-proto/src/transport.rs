@@ -140,12 +140,13 @@ impl Transport {
     }
 
     /// The earliest of the ACK, loss / PTO, pacing and probe timers. With `can_send`
-    /// false (an unvalidated path out of budget) only the loss timer counts.
-    pub(crate) fn deadline(&self, can_send: bool) -> Option<Instant> {
+    /// false (an unvalidated path out of budget) only the loss timer counts; with
+    /// `validated` false (a path not validated yet) no MTU probe is due.
+    pub(crate) fn deadline(&self, can_send: bool, validated: bool) -> Option<Instant> {
         if !can_send {
             return self.loss.deadline();
         }
-        let probe = self.pmtud.as_ref().and_then(Pmtud::deadline);
+        let probe = self.pmtud.as_ref().filter(|_| validated).and_then(Pmtud::deadline);
         [self.acks.deadline(), self.loss.deadline(), self.pacing_until, probe].into_iter().flatten().min()
     }
 
@@ -157,11 +158,11 @@ impl Transport {
         self.probes > 0 || self.loss.bytes_in_flight() + self.mtu <= self.cc.window()
     }
 
-    /// Whether a packet should be built now.
-    pub(crate) fn wants_to_send(&self, now: Instant) -> bool {
+    /// Whether a packet should be built now (`validated`: MTU probes may go, spec [PM-2]).
+    pub(crate) fn wants_to_send(&self, now: Instant, validated: bool) -> bool {
         if self.acks.deadline().is_some_and(|d| d <= now)
             || self.probes > 0
-            || self.mtu_probe_due(now).is_some()
+            || (validated && self.mtu_probe_due(now).is_some())
             || !self.relay_out.is_empty()
         {
             return true;

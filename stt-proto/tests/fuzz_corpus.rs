@@ -26,6 +26,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ack_ranges", fuzzing::ack_ranges),
     ("segment", fuzzing::segment),
     ("hostile_frames", fuzzing::hostile_frames),
+    ("relay_frames", fuzzing::relay_frames),
 ];
 
 /// Fuzz targets over the conformance suite (`conformance/src/fuzzing.rs`).
@@ -61,7 +62,11 @@ fn seeded_random_inputs() {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(stt_proto::sim::World::seed_from_env(99));
     for (name, harness) in TARGETS {
         let rounds =
-            if matches!(*name, "protected_frames" | "session_ops" | "app_frames" | "hostile_frames") { 4 } else { 200 };
+            if matches!(*name, "protected_frames" | "session_ops" | "app_frames" | "hostile_frames" | "relay_frames") {
+                4
+            } else {
+                200
+            };
         for _ in 0..rounds {
             let len = (rng.next_u32() % 2048) as usize;
             let mut data = vec![0u8; len];
