@@ -308,12 +308,25 @@ fn peer_code(closed: Option<StreamClosed>) -> Option<u64> {
     }
 }
 
-/// Why a stream operation failed, in words.
-fn stream_failure(session: &Session, closed: Option<StreamClosed>, e: &dyn std::fmt::Display, what: &str) -> Failure {
+/// Why a stream operation failed, in words. A reset with code 0 means the peer dropped its
+/// stream handle without a reason (an interrupted sender does so just before it closes the
+/// session with one): the session's close, if it follows within [`CLOSE_GRACE`], says why.
+async fn stream_failure(
+    session: &Session,
+    closed: Option<StreamClosed>,
+    e: &(dyn std::fmt::Display + Sync),
+    what: &str,
+) -> Failure {
+    if closed == Some(StreamClosed::Reset(SendStream::DROPPED)) && session.ended().is_none() {
+        let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+    }
     if let Some(end) = session.ended() {
         return end_failure(end);
     }
     match peer_code(closed) {
+        Some(SendStream::DROPPED) if matches!(closed, Some(StreamClosed::Reset(_))) => {
+            Failure::PeerEnded("the peer abandoned the stream before it finished".into())
+        }
         Some(code) => code_failure(code, ""),
         None => Failure::Error(format!("{what}: {e}")),
     }
@@ -585,8 +598,8 @@ async fn transfer(
         Ok(Ok(r)) => r,
         Ok(Err(wire::WireError::Io(e))) => {
             return Err(match &send_err {
-                Some((text, closed)) => stream_failure(session, *closed, text, "send"),
-                None => stream_failure(session, StreamClosed::of(&e), &e, "send"),
+                Some((text, closed)) => stream_failure(session, *closed, text, "send").await,
+                None => stream_failure(session, StreamClosed::of(&e), &e, "send").await,
             });
         }
         Ok(Err(e)) => return Err(format!("bad reply from the receiver: {e}").into()),
@@ -645,7 +658,9 @@ async fn receive(
     let start = Instant::now();
     let header = match tokio::time::timeout(HEADER_TIMEOUT, wire::read_header(&mut rx)).await {
         Ok(Ok(h)) => h,
-        Ok(Err(wire::WireError::Io(e))) => return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive")),
+        Ok(Err(wire::WireError::Io(e))) => {
+            return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive").await)
+        }
         Ok(Err(e)) => {
             refuse(&mut tx, &mut rx, wire::REFUSED, &e.to_string()).await;
             return Err(format!("refused a stream: {e}").into());
@@ -683,7 +698,7 @@ async fn receive(
     loop {
         let n = match rx.read(&mut buf).await {
             Ok(n) => n,
-            Err(e) => return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive")),
+            Err(e) => return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive").await),
         };
         if n == 0 {
             break;
