@@ -145,12 +145,12 @@ impl Impairment {
     fn apply(&mut self, data: &[u8]) -> Vec<(tokio::time::Instant, Vec<u8>)> {
         let now = tokio::time::Instant::now();
         let mut start = now;
-        if self.p.rate_bps > 0 {
+        if let Some(ns) = (data.len() as u64 * 8 * 1_000_000_000).checked_div(self.p.rate_bps) {
             let free = self.busy_until.max(now);
             if free.saturating_duration_since(now) > Duration::from_millis(50) {
                 return Vec::new(); // drop-tail
             }
-            self.busy_until = free + Duration::from_nanos(data.len() as u64 * 8 * 1_000_000_000 / self.p.rate_bps);
+            self.busy_until = free + Duration::from_nanos(ns);
             start = self.busy_until;
         }
         if self.chance(self.p.loss) {
