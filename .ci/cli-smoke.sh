@@ -45,7 +45,7 @@ cmp "$dir/payload" "$dir/in/payload" || { echo "FAIL: file received over WebSock
 cmp "$dir/second/payload" "$dir/in/payload-2" || { echo "FAIL: second file not stored as payload-2"; ls -la "$dir/in"; exit 1; }
 [ ! -e "$dir/victim" ] || { echo "FAIL: a symlink was followed"; exit 1; }
 [ "$(stat -c %a "$dir/in/payload")" = 600 ] || { echo "FAIL: received file is not mode 0600"; exit 1; }
-grep -q "sha3-256" "$dir/listen.log" || { echo "FAIL: no summary line"; exit 1; }
+grep -q "sha-256" "$dir/listen.log" || { echo "FAIL: no summary line"; exit 1; }
 grep -q "INFO stt_tokio.*node started" "$dir/listen.log" || { echo "FAIL: -v printed no tracing output"; exit 1; }
 pass=$((pass + 1))
 

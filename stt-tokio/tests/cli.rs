@@ -12,7 +12,7 @@ use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn header(size: u64, name: &str) -> Vec<u8> {
-    let mut v = b"STTF\x01".to_vec();
+    let mut v = b"STTF\x02".to_vec();
     v.extend_from_slice(&size.to_be_bytes());
     v.extend_from_slice(&(name.len() as u16).to_be_bytes());
     v.extend_from_slice(name.as_bytes());

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha3::{Digest, Sha3_256};
+use sha2::{Digest, Sha256};
 use stt_tokio::{
     CloseReason, Config, Ended, Identity, Node, NodeId, NodeSeed, RandomSeed, RecvStream, SendStream, Session,
     SharedSeed, StreamClosed,
@@ -530,7 +530,7 @@ async fn send(
             } else {
                 format!("receiver confirmed: {}", sent.reply.message)
             };
-            println!("sent {}{lost}, sha3-256 {}; {what}", amount(sent.bytes, secs), sent.digest);
+            println!("sent {}{lost}, sha-256 {}; {what}", amount(sent.bytes, secs), sent.digest);
             Ok(())
         }
         Err(e) => {
@@ -560,7 +560,7 @@ async fn transfer(
         None => input,
     };
     let mut buf = vec![0u8; CHUNK];
-    let mut hasher = Sha3_256::new();
+    let mut hasher = Sha256::new();
     let mut total = 0u64;
     let header = wire::encode_header(&Header { size, name: name.to_string() });
     // The first send error, with the peer's code when it is a typed stream error.
@@ -608,7 +608,7 @@ async fn transfer(
     let digest = hex(&hasher.finalize());
     match reply.status {
         wire::DONE if hex(&reply.digest) != digest => {
-            Err(format!("the receiver stored different bytes (sha3-256 {}, sent {digest})", hex(&reply.digest)).into())
+            Err(format!("the receiver stored different bytes (sha-256 {}, sent {digest})", hex(&reply.digest)).into())
         }
         wire::DONE | wire::DISCARDED if send_err.is_none() => Ok(Sent { bytes: total, digest, reply }),
         wire::DONE | wire::DISCARDED => Err(format!("send: {}", send_err.map(|e| e.0).unwrap_or_default()).into()),
@@ -693,7 +693,7 @@ async fn receive(
     };
     let pb = if progress { bar(header.size) } else { ProgressBar::hidden() };
     let mut buf = vec![0u8; CHUNK];
-    let mut hasher = Sha3_256::new();
+    let mut hasher = Sha256::new();
     let mut total = 0u64;
     loop {
         let n = match rx.read(&mut buf).await {
@@ -847,7 +847,7 @@ async fn recv(
     node.shutdown().await;
     let r = result?;
     println!(
-        "received {}{lost} into {}, sha3-256 {}",
+        "received {}{lost} into {}, sha-256 {}",
         amount(r.bytes, r.secs),
         r.saved.as_deref().unwrap_or(out).display(),
         r.digest
@@ -965,7 +965,7 @@ async fn serve_session(
                             match receive(&session, tx, rx, &target, false).await {
                                 Ok(r) => {
                                     let to = r.saved.map_or("discarded".into(), |p| format!("saved as {}", p.display()));
-                                    println!("{peer}: {}, sha3-256 {}, {to}", amount(r.bytes, r.secs), r.digest);
+                                    println!("{peer}: {}, sha-256 {}, {to}", amount(r.bytes, r.secs), r.digest);
                                 }
                                 Err(e) => eprintln!("{peer}: transfer failed: {e}"),
                             }
@@ -1097,7 +1097,7 @@ async fn demo(size_mib: u64, streams: u64) -> Result<()> {
         .on(0x80, |_, body| println!("app frame 0x80: {:?}", String::from_utf8_lossy(&body)));
     dispatcher.dispatch(&sb, ty, body);
 
-    // Bulk transfer over several streams. Hashing (SHA3-256) happens outside the timed
+    // Bulk transfer over several streams. Hashing (SHA-256) happens outside the timed
     // part: it is slower than the transport.
     let per_stream = (size_mib * (1 << 20) / streams.max(1)) as usize;
     let payloads: Vec<Bytes> = (0..streams)
@@ -1107,7 +1107,7 @@ async fn demo(size_mib: u64, streams: u64) -> Result<()> {
             )
         })
         .collect();
-    let mut sent_digests: Vec<String> = payloads.iter().map(|p| hex(&Sha3_256::digest(p))).collect();
+    let mut sent_digests: Vec<String> = payloads.iter().map(|p| hex(&Sha256::digest(p))).collect();
     let receiver = {
         let sb = sb.clone();
         tokio::spawn(async move {
@@ -1147,7 +1147,7 @@ async fn demo(size_mib: u64, streams: u64) -> Result<()> {
     let received = receiver.await.map_err(|e| e.to_string())??;
     let secs = t.elapsed().as_secs_f64();
     pb.finish_and_clear();
-    let mut got_digests: Vec<String> = received.iter().map(|v| hex(&Sha3_256::digest(v))).collect();
+    let mut got_digests: Vec<String> = received.iter().map(|v| hex(&Sha256::digest(v))).collect();
     sent_digests.sort();
     got_digests.sort();
     if sent_digests != got_digests {
@@ -1155,7 +1155,7 @@ async fn demo(size_mib: u64, streams: u64) -> Result<()> {
     }
     let bytes: usize = received.iter().map(Vec::len).sum();
     println!(
-        "transfer: {:.1} MiB over {streams} streams in {secs:.2} s = {:.1} MB/s; every stream's SHA3-256 verified afterwards",
+        "transfer: {:.1} MiB over {streams} streams in {secs:.2} s = {:.1} MB/s; every stream's SHA-256 verified afterwards",
         bytes as f64 / (1 << 20) as f64,
         bytes as f64 / secs / 1e6
     );

@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! sender → receiver   header, then the file's bytes, then the end of the stream
-//!   header = "STTF" | version (1 byte, = 1) | size (u64 big-endian; u64::MAX = unknown, stdin)
+//!   header = "STTF" | version (1 byte, = 2) | size (u64 big-endian; u64::MAX = unknown, stdin)
 //!            | name length (u16 big-endian, ≤ 255) | name (UTF-8; a bare file name, no path)
 //! receiver → sender   one reply, then the end of the stream, once the file is on disk
 //!   reply  = status (1 byte: 0 = stored and synced, 6 = counted and discarded, else a code below)
-//!            | sha3-256 of the bytes received (32 bytes; zeros if none)
+//!            | SHA-256 of the bytes received (32 bytes; zeros if none)
 //!            | message length (u16 big-endian, ≤ 1024) | message (UTF-8, for humans)
 //! ```
 //!
@@ -45,7 +45,7 @@ pub const DISCARDED: u64 = 6;
 /// The header's first bytes.
 pub const MAGIC: &[u8; 4] = b"STTF";
 /// The protocol version this binary speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Size value meaning "unknown" (the sender reads stdin).
 pub const UNKNOWN_SIZE: u64 = u64::MAX;
 /// Longest file name in a header, in bytes.
@@ -81,7 +81,7 @@ pub struct Header {
 pub struct Reply {
     /// 0 = stored and synced; otherwise a code.
     pub status: u64,
-    /// SHA3-256 of the bytes the receiver got.
+    /// SHA-256 of the bytes the receiver got.
     pub digest: [u8; 32],
     /// For humans.
     pub message: String,
