@@ -217,9 +217,10 @@ mod tests {
         bad[13..15].copy_from_slice(&1000u16.to_be_bytes());
         assert!(matches!(read_header(&mut &bad[..]).await, Err(WireError::TooLong(_, 1000))));
         assert!(matches!(read_header(&mut &b"HTTP/1.1 200 OK\r\n"[..]).await, Err(WireError::BadMagic)));
-        let mut v2 = enc.clone();
-        v2[4] = 2;
-        assert!(matches!(read_header(&mut &v2[..]).await, Err(WireError::Version(2))));
+        // Version 1 (SHA3-256 digests) is refused with its number.
+        let mut v1 = enc.clone();
+        v1[4] = 1;
+        assert!(matches!(read_header(&mut &v1[..]).await, Err(WireError::Version(1))));
         assert!(matches!(read_header(&mut &enc[..enc.len() - 1]).await, Err(WireError::Io(_))));
     }
 
