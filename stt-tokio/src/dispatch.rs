@@ -13,6 +13,30 @@ type Handler = Box<dyn FnMut(&Session, Bytes) + Send>;
 type EventFilter = Box<dyn Fn(&Event) -> bool + Send>;
 
 /// Routes received application frames to a handler per type (0x80–0xFF).
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // every member holds the same shared seed
+/// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// // The receiver declares the application frame types it accepts.
+/// let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x80]), node(&shared)).await?;
+/// use stt_tokio::FrameDispatcher;
+/// let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// let (s, r) = (s?, r.expect("b is running"));
+/// let (tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+/// let dispatcher = FrameDispatcher::new().on(0x80, move |_session, body| {
+///     let _ = tx.send(body);
+/// });
+/// tokio::spawn(dispatcher.run(r));
+/// s.send_frame(0x80, bytes::Bytes::from_static(b"chat: hello")).await?;
+/// assert_eq!(got.recv().await.as_deref(), Some(&b"chat: hello"[..]));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Default)]
 pub struct FrameDispatcher {
     handlers: HashMap<u8, Handler>,
@@ -62,6 +86,30 @@ impl FrameDispatcher {
 
 /// A subscription to a node's events, optionally filtered. Slow subscribers miss events
 /// (the channel holds 1024); `recv` reports how many were skipped through `lagged`.
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // every member holds the same shared seed
+/// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// let b = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// use stt_tokio::Event;
+/// let mut established = a.events().filter(|e| matches!(e, Event::Established { .. }));
+/// let (s, _r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// let s = s?;
+/// match established.recv().await {
+///     Some(Event::Established { session, peer }) => {
+///         assert_eq!(session, s.id());
+///         assert_eq!(peer, b.node_id());
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct EventEmitter {
     rx: broadcast::Receiver<Event>,
     filter: Option<EventFilter>,

@@ -69,6 +69,29 @@ impl Endpoint {
 
 /// Routes application frames of one type to named endpoints.
 #[doc(alias = "EndpointManager")]
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // every member holds the same shared seed
+/// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), node(&shared)).await?;
+/// use stt_tokio::{Endpoints, FrameDispatcher};
+/// // Named endpoints ride on one application frame type (here 0x90).
+/// let eps = Endpoints::new(0x90);
+/// let inbox = eps.register("inbox", 16);
+/// let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// let (s, r) = (s?, r.expect("b is running"));
+/// tokio::spawn(async move { eps.serve(r, FrameDispatcher::new()).await });
+/// Endpoints::new(0x90).send(&s, "inbox", b"hello").await?;
+/// let m = inbox.recv().await.expect("a message");
+/// assert_eq!(&m.body[..], b"hello");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Endpoints {
     ty: u8,

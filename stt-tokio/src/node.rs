@@ -68,6 +68,25 @@ impl Drop for NodeInner {
 /// last clone (and every session and stream handle) is dropped, its sessions close and
 /// the driver task stops.
 #[doc(alias = "STTNode")]
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // every member holds the same shared seed
+/// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// let b = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// // Pin the peer by its node id; `accept` yields the session on the other side.
+/// let (s, r) = tokio::join!(a.connect(b.local_addr(), Some(b.node_id())), b.accept());
+/// let (s, r) = (s?, r.expect("b is running"));
+/// assert_eq!(r.peer_node_id(), a.node_id());
+/// s.close(0);
+/// a.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<NodeInner>,

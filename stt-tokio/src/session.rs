@@ -52,6 +52,39 @@ impl std::error::Error for RelayError {}
 /// clone and the last stream handle of the session are dropped, the session closes
 /// (application code 0), as a `quinn::Connection` does.
 #[doc(alias = "STTSession")]
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // every member holds the same shared seed
+/// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// let b = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// let (s, r) = (s?, r.expect("b is running"));
+/// // A bidirectional stream: write, finish, read the answer.
+/// let (mut tx, mut rx) = s.open_bi().await?;
+/// tx.write_all(b"ping").await?;
+/// tx.finish().await?;
+/// let (mut peer_tx, mut peer_rx) = r.accept_bi().await.expect("a stream");
+/// let mut got = Vec::new();
+/// peer_rx.read_to_end(&mut got).await?;
+/// peer_tx.write_all(&got).await?;
+/// peer_tx.finish().await?;
+/// let mut echo = Vec::new();
+/// rx.read_to_end(&mut echo).await?;
+/// assert_eq!(echo, b"ping");
+/// // Unreliable datagrams (each fits one packet).
+/// s.send_datagram(bytes::Bytes::from_static(b"tick")).await?;
+/// assert_eq!(r.recv_datagram().await.as_deref(), Some(&b"tick"[..]));
+/// // Deliver everything accepted, then close with an application code.
+/// s.close_gracefully(0).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Session {
     node: Node,
@@ -165,6 +198,34 @@ impl Session {
     /// # Errors
     /// [`RelayError`] if the peer refused (it is no relay, or this node is not on its member
     /// list), the path is itself relayed, or the session ended.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, RelayConfig, SharedSeed};
+    /// let shared = SharedSeed::random();
+    /// let id = || Identity::new(NodeSeed::random(), shared.clone());
+    /// let any = "127.0.0.1:0".parse()?;
+    /// let relay = Node::bind(any, Config::default().relay(Some(RelayConfig::default())), id()).await?;
+    /// let (a, b) = (Node::bind(any, Config::default(), id()).await?, Node::bind(any, Config::default(), id()).await?);
+    /// // The relay must hold its members' sessions (a dropped handle closes one).
+    /// let held = tokio::spawn({
+    ///     let relay = relay.clone();
+    ///     async move { let mut v = Vec::new(); while let Some(s) = relay.accept().await { v.push(s) } }
+    /// });
+    /// let (ra, rb) = (a.connect(relay.local_addr(), None).await?, b.connect(relay.local_addr(), None).await?);
+    /// ra.register_relay().await?;
+    /// rb.register_relay().await?;
+    /// // A reaches B by node id alone; punching then looks for a direct path.
+    /// let (s, r) = tokio::join!(a.connect_via_relay(&ra, b.node_id()), b.accept());
+    /// assert_eq!(r.expect("b is running").peer_node_id(), a.node_id());
+    /// s?.close(0);
+    /// held.abort();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn register_relay(&self) -> Result<Option<std::net::SocketAddr>, RelayError> {
         {
             let shared = self.node.shared();

@@ -47,6 +47,8 @@ impl std::fmt::Display for Ended {
     }
 }
 
+impl std::error::Error for Ended {}
+
 /// One session's notifications, shared by its handles (waited on without the node lock).
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,

@@ -13,6 +13,24 @@ use std::path::{Path, PathBuf};
 use stt_proto::storage::{Address, BlobStore};
 
 /// A directory of sealed blobs.
+/// # Example
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Addressing, BinaryStorage, FsStore, OsEntropy};
+/// let dir = std::env::temp_dir().join(format!("stt-fsstore-doc-{}", std::process::id()));
+/// // A local storage key (never the shared seed); at most 64 MiB on disk, least recently used evicted.
+/// let key = stt_tokio::random_seed_bytes();
+/// let mut store = BinaryStorage::new(FsStore::open(&dir, Some(64 << 20))?, key, Addressing::Plain);
+/// let addr = store.put(b"sensor-1 21.5C", &mut OsEntropy)?;
+/// assert_eq!(store.get(&addr)?.as_deref(), Some(&b"sensor-1 21.5C"[..]));
+/// // The same bytes get the same address and are stored once.
+/// assert_eq!(store.put(b"sensor-1 21.5C", &mut OsEntropy)?, addr);
+/// assert_eq!(store.backend().len(), 1);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct FsStore {
     dir: PathBuf,
     index: HashMap<Address, (u64, u64)>,

@@ -95,6 +95,31 @@ impl Handle {
 /// [`DROPPED`](Self::DROPPED): a writer that was cancelled or panicked mid-stream never
 /// looks to the reader like a complete stream (the reader's read fails with
 /// `StreamClosed::Reset(DROPPED)`). This differs from `quinn::SendStream`, which finishes.
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // every member holds the same shared seed
+/// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// let b = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// use stt_tokio::{SendStream, StreamClosed};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// let (s, r) = (s?, r.expect("b is running"));
+/// // Dropped without `finish`, a stream is reset: the reader never mistakes it for complete.
+/// let mut w = s.open_uni().await?;
+/// w.write_all(b"half a message").await?;
+/// let mut rx = r.accept_uni().await.expect("a stream");
+/// drop(w);
+/// let mut got = Vec::new();
+/// let e = rx.read_to_end(&mut got).await.unwrap_err();
+/// assert_eq!(StreamClosed::of(&e), Some(StreamClosed::Reset(SendStream::DROPPED)));
+/// # Ok(())
+/// # }
+/// ```
 pub struct SendStream {
     h: Handle,
     /// `finish` or `reset` was called (or `poll_shutdown`).
@@ -225,6 +250,31 @@ impl AsyncWrite for SendStream {
 
 /// The receiving half of a stream. Dropped before the end was read, it asks the peer to
 /// stop sending (STOP_SENDING with code 0) and discards what arrived.
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // every member holds the same shared seed
+/// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// let b = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+/// use stt_tokio::StreamClosed;
+/// use tokio::io::AsyncWriteExt;
+/// let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// let (s, r) = (s?, r.expect("b is running"));
+/// let mut w = s.open_uni().await?;
+/// w.write_all(b"unwanted").await?;
+/// // The receiver drops the stream unread: the writer learns it was stopped.
+/// drop(r.accept_uni().await.expect("a stream"));
+/// let e = loop {
+///     if let Err(e) = w.write_all(&[0; 1024]).await { break e; }
+/// };
+/// assert_eq!(StreamClosed::of(&e), Some(StreamClosed::Stopped(0)));
+/// # Ok(())
+/// # }
+/// ```
 pub struct RecvStream {
     h: Handle,
     /// The end was read (or a reset seen): nothing to stop on drop.
