@@ -94,7 +94,8 @@ fn mutated(id: &str, from: &str, to: &str) -> Trace {
 
 /// Mutated traces fail: a wrong field value, a missing expectation, a shifted time, a
 /// tighter bound, a wrong event, a wrong counter; in relay cases a forwarded datagram that
-/// keeps the destination's id, an answer expected from the wrong peer, and a fallback
+/// keeps the destination's id, a 30-byte datagram (forwarded, not junk), more probe credit
+/// (a sixth probe goes out), an answer expected from the wrong peer, and a fallback
 /// expected to a direct address.
 #[test]
 fn mutated_traces_fail() {
@@ -107,7 +108,13 @@ fn mutated_traces_fail() {
         ("HS-03", "drops.auth_failed == 1", "drops.auth_failed == 0"),
         ("SF-04", "data=\"hello world\"", "data=\"hello_world\""),
         ("LP-02", "sim.complete == 1", "sim.complete == 0"),
-        ("RY-04", "[RELAY_DATA id=peer.id len=5 data=\"hello\"]", "[RELAY_DATA id=peer2.id len=5 data=\"hello\"]"),
+        (
+            "RY-04",
+            "[RELAY_DATA id=peer.id len=30 data=\"a relayed datagram of 30 bytes\"]",
+            "[RELAY_DATA id=peer2.id len=30 data=\"a relayed datagram of 30 bytes\"]",
+        ),
+        ("RY-04", "data=\"a datagram of 29 bytes: junk!\"", "data=\"a datagram of 30 bytes: junk!!\""),
+        ("RY-08", "PADDING len=29]", "PADDING len=76]"),
         ("RY-06", "expect send CHALLENGE via=peer rsid=peer2.sid", "expect send CHALLENGE via=peer rsid=peer.sid"),
         ("RY-11", "expect event PathChanged remote=relay peer=peer2.id", "expect event PathChanged remote=peer2.addr"),
         (
