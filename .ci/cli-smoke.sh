@@ -169,4 +169,26 @@ grep -q "^registered with relay" "$dir/rsend.err" && grep -q "^path: " "$dir/rse
 kill -INT "$rlisten_pid" "$relay_pid"; wait "$rlisten_pid" "$relay_pid" || true
 pass=$((pass + 1))
 
+# Two processes with one node seed: the newer session replaces the older, whose sender says why.
+"$bin" keygen --out "$dir/twin.seed" > /dev/null
+mkdir -p "$dir/twin"
+mkfifo "$dir/fifo2"
+exec 4<> "$dir/fifo2"
+head -c 10000 /dev/urandom >&4
+port=$((20000 + RANDOM % 20000))
+timeout 60 "$bin" listen --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/twin" > "$dir/twin.log" 2>&1 &
+twin_listen=$!
+sleep 0.5
+"$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --node-seed "$dir/twin.seed" - < "$dir/fifo2" 2> "$dir/twin1.err" &
+twin1=$!; watchdog "$twin1"
+sleep 1
+timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --node-seed "$dir/twin.seed" "$dir/payload" 2> "$dir/twin2.err" \
+    || { echo "FAIL: the second sender with the same node seed failed"; cat "$dir/twin2.err"; exit 1; }
+rc=0; wait "$twin1" || rc=$?
+[ "$rc" -ne 0 ] || { echo "FAIL: the replaced sender exited 0"; exit 1; }
+grep -q "another process is using the same node seed" "$dir/twin1.err" || { echo "FAIL: the replaced sender did not say why"; cat "$dir/twin1.err"; exit 1; }
+exec 4>&-
+kill -INT "$twin_listen"; wait "$twin_listen" || true
+pass=$((pass + 1))
+
 echo "cli smoke: $pass passed, 0 failed"

@@ -290,6 +290,14 @@ fn end_failure(end: Ended) -> Failure {
         Ended::Closed(CloseReason::RemoteTransport(stt_proto::TransportCode::NoError)) => {
             Failure::PeerEnded("the peer closed the session before the transfer finished".into())
         }
+        Ended::Closed(
+            CloseReason::RemoteTransport(stt_proto::TransportCode::Superseded)
+            | CloseReason::LocalTransport(stt_proto::TransportCode::Superseded),
+        ) => Failure::PeerEnded(
+            "the session was replaced by a newer one between the same two node ids: another process \
+             is using the same node seed (each running node needs its own), or the peer restarted"
+                .into(),
+        ),
         Ended::Closed(CloseReason::IdleTimeout) => {
             Failure::PeerEnded("the peer stopped answering (idle timeout): it went away or the network failed".into())
         }
