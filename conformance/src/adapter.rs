@@ -564,6 +564,8 @@ impl Iut for ProtoIut {
                     "key_updates" => ss.key_updates,
                     "rehandshakes" => ss.rehandshakes,
                     "lost" => ss.lost,
+                    "spurious_losses" => ss.spurious_losses,
+                    "cwnd" => ss.cwnd,
                     "streams" => ss.streams,
                     "recv_ranges" => ss.recv_ranges,
                     "mtu" => ss.mtu,

@@ -93,9 +93,11 @@ fn mutated(id: &str, from: &str, to: &str) -> Trace {
 }
 
 /// Mutated traces fail: a wrong field value, a missing expectation, a shifted time, a
-/// tighter bound, a wrong event, a wrong counter; in relay cases a forwarded datagram that
-/// keeps the destination's id, a 30-byte datagram (forwarded, not junk), more probe credit
-/// (a sixth probe goes out), an answer expected from the wrong peer, and a fallback
+/// tighter bound, a wrong event, a wrong counter; a wait past the widened loss threshold,
+/// a run of losses no acknowledged packet breaks (persistent congestion); in relay cases a
+/// forwarded datagram that keeps the destination's id, a 30-byte datagram (forwarded, not
+/// junk), more probe credit (a sixth probe goes out), an answer expected from the wrong peer,
+/// and a fallback
 /// expected to a direct address.
 #[test]
 fn mutated_traces_fail() {
@@ -108,6 +110,8 @@ fn mutated_traces_fail() {
         ("HS-03", "drops.auth_failed == 1", "drops.auth_failed == 0"),
         ("SF-04", "data=\"hello world\"", "data=\"hello_world\""),
         ("LP-02", "sim.complete == 1", "sim.complete == 0"),
+        ("LP-12", "expect none for 0.012", "expect none for 0.020"),
+        ("LP-16", "recv PROT pn=1 [ACK ranges=7-7,4-4,0-0]", "recv PROT pn=1 [ACK ranges=7-7,0-0]"),
         (
             "RY-04",
             "[RELAY_DATA id=peer.id len=30 data=\"a relayed datagram of 30 bytes\"]",

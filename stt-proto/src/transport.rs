@@ -93,8 +93,8 @@ impl RecoverySink for Sink<'_> {
         }
     }
 
-    fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) {
-        self.cc.on_congestion_event(now, sent, persistent);
+    fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool {
+        self.cc.on_congestion_event(now, sent, persistent)
     }
 
     fn spurious(&mut self) {

@@ -23,12 +23,16 @@ pub trait CongestionControl: Send + fmt::Debug {
     /// Bytes were acknowledged for a packet sent at `sent`. `app_limited`: the sender
     /// did not fill the window, so the window should not grow.
     fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, rtt: &RttEstimator, app_limited: bool);
-    /// Packets sent at or before `sent` were lost (one call per loss event).
-    fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool);
+    /// Packets sent at or before `sent` were lost (one call per loss event). Returns
+    /// whether the window was reduced for it (a new recovery period, or persistent
+    /// congestion); false when the event fell in the current recovery period and changed
+    /// nothing, so there is nothing of its own to undo (spec [LR-3]).
+    fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool;
     /// The path's maximum datagram size changed.
     fn on_mtu_change(&mut self, mtu: u64);
-    /// The last loss event was spurious (the "lost" packets were acknowledged late, having
-    /// been reordered): restore the state from before it (spec [LR-3]). Default: keep it.
+    /// The last loss event that reduced the window was spurious (the "lost" packets were
+    /// acknowledged late, having been reordered), with any events in its recovery period:
+    /// restore the state from before it (spec [LR-3]). Default: keep it.
     fn on_spurious_congestion(&mut self) {}
 }
 

@@ -135,9 +135,9 @@ impl CongestionControl for Cubic {
         self.window += whole as u64;
     }
 
-    fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool) {
+    fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool {
         if self.recovery_start.is_some_and(|r| sent <= r) && !persistent {
-            return;
+            return false;
         }
         self.undo = (!persistent).then_some(Snapshot {
             window: self.window,
@@ -156,6 +156,7 @@ impl CongestionControl for Cubic {
         self.ssthresh = ((self.window as f64 * BETA) as u64).max(minimum_window(self.mtu));
         self.window = if persistent { minimum_window(self.mtu) } else { self.ssthresh };
         self.carry = 0.0;
+        true
     }
 
     fn on_spurious_congestion(&mut self) {

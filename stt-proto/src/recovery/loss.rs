@@ -69,13 +69,16 @@ pub(crate) trait RecoverySink {
     fn acked(&mut self, now: Instant, p: &SentPacket);
     /// A packet was declared lost.
     fn lost(&mut self, p: &SentPacket);
-    /// A loss event: packets sent up to `sent` were lost.
-    fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool);
-    /// The last loss event was spurious: undo its congestion response (spec [LR-3]).
+    /// A loss event: packets sent up to `sent` were lost. Returns whether the congestion
+    /// controller reduced its window for it (false inside an earlier event's recovery period).
+    fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool;
+    /// The last loss event that reduced the window (with the events that joined it in its
+    /// recovery period) was spurious: undo its congestion response (spec [LR-3]).
     fn spurious(&mut self);
 }
 
-/// The packets one loss event declared lost (spec [LR-3]).
+/// The packets one loss event declared lost, with those of later events in its recovery
+/// period (they did not reduce the window again; spec [LR-3]).
 #[derive(Clone, Copy, Debug)]
 struct LossEvent {
     first: u64,
@@ -321,8 +324,17 @@ impl LossDetector {
         if let (Some((first_pn, _)), Some((last_pn, last))) = (first_lost, last_lost) {
             let period = (self.rtt.pto() + MAX_ACK_DELAY) * 3;
             let persistent = self.rtt.has_sample() && longest > period;
-            self.last_event =
-                (!persistent).then_some(LossEvent { first: first_pn, last: last_pn, lost: count, spurious: 0 });
+            let reduced = sink.congestion(now, last, persistent);
+            self.last_event = if persistent {
+                None
+            } else if reduced {
+                Some(LossEvent { first: first_pn, last: last_pn, lost: count, spurious: 0 })
+            } else {
+                // Inside the recovery period of the last event: the window was not reduced
+                // again, so this event joins that one and is undone with it, only when all
+                // of their losses prove spurious (spec [LR-3]).
+                self.last_event.map(|e| LossEvent { last: last_pn, lost: e.lost + count, ..e })
+            };
             self.events_since_spurious += 1;
             if self.events_since_spurious >= DECAY_EVENTS {
                 // No reordering seen for a while: tolerate less again.
@@ -330,7 +342,6 @@ impl LossDetector {
                 self.packet_threshold = (self.packet_threshold / 2).max(PACKET_THRESHOLD);
                 self.reorder_delay /= 2;
             }
-            sink.congestion(now, last, persistent);
         }
         self.trim();
     }
@@ -398,6 +409,8 @@ mod tests {
         lost: Vec<Instant>,
         events: Vec<(Instant, bool)>,
         undone: u32,
+        /// As a congestion controller: one reduction per recovery period.
+        recovery_start: Option<Instant>,
     }
 
     impl RecoverySink for Log {
@@ -407,8 +420,13 @@ mod tests {
         fn lost(&mut self, p: &SentPacket) {
             self.lost.push(p.time);
         }
-        fn congestion(&mut self, _now: Instant, sent: Instant, persistent: bool) {
+        fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool {
             self.events.push((sent, persistent));
+            let reduced = persistent || self.recovery_start.is_none_or(|r| sent > r);
+            if reduced {
+                self.recovery_start = Some(now);
+            }
+            reduced
         }
         fn spurious(&mut self) {
             self.undone += 1;
@@ -537,5 +555,31 @@ mod tests {
         with_ack(&[0..2, 5..6], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
         assert_eq!(d.spurious_losses, 2);
         assert_eq!(log.undone, 0);
+    }
+
+    /// [LR-3]: a loss event inside the recovery period of an earlier one did not reduce the
+    /// window; when it alone proves spurious, the earlier event (a real loss) is not undone.
+    /// The two are undone together once all of their losses prove spurious.
+    #[test]
+    fn spurious_event_in_recovery_does_not_undo_the_earlier_one() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        for pn in 0..10 {
+            d.on_sent(pn, packet(ms(pn)));
+        }
+        let mut log = Log::default();
+        // 3-4 acknowledged: 0 and 1 lost (event A, a reduction); 2 not yet (4 < 2 + 3).
+        with_ack(&[3..5, 3..5], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        assert_eq!(log.lost.len(), 2);
+        // 5-9: 2 lost (event B, sent before A's recovery started: no reduction of its own).
+        with_ack(&[3..10, 3..10], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
+        assert_eq!((log.lost.len(), log.events.len()), (3, 2));
+        // 2 arrives late: B was spurious, A was not.
+        with_ack(&[2..10, 2..10], |a| d.on_ack(ms(102), a, &mut log)).unwrap();
+        assert_eq!(d.spurious_losses, 1);
+        assert_eq!(log.undone, 0, "A's reduction stays");
+        // 0 and 1 arrive too: every loss of the recovery period was spurious.
+        with_ack(&[0..10, 0..10], |a| d.on_ack(ms(103), a, &mut log)).unwrap();
+        assert_eq!(d.spurious_losses, 3);
+        assert_eq!(log.undone, 1);
     }
 }

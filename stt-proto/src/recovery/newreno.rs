@@ -42,20 +42,23 @@ impl CongestionControl for NewReno {
         }
     }
 
-    fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool) {
+    fn on_congestion_event(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool {
         if persistent {
             self.window = minimum_window(self.mtu);
             self.recovery_start = Some(now);
-            return;
+            // Persistent congestion cannot be undone (spec [LR-4]).
+            self.undo = None;
+            return true;
         }
         if self.recovery_start.is_some_and(|r| sent <= r) {
-            return;
+            return false;
         }
         self.undo = Some((self.window, self.ssthresh, self.recovery_start));
         self.recovery_start = Some(now);
         self.ssthresh = (self.window / 2).max(minimum_window(self.mtu));
         self.window = self.ssthresh;
         self.acked_in_ca = 0;
+        true
     }
 
     fn on_spurious_congestion(&mut self) {
@@ -85,14 +88,16 @@ mod tests {
         assert_eq!(c.window(), 12_000);
         c.on_ack(t(10), t(0), 12_000, &rtt, false);
         assert_eq!(c.window(), 24_000, "slow start doubles per window");
-        c.on_congestion_event(t(20), t(15), false);
+        assert!(c.on_congestion_event(t(20), t(15), false));
         assert_eq!(c.window(), 12_000);
-        c.on_congestion_event(t(21), t(16), false);
+        assert!(!c.on_congestion_event(t(21), t(16), false), "no reduction of its own");
         assert_eq!(c.window(), 12_000, "one reduction per recovery period");
         c.on_ack(t(30), t(25), 12_000, &rtt, false);
         assert_eq!(c.window(), 13_200, "one MTU per window in avoidance");
         c.on_congestion_event(t(40), t(35), true);
         assert_eq!(c.window(), 2400);
+        c.on_spurious_congestion();
+        assert_eq!(c.window(), 2400, "persistent congestion is not undone");
         let _ = Duration::ZERO;
     }
 }
