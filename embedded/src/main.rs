@@ -150,8 +150,8 @@ fn paint_stack() -> (usize, usize) {
     let (low, high) = (sp - STACK_PAINT, sp - PAINT_GAP);
     let mut a = low;
     while a < high {
-        // SAFETY: below the stack pointer in the 4 MiB data SRAM, above .bss and the heap
-        // (checked in main); no live data there yet.
+        // SAFETY: unused memory below the stack pointer: the stack starts at the top of the
+        // 4 MiB data SRAM and .bss (heap included, about 128 KiB) sits at its bottom.
         unsafe { core::ptr::write_volatile(a as *mut u32, PAINT) };
         a += 4;
     }
