@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::UdpSocket;
 
 /// One impairment profile, applied to both directions independently.
@@ -212,13 +212,7 @@ async fn stt_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
     let before = counts.datagrams.load(Ordering::Relaxed);
     let start = Instant::now();
     let mut w = s.open_uni().await.unwrap();
-    let chunk = vec![0x5au8; 1 << 16];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        w.write_all(&chunk[..n]).await.unwrap();
-        left -= n as u64;
-    }
+    write_payload(&mut w, bytes).await;
     w.finish().await.unwrap();
     let (got, end, keep) = reader.await.unwrap();
     assert_eq!(got, bytes);
@@ -270,13 +264,7 @@ async fn quinn_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
     let before = counts.datagrams.load(Ordering::Relaxed);
     let start = Instant::now();
     let mut w = c.open_uni().await.unwrap();
-    let chunk = vec![0x5au8; 1 << 16];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        w.write_all(&chunk[..n]).await.unwrap();
-        left -= n as u64;
-    }
+    write_payload(&mut w, bytes).await;
     w.finish().unwrap();
     let (got, end, _keep) = reader.await.unwrap();
     assert_eq!(got, bytes);
@@ -288,6 +276,12 @@ async fn quinn_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
         st.path.sent_packets, st.path.lost_packets, st.path.congestion_events
     );
     Outcome { mbps: bytes as f64 * 8.0 / secs / 1e6, datagrams_per_byte: datagrams as f64 / bytes as f64 }
+}
+
+/// Writes `bytes` bytes of a fixed pattern.
+async fn write_payload(w: &mut (impl tokio::io::AsyncWrite + Unpin), bytes: u64) {
+    let copied = tokio::io::copy(&mut tokio::io::repeat(0x5a).take(bytes), w).await.unwrap();
+    assert_eq!(copied, bytes);
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
