@@ -48,6 +48,33 @@ fn random_tag() -> String {
 pub struct Partial {
     path: PathBuf,
     done: bool,
+    /// Kept when dropped unpublished (a resumable transfer's partial file).
+    keep: bool,
+    /// Held while a resumable partial file is in use by a transfer.
+    _lock: Option<ResumeLock>,
+}
+
+/// Resumable partial files in use by a transfer of this process.
+static IN_USE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A resumable partial file's path, marked in use until dropped.
+struct ResumeLock(PathBuf);
+
+impl ResumeLock {
+    fn take(path: &Path) -> Option<ResumeLock> {
+        let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+        if in_use.iter().any(|p| p == path) {
+            return None;
+        }
+        in_use.push(path.to_path_buf());
+        Some(ResumeLock(path.to_path_buf()))
+    }
+}
+
+impl Drop for ResumeLock {
+    fn drop(&mut self) {
+        IN_USE.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p != &self.0);
+    }
 }
 
 impl Partial {
@@ -56,12 +83,40 @@ impl Partial {
         for _ in 0..8 {
             let path = dir.join(format!("{base}.{}{PARTIAL_SUFFIX}", random_tag()));
             match create_new(&path) {
-                Ok(f) => return Ok((Partial { path, done: false }, f)),
+                Ok(f) => return Ok((Partial { path, done: false, keep: false, _lock: None }, f)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(io::Error::new(io::ErrorKind::AlreadyExists, "cannot find a free temporary name"))
+    }
+
+    /// Opens (or creates) the partial file of a resumable transfer, `dir/BASE.TAG.stt-partial`,
+    /// and returns it with the length it already has. It is kept when dropped unpublished, so
+    /// that a later try can continue it. Fails with `WouldBlock` if another transfer of this
+    /// process uses it, and refuses anything but a regular file (a symlink is not followed:
+    /// the opened file must be the one `lstat` sees at the path).
+    pub fn open_resumable(dir: &Path, base: &str, tag: &str) -> io::Result<(Partial, File, u64)> {
+        let path = dir.join(format!("{base}.{tag}{PARTIAL_SUFFIX}"));
+        let lock = ResumeLock::take(&path)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "another transfer of this file is in progress"))?;
+        let file = match create_new(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let before = std::fs::symlink_metadata(&path)?;
+                if !before.file_type().is_file() {
+                    return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the partial file's name is taken"));
+                }
+                let f = OpenOptions::new().read(true).write(true).open(&path)?;
+                if !same_file(&before, &f.metadata()?) {
+                    return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the partial file changed while opened"));
+                }
+                f
+            }
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata()?.len();
+        Ok((Partial { path, done: false, keep: true, _lock: Some(lock) }, file, len))
     }
 
     /// Where the partial file is.
@@ -115,9 +170,22 @@ impl Partial {
     }
 }
 
+/// Whether two metadata describe the same file (device and inode on Unix).
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        a.len() == b.len()
+    }
+}
+
 impl Drop for Partial {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.keep {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -205,6 +273,31 @@ mod tests {
         assert!(path.exists());
         drop(p);
         assert!(!path.exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn resumable_partials_are_kept_reopened_exclusive_and_never_symlinks() {
+        let d = tempdir();
+        let (p, f, len) = Partial::open_resumable(&d, "big.bin", "abcd").unwrap();
+        assert_eq!(len, 0);
+        std::io::Write::write_all(&mut &f, b"first").unwrap();
+        // In use: a second transfer of the same file is refused, not interleaved.
+        assert_eq!(Partial::open_resumable(&d, "big.bin", "abcd").err().unwrap().kind(), io::ErrorKind::WouldBlock);
+        let path = p.path().to_path_buf();
+        drop((p, f));
+        assert_eq!(std::fs::read(&path).unwrap(), b"first", "kept after an unpublished drop");
+        let (mut p, _f, len) = Partial::open_resumable(&d, "big.bin", "abcd").unwrap();
+        assert_eq!(len, 5);
+        p.publish(&d.join("big.bin"), false).unwrap();
+        assert!(!path.exists());
+        assert_eq!(std::fs::read(d.join("big.bin")).unwrap(), b"first");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(d.join("elsewhere"), d.join("x.t.stt-partial")).unwrap();
+            assert!(Partial::open_resumable(&d, "x", "t").is_err());
+            assert!(!d.join("elsewhere").exists());
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 

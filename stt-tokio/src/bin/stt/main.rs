@@ -34,7 +34,7 @@ use stt_tokio::{
     CloseReason, Config, Ended, Identity, Node, NodeId, NodeSeed, RandomSeed, RecvStream, SendStream, Session,
     SharedSeed, StreamClosed,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use files::{check_writable_dir, parent_dir, sanitize_name, sync_dir, Partial};
 use wire::{Header, Reply};
@@ -172,6 +172,12 @@ enum Command {
         /// of the shared seed answering at --to gets the file (stt prints whose id it was).
         #[arg(long)]
         peer: Option<String>,
+        /// Make the transfer resumable, and continue an earlier interrupted one: the receiver
+        /// keeps the partial file of a resumable transfer, offers how much it holds, and this
+        /// side continues from there if its own first bytes hash the same (else from the
+        /// start). Needs a file (not stdin) and --node-seed (partial files are kept per sender).
+        #[arg(long)]
+        resume: bool,
         /// The file to send, or `-`.
         path: PathBuf,
     },
@@ -216,7 +222,7 @@ async fn run(cmd: Command) -> std::result::Result<(), Failure> {
         Command::Recv { bind, shared_seed, node_seed, out, force } => {
             recv(bind, &shared_seed, node_seed.as_deref(), &out, force).await
         }
-        Command::Send { to, relay, shared_seed, node_seed, peer, path } => {
+        Command::Send { to, relay, shared_seed, node_seed, peer, resume, path } => {
             let to = match (&to, &relay) {
                 (Some(t), _) => Destination::Direct(t),
                 (None, Some(r)) => Destination::Relay(r),
@@ -224,7 +230,7 @@ async fn run(cmd: Command) -> std::result::Result<(), Failure> {
                     return Err(Failure::from("pass --to HOST:PORT or --relay HOST:PORT --peer ID".to_string()))
                 }
             };
-            send(to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path).await
+            send(to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path, resume).await
         }
         Command::Demo { size, streams } => demo(size, streams).await.map_err(Failure::from),
     }
@@ -431,7 +437,10 @@ async fn losses(session: &Session) -> String {
 
 /// What the sender learned from a successful transfer.
 struct Sent {
+    /// Bytes sent by this run (after `resumed_at`).
     bytes: u64,
+    /// Where this run started (0 unless resumed).
+    resumed_at: u64,
     digest: String,
     reply: Reply,
 }
@@ -451,7 +460,16 @@ async fn send(
     node_seed: Option<&Path>,
     peer: Option<&str>,
     path: &Path,
+    resume: bool,
 ) -> std::result::Result<(), Failure> {
+    if resume && path == Path::new("-") {
+        return Err("--resume needs a file, not stdin".into());
+    }
+    if resume && node_seed.is_none() {
+        return Err("--resume needs --node-seed: the receiver keeps partial files per sender identity, and \
+                    without a node seed every run is a new identity"
+            .into());
+    }
     let identity = identity(shared, node_seed)?;
     let expect = peer.map(parse_id).transpose()?;
     let (to, via_relay) = match to {
@@ -465,8 +483,8 @@ async fn send(
         Some(to.parse().map_err(|_| format!("--to {to}: expected HOST:PORT or ws://HOST:PORT/PATH"))?)
     };
     // Open the input first: a missing file fails before any network traffic.
-    let (input, size, name): (Box<dyn AsyncRead + Unpin + Send>, Option<u64>, String) = if path == Path::new("-") {
-        (Box::new(tokio::io::stdin()), None, String::new())
+    let (input, size, name): (Input, Option<u64>, String) = if path == Path::new("-") {
+        (Input::Stdin(tokio::io::stdin()), None, String::new())
     } else {
         let f = tokio::fs::File::open(path).await.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let meta = f.metadata().await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -475,7 +493,10 @@ async fn send(
         }
         let name = path.file_name().and_then(|n| sanitize_name(&n.to_string_lossy())).unwrap_or_default();
         let size = meta.is_file().then_some(meta.len());
-        (Box::new(f), size, name)
+        if resume && size.is_none() {
+            return Err(format!("--resume needs a regular file; {} is not one", path.display()).into());
+        }
+        (Input::File(f), size, name)
     };
     let bind: SocketAddr = if udp_to.is_none_or(|a| a.is_ipv4()) { "0.0.0.0:0" } else { "[::]:0" }
         .parse()
@@ -513,7 +534,7 @@ async fn send(
     let start = Instant::now();
     let result = tokio::select! {
         biased;
-        r = transfer(&session, input, size, &name) => r,
+        r = transfer(&session, input, size, &name, resume) => r,
         // The receiver went away while the input was idle (stdin).
         end = session.closed() => Err(end_failure(end)),
         _ = tokio::signal::ctrl_c() => {
@@ -538,7 +559,8 @@ async fn send(
             } else {
                 format!("receiver confirmed: {}", sent.reply.message)
             };
-            println!("sent {}{lost}, sha-256 {}; {what}", amount(sent.bytes, secs), sent.digest);
+            let resumed = resumed_note(sent.resumed_at);
+            println!("sent {}{resumed}{lost}, sha-256 {}; {what}", amount(sent.bytes, secs), sent.digest);
             Ok(())
         }
         Err(e) => {
@@ -552,28 +574,69 @@ async fn send(
     }
 }
 
+/// What `stt send` reads.
+enum Input {
+    /// `-`.
+    Stdin(tokio::io::Stdin),
+    /// A file (seekable: a resumed transfer starts mid-way).
+    File(tokio::fs::File),
+}
+
 /// Sends the header and the input over a new bidirectional stream, then waits for the
-/// receiver's reply and checks its digest.
+/// receiver's reply and checks its digest. A resumable transfer first agrees on where to
+/// start (see [`wire`]).
 async fn transfer(
     session: &Session,
-    input: Box<dyn AsyncRead + Unpin + Send>,
+    input: Input,
     size: Option<u64>,
     name: &str,
+    resume: bool,
 ) -> std::result::Result<Sent, Failure> {
     let (mut tx, mut rx) = session.open_bi().await.map_err(|e| format!("cannot open a stream: {e}"))?;
-    let pb = bar(size);
-    let mut input: Box<dyn AsyncRead + Unpin + Send> = match size {
-        // Never more than announced, even if the file grows meanwhile.
-        Some(n) => Box::new(input.take(n)),
-        None => input,
-    };
     let mut buf = vec![0u8; CHUNK];
     let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    let header = wire::encode_header(&Header { size, name: name.to_string() });
+    let header = wire::encode_header(&Header { size, name: name.to_string(), resumable: resume });
     // The first send error, with the peer's code when it is a typed stream error.
     let mut send_err: Option<(String, Option<StreamClosed>)> =
         tx.write_all(&header).await.err().map(|e| (e.to_string(), StreamClosed::of(&e)));
+    let mut start = 0u64;
+    let input: Box<dyn AsyncRead + Unpin + Send> = match input {
+        Input::File(mut f) if resume && send_err.is_none() => {
+            let answer = match tokio::time::timeout(REPLY_TIMEOUT, wire::read_answer(&mut rx)).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(wire::WireError::Io(e))) => {
+                    return Err(stream_failure(session, StreamClosed::of(&e), &e, "send").await)
+                }
+                Ok(Err(e)) => return Err(format!("bad answer from the receiver: {e}").into()),
+                Err(_) => return Err(format!("no answer from the receiver within {} s", REPLY_TIMEOUT.as_secs()).into()),
+            };
+            let (offset, digest) = match answer {
+                wire::Answer::Offer { offset, digest } => (offset, digest),
+                wire::Answer::Reply(r) => return Err(code_failure(r.status, &r.message)),
+            };
+            let total = size.unwrap_or(0);
+            start = resume_point(&mut f, offset, &digest, total, &mut hasher, &mut buf)
+                .await
+                .map_err(|e| format!("cannot read the input: {e}"))?;
+            if start > 0 {
+                eprintln!("resuming: the receiver already holds {start} of {total} bytes (same SHA-256)");
+            } else if offset > 0 {
+                eprintln!("the receiver's partial file ({offset} bytes) differs from this file: sending it all again");
+            }
+            send_err = tx.write_all(&start.to_be_bytes()).await.err().map(|e| (e.to_string(), StreamClosed::of(&e)));
+            Box::new(f)
+        }
+        Input::File(f) => Box::new(f),
+        Input::Stdin(s) => Box::new(s),
+    };
+    let pb = bar(size);
+    pb.set_position(start);
+    let mut input: Box<dyn AsyncRead + Unpin + Send> = match size {
+        // Never more than announced, even if the file grows meanwhile.
+        Some(n) => Box::new(input.take(n.saturating_sub(start))),
+        None => input,
+    };
+    let mut total = start;
     while send_err.is_none() {
         let n = match input.read(&mut buf).await {
             Ok(n) => n,
@@ -618,9 +681,52 @@ async fn transfer(
         wire::DONE if hex(&reply.digest) != digest => {
             Err(format!("the receiver stored different bytes (sha-256 {}, sent {digest})", hex(&reply.digest)).into())
         }
-        wire::DONE | wire::DISCARDED if send_err.is_none() => Ok(Sent { bytes: total, digest, reply }),
+        wire::DONE | wire::DISCARDED if send_err.is_none() => {
+            Ok(Sent { bytes: total - start, resumed_at: start, digest, reply })
+        }
         wire::DONE | wire::DISCARDED => Err(format!("send: {}", send_err.map(|e| e.0).unwrap_or_default()).into()),
         code => Err(code_failure(code, &reply.message)),
+    }
+}
+
+/// Where a resumed transfer starts: `offset` if the input's first `offset` bytes hash to
+/// `digest` (they are then in `hasher`, and the input is positioned after them), else 0 (the
+/// input is back at its start and `hasher` empty).
+async fn resume_point(
+    f: &mut tokio::fs::File,
+    offset: u64,
+    digest: &[u8; 32],
+    size: u64,
+    hasher: &mut Sha256,
+    buf: &mut [u8],
+) -> std::io::Result<u64> {
+    if offset == 0 || offset > size {
+        return Ok(0);
+    }
+    let mut left = offset;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = f.read(&mut buf[..want]).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    if left == 0 && hasher.clone().finalize()[..] == digest[..] {
+        return Ok(offset);
+    }
+    f.seek(std::io::SeekFrom::Start(0)).await?;
+    *hasher = Sha256::new();
+    Ok(0)
+}
+
+/// ` (resumed at byte N)`, or nothing.
+fn resumed_note(at: u64) -> String {
+    if at > 0 {
+        format!(" (resumed at byte {at})")
+    } else {
+        String::new()
     }
 }
 
@@ -636,7 +742,10 @@ enum Target {
 
 /// One received file.
 struct Received {
+    /// Bytes received by this run (after `resumed_at`).
     bytes: u64,
+    /// Where this run started (0 unless resumed).
+    resumed_at: u64,
     secs: f64,
     digest: String,
     saved: Option<PathBuf>,
@@ -679,30 +788,70 @@ async fn receive(
         }
     };
     let name = sanitize_name(&header.name).unwrap_or_else(|| format!("from-{}", short(session.peer_node_id())));
+    if header.resumable && header.size.is_none() {
+        refuse(&mut tx, &mut rx, wire::REFUSED, "a resumable transfer needs a known size").await;
+        return Err(format!("refused {name}: resumable without a size").into());
+    }
+    // A resumable transfer's partial file is named after the sender, the name and the size,
+    // so that the sender's next try finds it (and nobody else's does).
+    let tag = header.resumable.then(|| resume_tag(session.peer_node_id(), &header.name, header.size.unwrap_or(0)));
+    let open = |dir: &Path, base: &str| match &tag {
+        Some(tag) => Partial::open_resumable(dir, base, tag),
+        None => Partial::create(dir, base).map(|(p, f)| (p, f, 0)),
+    };
     let mut partial = match target {
-        Target::Dir(dir) => Some(Partial::create(dir, &name).map(|(p, f)| (p, f, dir.clone()))),
+        Target::Dir(dir) => Some(open(dir, &name).map(|(p, f, held)| (p, f, held, dir.clone()))),
         Target::File { path, .. } => {
             let dir = parent_dir(path);
             let base = path.file_name().map_or("received".into(), |n| n.to_string_lossy().into_owned());
-            Some(Partial::create(&dir, &base).map(|(p, f)| (p, f, dir)))
+            Some(open(&dir, &base).map(|(p, f, held)| (p, f, held, dir)))
         }
         Target::Discard => None,
     }
-    .transpose()
-    .map_err(|e| e.to_string());
-    let mut file = match &mut partial {
-        Ok(Some((_, f, _))) => Some(tokio::fs::File::from_std(f.try_clone().map_err(|e| e.to_string())?)),
-        Ok(None) => None,
+    .transpose();
+    let (mut file, held) = match &mut partial {
+        Ok(Some((_, f, held, _))) => {
+            (Some(tokio::fs::File::from_std(f.try_clone().map_err(|e| e.to_string())?)), *held)
+        }
+        Ok(None) => (None, 0),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let msg = format!("{name}: {e}");
+            refuse(&mut tx, &mut rx, wire::BUSY, &msg).await;
+            return Err(msg.into());
+        }
         Err(e) => {
             let msg = format!("cannot create a file for {name}: {e}");
             refuse(&mut tx, &mut rx, wire::FAILED, &msg).await;
             return Err(msg.into());
         }
     };
-    let pb = if progress { bar(header.size) } else { ProgressBar::hidden() };
     let mut buf = vec![0u8; CHUNK];
     let mut hasher = Sha256::new();
     let mut total = 0u64;
+    if header.resumable {
+        match resume_offer(&mut tx, &mut rx, file.as_mut(), held, header.size.unwrap_or(0), &mut buf).await {
+            Ok((start, h)) => {
+                total = start;
+                hasher = h;
+            }
+            Err(ResumeError::Io(e)) => {
+                let msg = format!("cannot resume {name}: {e}");
+                refuse(&mut tx, &mut rx, wire::FAILED, &msg).await;
+                return Err(msg.into());
+            }
+            Err(ResumeError::Start(start, held)) => {
+                let msg = format!("{name}: the sender asked to start at {start}, but {held} bytes are held");
+                refuse(&mut tx, &mut rx, wire::REFUSED, &msg).await;
+                return Err(msg.into());
+            }
+            Err(ResumeError::Stream(e)) => {
+                return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive").await)
+            }
+        }
+    }
+    let resumed_at = total;
+    let pb = if progress { bar(header.size) } else { ProgressBar::hidden() };
+    pb.set_position(total);
     loop {
         let n = match rx.read(&mut buf).await {
             Ok(n) => n,
@@ -735,7 +884,7 @@ async fn receive(
     let digest: [u8; 32] = hasher.finalize().into();
     // Written, synced, then published under the final name, and the directory synced.
     let stored = match (file, &mut partial) {
-        (Some(mut f), Ok(Some((p, _, dir)))) => {
+        (Some(mut f), Ok(Some((p, _, _, dir)))) => {
             let done = async {
                 f.flush().await?;
                 f.sync_all().await?;
@@ -788,7 +937,85 @@ async fn receive(
         Err(_) => eprintln!("stt: {name} is stored, but the sender did not acknowledge the confirmation"),
         _ => {}
     }
-    Ok(Received { bytes: total, secs: start.elapsed().as_secs_f64(), digest: hex(&digest), saved: stored })
+    Ok(Received {
+        bytes: total - resumed_at,
+        resumed_at,
+        secs: start.elapsed().as_secs_f64(),
+        digest: hex(&digest),
+        saved: stored,
+    })
+}
+
+/// The tag in a resumable partial file's name: from the sender's node id, the name as sent
+/// and the size (16 hex digits of their SHA-256).
+fn resume_tag(sender: NodeId, name: &str, size: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(b"stt resumable partial\0");
+    h.update(sender.0);
+    h.update(size.to_be_bytes());
+    h.update(name.as_bytes());
+    hex(&h.finalize()[..8])
+}
+
+/// Why the resume exchange failed at the receiver.
+enum ResumeError {
+    /// Reading or truncating the partial file.
+    Io(std::io::Error),
+    /// The sender's start is neither 0 nor what is held.
+    Start(u64, u64),
+    /// The stream failed.
+    Stream(std::io::Error),
+}
+
+/// The receiver's half of the resume exchange: hashes the `held` bytes of the partial file
+/// (none if it is longer than `size`: it is not this file), offers them, reads where the
+/// sender starts, and cuts the file there. Returns the start and the hash of the bytes before it.
+async fn resume_offer(
+    tx: &mut SendStream,
+    rx: &mut RecvStream,
+    mut file: Option<&mut tokio::fs::File>,
+    held: u64,
+    size: u64,
+    buf: &mut [u8],
+) -> std::result::Result<(u64, Sha256), ResumeError> {
+    let mut hasher = Sha256::new();
+    let mut held = if held > size { 0 } else { held };
+    if let Some(f) = file.as_deref_mut() {
+        // Hash what is really there (a crash may have left less than the length says).
+        f.seek(std::io::SeekFrom::Start(0)).await.map_err(ResumeError::Io)?;
+        let mut read = 0u64;
+        while read < held {
+            let want = buf.len().min(usize::try_from(held - read).unwrap_or(usize::MAX));
+            let n = f.read(&mut buf[..want]).await.map_err(ResumeError::Io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            read += n as u64;
+        }
+        held = read;
+    } else {
+        held = 0;
+    }
+    let offer = wire::encode_offer(held, &hasher.clone().finalize().into());
+    tx.write_all(&offer).await.map_err(ResumeError::Stream)?;
+    let start = match tokio::time::timeout(HEADER_TIMEOUT, wire::read_start(rx)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(wire::WireError::Io(e))) => return Err(ResumeError::Stream(e)),
+        Ok(Err(e)) => return Err(ResumeError::Stream(std::io::Error::other(e.to_string()))),
+        Err(_) => return Err(ResumeError::Stream(std::io::Error::other("no start offset in time"))),
+    };
+    if start != 0 && start != held {
+        return Err(ResumeError::Start(start, held));
+    }
+    if start == 0 {
+        hasher = Sha256::new();
+    }
+    if let Some(f) = file {
+        f.set_len(start).await.map_err(ResumeError::Io)?;
+        f.seek(std::io::SeekFrom::Start(start)).await.map_err(ResumeError::Io)?;
+    }
+    Ok((start, hasher))
 }
 
 async fn recv(
@@ -841,7 +1068,11 @@ async fn recv(
             session.close(wire::RECEIVER_SHUTDOWN);
             let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             node.shutdown().await;
-            return Err(Failure::Interrupted("interrupted: told the sender the receiver shut down; nothing was kept".into()));
+            return Err(Failure::Interrupted(
+                "interrupted: told the sender the receiver shut down; nothing was kept (but the partial file of a \
+                 resumable transfer, for `stt send --resume`)"
+                    .into(),
+            ));
         }
     };
     let lost = losses(&session).await;
@@ -856,7 +1087,7 @@ async fn recv(
     let r = result?;
     println!(
         "received {}{lost} into {}, sha-256 {}",
-        amount(r.bytes, r.secs),
+        amount(r.bytes, r.secs) + &resumed_note(r.resumed_at),
         r.saved.as_deref().unwrap_or(out).display(),
         r.digest
     );
@@ -938,7 +1169,8 @@ async fn listen(
     for s in live.values() {
         s.close(wire::RECEIVER_SHUTDOWN);
     }
-    // Transfers in flight are abandoned; their partial files are removed.
+    // Transfers in flight are abandoned; their partial files are removed (those of resumable
+    // transfers are kept for the sender's next try).
     sessions.shutdown().await;
     for s in live.values() {
         let _ = tokio::time::timeout(CLOSE_GRACE, s.closed()).await;
@@ -973,7 +1205,7 @@ async fn serve_session(
                             match receive(&session, tx, rx, &target, false).await {
                                 Ok(r) => {
                                     let to = r.saved.map_or("discarded".into(), |p| format!("saved as {}", p.display()));
-                                    println!("{peer}: {}, sha-256 {}, {to}", amount(r.bytes, r.secs), r.digest);
+                                    println!("{peer}: {}, sha-256 {}, {to}", amount(r.bytes, r.secs) + &resumed_note(r.resumed_at), r.digest);
                                 }
                                 Err(e) => eprintln!("{peer}: transfer failed: {e}"),
                             }
