@@ -76,7 +76,9 @@ impl Default for Config {
         let provider = default_provider();
         let mut aeads = heapless::Vec::new();
         for a in provider.preferred_aeads() {
-            let _ = aeads.push(a);
+            if provider.supports(a) {
+                let _ = aeads.push(a);
+            }
         }
         Self {
             provider,
@@ -151,7 +153,9 @@ impl Config {
     #[must_use]
     pub fn crypto_provider(mut self, provider: &'static dyn CryptoProvider) -> Self {
         self.provider = provider;
-        self.aeads(&provider.preferred_aeads())
+        let prefs = provider.preferred_aeads();
+        let supported: heapless::Vec<AeadAlg, 2> = prefs.iter().copied().filter(|a| provider.supports(*a)).collect();
+        self.aeads(&supported)
     }
 
     /// The AEADs this node offers (as initiator, in preference order) and accepts
@@ -383,6 +387,9 @@ impl Config {
         if self.aeads.is_empty() {
             return err("aeads", "at least one AEAD must be enabled");
         }
+        if self.aeads.iter().any(|a| !self.provider.supports(*a)) {
+            return err("aeads", "names an AEAD the crypto provider does not support in this build");
+        }
         if self.max_sessions == 0 {
             return err("max_sessions", "must be at least 1");
         }
@@ -461,6 +468,22 @@ impl core::error::Error for ConfigError {}
 mod tests {
     use super::*;
 
+    /// RustCrypto restricted to ChaCha20-Poly1305, as a build without `aes-gcm` is.
+    #[derive(Debug)]
+    struct ChaChaOnly;
+
+    impl CryptoProvider for ChaChaOnly {
+        fn name(&self) -> &'static str {
+            "chacha-only"
+        }
+        fn packet_key(&self, alg: AeadAlg, key: &[u8; 32]) -> alloc::boxed::Box<dyn crate::crypto::PacketKey> {
+            crate::crypto::RustCrypto.packet_key(alg, key)
+        }
+        fn supports(&self, alg: AeadAlg) -> bool {
+            alg == AeadAlg::ChaCha20Poly1305
+        }
+    }
+
     #[test]
     fn defaults_validate_and_bad_values_are_named() {
         assert_eq!(Config::default().validate(), Ok(()));
@@ -470,6 +493,12 @@ mod tests {
         assert_eq!(e.field, "keepalive");
         assert!(alloc::format!("{e}").contains("shorter than idle_timeout"));
         assert_eq!(Config::default().aeads(&[]).validate().unwrap_err().field, "aeads");
+        // A provider (or build) without AES-256-GCM: the default leaves it out, naming it is refused.
+        let cfg = Config::default().crypto_provider(&ChaChaOnly);
+        assert_eq!(&cfg.aeads[..], &[AeadAlg::ChaCha20Poly1305]);
+        assert_eq!(cfg.validate(), Ok(()));
+        let e = cfg.aeads(&[AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305]).validate().unwrap_err();
+        assert_eq!(e.field, "aeads");
         assert!(Config::default().session_id_prefix(&[1, 2, 3, 4, 5]).validate().is_err());
         assert!(Config::default().session_id_prefix(&[1, 2, 3, 4]).validate().is_ok());
     }

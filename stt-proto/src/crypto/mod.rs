@@ -117,6 +117,12 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     fn preferred_aeads(&self) -> [AeadAlg; 2] {
         [AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm]
     }
+    /// Whether [`packet_key`](Self::packet_key) can build `alg` (a build may leave an AEAD
+    /// out; a [`Config`](crate::Config) naming one is refused by `validate`). Default: all.
+    fn supports(&self, alg: AeadAlg) -> bool {
+        let _ = alg;
+        true
+    }
 }
 #[cfg(test)]
 mod vectors;

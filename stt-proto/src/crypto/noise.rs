@@ -6,6 +6,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use sha2::{Digest, Sha256};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
@@ -155,12 +156,49 @@ impl CryptoResolver for Resolver {
         }
     }
 
+    /// SHA-256 only: the only hash STT names. (Deferring to snow's default resolver would
+    /// link SHA-512 and BLAKE2 into every build, ~10 KiB of flash on a Cortex-M.)
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
-        DefaultResolver.resolve_hash(choice)
+        match choice {
+            HashChoice::SHA256 => Some(Box::new(NoiseSha256(Sha256::new()))),
+            _ => None,
+        }
     }
 
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
         DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// RustCrypto's SHA-256 as snow's [`Hash`] (Noise's HMAC and HKDF are snow's, over it).
+struct NoiseSha256(Sha256);
+
+impl Hash for NoiseSha256 {
+    fn name(&self) -> &'static str {
+        "SHA256"
+    }
+
+    fn block_len(&self) -> usize {
+        64
+    }
+
+    fn hash_len(&self) -> usize {
+        32
+    }
+
+    fn reset(&mut self) {
+        self.0 = Sha256::new();
+    }
+
+    fn input(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn result(&mut self, out: &mut [u8]) {
+        let digest = self.0.finalize_reset();
+        // snow passes a MAXHASHLEN buffer; fill what fits.
+        let n = out.len().min(digest.len());
+        out[..n].copy_from_slice(&digest[..n]);
     }
 }
 

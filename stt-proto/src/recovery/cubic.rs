@@ -42,8 +42,9 @@ pub(crate) fn k_of(w_max: f64, cwnd_epoch: f64) -> f64 {
     cbrt(((w_max - cwnd_epoch) / C).max(0.0))
 }
 
-/// CUBIC state.
-#[derive(Debug)]
+/// CUBIC state. (`Debug` by hand, integers only: a derived one would format `f64`s, which
+/// links float formatting, ~13 KiB of flash on a Cortex-M, through the `dyn
+/// CongestionControl` vtable even if nothing prints it.)
 pub(crate) struct Cubic {
     mtu: u64,
     window: u64,
@@ -61,8 +62,20 @@ pub(crate) struct Cubic {
     undo: Option<Snapshot>,
 }
 
+impl core::fmt::Debug for Cubic {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cubic")
+            .field("mtu", &self.mtu)
+            .field("window", &self.window)
+            .field("ssthresh", &self.ssthresh)
+            .field("in_recovery", &self.recovery_start.is_some())
+            .field("can_undo", &self.undo.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a loss event changed.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 struct Snapshot {
     window: u64,
     ssthresh: u64,
@@ -127,7 +140,9 @@ impl CongestionControl for Cubic {
             self.w_est
         } else {
             // Concave / convex region (RFC 9438 §4.4, §4.5).
-            w_cubic(t + srtt, self.k, self.w_max).clamp(cwnd, 1.5 * cwnd)
+            // max/min, not `f64::clamp`: clamp asserts (a panic path whose message formats
+            // floats, ~13 KiB of flash on a Cortex-M).
+            w_cubic(t + srtt, self.k, self.w_max).max(cwnd).min(1.5 * cwnd)
         };
         let increase = ((grow_to - cwnd) * acked / cwnd).max(0.0) * self.mtu as f64 + self.carry;
         let whole = (increase as u64) as f64;

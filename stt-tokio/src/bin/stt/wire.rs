@@ -225,7 +225,7 @@ pub async fn read_answer<R: AsyncRead + Unpin>(r: &mut R) -> Result<Answer, Wire
     }
     let mut rest = [0u8; 43];
     r.read_exact(&mut rest).await?;
-    if &rest[..3] != &OFFER_MAGIC[1..] {
+    if rest[..3] != OFFER_MAGIC[1..] {
         return Err(WireError::BadMagic);
     }
     let offset = u64::from_be_bytes(rest[3..11].try_into().unwrap_or([0xff; 8]));
