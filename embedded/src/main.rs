@@ -65,6 +65,9 @@ const HEAP_SIZE: usize = 128 * 1024;
 /// Bytes moved over the stream.
 const STREAM_LEN: usize = 4096;
 
+/// Datagrams offered at once in the burst.
+const BURST: u32 = 16;
+
 /// Virtual-clock rounds before the firmware gives up.
 const MAX_ROUNDS: u64 = 20_000;
 
@@ -131,6 +134,13 @@ impl Pair {
         pump(&mut self.a, addr(1), &mut self.b, now, &mut self.buf, &mut self.seen_a);
         pump(&mut self.b, addr(2), &mut self.a, now, &mut self.buf, &mut self.seen_b);
     }
+
+    /// `rounds` rounds with no application traffic.
+    fn idle(&mut self, rounds: u32) {
+        for _ in 0..rounds {
+            self.step();
+        }
+    }
 }
 
 fn established(node: &mut Node<Rng>, id: SessionId) -> bool {
@@ -187,6 +197,9 @@ fn main() -> ! {
         seen_a: Seen::default(),
         seen_b: Seen::default(),
     };
+    let mut rbuf = vec![0u8; 1024];
+    // Heap of the two nodes without sessions (and the test's packet buffers).
+    let heap_nodes = HEAP.used();
 
     // Handshake.
     let sa = p.a.connect(p.now, addr(2), None).unwrap_or_else(|_| fail("connect"));
@@ -202,13 +215,15 @@ fn main() -> ! {
         fail("no Established event");
     }
     let handshake_rounds = p.round;
+    // Idle: let the last acknowledgements and handshake state settle, then measure.
+    p.idle(200);
+    let per_session_idle = HEAP.used().saturating_sub(heap_nodes) / 2;
 
     // Stream: STREAM_LEN bytes of a pattern, then FIN; the receiver checks every byte.
     let data: Vec<u8> = (0..STREAM_LEN).map(|i| (i as u32).wrapping_mul(31).wrapping_add(7) as u8).collect();
     let id = p.a.session(sa).unwrap_or_else(|| fail("session")).open_uni(p.now).unwrap_or_else(|_| fail("open_uni"));
     let (mut written, mut finished) = (0usize, false);
     let mut received: Vec<u8> = Vec::with_capacity(STREAM_LEN);
-    let mut rbuf = vec![0u8; 1024];
     let mut fin = false;
     while !fin {
         let now = p.now;
@@ -259,6 +274,33 @@ fn main() -> ! {
         fail("datagram differs");
     }
 
+    // A burst: BURST datagrams of 1000 bytes offered at once, read as they arrive; then the
+    // link idles and the heap per session is measured again (test buffers freed first).
+    let burst = [0x5au8; 1000];
+    let (mut offered, mut burst_read) = (0u32, 0u32);
+    for _ in 0..BURST {
+        let mut s = p.a.session(sa).unwrap_or_else(|| fail("session"));
+        if s.send_datagram(p.now, &burst, false).is_ok() {
+            offered += 1;
+        }
+    }
+    for _ in 0..200 {
+        p.step();
+        let mut s = p.b.session(sb).unwrap_or_else(|| fail("peer session"));
+        while let Some(n) = s.recv_datagram(&mut rbuf) {
+            burst_read += u32::from(n == burst.len());
+        }
+    }
+    if burst_read == 0 {
+        fail("no datagram of the burst arrived");
+    }
+    let stream_test_buffers = data.capacity() + received.capacity();
+    drop(data);
+    drop(received);
+    p.idle(200);
+    let per_session_after = HEAP.used().saturating_sub(heap_nodes) / 2;
+    let _ = stream_test_buffers;
+
     let rounds = p.round;
     let stack = stack_used(painted);
     let packets = p.seen_a.transmits + p.seen_b.transmits;
@@ -277,6 +319,15 @@ fn main() -> ! {
         heap_used,
         HEAP.used(),
         HEAP_SIZE
+    );
+    hprintln!(
+        "stt firmware: heap per established idle session {} B; after a burst ({} of {} datagrams of 1000 B offered and {} read, and the {}-byte stream) was read and the link idled: {} B",
+        per_session_idle,
+        offered,
+        BURST,
+        burst_read,
+        STREAM_LEN,
+        per_session_after
     );
     debug::exit(debug::EXIT_SUCCESS);
     halt()
