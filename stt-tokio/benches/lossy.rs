@@ -6,7 +6,10 @@
 //! `STT_BENCH_ROUNDS` (default 3), `STT_BENCH_PROFILES` (comma-separated names).
 //! Prints, per profile, `ratio lossy_<profile>_stt_over_quinn X` (goodput) and
 //! `ratio datagrams_per_payload_<profile>_stt_over_quinn X` (datagrams the sender put on
-//! the wire per payload byte), then the same datagram ratio over all profiles.
+//! the wire per payload byte), then the same datagram ratio over all profiles, and
+//! `ratio datagrams_over_minimum_<profile>_<stack> X`: the sender's datagrams over the
+//! fewest that could carry the payload (full-size datagrams less [`OVERHEAD`] bytes each,
+//! plus one per datagram the relay dropped or corrupted: retransmissions aside).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -77,6 +80,34 @@ const PROFILES: [Profile; 4] = [
 struct Counts {
     datagrams: AtomicU64,
     bytes: AtomicU64,
+    /// Datagrams the relay dropped, or whose every copy it corrupted: each needs a retransmission.
+    unusable: AtomicU64,
+    /// The largest datagram seen.
+    max_len: AtomicU64,
+}
+
+/// Bytes per datagram assumed to be header, AEAD tag and stream-frame header, for either
+/// stack, when counting the fewest datagrams a payload needs (stt: 13-byte header, 16-byte
+/// tag, ≤ 11-byte STREAM header; QUIC short header with an 8-byte connection id similar).
+const OVERHEAD: u64 = 40;
+
+impl Counts {
+    fn snapshot(&self) -> (u64, u64) {
+        (self.datagrams.load(Ordering::Relaxed), self.unusable.load(Ordering::Relaxed))
+    }
+
+    /// The outcome of moving `bytes` in `secs`, counting from `before` (a [`Self::snapshot`]).
+    fn outcome(&self, bytes: u64, secs: f64, before: (u64, u64)) -> Outcome {
+        let (datagrams, unusable) = self.snapshot();
+        let (datagrams, unusable) = (datagrams - before.0, unusable - before.1);
+        let capacity = self.max_len.load(Ordering::Relaxed).saturating_sub(OVERHEAD).max(1);
+        let minimum = bytes.div_ceil(capacity) + unusable;
+        Outcome {
+            mbps: bytes as f64 * 8.0 / secs / 1e6,
+            datagrams_per_byte: datagrams as f64 / bytes as f64,
+            over_minimum: datagrams as f64 / minimum as f64,
+        }
+    }
 }
 
 /// The impairment relay: the client sends to its address; it forwards to `server` and
@@ -97,7 +128,12 @@ async fn relay(server: SocketAddr, p: Profile, seed: u64, counts: Arc<Counts>) -
                 *client.lock().unwrap() = Some(from);
                 counts.datagrams.fetch_add(1, Ordering::Relaxed);
                 counts.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                for (at, data) in imp.apply(&buf[..n]) {
+                counts.max_len.fetch_max(n as u64, Ordering::Relaxed);
+                let copies = imp.apply(&buf[..n]);
+                if copies.iter().all(|(_, d)| d[..] != buf[..n]) {
+                    counts.unusable.fetch_add(1, Ordering::Relaxed);
+                }
+                for (at, data) in copies {
                     let up = upstream.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep_until(at).await;
@@ -179,6 +215,8 @@ impl Impairment {
 struct Outcome {
     mbps: f64,
     datagrams_per_byte: f64,
+    /// Datagrams sent over the fewest that could carry the payload (see [`Counts::outcome`]).
+    over_minimum: f64,
 }
 
 async fn stt_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
@@ -209,15 +247,14 @@ async fn stt_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
         }
     });
     let s = client.connect(via, Some(server.node_id())).await.unwrap();
-    let before = counts.datagrams.load(Ordering::Relaxed);
+    let before = counts.snapshot();
     let start = Instant::now();
     let mut w = s.open_uni().await.unwrap();
     write_payload(&mut w, bytes).await;
     w.finish().await.unwrap();
     let (got, end, keep) = reader.await.unwrap();
     assert_eq!(got, bytes);
-    let datagrams = counts.datagrams.load(Ordering::Relaxed) - before;
-    let secs = end.duration_since(start).as_secs_f64();
+    let outcome = counts.outcome(bytes, end.duration_since(start).as_secs_f64(), before);
     if let Some(st) = keep.stats().await {
         eprintln!("  stt receiver: {} packets ({} not ack-eliciting)", st.packets_out, st.non_eliciting_packets);
     }
@@ -227,7 +264,7 @@ async fn stt_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
             st.packets_out, st.non_eliciting_packets, st.lost, st.spurious_losses
         );
     }
-    Outcome { mbps: bytes as f64 * 8.0 / secs / 1e6, datagrams_per_byte: datagrams as f64 / bytes as f64 }
+    outcome
 }
 
 fn quinn_endpoints() -> (quinn::Endpoint, quinn::Endpoint) {
@@ -261,21 +298,20 @@ async fn quinn_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
         }
     });
     let c = client.connect(via, "localhost").unwrap().await.unwrap();
-    let before = counts.datagrams.load(Ordering::Relaxed);
+    let before = counts.snapshot();
     let start = Instant::now();
     let mut w = c.open_uni().await.unwrap();
     write_payload(&mut w, bytes).await;
     w.finish().unwrap();
     let (got, end, _keep) = reader.await.unwrap();
     assert_eq!(got, bytes);
-    let datagrams = counts.datagrams.load(Ordering::Relaxed) - before;
-    let secs = end.duration_since(start).as_secs_f64();
+    let outcome = counts.outcome(bytes, end.duration_since(start).as_secs_f64(), before);
     let st = c.stats();
     eprintln!(
         "  quinn sender: {} packets, {} lost, {} congestion events",
         st.path.sent_packets, st.path.lost_packets, st.path.congestion_events
     );
-    Outcome { mbps: bytes as f64 * 8.0 / secs / 1e6, datagrams_per_byte: datagrams as f64 / bytes as f64 }
+    outcome
 }
 
 /// Writes `bytes` bytes of a fixed pattern.
@@ -318,11 +354,12 @@ fn main() {
                     tokio::time::timeout(Duration::from_secs(300), run).await.expect("upload hung")
                 });
                 eprintln!(
-                    "round {} {} {kind}: {:.2} Mbit/s, {:.5} datagrams/byte",
+                    "round {} {} {kind}: {:.2} Mbit/s, {:.5} datagrams/byte, {:.3} of the minimum",
                     round + 1,
                     p.name,
                     o.mbps,
-                    o.datagrams_per_byte
+                    o.datagrams_per_byte,
+                    o.over_minimum
                 );
                 results.entry((p.name, kind)).or_default().push(o);
             }
@@ -341,6 +378,10 @@ fn main() {
         println!("Mbit/s {}: stt {s_rate:.2} quinn {q_rate:.2}", p.name);
         println!("ratio lossy_{}_stt_over_quinn {:.2}", p.name, s_rate / q_rate);
         println!("ratio datagrams_per_payload_{}_stt_over_quinn {:.3}", p.name, s_dg / q_dg);
+        for kind in ["stt", "quinn"] {
+            let m = median(get(kind).iter().map(|o| o.over_minimum).collect());
+            println!("ratio datagrams_over_minimum_{}_{kind} {m:.3}", p.name);
+        }
     }
     let s: f64 = all_stt.iter().sum();
     let q: f64 = all_quinn.iter().sum();
