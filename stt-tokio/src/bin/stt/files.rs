@@ -108,13 +108,27 @@ impl Partial {
                     return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the partial file's name is taken"));
                 }
                 let f = OpenOptions::new().read(true).write(true).open(&path)?;
-                if !same_file(&before, &f.metadata()?) {
+                let now = f.metadata()?;
+                if !same_file(&before, &now) {
                     return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the partial file changed while opened"));
                 }
-                f
+                if extra_links(&now) {
+                    // Another name shares these bytes: a file published by a transfer that was
+                    // cut between its link and its unlink, or a link someone else made. Writing
+                    // here would change that file too: start afresh under this name instead.
+                    lock_file(&f)?;
+                    drop(f);
+                    std::fs::remove_file(&path)?;
+                    create_new(&path)?
+                } else {
+                    f
+                }
             }
             Err(e) => return Err(e),
         };
+        // Also held by every clone of the file (the async writer's, whose last write may
+        // still be under way after its transfer failed) and against other processes.
+        lock_file(&file)?;
         let len = file.metadata()?.len();
         Ok((Partial { path, done: false, keep: true, _lock: Some(lock) }, file, len))
     }
@@ -167,6 +181,32 @@ impl Partial {
             }
         }
         Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{MAX_ALTERNATIVES} files named like {base} exist")))
+    }
+}
+
+/// Takes the advisory lock of a resumable partial file (`flock`), or fails with `WouldBlock`
+/// if another open of it (in this process or another) holds it. Where locks are unsupported
+/// the in-process [`ResumeLock`] alone guards it.
+fn lock_file(f: &File) -> io::Result<()> {
+    match f.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(io::Error::new(io::ErrorKind::WouldBlock, "another transfer of this file is still writing to it"))
+        }
+        Err(std::fs::TryLockError::Error(_)) => Ok(()),
+    }
+}
+
+/// Whether the file has names besides the one it was opened by (hard links).
+fn extra_links(m: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::nlink(m) > 1
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        false
     }
 }
 
@@ -298,6 +338,42 @@ mod tests {
             assert!(Partial::open_resumable(&d, "x", "t").is_err());
             assert!(!d.join("elsewhere").exists());
         }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A failed transfer's async writer may still hold a clone of the file (its last write
+    /// under way), and another process may have it open: the next try must not write too.
+    #[test]
+    fn resumable_partial_stays_locked_while_any_clone_or_process_holds_it() {
+        let d = tempdir();
+        let (p, f, _) = Partial::open_resumable(&d, "f", "t").unwrap();
+        let writer = f.try_clone().unwrap();
+        drop((p, f));
+        let e = Partial::open_resumable(&d, "f", "t").err().expect("a clone still writes");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(writer);
+        let (_p, _f, _) = Partial::open_resumable(&d, "f", "t").unwrap();
+        // Another process (another open of the file) holding the lock.
+        std::fs::write(d.join("g.t.stt-partial"), b"").unwrap();
+        let other = File::open(d.join("g.t.stt-partial")).unwrap();
+        other.lock().unwrap();
+        assert_eq!(Partial::open_resumable(&d, "g", "t").err().unwrap().kind(), io::ErrorKind::WouldBlock);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A partial file that shares its bytes with another name (a publish cut between link
+    /// and unlink, or a planted hard link) is never written through.
+    #[cfg(unix)]
+    #[test]
+    fn resumable_partial_with_another_name_is_started_afresh() {
+        let d = tempdir();
+        std::fs::write(d.join("published"), b"complete file").unwrap();
+        std::fs::hard_link(d.join("published"), d.join("f.t.stt-partial")).unwrap();
+        let (_p, f, len) = Partial::open_resumable(&d, "f", "t").unwrap();
+        assert_eq!(len, 0, "nothing offered from another file's bytes");
+        std::io::Write::write_all(&mut &f, b"new").unwrap();
+        assert_eq!(std::fs::read(d.join("published")).unwrap(), b"complete file");
+        assert_eq!(std::fs::read(d.join("f.t.stt-partial")).unwrap(), b"new");
         std::fs::remove_dir_all(&d).unwrap();
     }
 
