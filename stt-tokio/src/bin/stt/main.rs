@@ -50,6 +50,23 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time the sender waits for the receiver's reply after the last byte was acknowledged
 /// (the receiver syncs the file meanwhile).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Slowest rate (bytes/s) at which a side is assumed to read and hash a file's first bytes
+/// when agreeing on a resume point (a slow disk, a debug build): the exchange's timeouts
+/// grow with the bytes to hash, so that a big file can still be resumed.
+const MIN_HASH_RATE: u64 = 10_000_000;
+
+/// How long the sender waits for the receiver's resume offer: the receiver first hashes
+/// what it holds, at most `size` bytes.
+fn offer_timeout(size: u64) -> Duration {
+    REPLY_TIMEOUT + Duration::from_secs(size / MIN_HASH_RATE)
+}
+
+/// How long the receiver waits for the sender's start offset: the sender first hashes its
+/// own first `held` bytes.
+fn start_timeout(held: u64) -> Duration {
+    HEADER_TIMEOUT + Duration::from_secs(held / MIN_HASH_RATE)
+}
+
 /// Time given to a close to reach the peer before the process exits.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -602,14 +619,15 @@ async fn transfer(
     let mut start = 0u64;
     let input: Box<dyn AsyncRead + Unpin + Send> = match input {
         Input::File(mut f) if resume && send_err.is_none() => {
-            let answer = match tokio::time::timeout(REPLY_TIMEOUT, wire::read_answer(&mut rx)).await {
+            let wait = offer_timeout(size.unwrap_or(0));
+            let answer = match tokio::time::timeout(wait, wire::read_answer(&mut rx)).await {
                 Ok(Ok(a)) => a,
                 Ok(Err(wire::WireError::Io(e))) => {
                     return Err(stream_failure(session, StreamClosed::of(&e), &e, "send").await)
                 }
                 Ok(Err(e)) => return Err(format!("bad answer from the receiver: {e}").into()),
                 Err(_) => {
-                    return Err(format!("no answer from the receiver within {} s", REPLY_TIMEOUT.as_secs()).into())
+                    return Err(format!("no answer from the receiver within {} s", wait.as_secs()).into())
                 }
             };
             let (offset, digest) = match answer {
@@ -1001,7 +1019,7 @@ async fn resume_offer(
     }
     let offer = wire::encode_offer(held, &hasher.clone().finalize().into());
     tx.write_all(&offer).await.map_err(ResumeError::Stream)?;
-    let start = match tokio::time::timeout(HEADER_TIMEOUT, wire::read_start(rx)).await {
+    let start = match tokio::time::timeout(start_timeout(held), wire::read_start(rx)).await {
         Ok(Ok(s)) => s,
         Ok(Err(wire::WireError::Io(e))) => return Err(ResumeError::Stream(e)),
         Ok(Err(e)) => return Err(ResumeError::Stream(std::io::Error::other(e.to_string()))),
@@ -1411,4 +1429,23 @@ async fn demo(size_mib: u64, streams: u64) -> Result<()> {
     b.shutdown().await;
     println!("demo complete");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resuming a big file: each side hashes the held prefix before the other's timeout
+    /// ends (before: the receiver gave the sender 30 s to hash it, so a 20 GiB prefix on a
+    /// 200 MB/s disk could never be resumed).
+    #[test]
+    fn resume_exchange_timeouts_allow_hashing_a_big_prefix() {
+        let held = 20u64 << 30;
+        let at_200_mb_s = Duration::from_secs(held / 200_000_000);
+        assert!(start_timeout(held) > at_200_mb_s, "{:?}", start_timeout(held));
+        assert!(offer_timeout(held) > at_200_mb_s, "{:?}", offer_timeout(held));
+        // A small file keeps the short bounds.
+        assert_eq!(start_timeout(1000), HEADER_TIMEOUT);
+        assert_eq!(offer_timeout(1000), REPLY_TIMEOUT);
+    }
 }
