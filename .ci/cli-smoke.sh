@@ -22,7 +22,8 @@ port=$((20000 + RANDOM % 20000))
 timeout 60 "$bin" recv --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --node-seed "$dir/node.seed" --out "$dir/received" > "$dir/recv.log" &
 recv_pid=$!
 sleep 0.5
-timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/payload"
+# (A host name resolves: `--to localhost:PORT`.)
+timeout 60 "$bin" send --to "localhost:$port" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/payload"
 wait "$recv_pid"
 cmp "$dir/payload" "$dir/received" || { echo "FAIL: received file differs"; exit 1; }
 grep -q "received 3000000 bytes in .* MB/s).*packets lost" "$dir/recv.log" || { echo "FAIL: no summary line (bytes, time, rate, losses)"; cat "$dir/recv.log"; exit 1; }

@@ -173,7 +173,8 @@ enum Command {
     /// Send a file (or `-` for stdin); exits 0 once the receiver confirmed that it wrote and
     /// synced it.
     Send {
-        /// The receiver: a UDP address (HOST:PORT) or a WebSocket URL (ws://HOST:PORT/PATH).
+        /// The receiver: HOST:PORT over UDP (an address or a name, e.g. localhost:7000) or a
+        /// WebSocket URL (ws://HOST:PORT/PATH).
         #[arg(long, required_unless_present = "relay")]
         to: Option<String>,
         /// Reach the receiver by its node id (--peer) through this relay (HOST:PORT) instead.
@@ -494,11 +495,7 @@ async fn send(
         Destination::Relay(r) => (r, true),
     };
     let ws = !via_relay && (to.starts_with("ws://") || to.starts_with("wss://"));
-    let udp_to: Option<SocketAddr> = if ws || via_relay {
-        None
-    } else {
-        Some(to.parse().map_err(|_| format!("--to {to}: expected HOST:PORT or ws://HOST:PORT/PATH"))?)
-    };
+    let udp_to: Option<SocketAddr> = if ws || via_relay { None } else { Some(resolve(to).await?) };
     // Open the input first: a missing file fails before any network traffic.
     let (input, size, name): (Input, Option<u64>, String) = if path == Path::new("-") {
         (Input::Stdin(tokio::io::stdin()), None, String::new())
@@ -589,6 +586,22 @@ async fn send(
             Err(e)
         }
     }
+}
+
+/// `--to HOST:PORT`: an address, or a host name resolved, preferring IPv4 (a receiver bound
+/// to `0.0.0.0` does not answer on `::1`, which `localhost` may resolve to first).
+async fn resolve(to: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = to.parse() {
+        return Ok(addr);
+    }
+    let bad = |why: String| format!("--to {to}: {why} (expected HOST:PORT or ws://HOST:PORT/PATH)");
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(to).await.map_err(|e| bad(e.to_string()))?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| bad("the name resolved to no address".into()))
 }
 
 /// What `stt send` reads.
