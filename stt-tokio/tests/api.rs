@@ -201,3 +201,31 @@ async fn send_frame_waits_for_room() {
     within(sender).await.unwrap();
     assert!(s.max_datagram_size() > 1000);
 }
+
+/// Datagrams and frames under backpressure: `send_datagram_wait` drops nothing from the
+/// local queue where `send_datagram` drops the oldest, and `try_send_frame` reports a full
+/// frame buffer as `Blocked` instead of waiting. (Single-threaded runtime: no
+/// acknowledgement is processed while a loop runs without awaiting.)
+#[tokio::test]
+async fn waiting_datagram_send_drops_nothing_and_try_send_frame_fails_fast() {
+    let (_a, _b, s, _r) = pair(Config::default().app_frame_types(&[0x80])).await;
+    let body = Bytes::from(vec![7u8; s.max_datagram_size().min(1000)]);
+    for _ in 0..2000 {
+        within(s.send_datagram_wait(body.clone())).await.unwrap();
+    }
+    assert_eq!(s.stats().await.unwrap().datagrams_dropped, 0, "a waiting send never drops");
+    for _ in 0..2000 {
+        s.send_datagram(body.clone()).await.unwrap();
+    }
+    assert!(s.stats().await.unwrap().datagrams_dropped > 0, "drop-oldest is the other send's rule");
+    let mut accepted = 0u32;
+    let blocked = loop {
+        match s.try_send_frame(0x80, &[0u8; 1000]) {
+            Ok(()) if accepted < 100_000 => accepted += 1,
+            Ok(()) => break false,
+            Err(stt_tokio::FrameError::Blocked) => break true,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(blocked, "try_send_frame accepted {accepted} frames without ever reporting a full buffer");
+}
