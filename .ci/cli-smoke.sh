@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of the `stt` binary over loopback: keygen, id, recv + send with confirmation,
-# WebSocket-only listen, names that never overwrite, refusals at start, write errors, Ctrl-C, resume,
-# seed-permission refusal. Bounded in time; cleans up after itself.
+# WebSocket-only listen, names that never overwrite, refusals at start, write errors, Ctrl-C (send,
+# recv, listen), resume, seed-permission refusal. Bounded in time; cleans up after itself.
 set -euo pipefail
 bin="$1"
 dir=$(mktemp -d)
@@ -130,6 +130,26 @@ rc=0; wait "$send_pid" || rc=$?
 [ "$rc" -eq 3 ] || { echo "FAIL: sender to a receiver that shut down exited $rc, not 3"; cat "$dir/send.err"; exit 1; }
 grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
 [ -z "$(ls -A "$dir/cut2")" ] || { echo "FAIL: listen left a partial file"; ls -la "$dir/cut2"; exit 1; }
+pass=$((pass + 1))
+
+# Ctrl-C on `recv` mid-transfer: the sender says "receiver shut down" and exits 3; recv
+# exits 130 and leaves no file.
+head -c 60000 /dev/urandom >&3
+mkdir -p "$dir/cut3"
+port=$((20000 + RANDOM % 20000))
+"$bin" recv --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/cut3/file" > "$dir/recv.log" 2>&1 &
+recv_pid=$!; watchdog "$recv_pid"
+sleep 0.5
+"$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" - < "$dir/fifo" 2> "$dir/send.err" &
+send_pid=$!; watchdog "$send_pid"
+sleep 1.5
+kill -INT "$recv_pid"
+rc=0; wait "$recv_pid" || rc=$?
+[ "$rc" -eq 130 ] || { echo "FAIL: recv stopped by Ctrl-C exited $rc, not 130"; cat "$dir/recv.log"; exit 1; }
+rc=0; wait "$send_pid" || rc=$?
+[ "$rc" -eq 3 ] || { echo "FAIL: sender to a recv that shut down exited $rc, not 3"; cat "$dir/send.err"; exit 1; }
+grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
+[ -z "$(ls -A "$dir/cut3")" ] || { echo "FAIL: recv left a file"; ls -la "$dir/cut3"; exit 1; }
 exec 3>&-
 pass=$((pass + 1))
 
