@@ -19,6 +19,24 @@ use crate::state::{NodeShared, State};
 use crate::udp::UdpIo;
 
 /// Why `Node::bind` failed.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// use stt_tokio::BindError;
+/// // The address is taken.
+/// let err = Node::bind(a.local_addr(), Config::default(), id(&shared)).await.err().expect("in use");
+/// assert!(matches!(err, BindError::Io(ref e) if e.kind() == std::io::ErrorKind::AddrInUse), "{err}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BindError {
