@@ -178,16 +178,21 @@ impl Node {
         self.connect_path(addr.into(), expected_peer).await
     }
 
-    /// Resolves `host:port` (a name or an address) and connects to the first address.
+    /// Resolves `host:port` (a name or an address) and connects to the first address of
+    /// this node's socket family (a socket bound to `0.0.0.0` cannot reach `::1`, which
+    /// `localhost` often resolves to first), or else the first address.
     ///
     /// # Errors
     /// [`ConnectError`] with [`Ended::Unresolved`] if the name does not resolve, or as
     /// [`connect`](Self::connect).
     pub async fn connect_host(&self, host: &str, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
-        let addr = tokio::net::lookup_host(host)
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(host).await.map(Iterator::collect).unwrap_or_default();
+        let v4 = self.local_addr().is_ipv4();
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4() == v4)
+            .or(addrs.first())
+            .copied()
             .ok_or(ConnectError(Ended::Unresolved))?;
         self.connect(addr, expected_peer).await
     }

@@ -151,6 +151,19 @@ async fn second_connect_returns_the_existing_session() {
     assert!(stats.handshakes_completed >= 1);
 }
 
+/// `connect_host` reaches a peer by name when no session exists yet (the test above only
+/// shows the existing session coming back).
+#[tokio::test]
+async fn connect_host_reaches_a_new_peer_by_name() {
+    let shared = SharedSeed::random();
+    let a = node(&shared, Config::default()).await;
+    let b = node(&shared, Config::default()).await;
+    let host = format!("localhost:{}", b.local_addr().port());
+    let (s, r) = tokio::join!(within(a.connect_host(&host, Some(b.node_id()))), within(b.accept()));
+    assert_eq!(s.unwrap().peer_node_id(), b.node_id());
+    assert_eq!(r.unwrap().peer_node_id(), a.node_id());
+}
+
 /// A dropped `connect` future abandons its handshake: no HELLO retransmissions follow
 /// (before: the node kept retransmitting for the whole handshake timeout, 15 s).
 #[tokio::test]
@@ -228,4 +241,20 @@ async fn waiting_datagram_send_drops_nothing_and_try_send_frame_fails_fast() {
         }
     };
     assert!(blocked, "try_send_frame accepted {accepted} frames without ever reporting a full buffer");
+}
+
+/// A stream of a session the peer closed fails with `SessionClosed`, the peer's code inside
+/// (issue 18 item 9: typed, not a string in an `io::Error`).
+#[tokio::test]
+async fn stream_of_a_closed_session_says_why() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"x").await.unwrap();
+    r.close(5);
+    let why = Ended::Closed(CloseReason::Remote(5));
+    assert_eq!(within(s.closed()).await, why);
+    let e = w.write_all(b"more").await.unwrap_err();
+    assert_eq!(StreamClosed::of(&e), Some(StreamClosed::SessionClosed(why)), "{e}");
+    assert_eq!(within(w.finish()).await, Err(StreamClosed::SessionClosed(why)));
+    assert!(matches!(s.open_uni().await, Err(_)), "no new stream on a closed session");
 }

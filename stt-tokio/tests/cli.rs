@@ -183,7 +183,8 @@ async fn listen_resists_crafted_resume_exchanges() {
     let out = listener.dir.join("out");
     let seed = NodeSeed::random();
     let me = seed.node_id();
-    let node = Node::bind("127.0.0.1:0".parse().unwrap(), Config::default(), Identity::new(seed, shared)).await.unwrap();
+    let node =
+        Node::bind("127.0.0.1:0".parse().unwrap(), Config::default(), Identity::new(seed, shared)).await.unwrap();
     let session = within("connect", node.connect(addr, None)).await.unwrap();
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
     let partial = out.join(format!("r.bin.{}.stt-partial", resume_tag(me, "r.bin", 1000)));

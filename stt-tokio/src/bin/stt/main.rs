@@ -639,9 +639,7 @@ async fn transfer(
                     return Err(stream_failure(session, StreamClosed::of(&e), &e, "send").await)
                 }
                 Ok(Err(e)) => return Err(format!("bad answer from the receiver: {e}").into()),
-                Err(_) => {
-                    return Err(format!("no answer from the receiver within {} s", wait.as_secs()).into())
-                }
+                Err(_) => return Err(format!("no answer from the receiver within {} s", wait.as_secs()).into()),
             };
             let (offset, digest) = match answer {
                 wire::Answer::Offer { offset, digest } => (offset, digest),
