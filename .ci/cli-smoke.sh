@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of the `stt` binary over loopback: keygen, id, recv + send with confirmation,
-# WebSocket-only listen, names that never overwrite, refusals at start, write errors, Ctrl-C (send,
-# recv, listen), resume, seed-permission refusal. Bounded in time; cleans up after itself.
+# WebSocket-only listen, progress on a terminal, names that never overwrite, refusals at start, write
+# errors, Ctrl-C (send, recv, listen), resume, seed-permission refusal. Bounded in time; cleans up after itself.
 set -euo pipefail
 bin="$1"
 dir=$(mktemp -d)
@@ -48,6 +48,21 @@ cmp "$dir/second/payload" "$dir/in/payload-2" || { echo "FAIL: second file not s
 [ "$(stat -c %a "$dir/in/payload")" = 600 ] || { echo "FAIL: received file is not mode 0600"; exit 1; }
 grep -q "sha-256" "$dir/listen.log" || { echo "FAIL: no summary line"; exit 1; }
 grep -q "INFO stt_tokio.*node started" "$dir/listen.log" || { echo "FAIL: -v printed no tracing output"; exit 1; }
+pass=$((pass + 1))
+
+# Progress on a terminal (a pseudo-terminal from `script`): percentage, rate and ETA on both
+# sides; none when stderr is not a terminal.
+port=$((20000 + RANDOM % 20000))
+timeout 60 script -qfec "$bin recv --bind 127.0.0.1:$port --shared-seed $dir/shared.seed --out $dir/tty-received" "$dir/recv.tty" > /dev/null < /dev/null &
+recv_pid=$!
+sleep 0.5
+timeout 60 script -qfec "$bin send --to 127.0.0.1:$port --shared-seed $dir/shared.seed $dir/payload" "$dir/send.tty" > /dev/null < /dev/null
+wait "$recv_pid"
+cmp "$dir/payload" "$dir/tty-received" || { echo "FAIL: file received on a terminal differs"; exit 1; }
+for side in send recv; do
+    grep -aq "% .*/s ETA" "$dir/$side.tty" || { echo "FAIL: no progress (%, rate, ETA) from $side on a terminal"; cat -v "$dir/$side.tty"; exit 1; }
+done
+if grep -q "ETA" "$dir/send.err"; then echo "FAIL: a progress bar was written to a file"; exit 1; fi
 pass=$((pass + 1))
 
 # listen --out must be an existing, writable directory; otherwise it refuses to start.
