@@ -277,6 +277,19 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// For a resumable transfer cut here or by the other side (whose receiver keeps what it
+    /// got), says how to continue.
+    fn resume_hint(self, resume: bool) -> Failure {
+        const HINT: &str = "; run the same command again to continue where it stopped";
+        match self {
+            Failure::Interrupted(m) if resume => Failure::Interrupted(m + HINT),
+            Failure::PeerEnded(m) if resume => Failure::PeerEnded(m + HINT),
+            other => other,
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -555,7 +568,8 @@ async fn send(
             session.close(wire::SENDER_CANCELLED);
             let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             node.shutdown().await;
-            return Err(Failure::Interrupted("interrupted: told the receiver the transfer is cancelled".into()));
+            let msg = "interrupted: told the receiver the transfer is cancelled";
+            return Err(Failure::Interrupted(msg.into()).resume_hint(resume));
         }
     };
     let secs = start.elapsed().as_secs_f64();
@@ -583,7 +597,7 @@ async fn send(
                 let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             }
             node.shutdown().await;
-            Err(e)
+            Err(e.resume_hint(resume))
         }
     }
 }
@@ -1458,5 +1472,18 @@ mod tests {
         // A small file keeps the short bounds.
         assert_eq!(start_timeout(1000), HEADER_TIMEOUT);
         assert_eq!(offer_timeout(1000), REPLY_TIMEOUT);
+    }
+
+    /// A cut resumable transfer tells the user how to continue; a refusal or a plain
+    /// transfer does not pretend anything was kept.
+    #[test]
+    fn cut_resumable_transfers_say_how_to_continue() {
+        let cut = Failure::Interrupted("interrupted".into()).resume_hint(true);
+        assert!(cut.to_string().contains("run the same command again"), "{cut}");
+        assert_eq!(cut.exit_code(), 130);
+        let gone = Failure::PeerEnded("receiver shut down".into()).resume_hint(true);
+        assert!(gone.to_string().contains("run the same command again"), "{gone}");
+        assert!(!Failure::Error("refused".into()).resume_hint(true).to_string().contains("again"));
+        assert!(!Failure::PeerEnded("x".into()).resume_hint(false).to_string().contains("again"));
     }
 }
