@@ -208,7 +208,10 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 
 impl Drop for Partial {
     fn drop(&mut self) {
-        if !self.done && !self.keep {
+        // A kept partial file with nothing in it has nothing to resume: removed too, so
+        // that tries that never sent a byte do not pile up empty files.
+        let empty = || std::fs::metadata(&self.path).is_ok_and(|m| m.len() == 0);
+        if !self.done && (!self.keep || empty()) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -321,6 +324,17 @@ mod tests {
             assert!(Partial::open_resumable(&d, "x", "t").is_err());
             assert!(!d.join("elsewhere").exists());
         }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A resumable try that stored nothing leaves nothing behind.
+    #[test]
+    fn empty_resumable_partial_is_not_kept() {
+        let d = tempdir();
+        let (p, f, _) = Partial::open_resumable(&d, "e", "t").unwrap();
+        let path = p.path().to_path_buf();
+        drop((p, f));
+        assert!(!path.exists(), "an empty partial file was kept");
         std::fs::remove_dir_all(&d).unwrap();
     }
 
