@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of the `stt` binary over loopback: keygen, id, recv + send with confirmation,
-# WebSocket-only listen, names that never overwrite, refusals at start, write errors, Ctrl-C, resume,
-# seed-permission refusal. Bounded in time; cleans up after itself.
+# WebSocket-only listen, progress on a terminal, names that never overwrite, refusals at start, write
+# errors, Ctrl-C (send, recv, listen), resume, seed-permission refusal. Bounded in time; cleans up after itself.
 set -euo pipefail
 bin="$1"
 dir=$(mktemp -d)
@@ -22,7 +22,8 @@ port=$((20000 + RANDOM % 20000))
 timeout 60 "$bin" recv --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --node-seed "$dir/node.seed" --out "$dir/received" > "$dir/recv.log" &
 recv_pid=$!
 sleep 0.5
-timeout 60 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/payload"
+# (A host name resolves: `--to localhost:PORT`.)
+timeout 60 "$bin" send --to "localhost:$port" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/payload"
 wait "$recv_pid"
 cmp "$dir/payload" "$dir/received" || { echo "FAIL: received file differs"; exit 1; }
 grep -q "received 3000000 bytes in .* MB/s).*packets lost" "$dir/recv.log" || { echo "FAIL: no summary line (bytes, time, rate, losses)"; cat "$dir/recv.log"; exit 1; }
@@ -47,6 +48,21 @@ cmp "$dir/second/payload" "$dir/in/payload-2" || { echo "FAIL: second file not s
 [ "$(stat -c %a "$dir/in/payload")" = 600 ] || { echo "FAIL: received file is not mode 0600"; exit 1; }
 grep -q "sha-256" "$dir/listen.log" || { echo "FAIL: no summary line"; exit 1; }
 grep -q "INFO stt_tokio.*node started" "$dir/listen.log" || { echo "FAIL: -v printed no tracing output"; exit 1; }
+pass=$((pass + 1))
+
+# Progress on a terminal (a pseudo-terminal from `script`): percentage, rate and ETA on both
+# sides; none when stderr is not a terminal.
+port=$((20000 + RANDOM % 20000))
+timeout 60 script -qfec "$bin recv --bind 127.0.0.1:$port --shared-seed $dir/shared.seed --out $dir/tty-received" "$dir/recv.tty" > /dev/null < /dev/null &
+recv_pid=$!
+sleep 0.5
+timeout 60 script -qfec "$bin send --to 127.0.0.1:$port --shared-seed $dir/shared.seed $dir/payload" "$dir/send.tty" > /dev/null < /dev/null
+wait "$recv_pid"
+cmp "$dir/payload" "$dir/tty-received" || { echo "FAIL: file received on a terminal differs"; exit 1; }
+for side in send recv; do
+    grep -aq "% .*/s ETA" "$dir/$side.tty" || { echo "FAIL: no progress (%, rate, ETA) from $side on a terminal"; cat -v "$dir/$side.tty"; exit 1; }
+done
+if grep -q "ETA" "$dir/send.err"; then echo "FAIL: a progress bar was written to a file"; exit 1; fi
 pass=$((pass + 1))
 
 # listen --out must be an existing, writable directory; otherwise it refuses to start.
@@ -129,6 +145,26 @@ rc=0; wait "$send_pid" || rc=$?
 [ "$rc" -eq 3 ] || { echo "FAIL: sender to a receiver that shut down exited $rc, not 3"; cat "$dir/send.err"; exit 1; }
 grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
 [ -z "$(ls -A "$dir/cut2")" ] || { echo "FAIL: listen left a partial file"; ls -la "$dir/cut2"; exit 1; }
+pass=$((pass + 1))
+
+# Ctrl-C on `recv` mid-transfer: the sender says "receiver shut down" and exits 3; recv
+# exits 130 and leaves no file.
+head -c 60000 /dev/urandom >&3
+mkdir -p "$dir/cut3"
+port=$((20000 + RANDOM % 20000))
+"$bin" recv --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --out "$dir/cut3/file" > "$dir/recv.log" 2>&1 &
+recv_pid=$!; watchdog "$recv_pid"
+sleep 0.5
+"$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" - < "$dir/fifo" 2> "$dir/send.err" &
+send_pid=$!; watchdog "$send_pid"
+sleep 1.5
+kill -INT "$recv_pid"
+rc=0; wait "$recv_pid" || rc=$?
+[ "$rc" -eq 130 ] || { echo "FAIL: recv stopped by Ctrl-C exited $rc, not 130"; cat "$dir/recv.log"; exit 1; }
+rc=0; wait "$send_pid" || rc=$?
+[ "$rc" -eq 3 ] || { echo "FAIL: sender to a recv that shut down exited $rc, not 3"; cat "$dir/send.err"; exit 1; }
+grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
+[ -z "$(ls -A "$dir/cut3")" ] || { echo "FAIL: recv left a file"; ls -la "$dir/cut3"; exit 1; }
 exec 3>&-
 pass=$((pass + 1))
 

@@ -9,7 +9,7 @@
 //! ```no_run
 //! use std::time::Instant;
 //! use mio::{Events, Poll, Token};
-//! use stt_mio::Driver;
+//! use stt_mio::{stt_proto, Driver}; // the core, re-exported: no second dependency to keep in step
 //! # fn identity() -> stt_proto::Identity {
 //! #     stt_proto::Identity::new(stt_proto::NodeSeed::from_bytes([1; 32]), stt_proto::SharedSeed::from_bytes([2; 32]))
 //! # }

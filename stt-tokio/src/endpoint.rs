@@ -18,6 +18,27 @@ use crate::session::Session;
 use crate::shared::lock;
 
 /// Why an endpoint message could not be sent.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// # let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// # let (s, r) = (s?, r.expect("b is running"));
+/// use stt_tokio::{EndpointError, Endpoints, FrameError};
+/// // A name must be 1 to 255 bytes; the frame type must be one the peer declared.
+/// assert_eq!(Endpoints::new(0x90).send(&s, "", b"x").await, Err(EndpointError::BadName));
+/// let undeclared = Endpoints::new(0x91).send(&s, "inbox", b"x").await;
+/// assert_eq!(undeclared, Err(EndpointError::Frame(FrameError::Undeclared(0x91))));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EndpointError {
@@ -39,6 +60,31 @@ impl fmt::Display for EndpointError {
 impl std::error::Error for EndpointError {}
 
 /// One message delivered to an endpoint.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// # let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// # let (s, r) = (s?, r.expect("b is running"));
+/// use stt_tokio::{Endpoints, FrameDispatcher};
+/// let eps = Endpoints::new(0x90);
+/// let inbox = eps.register("inbox", 16);
+/// let over = r.id();
+/// tokio::spawn(async move { eps.serve(r, FrameDispatcher::new()).await });
+/// Endpoints::new(0x90).send(&s, "inbox", b"hello").await?;
+/// let m = inbox.recv().await.expect("a message");
+/// // Who sent it, over which session, and the bytes.
+/// assert_eq!((m.from, m.session, &m.body[..]), (a.node_id(), over, &b"hello"[..]));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointMessage {
     /// The sending node.
@@ -50,6 +96,22 @@ pub struct EndpointMessage {
 }
 
 /// A registered endpoint: receive its messages.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use stt_tokio::Endpoints;
+/// let eps = Endpoints::new(0x90);
+/// let inbox = eps.register("inbox", 16); // at most 16 messages wait; more are dropped
+/// assert_eq!(inbox.name(), "inbox");
+/// // Once the manager is gone, nothing more can arrive.
+/// drop(eps);
+/// assert!(inbox.recv().await.is_none());
+/// # Ok(())
+/// # }
+/// ```
 pub struct Endpoint {
     name: String,
     rx: AsyncMutex<mpsc::Receiver<EndpointMessage>>,

@@ -61,6 +61,15 @@ pub use stt_proto::{Entropy, EntropyPurpose, NodeStats};
 
 /// Entropy from the operating system's CSPRNG, for [`BinaryStorage::put`] and the segment
 /// codec (no extra RNG crate needed).
+///
+/// # Example
+///
+/// ```
+/// use stt_tokio::{Entropy, EntropyPurpose, OsEntropy};
+/// let mut salt = [0u8; 32];
+/// OsEntropy.fill(EntropyPurpose::StorageSalt, &mut salt);
+/// assert_ne!(salt, [0u8; 32]);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsEntropy;
 
@@ -72,6 +81,16 @@ impl Entropy for OsEntropy {
 }
 
 /// Extension: random seeds from the operating system's CSPRNG.
+///
+/// # Example
+///
+/// ```
+/// use stt_tokio::{NodeSeed, RandomSeed, SharedSeed};
+/// let shared = SharedSeed::random(); // once per group; give it to every member
+/// let node = NodeSeed::random(); // one per node: its identity
+/// assert_ne!(node.node_id(), NodeSeed::random().node_id());
+/// # let _ = shared;
+/// ```
 pub trait RandomSeed: Sized {
     /// A fresh random value.
     fn random() -> Self;

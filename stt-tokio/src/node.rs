@@ -19,6 +19,24 @@ use crate::state::{NodeShared, State};
 use crate::udp::UdpIo;
 
 /// Why `Node::bind` failed.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// use stt_tokio::BindError;
+/// // The address is taken.
+/// let err = Node::bind(a.local_addr(), Config::default(), id(&shared)).await.err().expect("in use");
+/// assert!(matches!(err, BindError::Io(ref e) if e.kind() == std::io::ErrorKind::AddrInUse), "{err}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BindError {
@@ -160,16 +178,21 @@ impl Node {
         self.connect_path(addr.into(), expected_peer).await
     }
 
-    /// Resolves `host:port` (a name or an address) and connects to the first address.
+    /// Resolves `host:port` (a name or an address) and connects to the first address of
+    /// this node's socket family (a socket bound to `0.0.0.0` cannot reach `::1`, which
+    /// `localhost` often resolves to first), or else the first address.
     ///
     /// # Errors
     /// [`ConnectError`] with [`Ended::Unresolved`] if the name does not resolve, or as
     /// [`connect`](Self::connect).
     pub async fn connect_host(&self, host: &str, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
-        let addr = tokio::net::lookup_host(host)
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(host).await.map(Iterator::collect).unwrap_or_default();
+        let v4 = self.local_addr().is_ipv4();
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4() == v4)
+            .or(addrs.first())
+            .copied()
             .ok_or(ConnectError(Ended::Unresolved))?;
         self.connect(addr, expected_peer).await
     }

@@ -11,6 +11,25 @@ use crate::shared::{lock, Ended, SessionShared};
 use crate::stream::{RecvStream, SendStream};
 
 /// A handshake that did not produce a session.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// use stt_tokio::{ConnectError, Ended};
+/// // B is not the node A expects there: the handshake fails and says why.
+/// let wrong = NodeSeed::random().node_id();
+/// let err = a.connect(b.local_addr(), Some(wrong)).await.err().expect("wrong peer");
+/// assert!(matches!(err, ConnectError(Ended::Failed(_))), "{err}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectError(pub Ended);
 
@@ -23,6 +42,25 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// Why [`Session::register_relay`] did not register.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// # let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// # let (s, r) = (s?, r.expect("b is running"));
+/// use stt_tokio::RelayError;
+/// // B is no relay (`Config::relay` is off): it refuses.
+/// assert_eq!(s.register_relay().await, Err(RelayError::Refused));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelayError {

@@ -15,6 +15,28 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Why a session (or an operation on it) ended.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// # let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// # let (s, r) = (s?, r.expect("b is running"));
+/// use stt_tokio::{CloseReason, Ended};
+/// r.close(7);
+/// let end = s.closed().await;
+/// assert_eq!(end, Ended::Closed(CloseReason::Remote(7)));
+/// assert_eq!(s.ended(), Some(end));
+/// println!("{end}"); // in words, for a log
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
     /// The session closed.

@@ -17,6 +17,36 @@ use crate::shared::Ended;
 
 /// Why a stream operation failed. Carried inside the `io::Error` of `AsyncRead` /
 /// `AsyncWrite` (kind `ConnectionReset`); get it back with [`StreamClosed::of`].
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// # let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+/// # let (s, r) = (s?, r.expect("b is running"));
+/// use stt_tokio::StreamClosed;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// let mut w = s.open_uni().await?;
+/// w.write_all(b"unwanted").await?;
+/// let mut rx = r.accept_uni().await.expect("a stream");
+/// rx.stop(9); // the reader asks the writer to stop, with a code
+/// assert_eq!(w.finish().await, Err(StreamClosed::Stopped(9)));
+/// // Through `AsyncRead`, the same error comes inside an `io::Error`.
+/// let mut w = s.open_uni().await?;
+/// w.write_all(b"abandoned").await?;
+/// let mut rx = r.accept_uni().await.expect("a stream");
+/// w.reset(4);
+/// let e = rx.read_to_end(&mut Vec::new()).await.unwrap_err();
+/// assert_eq!(StreamClosed::of(&e), Some(StreamClosed::Reset(4)));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StreamClosed {

@@ -50,6 +50,26 @@ const AUTH_DATAGRAMS: u32 = 2;
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
 
 /// Limits of the WebSocket listener.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// use stt_tokio::WsLimits;
+/// // At most 64 connections, 5 s to authenticate; the rest as by default.
+/// let limits = WsLimits { max_connections: 64, auth_timeout: std::time::Duration::from_secs(5), ..WsLimits::default() };
+/// let at = b.listen_ws("127.0.0.1:0".parse()?, None, limits).await?;
+/// let s = a.connect_ws(&format!("ws://{at}/stt"), Some(b.node_id()), None).await?;
+/// assert_eq!(s.peer_node_id(), b.node_id());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct WsLimits {
     /// Largest WebSocket message accepted (an STT datagram is at most 65527 bytes).
@@ -259,6 +279,23 @@ pub(crate) async fn serve(
 }
 
 /// Why a WebSocket connection could not be made.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// use stt_tokio::{WsConnectError, WsError};
+/// let err = a.connect_ws("http://example.com/stt", None, None).await.err().expect("not ws://");
+/// assert!(matches!(err, WsConnectError::Ws(WsError::BadUrl(_))), "{err}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WsError {
@@ -328,6 +365,25 @@ pub(crate) async fn connect(
 }
 
 /// Why `Node::connect_ws` failed.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+/// # let shared = SharedSeed::random();
+/// # let id = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+/// # let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), id(&shared)).await?;
+/// # let b = Node::bind("127.0.0.1:0".parse()?, Config::default().app_frame_types(&[0x90]), id(&shared)).await?;
+/// use stt_tokio::{WsConnectError, WsError};
+/// // Nothing listens on this port.
+/// let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let err = a.connect_ws(&format!("ws://127.0.0.1:{port}/stt"), None, None).await.err().expect("refused");
+/// assert!(matches!(err, WsConnectError::Ws(WsError::Connect(_))), "{err}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WsConnectError {

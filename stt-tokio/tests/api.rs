@@ -151,6 +151,19 @@ async fn second_connect_returns_the_existing_session() {
     assert!(stats.handshakes_completed >= 1);
 }
 
+/// `connect_host` reaches a peer by name when no session exists yet (the test above only
+/// shows the existing session coming back).
+#[tokio::test]
+async fn connect_host_reaches_a_new_peer_by_name() {
+    let shared = SharedSeed::random();
+    let a = node(&shared, Config::default()).await;
+    let b = node(&shared, Config::default()).await;
+    let host = format!("localhost:{}", b.local_addr().port());
+    let (s, r) = tokio::join!(within(a.connect_host(&host, Some(b.node_id()))), within(b.accept()));
+    assert_eq!(s.unwrap().peer_node_id(), b.node_id());
+    assert_eq!(r.unwrap().peer_node_id(), a.node_id());
+}
+
 /// A dropped `connect` future abandons its handshake: no HELLO retransmissions follow
 /// (before: the node kept retransmitting for the whole handshake timeout, 15 s).
 #[tokio::test]
@@ -200,4 +213,48 @@ async fn send_frame_waits_for_room() {
     }
     within(sender).await.unwrap();
     assert!(s.max_datagram_size() > 1000);
+}
+
+/// Datagrams and frames under backpressure: `send_datagram_wait` drops nothing from the
+/// local queue where `send_datagram` drops the oldest, and `try_send_frame` reports a full
+/// frame buffer as `Blocked` instead of waiting. (Single-threaded runtime: no
+/// acknowledgement is processed while a loop runs without awaiting.)
+#[tokio::test]
+async fn waiting_datagram_send_drops_nothing_and_try_send_frame_fails_fast() {
+    let (_a, _b, s, _r) = pair(Config::default().app_frame_types(&[0x80])).await;
+    let body = Bytes::from(vec![7u8; s.max_datagram_size().min(1000)]);
+    for _ in 0..2000 {
+        within(s.send_datagram_wait(body.clone())).await.unwrap();
+    }
+    assert_eq!(s.stats().await.unwrap().datagrams_dropped, 0, "a waiting send never drops");
+    for _ in 0..2000 {
+        s.send_datagram(body.clone()).await.unwrap();
+    }
+    assert!(s.stats().await.unwrap().datagrams_dropped > 0, "drop-oldest is the other send's rule");
+    let mut accepted = 0u32;
+    let blocked = loop {
+        match s.try_send_frame(0x80, &[0u8; 1000]) {
+            Ok(()) if accepted < 100_000 => accepted += 1,
+            Ok(()) => break false,
+            Err(stt_tokio::FrameError::Blocked) => break true,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(blocked, "try_send_frame accepted {accepted} frames without ever reporting a full buffer");
+}
+
+/// A stream of a session the peer closed fails with `SessionClosed`, the peer's code inside
+/// (issue 18 item 9: typed, not a string in an `io::Error`).
+#[tokio::test]
+async fn stream_of_a_closed_session_says_why() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"x").await.unwrap();
+    r.close(5);
+    let why = Ended::Closed(CloseReason::Remote(5));
+    assert_eq!(within(s.closed()).await, why);
+    let e = w.write_all(b"more").await.unwrap_err();
+    assert_eq!(StreamClosed::of(&e), Some(StreamClosed::SessionClosed(why)), "{e}");
+    assert_eq!(within(w.finish()).await, Err(StreamClosed::SessionClosed(why)));
+    assert!(s.open_uni().await.is_err(), "no new stream on a closed session");
 }

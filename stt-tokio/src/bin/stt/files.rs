@@ -108,10 +108,20 @@ impl Partial {
                     return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the partial file's name is taken"));
                 }
                 let f = OpenOptions::new().read(true).write(true).open(&path)?;
-                if !same_file(&before, &f.metadata()?) {
+                let now = f.metadata()?;
+                if !same_file(&before, &now) {
                     return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the partial file changed while opened"));
                 }
-                f
+                if extra_links(&now) {
+                    // Another name shares these bytes: a file published by a transfer that was
+                    // cut between its link and its unlink, or a link someone else made. Writing
+                    // here would change that file too: start afresh under this name instead.
+                    drop(f);
+                    std::fs::remove_file(&path)?;
+                    create_new(&path)?
+                } else {
+                    f
+                }
             }
             Err(e) => return Err(e),
         };
@@ -170,6 +180,19 @@ impl Partial {
     }
 }
 
+/// Whether the file has names besides the one it was opened by (hard links).
+fn extra_links(m: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::nlink(m) > 1
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        false
+    }
+}
+
 /// Whether two metadata describe the same file (device and inode on Unix).
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     #[cfg(unix)]
@@ -185,7 +208,10 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 
 impl Drop for Partial {
     fn drop(&mut self) {
-        if !self.done && !self.keep {
+        // A kept partial file with nothing in it has nothing to resume: removed too, so
+        // that tries that never sent a byte do not pile up empty files.
+        let empty = || std::fs::metadata(&self.path).is_ok_and(|m| m.len() == 0);
+        if !self.done && (!self.keep || empty()) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -298,6 +324,33 @@ mod tests {
             assert!(Partial::open_resumable(&d, "x", "t").is_err());
             assert!(!d.join("elsewhere").exists());
         }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A resumable try that stored nothing leaves nothing behind.
+    #[test]
+    fn empty_resumable_partial_is_not_kept() {
+        let d = tempdir();
+        let (p, f, _) = Partial::open_resumable(&d, "e", "t").unwrap();
+        let path = p.path().to_path_buf();
+        drop((p, f));
+        assert!(!path.exists(), "an empty partial file was kept");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A partial file that shares its bytes with another name (a publish cut between link
+    /// and unlink, or a planted hard link) is never written through.
+    #[cfg(unix)]
+    #[test]
+    fn resumable_partial_with_another_name_is_started_afresh() {
+        let d = tempdir();
+        std::fs::write(d.join("published"), b"complete file").unwrap();
+        std::fs::hard_link(d.join("published"), d.join("f.t.stt-partial")).unwrap();
+        let (_p, f, len) = Partial::open_resumable(&d, "f", "t").unwrap();
+        assert_eq!(len, 0, "nothing offered from another file's bytes");
+        std::io::Write::write_all(&mut &f, b"new").unwrap();
+        assert_eq!(std::fs::read(d.join("published")).unwrap(), b"complete file");
+        assert_eq!(std::fs::read(d.join("f.t.stt-partial")).unwrap(), b"new");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -50,6 +50,23 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time the sender waits for the receiver's reply after the last byte was acknowledged
 /// (the receiver syncs the file meanwhile).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Slowest rate (bytes/s) at which a side is assumed to read and hash a file's first bytes
+/// when agreeing on a resume point (a slow disk, a debug build): the exchange's timeouts
+/// grow with the bytes to hash, so that a big file can still be resumed.
+const MIN_HASH_RATE: u64 = 10_000_000;
+
+/// How long the sender waits for the receiver's resume offer: the receiver first hashes
+/// what it holds, at most `size` bytes.
+fn offer_timeout(size: u64) -> Duration {
+    REPLY_TIMEOUT + Duration::from_secs(size / MIN_HASH_RATE)
+}
+
+/// How long the receiver waits for the sender's start offset: the sender first hashes its
+/// own first `held` bytes.
+fn start_timeout(held: u64) -> Duration {
+    HEADER_TIMEOUT + Duration::from_secs(held / MIN_HASH_RATE)
+}
+
 /// Time given to a close to reach the peer before the process exits.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -156,7 +173,8 @@ enum Command {
     /// Send a file (or `-` for stdin); exits 0 once the receiver confirmed that it wrote and
     /// synced it.
     Send {
-        /// The receiver: a UDP address (HOST:PORT) or a WebSocket URL (ws://HOST:PORT/PATH).
+        /// The receiver: HOST:PORT over UDP (an address or a name, e.g. localhost:7000) or a
+        /// WebSocket URL (ws://HOST:PORT/PATH).
         #[arg(long, required_unless_present = "relay")]
         to: Option<String>,
         /// Reach the receiver by its node id (--peer) through this relay (HOST:PORT) instead.
@@ -255,6 +273,19 @@ impl Failure {
             Failure::Error(_) => 1,
             Failure::PeerEnded(_) => 3,
             Failure::Interrupted(_) => 130,
+        }
+    }
+}
+
+impl Failure {
+    /// For a resumable transfer cut here or by the other side (whose receiver keeps what it
+    /// got), says how to continue.
+    fn resume_hint(self, resume: bool) -> Failure {
+        const HINT: &str = "; run the same command again to continue where it stopped";
+        match self {
+            Failure::Interrupted(m) if resume => Failure::Interrupted(m + HINT),
+            Failure::PeerEnded(m) if resume => Failure::PeerEnded(m + HINT),
+            other => other,
         }
     }
 }
@@ -477,11 +508,7 @@ async fn send(
         Destination::Relay(r) => (r, true),
     };
     let ws = !via_relay && (to.starts_with("ws://") || to.starts_with("wss://"));
-    let udp_to: Option<SocketAddr> = if ws || via_relay {
-        None
-    } else {
-        Some(to.parse().map_err(|_| format!("--to {to}: expected HOST:PORT or ws://HOST:PORT/PATH"))?)
-    };
+    let udp_to: Option<SocketAddr> = if ws || via_relay { None } else { Some(resolve(to).await?) };
     // Open the input first: a missing file fails before any network traffic.
     let (input, size, name): (Input, Option<u64>, String) = if path == Path::new("-") {
         (Input::Stdin(tokio::io::stdin()), None, String::new())
@@ -541,7 +568,8 @@ async fn send(
             session.close(wire::SENDER_CANCELLED);
             let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             node.shutdown().await;
-            return Err(Failure::Interrupted("interrupted: told the receiver the transfer is cancelled".into()));
+            let msg = "interrupted: told the receiver the transfer is cancelled";
+            return Err(Failure::Interrupted(msg.into()).resume_hint(resume));
         }
     };
     let secs = start.elapsed().as_secs_f64();
@@ -569,9 +597,25 @@ async fn send(
                 let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             }
             node.shutdown().await;
-            Err(e)
+            Err(e.resume_hint(resume))
         }
     }
+}
+
+/// `--to HOST:PORT`: an address, or a host name resolved, preferring IPv4 (a receiver bound
+/// to `0.0.0.0` does not answer on `::1`, which `localhost` may resolve to first).
+async fn resolve(to: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = to.parse() {
+        return Ok(addr);
+    }
+    let bad = |why: String| format!("--to {to}: {why} (expected HOST:PORT or ws://HOST:PORT/PATH)");
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(to).await.map_err(|e| bad(e.to_string()))?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| bad("the name resolved to no address".into()))
 }
 
 /// What `stt send` reads.
@@ -602,15 +646,14 @@ async fn transfer(
     let mut start = 0u64;
     let input: Box<dyn AsyncRead + Unpin + Send> = match input {
         Input::File(mut f) if resume && send_err.is_none() => {
-            let answer = match tokio::time::timeout(REPLY_TIMEOUT, wire::read_answer(&mut rx)).await {
+            let wait = offer_timeout(size.unwrap_or(0));
+            let answer = match tokio::time::timeout(wait, wire::read_answer(&mut rx)).await {
                 Ok(Ok(a)) => a,
                 Ok(Err(wire::WireError::Io(e))) => {
                     return Err(stream_failure(session, StreamClosed::of(&e), &e, "send").await)
                 }
                 Ok(Err(e)) => return Err(format!("bad answer from the receiver: {e}").into()),
-                Err(_) => {
-                    return Err(format!("no answer from the receiver within {} s", REPLY_TIMEOUT.as_secs()).into())
-                }
+                Err(_) => return Err(format!("no answer from the receiver within {} s", wait.as_secs()).into()),
             };
             let (offset, digest) = match answer {
                 wire::Answer::Offer { offset, digest } => (offset, digest),
@@ -1001,7 +1044,7 @@ async fn resume_offer(
     }
     let offer = wire::encode_offer(held, &hasher.clone().finalize().into());
     tx.write_all(&offer).await.map_err(ResumeError::Stream)?;
-    let start = match tokio::time::timeout(HEADER_TIMEOUT, wire::read_start(rx)).await {
+    let start = match tokio::time::timeout(start_timeout(held), wire::read_start(rx)).await {
         Ok(Ok(s)) => s,
         Ok(Err(wire::WireError::Io(e))) => return Err(ResumeError::Stream(e)),
         Ok(Err(e)) => return Err(ResumeError::Stream(std::io::Error::other(e.to_string()))),
@@ -1411,4 +1454,36 @@ async fn demo(size_mib: u64, streams: u64) -> Result<()> {
     b.shutdown().await;
     println!("demo complete");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resuming a big file: each side hashes the held prefix before the other's timeout
+    /// ends (before: the receiver gave the sender 30 s to hash it, so a 20 GiB prefix on a
+    /// 200 MB/s disk could never be resumed).
+    #[test]
+    fn resume_exchange_timeouts_allow_hashing_a_big_prefix() {
+        let held = 20u64 << 30;
+        let at_200_mb_s = Duration::from_secs(held / 200_000_000);
+        assert!(start_timeout(held) > at_200_mb_s, "{:?}", start_timeout(held));
+        assert!(offer_timeout(held) > at_200_mb_s, "{:?}", offer_timeout(held));
+        // A small file keeps the short bounds.
+        assert_eq!(start_timeout(1000), HEADER_TIMEOUT);
+        assert_eq!(offer_timeout(1000), REPLY_TIMEOUT);
+    }
+
+    /// A cut resumable transfer tells the user how to continue; a refusal or a plain
+    /// transfer does not pretend anything was kept.
+    #[test]
+    fn cut_resumable_transfers_say_how_to_continue() {
+        let cut = Failure::Interrupted("interrupted".into()).resume_hint(true);
+        assert!(cut.to_string().contains("run the same command again"), "{cut}");
+        assert_eq!(cut.exit_code(), 130);
+        let gone = Failure::PeerEnded("receiver shut down".into()).resume_hint(true);
+        assert!(gone.to_string().contains("run the same command again"), "{gone}");
+        assert!(!Failure::Error("refused".into()).resume_hint(true).to_string().contains("again"));
+        assert!(!Failure::PeerEnded("x".into()).resume_hint(false).to_string().contains("again"));
+    }
 }

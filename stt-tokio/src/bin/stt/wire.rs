@@ -5,7 +5,8 @@
 //!   header = "STTF" | version (1 byte, = 3) | flags (1 byte; bit 0 = RESUMABLE)
 //!            | size (u64 big-endian; u64::MAX = unknown, stdin)
 //!            | name length (u16 big-endian, ≤ 255) | name (UTF-8; a bare file name, no path)
-//!   (version 2, still read: the same without the flags byte)
+//!   (version 2: the same without the flags byte; read by this binary, and written for a
+//!   transfer without flags, so that receivers that only speak version 2 still get it)
 //! receiver → sender   one reply, then the end of the stream, once the file is on disk
 //!
 //! A RESUMABLE transfer (`stt send --resume`; the size must be known) inserts one exchange
@@ -166,14 +167,19 @@ impl From<std::io::Error> for WireError {
     }
 }
 
-/// Encodes a header. `name` must be at most [`MAX_NAME`] bytes (longer names are cut at a
-/// character boundary).
+/// Encodes a header: version 3 with its flags byte for a resumable transfer, else version 2
+/// (which every receiver reads). `name` must be at most [`MAX_NAME`] bytes (longer names are
+/// cut at a character boundary).
 pub fn encode_header(h: &Header) -> Vec<u8> {
     let name = truncate(&h.name, MAX_NAME);
     let mut v = Vec::with_capacity(16 + name.len());
     v.extend_from_slice(MAGIC);
-    v.push(VERSION);
-    v.push(if h.resumable { FLAG_RESUMABLE } else { 0 });
+    if h.resumable {
+        v.push(VERSION);
+        v.push(FLAG_RESUMABLE);
+    } else {
+        v.push(VERSION_2);
+    }
     v.extend_from_slice(&h.size.unwrap_or(UNKNOWN_SIZE).to_be_bytes());
     v.extend_from_slice(&(name.len() as u16).to_be_bytes());
     v.extend_from_slice(name.as_bytes());
@@ -299,21 +305,27 @@ mod tests {
         let long = Header { size: Some(1), name: "é".repeat(200), resumable: false };
         let got = read_header(&mut &encode_header(&long)[..]).await.unwrap();
         assert!(got.name.len() <= MAX_NAME && got.name.chars().all(|c| c == 'é'));
+        // Without flags, version 2 (what receivers before version 3 read); with, version 3.
+        assert_eq!(&enc[..5], b"STTF\x02");
+        let resumable = Header { size: Some(3_000_000), name: "report.pdf".into(), resumable: true };
+        let enc3 = encode_header(&resumable);
+        assert_eq!(&enc3[..6], b"STTF\x03\x01");
+        assert_eq!(read_header(&mut &enc3[..]).await.unwrap(), resumable);
         // Oversize length, bad magic, other version, truncated.
         let mut bad = enc.clone();
-        bad[14..16].copy_from_slice(&1000u16.to_be_bytes());
+        bad[13..15].copy_from_slice(&1000u16.to_be_bytes());
         assert!(matches!(read_header(&mut &bad[..]).await, Err(WireError::TooLong(_, 1000))));
         assert!(matches!(read_header(&mut &b"HTTP/1.1 200 OK\r\n"[..]).await, Err(WireError::BadMagic)));
         // Version 1 (SHA3-256 digests) is refused with its number.
         let mut v1 = enc.clone();
         v1[4] = 1;
         assert!(matches!(read_header(&mut &v1[..]).await, Err(WireError::Version(1))));
-        // Version 2 (no flags byte) is still read; unknown flags are refused.
-        let mut v2 = enc.clone();
-        v2.remove(5);
-        v2[4] = VERSION_2;
-        assert_eq!(read_header(&mut &v2[..]).await.unwrap(), h);
-        let mut flags = enc.clone();
+        // Version 3 without flags is read; unknown flags are refused.
+        let mut v3 = enc.clone();
+        v3[4] = VERSION;
+        v3.insert(5, 0);
+        assert_eq!(read_header(&mut &v3[..]).await.unwrap(), h);
+        let mut flags = enc3.clone();
         flags[5] = 0x82;
         assert!(matches!(read_header(&mut &flags[..]).await, Err(WireError::Flags(0x82))));
         assert!(matches!(read_header(&mut &enc[..enc.len() - 1]).await, Err(WireError::Io(_))));
