@@ -20,6 +20,7 @@ use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LE
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
 use crate::relay::{Punch, RelayLink, RelayStatus};
+use crate::routes::Routes;
 use crate::schedule::Schedule;
 use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, SessionState};
 use crate::stats::{NodeStats, SessionStats};
@@ -71,7 +72,8 @@ pub struct Node<E: Entropy> {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
-    routes: BTreeMap<WireSessionId, u32>,
+    /// Session ids of live sessions → slots, one bucket per lookup.
+    routes: Routes,
     ephemerals: EphemeralCache,
     cookies: CookieJar,
     handshake_bucket: TokenBucket,
@@ -150,7 +152,7 @@ impl<E: Entropy> Node<E> {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            routes: BTreeMap::new(),
+            routes: Routes::default(),
             pending_cookies: VecDeque::new(),
             cookies_received: BTreeMap::new(),
             events: EventQueue::new(),
@@ -519,7 +521,7 @@ impl<E: Entropy> Node<E> {
         };
         // Event-queue admission, per session for protected packets (spec [LC-10]).
         let slot = match header {
-            Header::Protected { receiver, .. } => self.routes.get(&receiver).copied(),
+            Header::Protected { receiver, .. } => self.routes.get(&receiver),
             _ => None,
         };
         if !self.events.admits(slot, self.config.max_events, self.config.max_session_events) {
@@ -532,7 +534,7 @@ impl<E: Entropy> Node<E> {
                 if version != VERSION {
                     return Dropped(DropReason::BadVersion);
                 }
-                let Some(idx) = self.routes.get(&receiver).copied() else {
+                let Some(idx) = self.routes.get(&receiver) else {
                     return Dropped(DropReason::UnknownSession);
                 };
                 let r = if ty == TYPE_CHALLENGE {
@@ -547,7 +549,7 @@ impl<E: Entropy> Node<E> {
                 if version != VERSION {
                     return Dropped(DropReason::BadVersion);
                 }
-                let Some(idx) = self.routes.get(&receiver).copied() else {
+                let Some(idx) = self.routes.get(&receiver) else {
                     return Dropped(DropReason::UnknownSession);
                 };
                 let r = self.handle_cookie(idx, from, data);
@@ -922,10 +924,12 @@ impl<E: Entropy> Node<E> {
         let prefix = self.config.session_id_prefix.len();
         let mut sid = WireSessionId::default();
         let mut unique = false;
-        for _ in 0..8 {
+        // Drawn again while the id's route bucket is taken (the table is at most half
+        // full, so 32 draws all fail with probability below 2^-32).
+        for _ in 0..32 {
             sid.0[..prefix].copy_from_slice(&self.config.session_id_prefix);
             self.entropy.fill(EntropyPurpose::SessionId, &mut sid.0[prefix..]);
-            if !self.routes.contains_key(&sid) {
+            if self.routes.fits(&sid) {
                 unique = true;
                 break;
             }
@@ -954,7 +958,8 @@ impl<E: Entropy> Node<E> {
     fn install(&mut self, session: Session) {
         self.stats.x25519_ops += session.dh.take();
         let index = session.id.index;
-        self.routes.insert(session.local_sid, index);
+        let routed = self.routes.insert(session.local_sid, index);
+        debug_assert!(routed, "reserve checked the id's bucket");
         self.slots[index as usize].session = Some(alloc::boxed::Box::new(session));
         self.live += 1;
         self.after_session(index as usize);
@@ -1030,7 +1035,7 @@ impl<E: Entropy> Node<E> {
                 self.relay_queued = self.relay_queued.saturating_sub(left);
             }
             if let Some(s) = slot.session.take() {
-                self.routes.remove(&s.local_sid);
+                self.routes.remove(&s.local_sid, idx as u32);
                 self.cookies_received.remove(&(idx as u32));
                 self.free.push(idx as u32);
                 self.live -= 1;
