@@ -269,10 +269,14 @@ impl<E: Entropy> Node<E> {
         let (id, local_sid) = self.reserve().ok_or(ConnectError::TooManySessions)?;
         let counter = DhCounter::default();
         let (noise, hello) = self.build_hello(local_sid, None, &counter).ok_or(ConnectError::TooManySessions)?;
-        let phase =
-            Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        let phase = Phase::Hello(alloc::boxed::Box::new(HelloState {
+            noise,
+            hello,
+            first_sent: None,
+            retransmitted: false,
+            expected_peer,
+        }));
         let mut session = Session::new(id, Role::Initiator, local_sid, to, phase, self.now, &self.config);
-        session.expected_peer = expected_peer;
         session.dh = counter;
         self.install(session);
         Ok(id)
@@ -744,8 +748,9 @@ impl<E: Entropy> Node<E> {
         let (noise, hello) = self.build_hello(local_sid, Some(&cookie), &counter).ok_or(DropReason::Malformed)?;
         self.cookies_received.insert(idx, count + 1);
         let session = self.slots[idx as usize].session.as_mut().ok_or(DropReason::UnknownSession)?;
-        session.phase =
-            Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        if let Phase::Hello(h) = &mut session.phase {
+            **h = HelloState { noise, hello, first_sent: None, retransmitted: false, expected_peer: h.expected_peer };
+        }
         session.send_handshake = true;
         Ok(())
     }
@@ -796,7 +801,7 @@ impl<E: Entropy> Node<E> {
             return Ok(());
         };
         let peer = NodeId::from_static_public(&remote_static);
-        if session.expected_peer.is_some_and(|e| e != peer) {
+        if h.expected_peer.is_some_and(|e| e != peer) {
             session.fail_handshake(&mut ctx, HandshakeFailure::PeerMismatch);
             return Ok(());
         }
@@ -814,7 +819,7 @@ impl<E: Entropy> Node<E> {
         let record = Record::new(provider, alg, i2r, r2i, integrity, now);
         session.peer = Some(peer);
         session.remote_sid = sender;
-        session.peer_params = Some(payload.params);
+        session.set_peer_params(payload.params);
         session.observed = payload.observed;
         session.handshake_hash = hash;
         session.exporter = handshake::exporter_secret(&i2r, &r2i, &hash);
@@ -852,7 +857,7 @@ impl<E: Entropy> Node<E> {
         let (i2r, r2i, hash) = handshake::split(&mut c.noise);
         let record = Record::new(provider, c.alg, r2i, i2r, integrity, now);
         session.peer = Some(peer);
-        session.peer_params = Some(payload.params);
+        session.set_peer_params(payload.params);
         session.handshake_hash = hash;
         session.exporter = handshake::exporter_secret(&i2r, &r2i, &hash);
         session.auth_digest = digest;
@@ -1286,7 +1291,7 @@ impl SessionRef<'_> {
 
     /// Counters, with RTT, congestion and key-update figures filled in.
     pub fn stats(&self) -> SessionStats {
-        let mut s = self.session.stats.clone();
+        let mut s = self.session.stats.to_stats();
         if let Some(t) = self.session.transport.as_ref() {
             let (in_flight, cwnd) = t.window();
             s.bytes_in_flight = in_flight;
@@ -1471,7 +1476,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`FrameError`]: a type the peer did not declare, an oversize body, a full buffer.
     pub fn send_app_frame(&mut self, now: Instant, ty: u8, body: &[u8]) -> Result<(), FrameError> {
-        self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(ty, body)?;
+        self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(now, ty, body)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
         self.touched(Ok(()))
