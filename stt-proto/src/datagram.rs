@@ -5,9 +5,10 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 
-/// A drained ring larger than this is freed; a smaller one is kept, so a queue that
-/// carries one datagram at a time does not allocate per datagram.
-const KEEP_BYTES: usize = 4096;
+/// A drained ring larger than this (a burst of more than ~60 datagrams) is freed at once;
+/// a smaller one is kept until the session goes idle, so traffic in smaller bursts does not
+/// allocate per burst.
+const KEEP_BYTES: usize = 64 * 1024;
 
 /// The queued entries: their bytes back to back, and their lengths.
 #[derive(Debug, Default)]
@@ -162,7 +163,8 @@ mod tests {
     }
 
     /// Memory: none before the first push; a small ring is kept across one-at-a-time use
-    /// (no allocation per datagram); a burst's ring is freed once read; idle frees the rest.
+    /// (no allocation per datagram); a large burst's ring is freed once read; idle frees
+    /// the rest.
     #[test]
     fn gives_memory_back() {
         let mut q = DatagramQueue::new(256, 256 * 1500);

@@ -102,6 +102,11 @@ struct LostRecord {
     largest_acked: u64,
 }
 
+/// Entries the sent-packet table and frame log shrink to once the session went idle (96
+/// bytes each): room for a keepalive and what trails it, so an idle session's keepalives
+/// do not reallocate.
+const KEEP_ENTRIES: usize = 4;
+
 /// The peer acknowledged a packet number that was never sent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct InvalidAck;
@@ -115,6 +120,8 @@ pub(crate) struct LossDetector {
     frames: VecDeque<SentFrame>,
     /// Log index of `frames`' first entry.
     frames_base: u32,
+    /// The session went idle: shrink `sent` and `frames` once they drained.
+    shrink_when_drained: bool,
     largest_acked: Option<u64>,
     in_flight: u64,
     eliciting_in_flight: u64,
@@ -147,6 +154,7 @@ impl LossDetector {
             base: first_pn,
             frames: VecDeque::new(),
             frames_base: 0,
+            shrink_when_drained: false,
             largest_acked: None,
             in_flight: 0,
             eliciting_in_flight: 0,
@@ -232,6 +240,11 @@ impl LossDetector {
         let drop = (keep_from.wrapping_sub(self.frames_base) as usize).min(self.frames.len());
         self.frames.drain(..drop);
         self.frames_base = self.frames_base.wrapping_add(drop as u32);
+        if self.shrink_when_drained && self.sent.len() <= KEEP_ENTRIES {
+            self.shrink_when_drained = false;
+            self.sent.shrink_to(KEEP_ENTRIES);
+            self.frames.shrink_to(KEEP_ENTRIES);
+        }
     }
 
     /// Processes an ACK frame.
@@ -430,11 +443,15 @@ impl LossDetector {
             .map(|p| (p, self.frames_of(p)))
     }
 
-    /// Releases the sent-packet table's memory when nothing is in flight (idle sessions).
+    /// The session is idle (it sent nothing for a keepalive interval): the sent-packet
+    /// table and frame log shrink back to [`KEEP_ENTRIES`] once they hold no more than that
+    /// (now, or when the ACK-only packets still waiting for an acknowledgement are covered),
+    /// and with nothing in flight the record of recent losses goes. Only an idle period
+    /// shrinks them, so a busy session never reallocates (spec §2's zero allocations).
     pub(crate) fn shrink_if_idle(&mut self) {
-        if self.sent.is_empty() {
-            self.sent.shrink_to_fit();
-            self.frames.shrink_to_fit();
+        self.shrink_when_drained = self.sent.capacity() > KEEP_ENTRIES || self.frames.capacity() > KEEP_ENTRIES;
+        self.trim();
+        if self.eliciting_in_flight == 0 {
             self.recently_lost.clear();
             self.recently_lost.shrink_to_fit();
         }

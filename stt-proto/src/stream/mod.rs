@@ -632,6 +632,10 @@ impl Streams {
     /// Gives back memory sized for a burst while the session is idle.
     pub(crate) fn shrink_if_idle(&mut self) {
         self.app.queue.release_if_empty();
+        if self.map.is_empty() {
+            // An emptied map keeps its last node (192 bytes).
+            self.map = BTreeMap::new();
+        }
         if self.accept_queue.is_empty() {
             self.accept_queue = VecDeque::new();
         }
