@@ -87,6 +87,7 @@ pub mod recovery;
 mod rehandshake;
 mod relay;
 mod replay;
+mod routes;
 mod schedule;
 pub mod segment;
 mod session;

@@ -20,6 +20,7 @@ use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LE
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
 use crate::record::Record;
 use crate::relay::{Punch, RelayLink, RelayStatus};
+use crate::routes::Routes;
 use crate::schedule::Schedule;
 use crate::session::{ChallengedState, Ctx, HelloState, Phase, Role, Session, SessionState};
 use crate::stats::{NodeStats, SessionStats};
@@ -71,7 +72,8 @@ pub struct Node<E: Entropy> {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
-    routes: BTreeMap<WireSessionId, u32>,
+    /// Session ids of live sessions → slots, one bucket per lookup.
+    routes: Routes,
     ephemerals: EphemeralCache,
     cookies: CookieJar,
     handshake_bucket: TokenBucket,
@@ -150,7 +152,7 @@ impl<E: Entropy> Node<E> {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            routes: BTreeMap::new(),
+            routes: Routes::default(),
             pending_cookies: VecDeque::new(),
             cookies_received: BTreeMap::new(),
             events: EventQueue::new(),
@@ -267,10 +269,14 @@ impl<E: Entropy> Node<E> {
         let (id, local_sid) = self.reserve().ok_or(ConnectError::TooManySessions)?;
         let counter = DhCounter::default();
         let (noise, hello) = self.build_hello(local_sid, None, &counter).ok_or(ConnectError::TooManySessions)?;
-        let phase =
-            Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        let phase = Phase::Hello(alloc::boxed::Box::new(HelloState {
+            noise,
+            hello,
+            first_sent: None,
+            retransmitted: false,
+            expected_peer,
+        }));
         let mut session = Session::new(id, Role::Initiator, local_sid, to, phase, self.now, &self.config);
-        session.expected_peer = expected_peer;
         session.dh = counter;
         self.install(session);
         Ok(id)
@@ -519,7 +525,7 @@ impl<E: Entropy> Node<E> {
         };
         // Event-queue admission, per session for protected packets (spec [LC-10]).
         let slot = match header {
-            Header::Protected { receiver, .. } => self.routes.get(&receiver).copied(),
+            Header::Protected { receiver, .. } => self.routes.get(&receiver),
             _ => None,
         };
         if !self.events.admits(slot, self.config.max_events, self.config.max_session_events) {
@@ -532,7 +538,7 @@ impl<E: Entropy> Node<E> {
                 if version != VERSION {
                     return Dropped(DropReason::BadVersion);
                 }
-                let Some(idx) = self.routes.get(&receiver).copied() else {
+                let Some(idx) = self.routes.get(&receiver) else {
                     return Dropped(DropReason::UnknownSession);
                 };
                 let r = if ty == TYPE_CHALLENGE {
@@ -547,7 +553,7 @@ impl<E: Entropy> Node<E> {
                 if version != VERSION {
                     return Dropped(DropReason::BadVersion);
                 }
-                let Some(idx) = self.routes.get(&receiver).copied() else {
+                let Some(idx) = self.routes.get(&receiver) else {
                     return Dropped(DropReason::UnknownSession);
                 };
                 let r = self.handle_cookie(idx, from, data);
@@ -742,8 +748,9 @@ impl<E: Entropy> Node<E> {
         let (noise, hello) = self.build_hello(local_sid, Some(&cookie), &counter).ok_or(DropReason::Malformed)?;
         self.cookies_received.insert(idx, count + 1);
         let session = self.slots[idx as usize].session.as_mut().ok_or(DropReason::UnknownSession)?;
-        session.phase =
-            Phase::Hello(alloc::boxed::Box::new(HelloState { noise, hello, first_sent: None, retransmitted: false }));
+        if let Phase::Hello(h) = &mut session.phase {
+            **h = HelloState { noise, hello, first_sent: None, retransmitted: false, expected_peer: h.expected_peer };
+        }
         session.send_handshake = true;
         Ok(())
     }
@@ -794,7 +801,7 @@ impl<E: Entropy> Node<E> {
             return Ok(());
         };
         let peer = NodeId::from_static_public(&remote_static);
-        if session.expected_peer.is_some_and(|e| e != peer) {
+        if h.expected_peer.is_some_and(|e| e != peer) {
             session.fail_handshake(&mut ctx, HandshakeFailure::PeerMismatch);
             return Ok(());
         }
@@ -812,7 +819,7 @@ impl<E: Entropy> Node<E> {
         let record = Record::new(provider, alg, i2r, r2i, integrity, now);
         session.peer = Some(peer);
         session.remote_sid = sender;
-        session.peer_params = Some(payload.params);
+        session.set_peer_params(payload.params);
         session.observed = payload.observed;
         session.handshake_hash = hash;
         session.exporter = handshake::exporter_secret(&i2r, &r2i, &hash);
@@ -850,7 +857,7 @@ impl<E: Entropy> Node<E> {
         let (i2r, r2i, hash) = handshake::split(&mut c.noise);
         let record = Record::new(provider, c.alg, r2i, i2r, integrity, now);
         session.peer = Some(peer);
-        session.peer_params = Some(payload.params);
+        session.set_peer_params(payload.params);
         session.handshake_hash = hash;
         session.exporter = handshake::exporter_secret(&i2r, &r2i, &hash);
         session.auth_digest = digest;
@@ -922,10 +929,12 @@ impl<E: Entropy> Node<E> {
         let prefix = self.config.session_id_prefix.len();
         let mut sid = WireSessionId::default();
         let mut unique = false;
-        for _ in 0..8 {
+        // Drawn again while the id's route bucket is taken (the table is at most half
+        // full, so 32 draws all fail with probability below 2^-32).
+        for _ in 0..32 {
             sid.0[..prefix].copy_from_slice(&self.config.session_id_prefix);
             self.entropy.fill(EntropyPurpose::SessionId, &mut sid.0[prefix..]);
-            if !self.routes.contains_key(&sid) {
+            if self.routes.fits(&sid) {
                 unique = true;
                 break;
             }
@@ -954,7 +963,8 @@ impl<E: Entropy> Node<E> {
     fn install(&mut self, session: Session) {
         self.stats.x25519_ops += session.dh.take();
         let index = session.id.index;
-        self.routes.insert(session.local_sid, index);
+        let routed = self.routes.insert(session.local_sid, index);
+        debug_assert!(routed, "reserve checked the id's bucket");
         self.slots[index as usize].session = Some(alloc::boxed::Box::new(session));
         self.live += 1;
         self.after_session(index as usize);
@@ -1030,7 +1040,7 @@ impl<E: Entropy> Node<E> {
                 self.relay_queued = self.relay_queued.saturating_sub(left);
             }
             if let Some(s) = slot.session.take() {
-                self.routes.remove(&s.local_sid);
+                self.routes.remove(&s.local_sid, idx as u32);
                 self.cookies_received.remove(&(idx as u32));
                 self.free.push(idx as u32);
                 self.live -= 1;
@@ -1281,7 +1291,7 @@ impl SessionRef<'_> {
 
     /// Counters, with RTT, congestion and key-update figures filled in.
     pub fn stats(&self) -> SessionStats {
-        let mut s = self.session.stats.clone();
+        let mut s = self.session.stats.to_stats();
         if let Some(t) = self.session.transport.as_ref() {
             let (in_flight, cwnd) = t.window();
             s.bytes_in_flight = in_flight;
@@ -1466,7 +1476,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`FrameError`]: a type the peer did not declare, an oversize body, a full buffer.
     pub fn send_app_frame(&mut self, now: Instant, ty: u8, body: &[u8]) -> Result<(), FrameError> {
-        self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(ty, body)?;
+        self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(now, ty, body)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
         self.touched(Ok(()))

@@ -3,6 +3,7 @@
 //! PATH_CHALLENGE / PATH_RESPONSE under a 3× anti-amplification limit, the old path is
 //! probed and restored if it answers, and moves are rate-limited.
 
+use alloc::boxed::Box;
 use core::time::Duration;
 
 use crate::addr::PathAddr;
@@ -42,14 +43,10 @@ impl Challenge {
     }
 }
 
-/// The session's view of where its peer is.
-#[derive(Debug)]
-pub(crate) struct Paths {
-    pub(crate) remote: PathAddr,
-    validated: bool,
-    /// Bytes received from / sent to `remote` since it became current (anti-amplification).
-    bytes_in: u64,
-    bytes_out: u64,
+/// Validation and anti-amplification state that exists only while paths are probed or
+/// other addresses were heard from (boxed: most sessions never need it).
+#[derive(Debug, Default)]
+pub(crate) struct Probing {
     /// Validating the current remote after a move.
     pub(crate) current: Option<Challenge>,
     /// Probing the previous remote (restored if it answers).
@@ -58,6 +55,18 @@ pub(crate) struct Paths {
     pub(crate) responses: heapless::Deque<(PathAddr, [u8; 8]), 4>,
     /// Anti-amplification credit of other unvalidated addresses, oldest first.
     others: heapless::Vec<Credit, CREDITED_ADDRESSES>,
+}
+
+/// The session's view of where its peer is.
+#[derive(Debug)]
+pub(crate) struct Paths {
+    pub(crate) remote: PathAddr,
+    validated: bool,
+    /// Bytes received from / sent to `remote` since it became current (anti-amplification).
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Challenges, owed responses and other addresses' credit; `None` when there are none.
+    pub(crate) probing: Option<Box<Probing>>,
     last_move: Option<Instant>,
     /// Moves ignored by the rate limit.
     pub(crate) moves_ignored: u64,
@@ -92,14 +101,34 @@ impl Paths {
             validated: true,
             bytes_in: 0,
             bytes_out: 0,
-            current: None,
-            old: None,
-            responses: heapless::Deque::new(),
-            others: heapless::Vec::new(),
+            probing: None,
             last_move: None,
             moves_ignored: 0,
             fallback: None,
         }
+    }
+
+    /// The probing state, created when first needed.
+    pub(crate) fn probing(&mut self) -> &mut Probing {
+        self.probing.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the probing state when nothing is being validated or owed (the session is
+    /// idle): forgotten credit of other addresses only lowers what may be sent to them.
+    pub(crate) fn release_if_idle(&mut self) {
+        if self.probing.as_ref().is_some_and(|p| p.current.is_none() && p.old.is_none() && p.responses.is_empty()) {
+            self.probing = None;
+        }
+    }
+
+    /// A PATH_CHALLENGE arrived from `from`: its response is owed (the oldest owed is
+    /// forgotten when four are).
+    pub(crate) fn owe_response(&mut self, from: PathAddr, data: [u8; 8]) {
+        let r = &mut self.probing().responses;
+        if r.is_full() {
+            r.pop_front();
+        }
+        let _ = r.push_back((from, data));
     }
 
     /// An authenticated packet of `len` bytes arrived from `from`; `highest` says whether
@@ -127,34 +156,36 @@ impl Paths {
         }
         let (new_data, old_data) = challenge();
         let previous = self.remote;
-        if previous.is_relayed() && !from.is_relayed() {
+        let validated = self.validated;
+        let relay_to_direct = previous.is_relayed() && !from.is_relayed();
+        if relay_to_direct {
             // The peer found a direct path (spec [PU-5]): the relay stays as the fallback.
             self.fallback = Some(previous);
-            self.old = None;
-        } else {
-            // Probe the old path only if it was a validated one.
-            self.old = self.validated.then(|| (Challenge::new(previous, old_data), true));
         }
+        let p = self.probing();
+        // Probe the old path only if it was a validated one.
+        p.old = (!relay_to_direct && validated).then(|| (Challenge::new(previous, old_data), true));
+        p.current = Some(Challenge::new(from, new_data));
+        p.others.retain(|c| c.addr != from);
         self.remote = from;
         self.validated = false;
         self.bytes_in = len as u64;
         self.bytes_out = 0;
-        self.current = Some(Challenge::new(from, new_data));
         self.last_move = Some(now);
-        self.others.retain(|c| c.addr != from);
         Moved::Started
     }
 
     /// Counts `len` bytes received from `addr`, which is not the current path.
     fn credit(&mut self, addr: PathAddr, len: usize) {
-        if let Some(c) = self.others.iter_mut().find(|c| c.addr == addr) {
+        let others = &mut self.probing().others;
+        if let Some(c) = others.iter_mut().find(|c| c.addr == addr) {
             c.bytes_in += len as u64;
             return;
         }
-        if self.others.is_full() {
-            self.others.remove(0);
+        if others.is_full() {
+            others.remove(0);
         }
-        let _ = self.others.push(Credit { addr, bytes_in: len as u64, bytes_out: 0 });
+        let _ = others.push(Credit { addr, bytes_in: len as u64, bytes_out: 0 });
     }
 
     /// Bytes that may still be sent to `addr` (spec [MG-3]): unlimited for a validated
@@ -164,10 +195,11 @@ impl Paths {
         if addr == self.remote {
             return self.budget();
         }
-        if self.old.is_some_and(|(c, _)| c.addr == addr) {
+        let Some(p) = self.probing.as_ref() else { return 0 };
+        if p.old.is_some_and(|(c, _)| c.addr == addr) {
             return u64::MAX;
         }
-        self.others.iter().find(|c| c.addr == addr).map_or(0, |c| (3 * c.bytes_in).saturating_sub(c.bytes_out))
+        p.others.iter().find(|c| c.addr == addr).map_or(0, |c| (3 * c.bytes_in).saturating_sub(c.bytes_out))
     }
 
     /// A punching probe was answered from `addr`: it is the current path, the relayed path
@@ -187,11 +219,14 @@ impl Paths {
         self.validated = challenge.is_none();
         self.bytes_in = if self.validated { 0 } else { len as u64 };
         self.bytes_out = 0;
-        self.current = challenge.map(|d| Challenge::new(addr, d));
-        self.old = None;
+        if challenge.is_some() || self.probing.is_some() {
+            let p = self.probing();
+            p.current = challenge.map(|d| Challenge::new(addr, d));
+            p.old = None;
+            p.others.retain(|c| c.addr != addr);
+        }
         self.fallback = Some(relay);
         self.last_move = Some(now);
-        self.others.retain(|c| c.addr != addr);
     }
 
     /// Returns to the relayed fallback path, if there is one and it is not current.
@@ -199,22 +234,25 @@ impl Paths {
         let relay = self.fallback.filter(|f| *f != self.remote)?;
         self.remote = relay;
         self.validated = true;
-        self.current = None;
-        self.old = None;
+        if let Some(p) = self.probing.as_mut() {
+            p.current = None;
+            p.old = None;
+        }
         Some(relay)
     }
 
     /// A PATH_RESPONSE arrived.
     pub(crate) fn on_response(&mut self, data: [u8; 8]) -> Validation {
-        if self.current.is_some_and(|c| c.data == data) {
-            self.current = None;
+        let Some(p) = self.probing.as_mut() else { return Validation::Unknown };
+        if p.current.is_some_and(|c| c.data == data) {
+            p.current = None;
             self.validated = true;
             return Validation::NewPath(self.remote);
         }
-        if let Some((c, _)) = self.old.filter(|(c, _)| c.data == data) {
+        if let Some((c, _)) = p.old.filter(|(c, _)| c.data == data) {
             // The old path still works: the move was spurious (or spoofed). Go back.
-            self.old = None;
-            self.current = None;
+            p.old = None;
+            p.current = None;
             self.remote = c.addr;
             self.validated = true;
             return Validation::Restored(c.addr);
@@ -234,7 +272,7 @@ impl Paths {
     pub(crate) fn on_sent(&mut self, to: PathAddr, len: usize) {
         if to == self.remote {
             self.bytes_out += len as u64;
-        } else if let Some(c) = self.others.iter_mut().find(|c| c.addr == to) {
+        } else if let Some(c) = self.probing.as_mut().and_then(|p| p.others.iter_mut().find(|c| c.addr == to)) {
             c.bytes_out += len as u64;
         }
     }
@@ -249,7 +287,8 @@ impl Paths {
     /// Retransmits unanswered challenges every `pto`; gives up after three tries. Returns
     /// the relayed fallback path if an unanswered new direct path sent the session back to it.
     pub(crate) fn on_timeout(&mut self, now: Instant, pto: Duration) -> Option<PathAddr> {
-        for c in [self.current.as_mut(), self.old.as_mut().map(|(c, _)| c)].into_iter().flatten() {
+        let p = self.probing.as_mut()?;
+        for c in [p.current.as_mut(), p.old.as_mut().map(|(c, _)| c)].into_iter().flatten() {
             // The same arithmetic as `deadline` (whole microseconds), so a timer that fired
             // is always acted on.
             if c.sent_at.is_some_and(|t| t.saturating_add(pto) <= now) && !c.send {
@@ -260,24 +299,25 @@ impl Paths {
                 }
             }
         }
+        if p.old.is_some_and(|(c, _)| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
+            p.old = None;
+        }
         let mut reverted = None;
-        if self.current.is_some_and(|c| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
+        if p.current.is_some_and(|c| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
             // The new path never answered: back to the relay if there is one, else keep it
             // anyway if the old one is gone too.
-            self.current = None;
+            p.current = None;
             if !self.validated {
                 reverted = self.fall_back();
             }
-        }
-        if self.old.is_some_and(|(c, _)| c.tries >= MAX_CHALLENGES && c.sent_at.is_none()) {
-            self.old = None;
         }
         reverted
     }
 
     /// The next challenge retransmission time.
     pub(crate) fn deadline(&self, pto: Duration) -> Option<Instant> {
-        [self.current.as_ref(), self.old.as_ref().map(|(c, _)| c)]
+        let p = self.probing.as_ref()?;
+        [p.current.as_ref(), p.old.as_ref().map(|(c, _)| c)]
             .into_iter()
             .flatten()
             .filter(|c| !c.send)
@@ -288,10 +328,11 @@ impl Paths {
     /// Whether path frames wait to be sent and can be (the current, unvalidated path
     /// needs anti-amplification budget for a minimal packet).
     pub(crate) fn has_pending(&self) -> bool {
+        let Some(p) = self.probing.as_ref() else { return false };
         let elsewhere =
-            self.responses.iter().any(|(a, _)| *a != self.remote && self.budget_to(*a) >= MIN_PATH_PACKET as u64)
-                || self.old.is_some_and(|(c, _)| c.send);
-        let here = self.responses.iter().any(|(a, _)| *a == self.remote) || self.current.is_some_and(|c| c.send);
+            p.responses.iter().any(|(a, _)| *a != self.remote && self.budget_to(*a) >= MIN_PATH_PACKET as u64)
+                || p.old.is_some_and(|(c, _)| c.send);
+        let here = p.responses.iter().any(|(a, _)| *a == self.remote) || p.current.is_some_and(|c| c.send);
         elsewhere || (here && self.budget() >= MIN_PATH_PACKET as u64)
     }
 }

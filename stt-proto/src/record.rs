@@ -1,6 +1,7 @@
 //! The record layer of one session (spec §5): packet numbers, sealing and opening
 //! in place, the replay window, key phases and AEAD limits.
 
+use alloc::boxed::Box;
 use core::time::Duration;
 
 use crate::crypto::keys::DirectionKeys;
@@ -49,10 +50,12 @@ pub(crate) struct Record {
     recv_phase: bool,
     recv: DirectionKeys,
     recv_next: DirectionKeys,
-    recv_prev: Option<(DirectionKeys, Instant)>,
+    /// The previous phase's receive keys and when to drop them (boxed: held only for
+    /// 3 PTO after a key update).
+    recv_prev: Option<Box<(DirectionKeys, Instant)>>,
     recv_phase_start_pn: u64,
     /// Send secret installed by a re-handshake, used when following the peer's next update.
-    pending_send: Option<DirectionKeys>,
+    pending_send: Option<Box<DirectionKeys>>,
     replay: ReplayWindow,
     failed_opens: u64,
     integrity_limit: u64,
@@ -71,7 +74,8 @@ impl Record {
         now: Instant,
     ) -> Self {
         let recv = DirectionKeys::new(provider, alg, recv_secret);
-        let recv_next = recv.next(provider, alg);
+        // The next phase's keys wait unexpanded until a packet of that phase arrives.
+        let recv_next = recv.next();
         Self {
             alg,
             provider,
@@ -121,12 +125,12 @@ impl Record {
 
     /// When the previous receive keys are due to be discarded.
     pub(crate) fn discard_deadline(&self) -> Option<Instant> {
-        self.recv_prev.as_ref().map(|(_, at)| *at)
+        self.recv_prev.as_ref().map(|p| p.1)
     }
 
     /// Drops the previous receive keys once their time is up.
     pub(crate) fn discard_old_keys(&mut self, now: Instant) {
-        if self.recv_prev.as_ref().is_some_and(|(_, at)| *at <= now) {
+        if self.recv_prev.as_ref().is_some_and(|p| p.1 <= now) {
             self.recv_prev = None;
         }
     }
@@ -157,7 +161,9 @@ impl Record {
         header.encode(&mut Writer::new(&mut buf[..RECORD_HEADER_LEN])).ok_or(SealError::Buffer)?;
         let (head, rest) = buf.split_at_mut(RECORD_HEADER_LEN);
         let (payload, tail) = rest.split_at_mut(payload_len);
-        let tag = self.send.key.seal_in_place(&self.send.nonce(pn), head, payload).map_err(|_| SealError::Buffer)?;
+        self.send.expand(self.provider, self.alg);
+        let key = self.send.key().ok_or(SealError::Buffer)?;
+        let tag = key.seal_in_place(&self.send.nonce(pn), head, payload).map_err(|_| SealError::Buffer)?;
         tail[..TAG_LEN].copy_from_slice(&tag);
         // A packet number is never sealed twice (spec [RL-2]).
         self.next_pn += 1;
@@ -173,8 +179,8 @@ impl Record {
     /// Re-handshake, responding side (spec [RL-10]): the peer's next key phase uses
     /// these fresh secrets instead of the `ku` derivation, and so does our reply.
     pub(crate) fn install_rekey(&mut self, send_secret: [u8; 32], recv_secret: [u8; 32]) {
-        self.recv_next = DirectionKeys::new(self.provider, self.alg, recv_secret);
-        self.pending_send = Some(DirectionKeys::new(self.provider, self.alg, send_secret));
+        self.recv_next = DirectionKeys::unexpanded(recv_secret);
+        self.pending_send = Some(Box::new(DirectionKeys::unexpanded(send_secret)));
     }
 
     /// Whether secrets installed by [`install_rekey`](Self::install_rekey) still wait for the peer's switch.
@@ -185,14 +191,14 @@ impl Record {
     /// Undoes [`install_rekey`](Self::install_rekey) when the peer never switched.
     pub(crate) fn abandon_rekey(&mut self) {
         if self.pending_send.take().is_some() {
-            self.recv_next = self.recv.next(self.provider, self.alg);
+            self.recv_next = self.recv.next();
         }
     }
 
     /// Re-handshake, starting side: switch to the fresh secrets now, as a key update.
     pub(crate) fn switch_to_rekey(&mut self, now: Instant, send_secret: [u8; 32], recv_secret: [u8; 32]) {
         self.send = DirectionKeys::new(self.provider, self.alg, send_secret);
-        self.recv_next = DirectionKeys::new(self.provider, self.alg, recv_secret);
+        self.recv_next = DirectionKeys::unexpanded(recv_secret);
         self.send_phase = !self.send_phase;
         self.sealed_in_phase = 0;
         self.send_phase_started = now;
@@ -206,7 +212,8 @@ impl Record {
         let due = self.sealed_in_phase >= policy.packets.min(self.alg.confidentiality_limit() / 2)
             || now.saturating_duration_since(self.send_phase_started) >= policy.interval;
         if due {
-            self.send = self.send.next(self.provider, self.alg);
+            self.send = self.send.next();
+            self.send.expand(self.provider, self.alg);
             self.send_phase = !self.send_phase;
             self.sealed_in_phase = 0;
             self.send_phase_started = now;
@@ -248,14 +255,16 @@ impl Record {
             Which::Next
         };
         let keys = match which {
-            Which::Current => &self.recv,
-            Which::Previous => match &self.recv_prev {
+            Which::Current => &mut self.recv,
+            Which::Previous => match self.recv_prev.as_deref_mut() {
                 Some((k, _)) => k,
-                None => &self.recv,
+                None => &mut self.recv,
             },
-            Which::Next => &self.recv_next,
+            Which::Next => &mut self.recv_next,
         };
-        if keys.key.open_in_place(&keys.nonce(pn), header, ct, tag).is_err() {
+        keys.expand(self.provider, self.alg);
+        let opened = keys.key().is_some_and(|k| k.open_in_place(&keys.nonce(pn), header, ct, tag).is_ok());
+        if !opened {
             self.failed_opens += 1;
             return Err(OpenError::Auth);
         }
@@ -267,10 +276,10 @@ impl Record {
     }
 
     fn rotate_recv(&mut self, now: Instant, pto: Duration, phase: bool, pn: u64) {
-        let next_next = self.recv_next.next(self.provider, self.alg);
+        let next_next = self.recv_next.next();
         let old = core::mem::replace(&mut self.recv, core::mem::replace(&mut self.recv_next, next_next));
         // Old keys stay for three PTOs to open reordered packets (spec [RL-7]).
-        self.recv_prev = Some((old, now.saturating_add(pto * 3)));
+        self.recv_prev = Some(Box::new((old, now.saturating_add(pto * 3))));
         self.recv_phase = phase;
         self.recv_phase_start_pn = pn;
         self.key_updates += 1;
@@ -278,9 +287,10 @@ impl Record {
         if self.send_phase != phase {
             // The peer started the update: follow it (with the re-handshake's secret if one is pending).
             self.send = match rekeyed {
-                Some(k) => k,
-                None => self.send.next(self.provider, self.alg),
+                Some(k) => *k,
+                None => self.send.next(),
             };
+            self.send.expand(self.provider, self.alg);
             self.send_phase = phase;
             self.sealed_in_phase = 0;
             self.send_phase_started = now;

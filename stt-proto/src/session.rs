@@ -21,7 +21,7 @@ use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
 use crate::recovery::rtt::RttEstimator;
 use crate::rehandshake::{Rekey, RekeyTimers};
 use crate::relay::{Punch, RelayLink, RelayStatus, FALLBACK_PTOS};
-use crate::stats::{NodeStats, SessionStats};
+use crate::stats::{NodeStats, SessionCounters};
 use crate::stream::{AppFrameSet, PeerLimits, StreamLimits, Streams};
 use crate::time::Instant;
 use crate::transport::{FrameLog, Transport};
@@ -57,11 +57,15 @@ pub(crate) struct HelloState {
     pub(crate) hello: Vec<u8>,
     pub(crate) first_sent: Option<Instant>,
     pub(crate) retransmitted: bool,
+    /// The handshake aborts unless the responder proves this node id.
+    pub(crate) expected_peer: Option<NodeId>,
 }
 
 /// Initiator: AUTH_PROOF sent, keys ready, waiting for the first protected packet (FINAL).
 pub(crate) struct AwaitFinalState {
     pub(crate) auth: Vec<u8>,
+    /// The round trip measured from HELLO to CHALLENGE, until the transport takes it over.
+    pub(crate) rtt: RttEstimator,
     pub(crate) first_sent: Option<Instant>,
     pub(crate) retransmitted: bool,
 }
@@ -134,11 +138,14 @@ pub(crate) struct Session {
     pub(crate) remote_sid: WireSessionId,
     pub(crate) remote: PathAddr,
     pub(crate) peer: Option<NodeId>,
-    pub(crate) expected_peer: Option<NodeId>,
     pub(crate) phase: Phase,
     pub(crate) record: Option<Record>,
     rekey: Option<Rekey>,
-    pub(crate) peer_params: Option<TransportParams>,
+    /// The peer's transport parameters, from the handshake until establishment.
+    peer_params: Option<Box<TransportParams>>,
+    /// What the session keeps of them once established.
+    peer_max_udp_payload: u64,
+    peer_max_datagram_frame: u64,
     pub(crate) observed: Option<SocketAddr>,
     pub(crate) handshake_hash: [u8; 32],
     /// Secret for exported keys and re-handshake PSKs (spec §5.7).
@@ -150,7 +157,6 @@ pub(crate) struct Session {
     /// Set when the session has just become established; the node resolves duplicates and emits the event.
     pub(crate) just_established: bool,
     pub(crate) established_emitted: bool,
-    rtt: RttEstimator,
     timers: [Option<Instant>; TIMERS],
     retransmit_backoff: u32,
     idle_timeout: Duration,
@@ -162,7 +168,7 @@ pub(crate) struct Session {
     last_close: Option<(CloseKind, u64)>,
     pub(crate) transport: Option<Transport>,
     paths: Option<Paths>,
-    pub(crate) stats: SessionStats,
+    pub(crate) stats: SessionCounters,
     /// Relay role (member of this node's relay, or this node's relay); boxed, usually none.
     pub(crate) relay: Option<Box<RelayLink>>,
     /// Hole punching, for a session that started on a relayed path.
@@ -198,11 +204,12 @@ impl Session {
             remote_sid: WireSessionId::default(),
             remote,
             peer: None,
-            expected_peer: None,
             phase,
             record: None,
             rekey: None,
             peer_params: None,
+            peer_max_udp_payload: INITIAL_MTU,
+            peer_max_datagram_frame: 0,
             observed: None,
             handshake_hash: [0; 32],
             exporter: [0; 32],
@@ -212,7 +219,6 @@ impl Session {
             established_at: None,
             just_established: false,
             established_emitted: false,
-            rtt: RttEstimator::default(),
             timers: [None; TIMERS],
             retransmit_backoff: 0,
             idle_timeout: config.idle_timeout,
@@ -223,13 +229,20 @@ impl Session {
             last_close: None,
             transport: None,
             paths: None,
-            stats: SessionStats::default(),
+            stats: SessionCounters::default(),
             relay: None,
             punch: None,
             relay_counters: RelayCounters::default(),
         };
         s.set_timer(Timer::Handshake, Some(now.saturating_add(config.handshake_timeout)));
         s
+    }
+
+    /// Records the peer's transport parameters from its handshake message.
+    pub(crate) fn set_peer_params(&mut self, p: TransportParams) {
+        self.peer_max_udp_payload = p.max_udp_payload;
+        self.peer_max_datagram_frame = p.max_datagram_frame;
+        self.peer_params = Some(Box::new(p));
     }
 
     fn set_timer(&mut self, t: Timer, at: Option<Instant>) {
@@ -260,7 +273,13 @@ impl Session {
     }
 
     pub(crate) fn rtt(&self) -> &RttEstimator {
-        self.transport.as_ref().map_or(&self.rtt, Transport::rtt)
+        // Before the transport exists only an initiator waiting for FINAL has a sample.
+        static INITIAL: RttEstimator = RttEstimator::INITIAL;
+        match (&self.transport, &self.phase) {
+            (Some(t), _) => t.rtt(),
+            (None, Phase::AwaitFinal(st)) => &st.rtt,
+            (None, _) => &INITIAL,
+        }
     }
 
     /// The node id of whoever initiated this session.
@@ -362,11 +381,12 @@ impl Session {
 
     /// Initiator: CHALLENGE read; moves to AwaitFinal with transport keys.
     pub(crate) fn challenge_accepted(&mut self, auth: Vec<u8>, record: Record, hello_rtt: Option<Duration>) {
+        let mut rtt = RttEstimator::default();
         if let Some(sample) = hello_rtt {
-            self.rtt.update(sample);
+            rtt.update(sample);
         }
         self.record = Some(record);
-        self.phase = Phase::AwaitFinal(Box::new(AwaitFinalState { auth, first_sent: None, retransmitted: false }));
+        self.phase = Phase::AwaitFinal(Box::new(AwaitFinalState { auth, rtt, first_sent: None, retransmitted: false }));
         self.send_handshake = true;
         self.retransmit_backoff = 0;
         self.set_timer(Timer::Retransmit, None);
@@ -374,33 +394,34 @@ impl Session {
 
     /// Responder: AUTH_PROOF read and accepted; the session is established.
     pub(crate) fn auth_accepted(&mut self, now: Instant, record: Record, config: &Config) {
+        let mut rtt = RttEstimator::default();
         if let Phase::Challenged(c) = &self.phase {
             if let Some(sent) = c.sent_at {
-                self.rtt.update(now.saturating_duration_since(sent));
+                rtt.update(now.saturating_duration_since(sent));
             }
         }
         self.record = Some(record);
-        self.become_established(now, config);
+        self.become_established(now, config, rtt);
         if let Some(t) = self.transport.as_mut() {
             t.send_final = true;
         }
     }
 
-    fn become_established(&mut self, now: Instant, config: &Config) {
+    /// `rtt`: what the handshake measured, handed to the transport.
+    fn become_established(&mut self, now: Instant, config: &Config, rtt: RttEstimator) {
         self.phase = Phase::Established;
         self.established_at = Some(now);
         self.just_established = true;
         self.send_handshake = false;
         self.set_timer(Timer::Handshake, None);
         self.set_timer(Timer::Retransmit, None);
-        let peer_idle = self.peer_params.map_or(0, |p| p.idle_timeout_ms);
+        let peer = self.peer_params.take().map_or_else(TransportParams::default, |p| *p);
+        let peer_idle = peer.idle_timeout_ms;
         let local = config.idle_timeout;
         self.idle_timeout = if peer_idle == 0 { local } else { local.min(Duration::from_millis(peer_idle)) };
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
         self.arm_keepalive(now, config);
-        self.rekey =
-            Some(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &self.rtt)));
-        let peer = self.peer_params.unwrap_or_default();
+        self.rekey = Some(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &rtt)));
         let limits = StreamLimits {
             stream_window: config.stream_window,
             session_window: config.session_window,
@@ -426,7 +447,7 @@ impl Session {
         self.paths = Some(Paths::new(self.remote));
         self.transport = Some(Transport::new(
             self.id,
-            self.rtt,
+            rtt,
             first_pn,
             config.congestion.build(INITIAL_MTU),
             streams,
@@ -533,8 +554,12 @@ impl Session {
             self.set_timer(Timer::Keepalive, None);
             if self.is_established() {
                 self.send_keepalive = true;
+                // Nothing was sent for a keepalive interval: give back what bursts grew.
                 if let Some(t) = self.transport.as_mut() {
                     t.shrink_if_idle();
+                }
+                if let Some(p) = self.paths.as_mut() {
+                    p.release_if_idle();
                 }
             }
         }
@@ -675,10 +700,11 @@ impl Session {
                     self.fail_handshake(ctx, HandshakeFailure::Refused(TransportCode::from_u64(code)));
                     return Ok(());
                 }
+                let mut rtt = st.rtt;
                 if let (Some(sent), false) = (st.first_sent, st.retransmitted) {
-                    self.rtt.update(now.saturating_duration_since(sent));
+                    rtt.update(now.saturating_duration_since(sent));
                 }
-                self.become_established(now, ctx.config);
+                self.become_established(now, ctx.config, rtt);
             }
             Phase::Established => {}
             _ => return Err(DropReason::UnexpectedState),
@@ -749,10 +775,7 @@ impl Session {
                 Frame::Final | Frame::KeepAlive | Frame::Padding | Frame::SessionClose { .. } => {}
                 Frame::PathChallenge(data) => {
                     if let Some(p) = self.paths.as_mut() {
-                        if p.responses.is_full() {
-                            p.responses.pop_front();
-                        }
-                        let _ = p.responses.push_back((from, data));
+                        p.owe_response(from, data);
                     }
                 }
                 Frame::PathResponse(data) if self.punch.as_ref().is_some_and(|p| p.answers(&data).is_some()) => {
@@ -899,7 +922,7 @@ impl Session {
     }
 
     fn max_datagram_len(&self, config: &Config) -> usize {
-        let peer = self.peer_params.map_or(1200, |p| usize::try_from(p.max_udp_payload).unwrap_or(usize::MAX));
+        let peer = usize::try_from(self.peer_max_udp_payload).unwrap_or(usize::MAX);
         config.max_udp_payload.min(peer)
     }
 
@@ -1029,12 +1052,13 @@ impl Session {
     /// what the anti-amplification budget allows for the current, unvalidated path).
     fn build_path_packet(&mut self, now: Instant, ctx: &mut Ctx<'_>, buf: &mut [u8]) -> Option<(PathAddr, usize)> {
         let paths = self.paths.as_mut()?;
+        let probing = paths.probing.as_deref()?;
         // Pick a destination: a response owed elsewhere, the old path, then the current one.
         let dst = if let Some((addr, _)) =
-            paths.responses.iter().find(|(a, _)| *a != paths.remote && paths.budget_to(*a) >= MIN_PATH_PACKET as u64)
+            probing.responses.iter().find(|(a, _)| *a != paths.remote && paths.budget_to(*a) >= MIN_PATH_PACKET as u64)
         {
             *addr
-        } else if let Some((c, _)) = paths.old.as_ref().filter(|(c, _)| c.send) {
+        } else if let Some((c, _)) = probing.old.as_ref().filter(|(c, _)| c.send) {
             c.addr
         } else {
             paths.remote
@@ -1044,9 +1068,9 @@ impl Session {
         // Toward a relayed path, no padding: the relay session's size is what counts there,
         // and padding would only make the relay carry 1200 bytes per 47-byte challenge.
         let target = if dst.is_relayed() {
-            let frames = paths.responses.iter().filter(|(a, _)| *a == dst).count()
-                + usize::from(paths.old.is_some_and(|(c, _)| c.send && c.addr == dst))
-                + usize::from(paths.current.is_some_and(|c| c.send && c.addr == dst));
+            let frames = probing.responses.iter().filter(|(a, _)| *a == dst).count()
+                + usize::from(probing.old.is_some_and(|(c, _)| c.send && c.addr == dst))
+                + usize::from(probing.current.is_some_and(|c| c.send && c.addr == dst));
             MIN_PATH_PACKET.max(Record::OVERHEAD + 9 * frames)
         } else {
             PATH_PROBE_SIZE
@@ -1057,27 +1081,25 @@ impl Session {
         }
         let payload_len = size - Record::OVERHEAD;
         let mut w = Writer::new(&mut buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len]);
-        let mut n_resp = 0;
-        for (addr, data) in paths.responses.iter() {
+        let probing = paths.probing();
+        for (addr, data) in probing.responses.iter() {
             if *addr == dst && w.remaining() >= 9 {
                 Frame::PathResponse(*data).encode(&mut w)?;
-                n_resp += 1;
             }
         }
         // Drop the responses just written.
-        for _ in 0..paths.responses.len() {
-            if let Some(r) = paths.responses.pop_front() {
+        for _ in 0..probing.responses.len() {
+            if let Some(r) = probing.responses.pop_front() {
                 if r.0 != dst {
-                    let _ = paths.responses.push_back(r);
+                    let _ = probing.responses.push_back(r);
                 }
             }
         }
-        let _ = n_resp;
-        if let Some((c, _)) = paths.old.as_mut().filter(|(c, _)| c.send && c.addr == dst) {
+        if let Some((c, _)) = probing.old.as_mut().filter(|(c, _)| c.send && c.addr == dst) {
             Frame::PathChallenge(c.data).encode(&mut w)?;
             Paths::challenge_sent(c, now);
         }
-        if let Some(c) = paths.current.as_mut().filter(|c| c.send && c.addr == dst) {
+        if let Some(c) = probing.current.as_mut().filter(|c| c.send && c.addr == dst) {
             Frame::PathChallenge(c.data).encode(&mut w)?;
             Paths::challenge_sent(c, now);
         }
@@ -1297,7 +1319,7 @@ impl Session {
 
     /// Largest datagram payload that can be sent now.
     pub(crate) fn max_datagram(&self, config: &Config) -> usize {
-        let peer_max = self.peer_params.map_or(0, |p| usize::try_from(p.max_datagram_frame).unwrap_or(usize::MAX));
+        let peer_max = usize::try_from(self.peer_max_datagram_frame).unwrap_or(usize::MAX);
         // One packet: overhead, frame type and a 2-byte length.
         let mtu = self.transport.as_ref().map_or(INITIAL_MTU as usize, |t| t.mtu as usize);
         let fits = self.max_datagram_len(config).min(mtu).saturating_sub(Record::OVERHEAD + 3);
@@ -1314,7 +1336,7 @@ impl Session {
         if !self.is_established() {
             return Err(DatagramError::NotEstablished);
         }
-        if self.peer_params.is_some_and(|p| p.max_datagram_frame == 0) {
+        if self.peer_max_datagram_frame == 0 {
             return Err(DatagramError::Disabled);
         }
         let max = self.max_datagram(config);

@@ -116,3 +116,32 @@ pub struct SessionStats {
     /// Packets sent that carried nothing to acknowledge (ACK-only and the like).
     pub non_eliciting_packets: u64,
 }
+
+/// The counters a session keeps itself; [`SessionStats`]' other figures are read from the
+/// session's state when asked (so an idle session does not store them).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SessionCounters {
+    pub(crate) packets_in: u64,
+    pub(crate) packets_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) auth_failures: u64,
+    pub(crate) replays: u64,
+    pub(crate) non_eliciting_packets: u64,
+}
+
+impl SessionCounters {
+    /// The counters as [`SessionStats`], the other figures zero.
+    pub(crate) fn to_stats(self) -> SessionStats {
+        SessionStats {
+            packets_in: self.packets_in,
+            packets_out: self.packets_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            auth_failures: self.auth_failures,
+            replays: self.replays,
+            non_eliciting_packets: self.non_eliciting_packets,
+            ..SessionStats::default()
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Owned time types: the core never reads a clock.
 
 use core::fmt;
+use core::num::NonZeroU64;
 pub use core::time::Duration;
 
 /// A monotonic instant in microseconds since an epoch chosen by the driver.
@@ -8,23 +9,36 @@ pub use core::time::Duration;
 /// Tests start at [`Instant::ZERO`]. The core clamps inputs that go backwards
 /// (`now = max(now, last_now)`) and counts the clamp in
 /// [`NodeStats::time_went_backwards`](crate::NodeStats::time_went_backwards).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Instant(u64);
+///
+/// Stored as microseconds + 1 in a `NonZeroU64`, so an `Option<Instant>` (every timer of
+/// every session) takes 8 bytes, not 16. The latest instant is `u64::MAX - 1` µs after the
+/// epoch (about 584 000 years).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(NonZeroU64);
+
+impl Default for Instant {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
 
 impl Instant {
     /// The driver's epoch.
-    pub const ZERO: Self = Self(0);
+    pub const ZERO: Self = Self(NonZeroU64::MIN);
     /// The latest representable instant, used as "never".
-    pub const MAX: Self = Self(u64::MAX);
+    pub const MAX: Self = Self(NonZeroU64::MAX);
 
-    /// Builds an instant from microseconds since the epoch.
+    /// Builds an instant from microseconds since the epoch (saturating at [`Instant::MAX`]).
     pub const fn from_micros(us: u64) -> Self {
-        Self(us)
+        match NonZeroU64::new(us.saturating_add(1)) {
+            Some(v) => Self(v),
+            None => Self::MAX,
+        }
     }
 
     /// Microseconds since the epoch.
     pub const fn as_micros(self) -> u64 {
-        self.0
+        self.0.get() - 1
     }
 
     /// `self + d`, saturating at [`Instant::MAX`].
@@ -33,20 +47,21 @@ impl Instant {
         Self(self.0.saturating_add(duration_micros(d)))
     }
 
-    /// `self + d`, or `None` on overflow.
+    /// `self + d`, or `None` on overflow (past [`Instant::MAX`]).
     pub fn checked_add(self, d: Duration) -> Option<Self> {
         self.0.checked_add(duration_micros(d)).map(Self)
     }
 
     /// The time elapsed since `earlier`, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Self) -> Duration {
-        Duration::from_micros(self.0.saturating_sub(earlier.0))
+        Duration::from_micros(self.0.get().saturating_sub(earlier.0.get()))
     }
 }
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.0 / 1_000_000, self.0 % 1_000_000)
+        let us = self.as_micros();
+        write!(f, "{}.{:06}s", us / 1_000_000, us % 1_000_000)
     }
 }
 
@@ -103,6 +118,12 @@ mod tests {
         assert_eq!(Instant::MAX.checked_add(Duration::from_micros(1)), None);
         assert_eq!(Instant::ZERO.saturating_duration_since(Instant::from_micros(5)), Duration::ZERO);
         assert_eq!(Instant::from_micros(1_500_000).saturating_add(Duration::MAX), Instant::MAX);
+        assert_eq!(Instant::from_micros(u64::MAX), Instant::MAX);
+        assert_eq!(Instant::from_micros(7).as_micros(), 7);
+        assert_eq!(Instant::default(), Instant::ZERO);
+        assert_eq!(Instant::ZERO.as_micros(), 0);
+        assert!(Instant::from_micros(3) < Instant::from_micros(4));
+        assert_eq!(core::mem::size_of::<Option<Instant>>(), 8);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::event::{Event, EventQueue, SessionId};
 use crate::pmtud::Pmtud;
 use crate::recovery::ack::AckTracker;
 use crate::recovery::cc::CongestionControl;
-use crate::recovery::loss::{LossDetector, RecoverySink, SentFrame, SentPacket, MAX_SENT_FRAMES};
+use crate::recovery::loss::{Frames, LossDetector, RecoverySink, SentFrame, SentPacket, MAX_SENT_FRAMES};
 use crate::recovery::pacer::Pacer;
 use crate::recovery::rtt::RttEstimator;
 use crate::stream::{StreamId, StreamViolation, Streams};
@@ -61,14 +61,14 @@ struct Sink<'a> {
 }
 
 impl RecoverySink for Sink<'_> {
-    fn acked(&mut self, now: Instant, p: &SentPacket) {
+    fn acked(&mut self, now: Instant, p: &SentPacket, frames: Frames<'_>) {
         if p.mtu_probe {
             if let Some(grown) = self.pmtud.as_mut().and_then(|d| d.on_probe_acked(u64::from(p.size), now)) {
                 *self.mtu = grown;
                 self.cc.on_mtu_change(grown);
             }
         }
-        for f in &p.frames {
+        for f in frames {
             self.streams.on_frame_acked(f, self.events);
         }
         if p.ack_eliciting && !p.mtu_probe {
@@ -76,13 +76,13 @@ impl RecoverySink for Sink<'_> {
         }
     }
 
-    fn lost(&mut self, p: &SentPacket) {
+    fn lost(&mut self, p: &SentPacket, frames: Frames<'_>) {
         if p.mtu_probe {
             if let Some(d) = self.pmtud.as_mut() {
                 d.on_probe_lost(u64::from(p.size), p.time);
             }
         }
-        for f in &p.frames {
+        for f in frames {
             if *f == SentFrame::Final {
                 *self.send_final = true;
             }
@@ -204,8 +204,8 @@ impl Transport {
         if self.with_sink(events, false, |loss, sink| loss.on_timeout(now, sink)) {
             // PTO: re-send what the oldest packet in flight carried, in up to two probes.
             self.probes = 2;
-            if let Some(p) = self.loss.oldest_unacked() {
-                for f in p.frames.clone().iter() {
+            if let Some((_, frames)) = self.loss.oldest_unacked() {
+                for f in frames {
                     if *f == SentFrame::Final {
                         self.send_final = true;
                     }
@@ -383,7 +383,7 @@ impl Transport {
         mtu_probe: bool,
         frames: FrameLog,
     ) {
-        self.loss.on_sent(pn, SentPacket { time: now, size: size as u32, ack_eliciting: eliciting, mtu_probe, frames });
+        self.loss.on_sent(pn, now, size as u32, eliciting, mtu_probe, &frames);
         if eliciting {
             self.probes = self.probes.saturating_sub(1);
             self.pacer.on_sent(size as u64);
@@ -410,6 +410,10 @@ impl Transport {
     /// Gives back memory sized for traffic while the session is idle (spec [LC-3]).
     pub(crate) fn shrink_if_idle(&mut self) {
         self.loss.shrink_if_idle();
+        for q in [&mut self.dgram_send, &mut self.dgram_recv, &mut self.relay_out, &mut self.relay_in] {
+            q.release_if_empty();
+        }
+        self.streams.shrink_if_idle();
     }
 
     /// Bytes in flight and congestion window (for stats).

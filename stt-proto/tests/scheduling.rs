@@ -44,3 +44,51 @@ fn work_per_datagram_does_not_grow_with_idle_sessions() {
         "300 idle sessions raised the work per datagram from {alone:.2} to {crowded:.2} visits ({visits} in all)"
     );
 }
+
+/// Routing by session id (spec [PK-4], [LC-8]): after a session ends and its slot is reused
+/// by a new session with the same peer, a packet of the old session (its id stale) is
+/// dropped as for an unknown session and never reaches the new one; a foreign id too (the
+/// route table's own test checks one bucket per lookup with 10 000 ids).
+#[test]
+fn stale_and_foreign_session_ids_route_nowhere() {
+    use stt_proto::{DropReason, InputOutcome};
+    let mut w = World::new(World::seed_from_env(71));
+    let server = w.add_node(Config::default());
+    let clients: Vec<usize> = (0..50).map(|_| w.add_node(Config::default())).collect();
+    let idle: Vec<_> = clients.iter().map(|&c| (c, w.connect(c, server))).collect();
+    check(w.drive_until(|w| idle.iter().all(|&(c, s)| w.is_established(c, s)), 1_000_000));
+    let a = w.add_node(Config::default());
+    let sa = w.connect(a, server);
+    check(w.drive_until(|w| w.is_established(a, sa) && w.established(server).len() == 51, 100_000));
+    let sb = w.established(server).iter().find(|(_, p)| *p == w.node_id(a)).unwrap().0;
+    w.capture = true;
+    let now = w.now;
+    w.node(a).session(sa).unwrap().send_datagram(now, b"old", false).unwrap();
+    w.run_for(std::time::Duration::from_millis(100));
+    let old = w.captured.iter().rev().find(|c| c.from_node == a && c.data[0] & 0xfe == 0x40).unwrap().clone();
+    w.capture = false;
+    let now = w.now;
+    w.node(a).session(sa).unwrap().close(now, 0);
+    check(w.drive_until(|w| w.node(server).session(sb).is_none(), 100_000));
+
+    // A new session with the same peer takes the freed slot.
+    let sa2 = w.connect(a, server);
+    check(w.drive_until(|w| w.is_established(a, sa2) && w.established(server).len() == 52, 100_000));
+    let sb2 = w.established(server).last().unwrap().0;
+    assert_eq!(sb2.as_u64() as u32, sb.as_u64() as u32, "the slot was reused");
+    assert_ne!(sb2, sb);
+    let before = w.node(server).session(sb2).unwrap().stats();
+    assert_eq!(w.inject(server, old.from, &old.data), InputOutcome::Dropped(DropReason::UnknownSession));
+    let mut foreign = old.data.clone();
+    foreign[1..9].copy_from_slice(&[0x5a; 8]);
+    assert_eq!(w.inject(server, old.from, &foreign), InputOutcome::Dropped(DropReason::UnknownSession));
+    let after = w.node(server).session(sb2).unwrap().stats();
+    assert_eq!(
+        (after.packets_in, after.auth_failures),
+        (before.packets_in, before.auth_failures),
+        "new session untouched"
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(w.node(server).session(sb2).unwrap().recv_datagram(&mut buf), None);
+    assert!(w.is_established(a, sa2));
+}

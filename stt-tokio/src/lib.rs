@@ -49,6 +49,7 @@ pub use stt_proto::{
     CloseReason, Config, DatagramError, Event, FrameError, HandshakeFailure, Identity, NodeId, NodeSeed, PathAddr,
     RelayAddr, RelayConfig, RelayStatus, SessionId, SessionStats, SharedSeed, StreamError, StreamId,
 };
+pub use udp::SocketOptions;
 #[cfg(feature = "websocket")]
 pub use ws::{WsConnectError, WsError, WsLimits};
 #[cfg(feature = "websocket")]

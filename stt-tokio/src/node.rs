@@ -16,7 +16,7 @@ use crate::dispatch::EventEmitter;
 use crate::session::{ConnectError, Session};
 use crate::shared::{lock, Ended};
 use crate::state::{NodeShared, State};
-use crate::udp::UdpIo;
+use crate::udp::{SocketOptions, UdpIo};
 
 /// Why `Node::bind` failed.
 ///
@@ -111,20 +111,49 @@ pub struct Node {
 }
 
 impl Node {
-    /// Binds a UDP socket at `addr` and starts the driver task on the current runtime.
+    /// Binds a UDP socket at `addr` and starts the driver task on the current runtime, with
+    /// the default [`SocketOptions`] (4 MiB socket buffers asked for).
     ///
     /// # Errors
     /// [`BindError`] if the socket cannot be bound or the config is invalid.
     pub async fn bind(addr: SocketAddr, config: Config, identity: Identity) -> Result<Node, BindError> {
-        let socket = UdpSocket::bind(addr).await.map_err(BindError::Io)?;
-        Self::with_socket(socket, config, identity)
+        Self::bind_with(addr, config, identity, SocketOptions::default()).await
     }
 
-    /// Runs a node on an already bound socket.
+    /// As [`bind`](Self::bind), with the socket's kernel buffer sizes chosen by `socket`.
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub async fn bind_with(
+        addr: SocketAddr,
+        config: Config,
+        identity: Identity,
+        socket: SocketOptions,
+    ) -> Result<Node, BindError> {
+        let udp = UdpSocket::bind(addr).await.map_err(BindError::Io)?;
+        Self::with_socket_options(udp, config, identity, socket)
+    }
+
+    /// Runs a node on an already bound socket; its buffers are enlarged (never shrunk) to
+    /// the default [`SocketOptions`].
     ///
     /// # Errors
     /// [`BindError`] if the config is invalid or the socket has no local address.
     pub fn with_socket(socket: UdpSocket, config: Config, identity: Identity) -> Result<Node, BindError> {
+        Self::with_socket_options(socket, config, identity, SocketOptions::default())
+    }
+
+    /// As [`with_socket`](Self::with_socket), with the buffer sizes to ask for chosen by
+    /// `options`.
+    ///
+    /// # Errors
+    /// As [`with_socket`](Self::with_socket).
+    pub fn with_socket_options(
+        socket: UdpSocket,
+        config: Config,
+        identity: Identity,
+        options: SocketOptions,
+    ) -> Result<Node, BindError> {
         let clock = Clock::new();
         let rng = ChaCha20Rng::from_os_rng();
         let core =
@@ -133,7 +162,7 @@ impl Node {
         let node_id = core.node_id();
         let (ev_tx, _) = broadcast::channel(1024);
         let (tunnel_tx, tunnel_rx) = mpsc::channel(4096);
-        let io = UdpIo::new(socket).map_err(BindError::Io)?;
+        let io = UdpIo::new(socket, options).map_err(BindError::Io)?;
         let state = State::new(core, clock, &io, ev_tx.clone());
         let shared = Arc::new(NodeShared::new(state, io));
         tokio::spawn(crate::driver::run(shared.clone(), tunnel_rx));
@@ -163,6 +192,12 @@ impl Node {
     /// operations.
     pub fn stats(&self) -> stt_proto::NodeStats {
         self.inner.shared.lock().core.stats().clone()
+    }
+
+    /// The UDP socket's receive and send buffer sizes in bytes, as the kernel reports them
+    /// (Linux reports twice the size granted: its bookkeeping overhead is included).
+    pub fn socket_buffers(&self) -> (usize, usize) {
+        self.inner.shared.io.buffer_sizes()
     }
 
     pub(crate) fn shared(&self) -> &NodeShared {

@@ -17,8 +17,42 @@ use tokio::net::UdpSocket;
 pub(crate) const RECV_BATCH: usize = 8;
 /// Bytes per receive buffer (room for a GRO train).
 const RECV_BUF: usize = 65_536;
-/// The socket receive buffer a node asks the kernel for.
-const RECV_BUFFER: usize = 4 << 20;
+/// Kernel buffer sizes a node asks for on its UDP socket ([`Node::bind_with`](crate::Node::bind_with)).
+///
+/// A node with many sessions receives bursts from all of them at once: the usual default
+/// receive buffer (~208 KiB on Linux) overflows with a thousand active peers, and every
+/// datagram the kernel drops then waits for loss recovery. The request is best effort: the
+/// kernel caps it (on Linux at `net.core.rmem_max` / `net.core.wmem_max`), a buffer that is
+/// already larger is left alone, and [`Node::socket_buffers`](crate::Node::socket_buffers)
+/// reports what the kernel granted (also logged at `debug` level when the node starts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SocketOptions {
+    /// `SO_RCVBUF` to ask for, in bytes; `None` keeps the system default. Default 4 MiB.
+    pub recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` to ask for, in bytes; `None` keeps the system default. Default 4 MiB.
+    pub send_buffer: Option<usize>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        Self { recv_buffer: Some(4 << 20), send_buffer: Some(4 << 20) }
+    }
+}
+
+impl SocketOptions {
+    /// Sets the receive buffer to ask for (`None`: the system default).
+    pub fn recv_buffer(mut self, bytes: Option<usize>) -> Self {
+        self.recv_buffer = bytes;
+        self
+    }
+
+    /// Sets the send buffer to ask for (`None`: the system default).
+    pub fn send_buffer(mut self, bytes: Option<usize>) -> Self {
+        self.send_buffer = bytes;
+        self
+    }
+}
 
 /// The socket with its offload state; shared by every task that sends.
 pub(crate) struct UdpIo {
@@ -27,19 +61,33 @@ pub(crate) struct UdpIo {
 }
 
 impl UdpIo {
-    pub(crate) fn new(socket: UdpSocket) -> io::Result<Self> {
+    pub(crate) fn new(socket: UdpSocket, options: SocketOptions) -> io::Result<Self> {
         let state = UdpSocketState::new((&socket).into())?;
-        // A node with many sessions receives bursts from all of them at once: the default
-        // receive buffer (~208 KiB) overflows with a thousand active peers. Ask for more
-        // (best effort: the kernel caps it at net.core.rmem_max).
         let sock = socket2::SockRef::from(&socket);
-        if sock.recv_buffer_size().is_ok_and(|n| n < RECV_BUFFER) {
-            if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
-                tracing::debug!(error = %e, "cannot enlarge the socket receive buffer");
+        if let Some(want) = options.recv_buffer {
+            if sock.recv_buffer_size().is_ok_and(|n| n < want) {
+                if let Err(e) = sock.set_recv_buffer_size(want) {
+                    tracing::debug!(error = %e, "cannot enlarge the socket receive buffer");
+                }
             }
         }
-        tracing::debug!(bytes = sock.recv_buffer_size().unwrap_or(0), "socket receive buffer");
-        Ok(Self { socket, state })
+        if let Some(want) = options.send_buffer {
+            if sock.send_buffer_size().is_ok_and(|n| n < want) {
+                if let Err(e) = sock.set_send_buffer_size(want) {
+                    tracing::debug!(error = %e, "cannot enlarge the socket send buffer");
+                }
+            }
+        }
+        let io = Self { socket, state };
+        let (recv, send) = io.buffer_sizes();
+        tracing::debug!(recv, send, "socket buffers (bytes, as the kernel reports them)");
+        Ok(io)
+    }
+
+    /// The socket's receive and send buffer sizes as the kernel reports them (0 if unknown).
+    pub(crate) fn buffer_sizes(&self) -> (usize, usize) {
+        let sock = socket2::SockRef::from(&self.socket);
+        (sock.recv_buffer_size().unwrap_or(0), sock.send_buffer_size().unwrap_or(0))
     }
 
     /// Receives what is waiting without blocking; `Ok(0)` when nothing is.

@@ -258,3 +258,43 @@ async fn stream_of_a_closed_session_says_why() {
     assert_eq!(within(w.finish()).await, Err(StreamClosed::SessionClosed(why)));
     assert!(s.open_uni().await.is_err(), "no new stream on a closed session");
 }
+
+/// The socket buffers asked for at bind are applied (up to the kernel's cap, which Linux
+/// reads from `net.core.{r,w}mem_max` and reports doubled), `None` keeps the system default,
+/// and the node still works on the sockets it made.
+#[tokio::test]
+async fn socket_buffers_follow_the_bind_options() {
+    use stt_tokio::SocketOptions;
+    let cap = |name: &str| std::fs::read_to_string(name).ok().and_then(|s| s.trim().parse::<usize>().ok());
+    let shared = SharedSeed::random();
+    let bind = |o: SocketOptions| {
+        Node::bind_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Config::default(),
+            Identity::new(NodeSeed::random(), shared.clone()),
+            o,
+        )
+    };
+    let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let default = socket2::SockRef::from(&plain);
+    let (rd, sd) = (default.recv_buffer_size().unwrap(), default.send_buffer_size().unwrap());
+
+    let want = 1 << 20;
+    let a = bind(SocketOptions::default().recv_buffer(Some(want)).send_buffer(Some(want))).await.unwrap();
+    let (r, s) = a.socket_buffers();
+    let r_cap = cap("/proc/sys/net/core/rmem_max").unwrap_or(want).min(want);
+    let s_cap = cap("/proc/sys/net/core/wmem_max").unwrap_or(want).min(want);
+    assert!(r >= r_cap.max(rd) && s >= s_cap.max(sd), "asked {want}, got recv {r} send {s} (defaults {rd}/{sd})");
+
+    let b = bind(SocketOptions::default().recv_buffer(None).send_buffer(None)).await.unwrap();
+    assert_eq!(b.socket_buffers(), (rd, sd), "None keeps the system default");
+    let (s, r) = tokio::join!(a.connect(b.local_addr(), Some(b.node_id())), b.accept());
+    let (s, r) = (s.unwrap(), r.unwrap());
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"through both").await.unwrap();
+    within(w.finish()).await.unwrap();
+    let mut rx = within(r.accept_uni()).await.unwrap();
+    let mut got = Vec::new();
+    within(rx.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"through both");
+}

@@ -52,23 +52,29 @@ pub(crate) enum SentFrame {
 /// Frames recorded per packet; the packet builder stops adding frames past this.
 pub(crate) const MAX_SENT_FRAMES: usize = 12;
 
-/// One packet in flight.
-#[derive(Clone, Debug)]
+/// One packet in flight (24 bytes: a session holds one per packet in flight, and an idle
+/// one a few). What it carried lives in the detector's frame log.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct SentPacket {
     pub(crate) time: Instant,
     pub(crate) size: u32,
+    /// Log index (wrapping) of its first frame in [`LossDetector::frames`].
+    first_frame: u32,
+    frame_count: u8,
     pub(crate) ack_eliciting: bool,
     /// A path-MTU probe: its loss says nothing about congestion (RFC 8899 §3).
     pub(crate) mtu_probe: bool,
-    pub(crate) frames: heapless::Vec<SentFrame, MAX_SENT_FRAMES>,
 }
+
+/// The frames one sent packet carried, oldest first.
+pub(crate) type Frames<'a> = alloc::collections::vec_deque::Iter<'a, SentFrame>;
 
 /// Receives the outcome of acknowledgement processing.
 pub(crate) trait RecoverySink {
     /// A packet was acknowledged.
-    fn acked(&mut self, now: Instant, p: &SentPacket);
+    fn acked(&mut self, now: Instant, p: &SentPacket, frames: Frames<'_>);
     /// A packet was declared lost.
-    fn lost(&mut self, p: &SentPacket);
+    fn lost(&mut self, p: &SentPacket, frames: Frames<'_>);
     /// A loss event: packets sent up to `sent` were lost. Returns whether the congestion
     /// controller reduced its window for it (false inside an earlier event's recovery period).
     fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool;
@@ -96,6 +102,11 @@ struct LostRecord {
     largest_acked: u64,
 }
 
+/// Entries the sent-packet table and frame log shrink to once the session went idle (96
+/// bytes each): room for a keepalive and what trails it, so an idle session's keepalives
+/// do not reallocate.
+const KEEP_ENTRIES: usize = 4;
+
 /// The peer acknowledged a packet number that was never sent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct InvalidAck;
@@ -105,6 +116,12 @@ pub(crate) struct InvalidAck;
 pub(crate) struct LossDetector {
     sent: VecDeque<Option<SentPacket>>,
     base: u64,
+    /// What the packets in `sent` carried, in packet-number order; trimmed with `sent`.
+    frames: VecDeque<SentFrame>,
+    /// Log index of `frames`' first entry.
+    frames_base: u32,
+    /// The session went idle: shrink `sent` and `frames` once they drained.
+    shrink_when_drained: bool,
     largest_acked: Option<u64>,
     in_flight: u64,
     eliciting_in_flight: u64,
@@ -135,6 +152,9 @@ impl LossDetector {
         Self {
             sent: VecDeque::new(),
             base: first_pn,
+            frames: VecDeque::new(),
+            frames_base: 0,
+            shrink_when_drained: false,
             largest_acked: None,
             in_flight: 0,
             eliciting_in_flight: 0,
@@ -158,11 +178,30 @@ impl LossDetector {
         self.in_flight
     }
 
-    /// Records a sealed packet. Packet numbers are consecutive.
-    pub(crate) fn on_sent(&mut self, pn: u64, p: SentPacket) {
+    /// Records a sealed packet and the frames it carried (at most [`MAX_SENT_FRAMES`]).
+    /// Packet numbers are consecutive.
+    pub(crate) fn on_sent(
+        &mut self,
+        pn: u64,
+        time: Instant,
+        size: u32,
+        ack_eliciting: bool,
+        mtu_probe: bool,
+        frames: &[SentFrame],
+    ) {
         while self.base + (self.sent.len() as u64) < pn {
             self.sent.push_back(None);
         }
+        let frames = &frames[..frames.len().min(MAX_SENT_FRAMES)];
+        let p = SentPacket {
+            time,
+            size,
+            first_frame: self.frames_base.wrapping_add(self.frames.len() as u32),
+            frame_count: frames.len() as u8,
+            ack_eliciting,
+            mtu_probe,
+        };
+        self.frames.extend(frames);
         if p.ack_eliciting {
             self.in_flight += u64::from(p.size);
             self.eliciting_in_flight += 1;
@@ -181,10 +220,30 @@ impl LossDetector {
         Some(p)
     }
 
+    /// The frames `p` (a packet still in `sent`) carried.
+    pub(crate) fn frames_of(&self, p: &SentPacket) -> Frames<'_> {
+        let start = (p.first_frame.wrapping_sub(self.frames_base) as usize).min(self.frames.len());
+        let end = (start + usize::from(p.frame_count)).min(self.frames.len());
+        self.frames.range(start..end)
+    }
+
     fn trim(&mut self) {
         while let Some(None) = self.sent.front() {
             self.sent.pop_front();
             self.base += 1;
+        }
+        // Frames of the packets gone from the front go with them.
+        let keep_from = match self.sent.front() {
+            Some(Some(p)) => p.first_frame,
+            _ => self.frames_base.wrapping_add(self.frames.len() as u32),
+        };
+        let drop = (keep_from.wrapping_sub(self.frames_base) as usize).min(self.frames.len());
+        self.frames.drain(..drop);
+        self.frames_base = self.frames_base.wrapping_add(drop as u32);
+        if self.shrink_when_drained && self.sent.len() <= KEEP_ENTRIES {
+            self.shrink_when_drained = false;
+            self.sent.shrink_to(KEEP_ENTRIES);
+            self.frames.shrink_to(KEEP_ENTRIES);
         }
     }
 
@@ -216,7 +275,7 @@ impl LossDetector {
                         newly_acked_largest = Some((pn, p.time, p.ack_eliciting));
                     }
                     any_eliciting |= p.ack_eliciting;
-                    sink.acked(now, &p);
+                    sink.acked(now, &p, self.frames_of(&p));
                 }
             }
         }
@@ -313,7 +372,7 @@ impl LossDetector {
                             longest = longest.max(p.time.saturating_duration_since(start));
                         }
                     }
-                    sink.lost(&p);
+                    sink.lost(&p, self.frames_of(&p));
                 }
             } else {
                 run = None;
@@ -376,14 +435,23 @@ impl LossDetector {
     /// The oldest ack-eliciting packet still in flight that carries something to re-send
     /// (its frames are re-sent as a PTO probe). A path-MTU probe or a bare KEEP_ALIVE carries
     /// nothing: the probe re-sends the oldest outstanding data behind it (spec [RC-3]).
-    pub(crate) fn oldest_unacked(&self) -> Option<&SentPacket> {
-        self.sent.iter().flatten().find(|p| p.ack_eliciting && p.frames.iter().any(|f| *f != SentFrame::MtuProbe))
+    pub(crate) fn oldest_unacked(&self) -> Option<(&SentPacket, Frames<'_>)> {
+        self.sent
+            .iter()
+            .flatten()
+            .find(|p| p.ack_eliciting && self.frames_of(p).any(|f| *f != SentFrame::MtuProbe))
+            .map(|p| (p, self.frames_of(p)))
     }
 
-    /// Releases the sent-packet table's memory when nothing is in flight (idle sessions).
+    /// The session is idle (it sent nothing for a keepalive interval): the sent-packet
+    /// table and frame log shrink back to [`KEEP_ENTRIES`] once they hold no more than that
+    /// (now, or when the ACK-only packets still waiting for an acknowledgement are covered),
+    /// and with nothing in flight the record of recent losses goes. Only an idle period
+    /// shrinks them, so a busy session never reallocates (spec §2's zero allocations).
     pub(crate) fn shrink_if_idle(&mut self) {
-        if self.sent.is_empty() {
-            self.sent.shrink_to_fit();
+        self.shrink_when_drained = self.sent.capacity() > KEEP_ENTRIES || self.frames.capacity() > KEEP_ENTRIES;
+        self.trim();
+        if self.eliciting_in_flight == 0 {
             self.recently_lost.clear();
             self.recently_lost.shrink_to_fit();
         }
@@ -409,15 +477,19 @@ mod tests {
         lost: Vec<Instant>,
         events: Vec<(Instant, bool)>,
         undone: u32,
+        /// Frames of the packets acknowledged or lost, as reported.
+        frames: Vec<SentFrame>,
         /// As a congestion controller: one reduction per recovery period.
         recovery_start: Option<Instant>,
     }
 
     impl RecoverySink for Log {
-        fn acked(&mut self, _now: Instant, p: &SentPacket) {
+        fn acked(&mut self, _now: Instant, p: &SentPacket, frames: Frames<'_>) {
             self.acked.push(p.time);
+            self.frames.extend(frames);
         }
-        fn lost(&mut self, p: &SentPacket) {
+        fn lost(&mut self, p: &SentPacket, frames: Frames<'_>) {
+            self.frames.extend(frames);
             self.lost.push(p.time);
         }
         fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool {
@@ -437,8 +509,8 @@ mod tests {
         Instant::from_micros(v * 1000)
     }
 
-    fn packet(t: Instant) -> SentPacket {
-        SentPacket { time: t, size: 1000, ack_eliciting: true, mtu_probe: false, frames: heapless::Vec::new() }
+    fn sent(d: &mut LossDetector, pn: u64, t: Instant) {
+        d.on_sent(pn, t, 1000, true, false, &[]);
     }
 
     fn ack(ranges: &[core::ops::Range<u64>], buf: &mut [u8]) -> usize {
@@ -463,22 +535,53 @@ mod tests {
     #[test]
     fn oldest_unacked_skips_packets_with_nothing_to_resend() {
         let mut d = LossDetector::new(RttEstimator::default(), 0);
-        let mut probe = packet(ms(0));
-        probe.mtu_probe = true;
-        let _ = probe.frames.push(SentFrame::MtuProbe);
-        d.on_sent(0, probe);
-        d.on_sent(1, packet(ms(1)));
-        let mut data = packet(ms(2));
-        let _ = data.frames.push(SentFrame::Stream { id: 0, offset: 0, len: 6, fin: false });
-        d.on_sent(2, data);
-        assert_eq!(d.oldest_unacked().map(|p| p.time), Some(ms(2)));
+        d.on_sent(0, ms(0), 1000, true, true, &[SentFrame::MtuProbe]);
+        sent(&mut d, 1, ms(1));
+        let data = SentFrame::Stream { id: 0, offset: 0, len: 6, fin: false };
+        d.on_sent(2, ms(2), 1000, true, false, &[data, SentFrame::MaxData]);
+        let (p, frames) = d.oldest_unacked().unwrap();
+        assert_eq!(p.time, ms(2));
+        assert!(frames.copied().eq([data, SentFrame::MaxData]));
+    }
+
+    /// The frame log follows the packets: each packet acknowledged or lost reports its own
+    /// frames, whatever was acknowledged or lost around it, and nothing is left once every
+    /// packet is gone.
+    #[test]
+    fn frame_log_follows_the_packets() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        let f = |id| SentFrame::MaxStreamData { id };
+        for pn in 0..40u64 {
+            let frames: heapless::Vec<SentFrame, 3> = (0..pn % 3).map(|k| f(pn * 10 + k)).collect();
+            d.on_sent(pn, ms(pn), 1000, true, false, &frames);
+        }
+        let mut log = Log::default();
+        // Acknowledge every other packet, then check what the rest still carry.
+        let odd: Vec<core::ops::Range<u64>> = (0..20).map(|i| 2 * i + 1..2 * i + 2).collect();
+        with_ack(&odd, |a| d.on_ack(ms(41), a, &mut log)).unwrap();
+        for p in d.sent.iter().flatten() {
+            let pn = p.time.as_micros() / 1000;
+            assert!(d.frames_of(p).copied().eq((0..pn % 3).map(|k| f(pn * 10 + k))), "packet {pn}");
+        }
+        with_ack(&[0..40, 0..40], |a| d.on_ack(ms(42), a, &mut log)).unwrap();
+        assert!(d.sent.is_empty() && d.frames.is_empty());
+        let id = |f: &SentFrame| match f {
+            SentFrame::MaxStreamData { id } => *id,
+            _ => u64::MAX,
+        };
+        log.frames.sort_by_key(id);
+        let all: Vec<u64> = (0..40u64).flat_map(|pn| (0..pn % 3).map(move |k| pn * 10 + k)).collect();
+        assert_eq!(log.frames.iter().map(id).collect::<Vec<_>>(), all, "every frame reported once");
+        d.on_sent(40, ms(43), 1000, true, false, &[f(7)]);
+        let (_, frames) = d.oldest_unacked().unwrap();
+        assert!(frames.copied().eq([f(7)]));
     }
 
     #[test]
     fn packet_threshold_time_threshold_and_pto() {
         let mut d = LossDetector::new(RttEstimator::default(), 0);
         for pn in 0..10 {
-            d.on_sent(pn, packet(ms(pn)));
+            sent(&mut d, pn, ms(pn));
         }
         assert_eq!(d.bytes_in_flight(), 10_000);
         let mut log = Log::default();
@@ -500,7 +603,7 @@ mod tests {
         assert_eq!(d.bytes_in_flight(), 0);
         assert_eq!(d.deadline(), None, "nothing in flight: no timer");
         // PTO with backoff.
-        d.on_sent(10, packet(ms(200)));
+        sent(&mut d, 10, ms(200));
         let p1 = d.deadline().unwrap();
         assert!(d.on_timeout(p1, &mut log));
         let p2 = d.deadline().unwrap();
@@ -512,7 +615,7 @@ mod tests {
     #[test]
     fn rtt_from_acks_subtracts_ack_delay() {
         let mut d = LossDetector::new(RttEstimator::default(), 0);
-        d.on_sent(0, packet(ms(0)));
+        sent(&mut d, 0, ms(0));
         let mut log = Log::default();
         with_ack(&[0..1, 0..1], |a| d.on_ack(ms(50), a, &mut log)).unwrap();
         assert_eq!(d.rtt.smoothed(), Duration::from_millis(50));
@@ -526,7 +629,7 @@ mod tests {
     fn spurious_loss_widens_tolerance_and_undoes_the_event() {
         let mut d = LossDetector::new(RttEstimator::default(), 0);
         for pn in 0..10 {
-            d.on_sent(pn, packet(ms(pn)));
+            sent(&mut d, pn, ms(pn));
         }
         let mut log = Log::default();
         with_ack(&[5..6, 5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
@@ -547,7 +650,7 @@ mod tests {
     fn partly_spurious_event_is_not_undone() {
         let mut d = LossDetector::new(RttEstimator::default(), 0);
         for pn in 0..10 {
-            d.on_sent(pn, packet(ms(pn)));
+            sent(&mut d, pn, ms(pn));
         }
         let mut log = Log::default();
         with_ack(&[5..6, 5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
@@ -564,7 +667,7 @@ mod tests {
     fn spurious_event_in_recovery_does_not_undo_the_earlier_one() {
         let mut d = LossDetector::new(RttEstimator::default(), 0);
         for pn in 0..10 {
-            d.on_sent(pn, packet(ms(pn)));
+            sent(&mut d, pn, ms(pn));
         }
         let mut log = Log::default();
         // 3-4 acknowledged: 0 and 1 lost (event A, a reduction); 2 not yet (4 < 2 + 3).

@@ -19,11 +19,20 @@ pub struct RttEstimator {
 
 impl Default for RttEstimator {
     fn default() -> Self {
-        Self { smoothed: INITIAL_RTT, var: INITIAL_RTT / 2, min: Duration::MAX, latest: INITIAL_RTT, has_sample: false }
+        Self::INITIAL
     }
 }
 
 impl RttEstimator {
+    /// The estimate before any sample (RFC 9002 §6.2.2).
+    pub(crate) const INITIAL: Self = Self {
+        smoothed: INITIAL_RTT,
+        var: Duration::from_micros(INITIAL_RTT.as_micros() as u64 / 2),
+        min: Duration::MAX,
+        latest: INITIAL_RTT,
+        has_sample: false,
+    };
+
     /// Adds one sample from an ACK: `ack_delay` (capped by the caller at the peer's
     /// maximum) is subtracted when that leaves at least `min_rtt` (RFC 9002 §5.3).
     pub(crate) fn update_with_ack_delay(&mut self, latest: Duration, ack_delay: Duration) {

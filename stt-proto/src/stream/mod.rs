@@ -287,16 +287,15 @@ impl Streams {
                 peer: peer.app_frames,
             },
         }
-        .with_app_streams(now)
     }
 
-    /// Creates the two reserved application-frame streams (one each way).
-    fn with_app_streams(mut self, now: Instant) -> Self {
-        for id in [self.app_send_id(), self.app_recv_id()] {
+    /// Creates the reserved application-frame stream `id` (one each way) when first used:
+    /// a session that never carries application frames holds neither (spec [AF-1]).
+    fn app_stream(&mut self, id: StreamId, now: Instant) {
+        if !self.map.contains_key(&id.0) {
             let s = self.new_stream(id, now);
             self.map.insert(id.0, Box::new(s));
         }
-        self
     }
 
     fn app_send_id(&self) -> StreamId {
@@ -308,7 +307,7 @@ impl Streams {
     }
 
     /// Queues an application frame (`type ‖ length ‖ body`) on the frame stream.
-    pub(crate) fn send_app_frame(&mut self, ty: u8, body: &[u8]) -> Result<(), FrameError> {
+    pub(crate) fn send_app_frame(&mut self, now: Instant, ty: u8, body: &[u8]) -> Result<(), FrameError> {
         if ty < 0x80 {
             return Err(FrameError::NotAppType(ty));
         }
@@ -319,6 +318,7 @@ impl Streams {
             return Err(FrameError::TooLarge { max: self.app.peer.max });
         }
         let id = self.app_send_id();
+        self.app_stream(id, now);
         let mut head = [0u8; 9];
         let mut w = Writer::new(&mut head);
         let _ = w.u8(ty);
@@ -619,7 +619,6 @@ impl Streams {
         }
     }
 
-    /// Number of live application streams (the two frame streams not counted).
     /// Reassembly work so far: inserts plus held ranges examined (spec [ST-7]).
     pub(crate) fn reassembly_steps(&self) -> u64 {
         self.reassembly_steps
@@ -630,8 +629,22 @@ impl Streams {
         self.recv_ranges
     }
 
+    /// Gives back memory sized for a burst while the session is idle.
+    pub(crate) fn shrink_if_idle(&mut self) {
+        self.app.queue.release_if_empty();
+        if self.map.is_empty() {
+            // An emptied map keeps its last node (192 bytes).
+            self.map = BTreeMap::new();
+        }
+        if self.accept_queue.is_empty() {
+            self.accept_queue = VecDeque::new();
+        }
+    }
+
+    /// Number of live application streams (the frame streams not counted).
     pub(crate) fn len(&self) -> usize {
-        self.map.len().saturating_sub(2)
+        let app = [self.app_send_id(), self.app_recv_id()].iter().filter(|id| self.map.contains_key(&id.0)).count();
+        self.map.len() - app
     }
 
     // ----- peer frames -----
@@ -639,8 +652,13 @@ impl Streams {
     /// Validates a stream id from the peer and opens every peer stream up to it (spec [ST-1]).
     fn peer_stream(&mut self, now: Instant, id: StreamId, events: &mut EventQueue) -> Result<(), StreamViolation> {
         if id.index() == APP_INDEX {
-            // The reserved frame streams exist from the start and are unidirectional.
-            return if id.is_uni() { Ok(()) } else { Err(StreamViolation::FinalSize) };
+            // The reserved frame streams exist from the start (this side creates each when
+            // first used) and are unidirectional.
+            if !id.is_uni() {
+                return Err(StreamViolation::FinalSize);
+            }
+            self.app_stream(id, now);
+            return Ok(());
         }
         if self.is_local(id) {
             // Our own stream: it must exist (or have been finished and freed).
@@ -1103,10 +1121,10 @@ mod tests {
             s.on_stream_frame(Instant::ZERO, rtt, app, 0, &oversize, false, &mut ev),
             Err(StreamViolation::FlowControl)
         );
-        assert_eq!(s.send_app_frame(0x81, b"x"), Err(FrameError::Undeclared(0x81)));
-        assert_eq!(s.send_app_frame(0x10, b"x"), Err(FrameError::NotAppType(0x10)));
-        assert_eq!(s.send_app_frame(0x80, &[0; 101]), Err(FrameError::TooLarge { max: 100 }));
-        assert_eq!(s.send_app_frame(0x80, &[0; 100]), Ok(()));
+        assert_eq!(s.send_app_frame(Instant::ZERO, 0x81, b"x"), Err(FrameError::Undeclared(0x81)));
+        assert_eq!(s.send_app_frame(Instant::ZERO, 0x10, b"x"), Err(FrameError::NotAppType(0x10)));
+        assert_eq!(s.send_app_frame(Instant::ZERO, 0x80, &[0; 101]), Err(FrameError::TooLarge { max: 100 }));
+        assert_eq!(s.send_app_frame(Instant::ZERO, 0x80, &[0; 100]), Ok(()));
     }
 
     #[test]
