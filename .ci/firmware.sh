@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../embedded"
 
 # Flash (text + data) budget in bytes for the whole test firmware. Measured 2026-12-02:
-# 178204 B (rustc 1.95, opt-level "z", lto, codegen-units 1, stt-proto without default
+# 176196 B (rustc 1.95, opt-level "z", lto, codegen-units 1, stt-proto without default
 # features: ChaCha20-Poly1305 only); 245680 B at "s" before SHA-512 and float formatting were
 # removed. Raise deliberately, with the reason in the commit message.
 FLASH_BUDGET=${STT_FIRMWARE_FLASH_BUDGET:-184320}
@@ -32,6 +32,15 @@ if ! grep -q '^stt firmware: handshake ok .*stream 4096 bytes ok, datagram ok' "
     echo "FATAL: firmware success line missing" >&2
     exit 1
 fi
+
+# Issue #20: a burst's memory is given back once it was read and the link idled.
+idle_b=$(sed -n 's/.*heap per established idle session \([0-9]*\) B;.*/\1/p' "$log")
+after_b=$(sed -n 's/.*the link idled: \([0-9]*\) B$/\1/p' "$log")
+if [ -z "$idle_b" ] || [ -z "$after_b" ] || [ $((after_b * 10)) -gt $((idle_b * 11)) ]; then
+    echo "FATAL: heap per session after the burst (${after_b:-?} B) is not within 10 % of the idle figure (${idle_b:-?} B)" >&2
+    exit 1
+fi
+echo "heap per established idle session: $idle_b B; after a burst was read: $after_b B (within 10 %)"
 
 sysroot=$(rustc --print sysroot)
 host=$(rustc -vV | sed -n 's/^host: //p')
