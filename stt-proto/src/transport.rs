@@ -93,6 +93,10 @@ impl RecoverySink for Sink<'_> {
         }
     }
 
+    fn acked_late(&mut self, frame: &SentFrame) {
+        self.streams.on_frame_acked(frame, self.events);
+    }
+
     fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool {
         self.cc.on_congestion_event(now, sent, persistent)
     }

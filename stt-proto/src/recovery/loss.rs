@@ -75,6 +75,8 @@ pub(crate) trait RecoverySink {
     fn acked(&mut self, now: Instant, p: &SentPacket, frames: Frames<'_>);
     /// A packet was declared lost.
     fn lost(&mut self, p: &SentPacket, frames: Frames<'_>);
+    /// A frame of a packet declared lost was acknowledged after all (spec [LR-5]).
+    fn acked_late(&mut self, frame: &SentFrame);
     /// A loss event: packets sent up to `sent` were lost. Returns whether the congestion
     /// controller reduced its window for it (false inside an earlier event's recovery period).
     fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool;
@@ -100,6 +102,9 @@ struct LostRecord {
     sent: Instant,
     /// The largest acknowledged packet number when it was declared lost.
     largest_acked: u64,
+    /// Its first STREAM frame: acknowledged if the packet is (spec [LR-5]), so that data
+    /// queued again for retransmission and not yet sent is not sent.
+    stream: Option<SentFrame>,
 }
 
 /// Entries the sent-packet table and frame log shrink to once the session went idle (96
@@ -313,6 +318,9 @@ impl LossDetector {
                 let Some(r) = self.recently_lost.get(i).copied().filter(|r| r.pn < range.end) else { break };
                 self.recently_lost.remove(i);
                 self.spurious_losses += 1;
+                if let Some(f) = r.stream.as_ref() {
+                    sink.acked_late(f);
+                }
                 let distance = r.largest_acked.saturating_sub(r.pn) + 1;
                 self.packet_threshold = self.packet_threshold.max(distance + 1).min(MAX_PACKET_THRESHOLD);
                 let waited = now.saturating_duration_since(r.sent) * 5 / 4;
@@ -365,7 +373,8 @@ impl LossDetector {
                         if self.recently_lost.len() == RECENTLY_LOST {
                             self.recently_lost.pop_front();
                         }
-                        self.recently_lost.push_back(LostRecord { pn, sent: p.time, largest_acked: largest });
+                        let stream = self.frames_of(&p).find(|f| matches!(f, SentFrame::Stream { .. })).copied();
+                        self.recently_lost.push_back(LostRecord { pn, sent: p.time, largest_acked: largest, stream });
                         if self.first_sample_at.is_some_and(|t| p.time >= t) {
                             let (start, _) = *run.get_or_insert((p.time, p.time));
                             run = Some((start, p.time));
@@ -481,6 +490,8 @@ mod tests {
         frames: Vec<SentFrame>,
         /// As a congestion controller: one reduction per recovery period.
         recovery_start: Option<Instant>,
+        /// Frames of lost packets acknowledged after all.
+        late: Vec<SentFrame>,
     }
 
     impl RecoverySink for Log {
@@ -502,6 +513,9 @@ mod tests {
         }
         fn spurious(&mut self) {
             self.undone += 1;
+        }
+        fn acked_late(&mut self, frame: &SentFrame) {
+            self.late.push(*frame);
         }
     }
 
@@ -643,6 +657,30 @@ mod tests {
         // The same reordering distance again is no longer taken for loss.
         with_ack(&[0..6, 9..10], |a| d.on_ack(ms(102), a, &mut log)).unwrap();
         assert_eq!(log.lost.len(), 3, "6, 7, 8 wait");
+    }
+
+    /// [LR-5]: the late acknowledgement of a packet declared lost acknowledges its STREAM
+    /// frame (the data queued again for retransmission need not be sent); a packet without
+    /// stream data reports nothing, and a real loss is never reported as acknowledged.
+    #[test]
+    fn late_ack_of_a_lost_packet_acknowledges_its_stream_data() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        let data = |pn: u64| SentFrame::Stream { id: 4, offset: pn * 1000, len: 1000, fin: false };
+        for pn in 0..10 {
+            if pn == 1 {
+                d.on_sent(pn, ms(pn), 1000, true, false, &[SentFrame::MaxData]);
+            } else {
+                d.on_sent(pn, ms(pn), 1000, true, false, &[SentFrame::MaxData, data(pn)]);
+            }
+        }
+        let mut log = Log::default();
+        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        assert_eq!(log.lost.len(), 3, "0, 1, 2 by the packet threshold");
+        assert!(log.late.is_empty());
+        // 0 and 1 were only reordered; 2 was really lost.
+        with_ack(&[0..2, 5..6], |a| d.on_ack(ms(101), a, &mut log)).unwrap();
+        assert_eq!(d.spurious_losses, 2);
+        assert_eq!(log.late, [data(0)], "0's stream data acknowledged late; 1 carried none; 2 not acknowledged");
     }
 
     /// A loss event with one real loss among reordered packets is not undone.
