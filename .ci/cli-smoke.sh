@@ -181,6 +181,21 @@ grep -q "refused: authentication failed (wrong shared seed" "$dir/refuse.log" ||
 if grep -qi "$(cat "$dir/other.seed")" "$dir/refuse.log"; then echo "FAIL: a seed appeared in the log"; exit 1; fi
 pass=$((pass + 1))
 
+# ... and a member of the seed that is not on --allow: refused, logged with the reason, and
+# the sender is told it is not on the allow-list.
+port=$((20000 + RANDOM % 20000))
+timeout 60 "$bin" -v listen --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --allow "$id" --out "$dir/in" > "$dir/refuse.log" 2>&1 &
+listen_pid=$!
+sleep 0.5
+if timeout 10 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/send.err"; then
+    echo "FAIL: a sender not on the allow-list was served"; exit 1
+fi
+sleep 1.2
+kill -INT "$listen_pid"; wait "$listen_pid" || true
+grep -q "refused: a member not on the allow-list" "$dir/refuse.log" || { echo "FAIL: listen -v did not log the allow-list refusal"; cat "$dir/refuse.log"; exit 1; }
+grep -q "allow-list" "$dir/send.err" || { echo "FAIL: the refused sender was not told why"; cat "$dir/send.err"; exit 1; }
+pass=$((pass + 1))
+
 # Relay on loopback: `send --relay --peer ID` reaches a `listen --relay`; the listener registers
 # again after the relay restarts (Ctrl-C closes its members' sessions).
 rport=$((20000 + RANDOM % 20000))

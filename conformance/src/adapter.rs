@@ -541,6 +541,7 @@ impl Iut for ProtoIut {
                     "no_common_aead" => D::NoCommonAead,
                     "unexpected_state" => D::UnexpectedState,
                     "event_queue_full" => D::EventQueueFull,
+                    "not_allowed" => D::NotAllowed,
                     _ => return Ok(None),
                 };
                 st.dropped(r)

@@ -147,11 +147,14 @@ pub enum DropReason {
     UnexpectedState,
     /// The event queue is full; the application must drain events.
     EventQueueFull,
+    /// An AUTH_PROOF authenticated a peer that is not on the allow-list: its session was
+    /// refused with SESSION_CLOSE `NOT_ALLOWED` (spec [HS-20]).
+    NotAllowed,
 }
 
 impl DropReason {
     /// Number of reasons (size of the counter table).
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Index into the counter table.
     pub const fn index(self) -> usize {

@@ -864,10 +864,12 @@ impl<E: Entropy> Node<E> {
         let allowed = self.config.allow_list.as_ref().is_none_or(|l| l.contains(&peer));
         session.auth_accepted(now, record, &self.config);
         if !allowed {
-            // Refused after AUTH_PROOF with a distinct code (spec [HS-20]); no event.
+            // Refused after AUTH_PROOF with a distinct code (spec [HS-20]); no session event,
+            // but counted (and reported to the driver) as a refusal.
             session.just_established = false;
             let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             session.close(now, &mut ctx, CloseKind::Transport, TransportCode::NotAllowed.to_u64());
+            return Err(DropReason::NotAllowed);
         }
         Ok(())
     }

@@ -94,13 +94,14 @@ struct Refusals {
 }
 
 /// The drop reasons that mean "someone tried and was refused", with words for the log.
-const REFUSALS: [(DropReason, &str); 6] = [
+const REFUSALS: [(DropReason, &str); 7] = [
     (DropReason::AuthFailed, "authentication failed (wrong shared seed, or forged)"),
     (DropReason::BadCookie, "a cookie that does not verify"),
     (DropReason::BadVersion, "an unsupported protocol version"),
     (DropReason::NoCommonAead, "no cipher in common"),
     (DropReason::NotAccepting, "not accepting sessions now (limits or shut down)"),
     (DropReason::RateLimited, "handshake rate limit"),
+    (DropReason::NotAllowed, "a member not on the allow-list"),
 ];
 
 impl Refusals {
