@@ -593,7 +593,13 @@ impl Session {
         }
         if due(Timer::Close, self) {
             self.set_timer(Timer::Close, None);
-            if matches!(self.phase, Phase::Closing { .. } | Phase::Draining) {
+            if matches!(self.phase, Phase::Closing { .. }) && self.close_frame.is_some() && self.may_send_to_remote() {
+                // The closing period ran out before the driver polled for output: the
+                // SESSION_CLOSE was never sent. Send it first; end one PTO later (spec [LC-5]).
+                let until = now.saturating_add(self.rtt().pto());
+                self.phase = Phase::Closing { until, resends: 0 };
+                self.set_timer(Timer::Close, Some(until));
+            } else if matches!(self.phase, Phase::Closing { .. } | Phase::Draining) {
                 self.phase = Phase::Done;
             }
         }

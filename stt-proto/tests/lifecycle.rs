@@ -103,6 +103,20 @@ fn close_drains_and_frees() {
     assert_eq!(w.nodes[b].bytes_sent, b_sent);
 }
 
+/// [LC-5]: the SESSION_CLOSE is sent even when the driver's next poll for output comes
+/// after the closing period ran out (a late driver): the peer learns the code.
+#[test]
+fn close_is_sent_even_when_polled_late() {
+    let (mut w, a, b, sa, sb) = pair(25, Config::default());
+    let now = w.now;
+    w.node(a).session(sa).unwrap().close(now, 7);
+    let late = now.saturating_add(Duration::from_secs(10));
+    let _ = w.node(a).handle_input(Input::Timeout { now: late });
+    w.flush();
+    check(w.drive_until(|w| closed_at(w, b, sb).is_some(), 200));
+    assert!(matches!(closed_at(&w, b, sb), Some((_, CloseReason::Remote(7)))));
+}
+
 /// [LC-6]: a lost SESSION_CLOSE is repeated when the peer's packets keep arriving.
 #[test]
 fn lost_close_is_repeated() {
