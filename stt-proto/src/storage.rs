@@ -79,6 +79,15 @@ pub enum Addressing {
     Keyed([u8; 32]),
 }
 
+impl fmt::Debug for Addressing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addressing::Plain => f.write_str("Plain"),
+            Addressing::Keyed(_) => f.write_str("Keyed(<address key>)"),
+        }
+    }
+}
+
 impl Addressing {
     /// The address of `data`.
     pub fn address(&self, data: &[u8]) -> Address {
@@ -102,6 +111,8 @@ impl Addressing {
 #[derive(Clone)]
 pub struct AddressHasher(Hasher);
 
+// One lives per blob operation, on the stack; boxing the larger variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Hasher {
     Plain(Sha3_256),
@@ -249,7 +260,7 @@ impl BlobOpener {
     }
 
     /// The content's length, once the header was read.
-    pub fn len(&self) -> Option<u64> {
+    pub fn content_len(&self) -> Option<u64> {
         match self.dec.as_ref()?.mode() {
             SegmentMode::Bounded(n) => Some(n),
             _ => None,
@@ -613,7 +624,8 @@ mod tests {
     fn streaming_sealer_opener_and_ranges() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
         let key = [5; 32];
-        for len in [0usize, 1, SEGMENT as usize - 1, SEGMENT as usize, SEGMENT as usize + 1, 3 * SEGMENT as usize + 17] {
+        for len in [0usize, 1, SEGMENT as usize - 1, SEGMENT as usize, SEGMENT as usize + 1, 3 * SEGMENT as usize + 17]
+        {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
             let addr = Addressing::Plain.address(&data);
             let mut sealer = BlobSealer::new(&key, &Addressing::Plain, len as u64, &mut rng);
@@ -634,7 +646,7 @@ mod tests {
             for piece in sealed.chunks(777) {
                 op.update(piece, &mut out).unwrap();
             }
-            assert_eq!(op.len(), Some(len as u64));
+            assert_eq!(op.content_len(), Some(len as u64));
             assert_eq!(op.finish(&mut out).unwrap(), len as u64);
             assert_eq!(out, data);
             // Any segment by random access.
