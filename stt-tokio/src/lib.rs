@@ -50,7 +50,7 @@ pub use shared::Ended;
 pub use storage_fs::FsStore;
 #[cfg(feature = "object-store")]
 pub use store::S3Config;
-pub use store::{Ranges, Storage, StoreError};
+pub use store::{OpenOptions, Ranges, Storage, StoreError};
 pub use stream::{RecvStream, SendStream, StreamClosed};
 pub use stt_proto::storage::{Address, Addressing, BinaryStorage, BlobStore, MemoryStore, StorageError};
 pub use stt_proto::{

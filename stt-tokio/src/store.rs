@@ -203,6 +203,17 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
 
+/// Options for [`Storage::open`].
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// `s3://`: the service's URL for S3-compatible services (else `AWS_ENDPOINT_URL`, else AWS).
+    pub endpoint: Option<String>,
+    /// `s3://`: allow a plain-http endpoint that is not on this machine.
+    pub allow_http: bool,
+    /// `file://`: keep the store at or below this many bytes (least recently used evicted).
+    pub limit: Option<u64>,
+}
+
 impl Storage {
     fn with_backend(backend: Backend, key: [u8; 32], addressing: Addressing) -> Self {
         Storage(Arc::new(Inner { backend, key, addressing, part_size: 8 << 20, concurrency: 4 }))
@@ -222,6 +233,44 @@ impl Storage {
     ) -> Result<Self, StoreError> {
         let store = FsStore::open(dir, limit)?;
         Ok(Self::with_backend(Backend::Fs(Arc::new(Mutex::new(store))), key, addressing))
+    }
+
+    /// Opens the store a URL names: `file:///DIR` (the file-system store) or, with the
+    /// `object-store` feature, `s3://BUCKET/PREFIX` (credentials and region from the usual
+    /// AWS environment variables).
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for an unknown scheme; the backend's.
+    pub async fn open(
+        url: &str,
+        options: &OpenOptions,
+        key: [u8; 32],
+        addressing: Addressing,
+    ) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(StoreError::Config(format!("{url}: a file URL needs an absolute path (file:///DIR)")));
+            }
+            return Self::fs(path, options.limit, key, addressing);
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StoreError::Config(format!("{url}: no bucket (s3://BUCKET/PREFIX)")));
+            }
+            #[cfg(feature = "object-store")]
+            {
+                let mut c = S3Config::new(bucket, prefix);
+                c.endpoint = options.endpoint.clone();
+                c.allow_http = options.allow_http;
+                return Self::s3(c, key, addressing).await;
+            }
+            #[cfg(not(feature = "object-store"))]
+            return Err(StoreError::Config(format!(
+                "{url}: S3 stores need stt-tokio's `object-store` feature ({bucket}/{prefix})"
+            )));
+        }
+        Err(StoreError::Config(format!("{url}: unknown store URL (use file:///DIR or s3://BUCKET/PREFIX)")))
     }
 
     /// Sets the multipart part size (at least 5 MiB, as S3 requires) and how many parts
