@@ -159,14 +159,22 @@ impl BlobServer {
             let (server, per_session) = (self.clone(), per_session.clone());
             tokio::spawn(async move {
                 let permits = (per_session.try_acquire_owned(), server.0.total.clone().try_acquire_owned());
-                let busy = !matches!(permits, (Ok(_), Ok(_)));
-                server.serve_stream(peer, send, recv, busy).await;
-                drop(permits);
+                server.serve_stream(peer, send, recv, permits).await;
             });
         }
     }
 
-    async fn serve_stream(&self, peer: NodeId, mut send: SendStream, mut recv: RecvStream, busy: bool) {
+    /// Answers one request. `permits` are its slots (per session, total); either missing
+    /// means BUSY. They are released once the response is written, before the stream's
+    /// end is sent, so a peer that waits for the end finds them free.
+    async fn serve_stream<P>(
+        &self,
+        peer: NodeId,
+        mut send: SendStream,
+        mut recv: RecvStream,
+        permits: (Result<P, tokio::sync::TryAcquireError>, Result<P, tokio::sync::TryAcquireError>),
+    ) {
+        let busy = !matches!(permits, (Ok(_), Ok(_)));
         let mut req = [0u8; REQUEST_LEN];
         match tokio::time::timeout(self.0.limits.request_timeout, recv.read_exact(&mut req)).await {
             Ok(Ok(_)) => {}
@@ -198,6 +206,7 @@ impl BlobServer {
                 return;
             }
         }
+        drop(permits);
         let _ = send.finish().await;
     }
 
