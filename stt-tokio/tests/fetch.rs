@@ -183,7 +183,7 @@ async fn a_large_blob_is_fetched_from_two_peers_in_parallel() {
     }
 }
 
-/// [BF-2] [BF-3] [BF-6]: policy (members, exposure) and limits (range length, end of blob,
+/// [BF-1] [BF-2] [BF-3] [BF-6]: the protocol tag, policy (members, exposure) and limits (range length, end of blob,
 /// concurrent requests, request time, the fetcher's size limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_policy_and_limits_are_enforced() {

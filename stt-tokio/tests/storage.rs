@@ -157,7 +157,7 @@ fn os_entropy_serves_storage_without_an_rng_dependency() {
     assert_eq!(s.get(&a).unwrap().as_deref(), Some(&b"content"[..]));
 }
 
-/// #18 item 11: the async `Storage` over the fs store streams blobs in and out without
+/// [SG-7] [SG-8] #18 item 11: the async `Storage` over the fs store streams blobs in and out without
 /// holding them whole, lists addresses, serves ranges, and reads what `BinaryStorage` wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_on_the_fs_store_streams_lists_and_checks() {

@@ -234,6 +234,7 @@ impl AsyncRead for Pausing<'_> {
     }
 }
 
+/// [SG-7]: a blob is visible under its address only whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_upload_leaves_no_partial_blob_and_a_retry_works() {
     let Some(mut server) = Server::start("killed") else { return };
