@@ -381,26 +381,32 @@ async fn request(
         req.extend_from_slice(&len.to_be_bytes());
         let io = |e: std::io::Error| PeerError::Protocol(e.to_string());
         send.write_all(&req).await.map_err(io)?;
-        send.finish().await.map_err(|e| PeerError::Protocol(format!("{e:?}")))?;
-        let mut head = [0u8; RESPONSE_LEN];
-        recv.read_exact(&mut head).await.map_err(io)?;
-        let status = Status::from_code(head[0]).ok_or_else(|| PeerError::Protocol(format!("status {}", head[0])))?;
-        if status != Status::Ok {
-            return Err(PeerError::Status(status));
-        }
-        let size = u64::from_be_bytes(head[1..9].try_into().expect("8 bytes"));
-        let body = u64::from_be_bytes(head[9..17].try_into().expect("8 bytes"));
-        let want = if op == OP_READ { len } else { 0 };
-        if body != want {
-            return Err(PeerError::Protocol(format!("announced {body} bytes for a request of {want}")));
-        }
-        let mut data = vec![0u8; body as usize];
-        recv.read_exact(&mut data).await.map_err(io)?;
-        // Nothing may follow.
-        let mut extra = [0u8; 1];
-        if recv.read(&mut extra).await.map_err(io)? != 0 {
-            return Err(PeerError::Protocol("bytes past the announced length".into()));
-        }
+        // The end of our half is acknowledged while the response comes; the server may stop
+        // our half once it read the request, so how `finish` ends does not matter.
+        let (_, response) = tokio::join!(send.finish(), async {
+            let mut head = [0u8; RESPONSE_LEN];
+            recv.read_exact(&mut head).await.map_err(io)?;
+            let status =
+                Status::from_code(head[0]).ok_or_else(|| PeerError::Protocol(format!("status {}", head[0])))?;
+            if status != Status::Ok {
+                return Err(PeerError::Status(status));
+            }
+            let size = u64::from_be_bytes(head[1..9].try_into().expect("8 bytes"));
+            let body = u64::from_be_bytes(head[9..17].try_into().expect("8 bytes"));
+            let want = if op == OP_READ { len } else { 0 };
+            if body != want {
+                return Err(PeerError::Protocol(format!("announced {body} bytes for a request of {want}")));
+            }
+            let mut data = vec![0u8; body as usize];
+            recv.read_exact(&mut data).await.map_err(io)?;
+            // Nothing may follow.
+            let mut extra = [0u8; 1];
+            if recv.read(&mut extra).await.map_err(io)? != 0 {
+                return Err(PeerError::Protocol("bytes past the announced length".into()));
+            }
+            Ok((size, data))
+        });
+        let (size, data) = response?;
         Ok((size, data))
     };
     tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| Err(PeerError::Protocol("timed out".into())))
@@ -425,6 +431,22 @@ impl Dest {
                 tokio::task::spawn_blocking(move || {
                     use std::os::unix::fs::FileExt;
                     f.write_all_at(&data, offset)
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+        }
+    }
+
+    async fn read(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        match self {
+            Dest::Memory(m) => Ok(m.lock().expect("fetch buffer")[offset as usize..(offset + len) as usize].to_vec()),
+            Dest::File(f) => {
+                let f = f.clone();
+                tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0u8; len as usize];
+                    f.read_exact_at(&mut buf, offset).map(|()| buf)
                 })
                 .await
                 .map_err(std::io::Error::other)?
@@ -457,9 +479,6 @@ impl Dest {
     }
 }
 
-/// Who served a range (an index into the peers) and the SHA3-256 of what they served.
-type Served = Option<(usize, [u8; 32])>;
-
 /// The state of one fetch shared by its workers.
 struct Job {
     addr: Address,
@@ -469,21 +488,51 @@ struct Job {
     queue: Mutex<VecDeque<u64>>,
     /// Ranges not yet written.
     remaining: Mutex<u64>,
-    /// Per range: who served the bytes written, and their SHA3-256.
-    served: Mutex<Vec<Served>>,
+    /// Per range: who served the bytes written (an index into the peers).
+    served: Mutex<Vec<Option<usize>>>,
+    /// Peers whose range was replaced by different bytes (phase 2, per candidate).
+    differs: Mutex<HashSet<usize>>,
     bytes_from: Mutex<HashMap<usize, u64>>,
+    /// Phase 1 hashes ranges in order as they arrive (overlapping the transfer): ranges
+    /// written, and the next range to hash with the hash so far (`None` once phase 2 began).
+    written: Mutex<Vec<bool>>,
+    hashing: Mutex<(u64, Option<stt_proto::storage::AddressHasher>)>,
 }
 
 impl Job {
+    /// Hashes the ranges written in order from the hash cursor on; gives up at once if
+    /// another worker is doing it (`wait`: waits for it instead). A range is at most
+    /// [`MAX_RANGE`], so a call runs for milliseconds per range it hashes.
+    fn advance_hash(&self, wait: bool) -> std::io::Result<()> {
+        let mut guard = match self.hashing.try_lock() {
+            Ok(g) => g,
+            Err(_) if wait => self.hashing.lock().expect("job"),
+            Err(_) => return Ok(()),
+        };
+        let (next, hasher) = &mut *guard;
+        let Some(h) = hasher.as_mut() else { return Ok(()) };
+        while self.written.lock().expect("job").get(*next as usize).copied().unwrap_or(false) {
+            let (off, len) = self.range(*next);
+            // Reading back holds only this lock; writers of other ranges go on meanwhile.
+            let data = match &self.dest {
+                Dest::Memory(m) => m.lock().expect("fetch buffer")[off as usize..(off + len) as usize].to_vec(),
+                Dest::File(f) => {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0u8; len as usize];
+                    f.read_exact_at(&mut buf, off)?;
+                    buf
+                }
+            };
+            h.update(&data);
+            *next += 1;
+        }
+        Ok(())
+    }
+
     fn range(&self, i: u64) -> (u64, u64) {
         let off = i * self.range_size;
         (off, self.range_size.min(self.size - off))
     }
-}
-
-fn digest(data: &[u8]) -> [u8; 32] {
-    use sha3::Digest;
-    sha3::Sha3_256::digest(data).into()
 }
 
 impl Fetcher {
@@ -623,7 +672,10 @@ impl Fetcher {
                 queue: Mutex::new((0..ranges).collect()),
                 remaining: Mutex::new(ranges),
                 served: Mutex::new(vec![None; ranges as usize]),
+                differs: Mutex::new(HashSet::new()),
                 bytes_from: Mutex::new(HashMap::new()),
+                written: Mutex::new(vec![false; ranges as usize]),
+                hashing: Mutex::new((0, Some(self.addressing.hasher()))),
             });
             // Phase 1: every range from any peer of the group, in parallel.
             let mut alive: Vec<usize> = group.clone();
@@ -632,21 +684,30 @@ impl Fetcher {
                 alive.retain(|p| *p != i);
                 errors.push((peers[i].peer_node_id(), e));
             }
-            if *job.remaining.lock().expect("job") == 0 && job.dest.address(&self.addressing).await? == *addr {
-                return Ok(self.report(&job, peers, size, bad));
+            if *job.remaining.lock().expect("job") == 0 {
+                job.advance_hash(true)?;
+                let h = job.hashing.lock().expect("job").1.take();
+                let got = match h {
+                    Some(h) => h.finalize(),
+                    None => job.dest.address(&self.addressing).await?,
+                };
+                if got == *addr {
+                    return Ok(self.report(&job, peers, size, bad));
+                }
             }
+            job.hashing.lock().expect("job").1 = None;
             // Phase 2: one peer's version at a time.
             let mut order = alive.clone();
             {
                 let served = job.served.lock().expect("job");
-                order.sort_by_key(|p| {
-                    std::cmp::Reverse(served.iter().filter(|s| s.is_some_and(|(o, _)| o == *p)).count())
-                });
+                order.sort_by_key(|p| std::cmp::Reverse(served.iter().filter(|s| **s == Some(*p)).count()));
             }
             for p in order {
-                let before: Vec<Served> = job.served.lock().expect("job").clone();
-                let todo: VecDeque<u64> =
-                    (0..ranges).filter(|&i| before[i as usize].is_none_or(|(o, _)| o != p)).collect();
+                let todo: VecDeque<u64> = {
+                    let served = job.served.lock().expect("job");
+                    (0..ranges).filter(|&i| served[i as usize] != Some(p)).collect()
+                };
+                job.differs.lock().expect("job").clear();
                 *job.remaining.lock().expect("job") = todo.len() as u64;
                 *job.queue.lock().expect("job") = todo;
                 let failed = self.run(&job, peers, &[p]).await;
@@ -656,12 +717,9 @@ impl Fetcher {
                 }
                 if job.dest.address(&self.addressing).await? == *addr {
                     // p's version is the content: whoever served a range that differs from it lied.
-                    let after = job.served.lock().expect("job").clone();
-                    for (b, a) in before.iter().zip(&after) {
-                        if let (Some((o, hb)), Some((_, ha))) = (b, a) {
-                            if hb != ha && !bad.contains(&peers[*o].peer_node_id()) {
-                                bad.push(peers[*o].peer_node_id());
-                            }
+                    for o in job.differs.lock().expect("job").iter() {
+                        if !bad.contains(&peers[*o].peer_node_id()) {
+                            bad.push(peers[*o].peer_node_id());
                         }
                     }
                     return Ok(self.report(&job, peers, size, bad));
@@ -714,16 +772,35 @@ impl Fetcher {
                         let (off, len) = job.range(i);
                         match request(&session, OP_READ, &job.addr, off, len, timeout).await {
                             Ok((size, data)) if size == job.size => {
-                                let d = digest(&data);
                                 let n = data.len() as u64;
+                                // Phase 2 replaces another peer's range: note whether it differs.
+                                let previous = job.served.lock().expect("job")[i as usize];
+                                if let Some(o) = previous.filter(|o| *o != p) {
+                                    match job.dest.read(off, n).await {
+                                        Ok(old) if old != data => {
+                                            job.differs.lock().expect("job").insert(o);
+                                        }
+                                        Ok(_) => {}
+                                        Err(e) => {
+                                            job.queue.lock().expect("job").push_back(i);
+                                            failed.lock().expect("job").push((p, format!("local read: {e}")));
+                                            return;
+                                        }
+                                    }
+                                }
                                 if let Err(e) = job.dest.write_at(off, data).await {
                                     job.queue.lock().expect("job").push_back(i);
                                     failed.lock().expect("job").push((p, format!("local write: {e}")));
                                     return;
                                 }
-                                job.served.lock().expect("job")[i as usize] = Some((p, d));
+                                job.served.lock().expect("job")[i as usize] = Some(p);
                                 *job.bytes_from.lock().expect("job").entry(p).or_default() += n;
                                 *job.remaining.lock().expect("job") -= 1;
+                                job.written.lock().expect("job")[i as usize] = true;
+                                if let Err(e) = job.advance_hash(false) {
+                                    failed.lock().expect("job").push((p, format!("local read: {e}")));
+                                    return;
+                                }
                             }
                             Err(PeerError::Status(Status::Busy)) if busy < 200 => {
                                 busy += 1;

@@ -103,7 +103,8 @@ async fn raw(
     req.extend_from_slice(&off.to_be_bytes());
     req.extend_from_slice(&len.to_be_bytes());
     send.write_all(&req).await.ok()?;
-    send.finish().await.ok()?;
+    // The server may stop our half once it has the request.
+    let _ = send.finish().await;
     let mut out = Vec::new();
     recv.read_to_end(&mut out).await.ok()?;
     let size = u64::from_be_bytes(out[1..9].try_into().unwrap());
