@@ -416,7 +416,19 @@ async fn request(
 #[derive(Clone)]
 enum Dest {
     Memory(Arc<Mutex<Vec<u8>>>),
-    File(Arc<std::fs::File>),
+    File(Arc<Mutex<std::fs::File>>),
+}
+
+/// Positioned I/O on a shared file (seek, then read or write, under its lock).
+fn file_at(
+    f: &Mutex<std::fs::File>,
+    offset: u64,
+    io: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Seek;
+    let mut f = f.lock().expect("fetch file");
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    io(&mut f)
 }
 
 impl Dest {
@@ -428,12 +440,9 @@ impl Dest {
             }
             Dest::File(f) => {
                 let f = f.clone();
-                tokio::task::spawn_blocking(move || {
-                    use std::os::unix::fs::FileExt;
-                    f.write_all_at(&data, offset)
-                })
-                .await
-                .map_err(std::io::Error::other)?
+                tokio::task::spawn_blocking(move || file_at(&f, offset, |f| std::io::Write::write_all(f, &data)))
+                    .await
+                    .map_err(std::io::Error::other)?
             }
         }
     }
@@ -444,9 +453,8 @@ impl Dest {
             Dest::File(f) => {
                 let f = f.clone();
                 tokio::task::spawn_blocking(move || {
-                    use std::os::unix::fs::FileExt;
                     let mut buf = vec![0u8; len as usize];
-                    f.read_exact_at(&mut buf, offset).map(|()| buf)
+                    file_at(&f, offset, |f| std::io::Read::read_exact(f, &mut buf)).map(|()| buf)
                 })
                 .await
                 .map_err(std::io::Error::other)?
@@ -460,17 +468,15 @@ impl Dest {
             Dest::File(f) => {
                 let (f, mut h) = (f.clone(), addressing.hasher());
                 tokio::task::spawn_blocking(move || {
-                    use std::os::unix::fs::FileExt;
                     let mut buf = vec![0u8; 1 << 20];
-                    let mut off = 0;
-                    loop {
-                        let n = f.read_at(&mut buf, off)?;
+                    file_at(&f, 0, |f| loop {
+                        let n = std::io::Read::read(f, &mut buf)?;
                         if n == 0 {
-                            return Ok(h.finalize());
+                            return Ok(());
                         }
                         h.update(&buf[..n]);
-                        off += n as u64;
-                    }
+                    })?;
+                    Ok(h.finalize())
                 })
                 .await
                 .map_err(std::io::Error::other)?
@@ -517,9 +523,8 @@ impl Job {
             let data = match &self.dest {
                 Dest::Memory(m) => m.lock().expect("fetch buffer")[off as usize..(off + len) as usize].to_vec(),
                 Dest::File(f) => {
-                    use std::os::unix::fs::FileExt;
                     let mut buf = vec![0u8; len as usize];
-                    f.read_exact_at(&mut buf, off)?;
+                    file_at(f, off, |f| std::io::Read::read_exact(f, &mut buf))?;
                     buf
                 }
             };
@@ -570,7 +575,7 @@ impl Fetcher {
         self.fetch_with(peers, addr, move |size| {
             let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
             f.set_len(size)?;
-            Ok(Dest::File(Arc::new(f)))
+            Ok(Dest::File(Arc::new(Mutex::new(f))))
         })
         .await
     }
@@ -641,10 +646,14 @@ impl Fetcher {
         let mut bad = Vec::new();
         let mut make = Some(make);
         let mut dest: Option<Dest> = None;
+        // Sizes over the limit are tried last (never: a peer announcing a huge size must not
+        // keep the others from serving), and reported only if nothing else was available.
+        by_size.sort_by_key(|(size, _)| *size > self.max_size);
+        let mut too_large = None;
         for (size, group) in by_size {
             if size > self.max_size {
                 if bad.is_empty() && errors.is_empty() {
-                    return Err(FetchError::TooLarge { size, max: self.max_size });
+                    too_large = Some(size);
                 }
                 errors.extend(group.iter().map(|&i| (peers[i].peer_node_id(), format!("announced {size} bytes"))));
                 continue;
@@ -661,7 +670,7 @@ impl Fetcher {
             };
             match &d {
                 Dest::Memory(m) => m.lock().expect("fetch buffer").resize(size as usize, 0),
-                Dest::File(f) => f.set_len(size)?,
+                Dest::File(f) => f.lock().expect("fetch file").set_len(size)?,
             }
             let ranges = size.div_ceil(range_size);
             let job = Arc::new(Job {
@@ -729,6 +738,9 @@ impl Fetcher {
                 tracing::warn!(peer = %peers[p].peer_node_id(), %addr, "blob fetch: peer served wrong bytes");
             }
             errors.retain(|(id, _)| !bad.contains(id));
+        }
+        if let Some(size) = too_large {
+            return Err(FetchError::TooLarge { size, max: self.max_size });
         }
         if bad.is_empty() && errors.is_empty() {
             return Err(FetchError::NotFound);

@@ -54,8 +54,8 @@ async fn serving(
 }
 
 /// A peer that speaks the protocol from the spec but serves `data` with one byte flipped
-/// in every range.
-async fn lying(shared: &SharedSeed, data: Vec<u8>) -> Node {
+/// in every range, and announces `size` (the true size if `None`).
+async fn lying(shared: &SharedSeed, data: Vec<u8>, size: Option<u64>) -> Node {
     let n = node(shared).await;
     let accept = n.clone();
     tokio::spawn(async move {
@@ -71,7 +71,7 @@ async fn lying(shared: &SharedSeed, data: Vec<u8>) -> Node {
                     let len = u64::from_be_bytes(req[46..54].try_into().unwrap()) as usize;
                     let len = if req[5] == 1 { 0 } else { len };
                     let mut resp = vec![0u8];
-                    resp.extend_from_slice(&(data.len() as u64).to_be_bytes());
+                    resp.extend_from_slice(&size.unwrap_or(data.len() as u64).to_be_bytes());
                     resp.extend_from_slice(&(len as u64).to_be_bytes());
                     let mut body = data[off..off + len].to_vec();
                     if let Some(b) = body.get_mut(len / 2) {
@@ -121,7 +121,7 @@ async fn a_peer_serving_wrong_bytes_is_detected_and_the_fetch_continues() {
     let data = blob(3 << 20, 1);
     let addr = Addressing::Plain.address(&data);
     let (honest, dir) = serving(&shared, "honest", &[&data], ServePolicy::default(), ServeLimits::default()).await;
-    let liar = lying(&shared, data.clone()).await;
+    let liar = lying(&shared, data.clone(), None).await;
     let c = node(&shared).await;
     let to_honest = c.connect(honest.local_addr(), Some(honest.node_id())).await.unwrap();
     let to_liar = c.connect(liar.local_addr(), Some(liar.node_id())).await.unwrap();
@@ -145,6 +145,15 @@ async fn a_peer_serving_wrong_bytes_is_detected_and_the_fetch_continues() {
     let mine = Storage::fs(cdir.join("store"), None, [3; 32], Addressing::Plain).unwrap();
     fetcher.fetch_into(&[to_honest.clone(), to_liar.clone()], &addr, &mine, &cdir).await.unwrap();
     assert!(mine.get(&addr).await.unwrap().unwrap() == data);
+    // A peer announcing a huge size does not keep the honest one from serving.
+    let boaster = lying(&shared, data.clone(), Some(1 << 60)).await;
+    let to_boaster = c.connect(boaster.local_addr(), None).await.unwrap();
+    let (got, _) = fetcher.fetch(&[to_boaster.clone(), to_honest.clone()], &addr).await.unwrap();
+    assert!(got == data);
+    assert!(matches!(
+        fetcher.fetch(std::slice::from_ref(&to_boaster), &addr).await,
+        Err(FetchError::TooLarge { size, .. }) if size == 1 << 60
+    ));
     // Not stored anywhere.
     assert!(matches!(
         fetcher.fetch(std::slice::from_ref(&to_honest), &Address([7; 32])).await,
