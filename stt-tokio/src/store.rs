@@ -142,11 +142,21 @@ enum Backend {
     Object(obj::Object),
 }
 
+/// A temporary file of the fs store, removed when dropped (an upload that failed or whose
+/// future was dropped); after a commit its path no longer exists and removing it is a no-op.
+struct TmpFile(PathBuf);
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Where a sealed blob goes while it is written.
 enum Sink {
     Fs {
         file: tokio::fs::File,
-        tmp: PathBuf,
+        tmp: TmpFile,
         store: Arc<Mutex<FsStore>>,
     },
     #[cfg(feature = "object-store")]
@@ -443,8 +453,8 @@ impl Storage {
         let _ = (len, known);
         match &self.0.backend {
             Backend::Fs(s) => {
-                let tmp = s.lock().expect("fs store lock").temp_path();
-                let file = tokio::fs::File::create(&tmp).await?;
+                let tmp = TmpFile(s.lock().expect("fs store lock").temp_path());
+                let file = tokio::fs::File::create(&tmp.0).await?;
                 Ok(Sink::Fs { file, tmp, store: s.clone() })
             }
             #[cfg(feature = "object-store")]
@@ -543,22 +553,10 @@ impl Sink {
         let _ = storage;
         match self {
             Sink::Fs { file, tmp, store } => {
-                let synced = file.sync_all().await;
+                file.sync_all().await?;
                 drop(file);
-                if let Err(e) = synced {
-                    let _ = tokio::fs::remove_file(&tmp).await;
-                    return Err(e.into());
-                }
                 let a = *addr;
-                let r = blocking(move || {
-                    let r = store.lock().expect("fs store lock").commit_file(&a, &tmp);
-                    if r.is_err() {
-                        let _ = std::fs::remove_file(&tmp);
-                    }
-                    r
-                })
-                .await;
-                Ok(r?)
+                Ok(blocking(move || store.lock().expect("fs store lock").commit_file(&a, &tmp.0)).await?)
             }
             #[cfg(feature = "object-store")]
             Sink::Object(u) => u.commit(addr).await,
@@ -567,10 +565,7 @@ impl Sink {
 
     async fn abort(self) {
         match self {
-            Sink::Fs { file, tmp, .. } => {
-                drop(file);
-                let _ = tokio::fs::remove_file(&tmp).await;
-            }
+            Sink::Fs { .. } => {} // the temporary file goes with the sink
             #[cfg(feature = "object-store")]
             Sink::Object(u) => u.abort().await,
         }

@@ -201,5 +201,21 @@ async fn storage_on_the_fs_store_streams_lists_and_checks() {
     assert!(matches!(s.get_to(&b, Vec::new()).await, Err(StoreError::Integrity(_))));
     assert!(s.delete(&b).await.unwrap());
     assert_eq!(s.list().await.unwrap(), vec![a]);
+    // A put whose future is dropped mid-way (its reader stalls) leaves no temporary file.
+    struct Stall;
+    impl tokio::io::AsyncRead for Stall {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+    let stalled = tokio::io::AsyncReadExt::chain(&data[..2_000_000], Stall);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(200), s.put_reader(stalled, 3_000_000)).await;
+    assert!(cut.is_err(), "the put was still waiting for its reader");
+    assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0, "the cancelled put's file is gone");
+    assert_eq!(s.list().await.unwrap(), vec![a]);
     let _ = std::fs::remove_dir_all(&dir);
 }
