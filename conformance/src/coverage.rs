@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 /// codec, storage, endpoints, the WebSocket mapping, and the node's scheduling cost); they
 /// are checked by the crates' own tests. Relays and hole punching (RY-, PU-) are in scope:
 /// the `ry` traces drive them with a scripted relay and members.
-pub const OUT_OF_SCOPE_PREFIXES: [&str; 4] = ["SG-", "EP-", "WS-", "ND-"];
+pub const OUT_OF_SCOPE_PREFIXES: [&str; 5] = ["SG-", "EP-", "WS-", "ND-", "BF-"];
 
 /// Requirement ids (`**[HS-4]**`) defined in a spec text, in order of appearance.
 pub fn spec_ids(spec: &str) -> Vec<String> {

@@ -342,6 +342,31 @@ impl SegmentDecoder {
         Ok(n)
     }
 
+    /// Bounded mode: decrypts segment `index` alone, in place, without touching the
+    /// decoder's order state (random access, e.g. to serve a byte range of a stored
+    /// blob); returns its plaintext length. Authentication, the segment's position
+    /// (including the final flag) and its length are checked as in [`Self::push`].
+    ///
+    /// # Errors
+    /// [`SegmentError`] naming what was wrong.
+    pub fn open_at(&self, index: u64, data: &mut [u8]) -> Result<usize, SegmentError> {
+        let SegmentMode::Bounded(total) = self.keyed.info.mode else {
+            return Err(SegmentError::BadHeader);
+        };
+        let last_index = self.last_index.unwrap_or(0);
+        if index > last_index {
+            return Err(SegmentError::BeyondEnd(index));
+        }
+        let last = index == last_index;
+        let n = self.keyed.open(index, last, data)?;
+        let size = u64::from(self.keyed.info.segment_size);
+        let expect = if last { total - index * size } else { size };
+        if n as u64 != expect {
+            return Err(SegmentError::BadLength);
+        }
+        Ok(n)
+    }
+
     /// Live / bounded mode: accepts segment `index` (ciphertext), in any order within the
     /// reorder window. Authentication, duplicates and segments past the end are checked
     /// here.

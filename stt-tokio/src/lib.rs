@@ -26,11 +26,13 @@ mod clock;
 mod dispatch;
 mod driver;
 mod endpoint;
+mod fetch;
 mod node;
 mod session;
 mod shared;
 mod state;
 mod storage_fs;
+mod store;
 mod stream;
 mod tunnel;
 mod udp;
@@ -39,10 +41,16 @@ mod ws;
 
 pub use dispatch::{EventEmitter, FrameDispatcher};
 pub use endpoint::{Endpoint, EndpointError, EndpointMessage, Endpoints};
+pub use fetch::{BlobServer, FetchError, FetchReport, Fetcher, ServeLimits, ServePolicy, Status as FetchStatus};
 pub use node::{BindError, Node};
+#[cfg(feature = "object-store")]
+pub use object_store;
 pub use session::{ConnectError, RelayError, Session};
 pub use shared::Ended;
 pub use storage_fs::FsStore;
+#[cfg(feature = "object-store")]
+pub use store::S3Config;
+pub use store::{OpenOptions, Ranges, Storage, StoreError};
 pub use stream::{RecvStream, SendStream, StreamClosed};
 pub use stt_proto::storage::{Address, Addressing, BinaryStorage, BlobStore, MemoryStore, StorageError};
 pub use stt_proto::{

@@ -78,6 +78,50 @@ impl FsStore {
         self.dir.join(addr.to_string())
     }
 
+    /// The file holding the sealed blob under `addr`, if it is stored (for streaming
+    /// reads; counts as a use for eviction).
+    pub fn blob_path(&mut self, addr: &Address) -> Option<PathBuf> {
+        if !self.index.contains_key(addr) {
+            return None;
+        }
+        self.touch(addr);
+        Some(self.path(addr))
+    }
+
+    /// A fresh temporary file name in the store's `tmp/` directory, for a writer that
+    /// streams a sealed blob and hands it over with [`FsStore::commit_file`]. A crash
+    /// leaves it to the next [`FsStore::open`], which removes it.
+    pub fn temp_path(&self) -> PathBuf {
+        static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dir.join("tmp").join(format!("{}-{n}.tmp", std::process::id()))
+    }
+
+    /// Moves a complete, synced sealed blob from `tmp` (a [`FsStore::temp_path`]) into the
+    /// store under `addr` (rename and directory sync: all or nothing). If `addr` is
+    /// already stored, `tmp` is removed instead (deduplication).
+    ///
+    /// # Errors
+    /// I/O errors; [`io::ErrorKind::StorageFull`] for a blob over the size limit.
+    pub fn commit_file(&mut self, addr: &Address, tmp: &Path) -> io::Result<()> {
+        if self.index.contains_key(addr) {
+            self.touch(addr);
+            return fs::remove_file(tmp);
+        }
+        let len = fs::metadata(tmp)?.len();
+        if self.limit.is_some_and(|l| len > l) {
+            let _ = fs::remove_file(tmp);
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "blob larger than the store's size limit"));
+        }
+        self.evict_for(len)?;
+        fs::rename(tmp, self.path(addr))?;
+        sync_dir(&self.dir)?;
+        self.index.insert(*addr, (len, 0));
+        self.total += len;
+        self.touch(addr);
+        Ok(())
+    }
+
     /// Total bytes stored.
     pub fn total_bytes(&self) -> u64 {
         self.total
@@ -140,24 +184,16 @@ impl BlobStore for FsStore {
         if self.limit.is_some_and(|l| len > l) {
             return Err(io::Error::new(io::ErrorKind::StorageFull, "blob larger than the store's size limit"));
         }
-        self.evict_for(len)?;
-        // Unique across threads and processes writing the same directory.
-        static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = self.dir.join("tmp").join(format!("{}-{n}-{addr}.tmp", std::process::id()));
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(sealed)?;
-            f.sync_all()?;
+        let tmp = self.temp_path();
+        let written = File::create(&tmp).and_then(|mut f| f.write_all(sealed).and_then(|()| f.sync_all()));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
-        fs::rename(&tmp, self.path(addr))?;
-        sync_dir(&self.dir)?;
-        if let Some((old, _)) = self.index.insert(*addr, (len, 0)) {
+        if let Some((old, _)) = self.index.remove(addr) {
             self.total -= old;
         }
-        self.total += len;
-        self.touch(addr);
-        Ok(())
+        self.commit_file(addr, &tmp)
     }
 
     fn get_raw(&mut self, addr: &Address) -> io::Result<Option<Vec<u8>>> {
@@ -184,5 +220,9 @@ impl BlobStore for FsStore {
 
     fn contains(&self, addr: &Address) -> bool {
         self.index.contains_key(addr)
+    }
+
+    fn list(&self) -> Vec<Address> {
+        self.index.keys().copied().collect()
     }
 }

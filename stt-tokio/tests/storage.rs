@@ -156,3 +156,66 @@ fn os_entropy_serves_storage_without_an_rng_dependency() {
     assert_eq!(a, b, "content addressing is independent of the entropy drawn");
     assert_eq!(s.get(&a).unwrap().as_deref(), Some(&b"content"[..]));
 }
+
+/// [SG-7] [SG-8] #18 item 11: the async `Storage` over the fs store streams blobs in and out without
+/// holding them whole, lists addresses, serves ranges, and reads what `BinaryStorage` wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_on_the_fs_store_streams_lists_and_checks() {
+    use stt_tokio::{Storage, StoreError};
+    let dir = tempdir("async");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 + (i >> 11)) as u8).collect();
+    // Written by the sync BinaryStorage, read by the async Storage (one format).
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+    let a = store(&dir, None).put(b"written by BinaryStorage", &mut rng).unwrap();
+    let s = Storage::fs(&dir, None, [7; 32], Addressing::Plain).unwrap();
+    assert_eq!(s.get(&a).await.unwrap().unwrap(), b"written by BinaryStorage");
+    let b = s.put_reader(&data[..], data.len() as u64).await.unwrap();
+    assert_eq!(b, Addressing::Plain.address(&data));
+    assert_eq!(s.put_reader(&data[..], data.len() as u64).await.unwrap(), b, "deduplicated");
+    let mut list = s.list().await.unwrap();
+    list.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(list, want);
+    assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0, "no temporary file left");
+    let mut out = Vec::new();
+    assert_eq!(s.get_to(&b, &mut out).await.unwrap(), Some(data.len() as u64));
+    assert!(out == data);
+    let r = s.ranges(&b).await.unwrap().unwrap();
+    for (off, len) in [(0u64, 1u64), (65_535, 2), (1_000_000, 1_500_000), (2_999_999, 1), (5, 0)] {
+        let mut part = Vec::new();
+        r.read_to(off, len, &mut part).await.unwrap();
+        assert!(part == data[off as usize..(off + len) as usize], "range {off}+{len}");
+    }
+    assert!(r.read_to(2_999_999, 2, Vec::new()).await.is_err(), "past the end");
+    // A short reader stores nothing.
+    assert!(matches!(s.put_reader(&data[..100], 101).await, Err(StoreError::Length { .. })));
+    assert_eq!(s.list().await.unwrap().len(), 2);
+    assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+    // Tampering on disk is an integrity error, streamed or not.
+    let path = dir.join(b.to_string());
+    let mut raw = std::fs::read(&path).unwrap();
+    raw[2_000_000] ^= 4;
+    std::fs::write(&path, &raw).unwrap();
+    assert!(matches!(s.get(&b).await, Err(StoreError::Integrity(x)) if x == b));
+    assert!(matches!(s.get_to(&b, Vec::new()).await, Err(StoreError::Integrity(_))));
+    assert!(s.delete(&b).await.unwrap());
+    assert_eq!(s.list().await.unwrap(), vec![a]);
+    // A put whose future is dropped mid-way (its reader stalls) leaves no temporary file.
+    struct Stall;
+    impl tokio::io::AsyncRead for Stall {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+    let stalled = tokio::io::AsyncReadExt::chain(&data[..2_000_000], Stall);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(200), s.put_reader(stalled, 3_000_000)).await;
+    assert!(cut.is_err(), "the put was still waiting for its reader");
+    assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0, "the cancelled put's file is gone");
+    assert_eq!(s.list().await.unwrap(), vec![a]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -130,7 +130,6 @@ impl Partial {
     }
 
     /// Where the partial file is.
-    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

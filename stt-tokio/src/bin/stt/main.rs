@@ -7,6 +7,10 @@
 //! stt send --to 192.0.2.7:7000 --shared-seed shared.seed --peer NODE_ID file
 //! stt listen --bind 0.0.0.0:7000 --shared-seed shared.seed --out dir/
 //! stt demo                                     # two nodes in one process, on loopback
+//! stt store put --store file:///var/stt --key store.key FILE   # prints the address
+//! stt store get --store s3://bucket/prefix --key store.key HASH --out FILE
+//! stt serve-store --bind 0.0.0.0:7100 --shared-seed shared.seed --store URL --key store.key
+//! stt fetch HASH --from 192.0.2.7:7100 --from 192.0.2.8:7100 --shared-seed shared.seed --out FILE
 //! ```
 //!
 //! Each file travels over one bidirectional stream: a small header (name, size), the bytes,
@@ -18,6 +22,7 @@
 
 mod files;
 mod relay;
+mod store;
 mod wire;
 
 use std::io::IsTerminal;
@@ -170,6 +175,68 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         streams: u64,
     },
+    /// Content-addressed, encrypted storage: put, get and list blobs in a store
+    /// (file:///DIR or s3://BUCKET/PREFIX).
+    Store {
+        #[command(subcommand)]
+        cmd: store::StoreCommand,
+    },
+    /// Serve a store's blobs to peers (the blob fetch protocol) until Ctrl-C.
+    ServeStore {
+        /// Address to bind (UDP).
+        #[arg(long)]
+        bind: SocketAddr,
+        /// The group's shared seed file.
+        #[arg(long)]
+        shared_seed: PathBuf,
+        /// This node's seed file (a random identity if absent).
+        #[arg(long)]
+        node_seed: Option<PathBuf>,
+        #[command(flatten)]
+        store: store::StoreArgs,
+        /// Serve only these node ids (repeatable); others are refused at the handshake.
+        #[arg(long = "member")]
+        members: Vec<String>,
+        /// Expose only these addresses (repeatable); others are answered "not found".
+        #[arg(long = "expose")]
+        expose: Vec<String>,
+    },
+    /// Fetch a blob from one or several peers running `stt serve-store`, in parallel, every
+    /// byte checked against the address; a peer serving wrong bytes is named and skipped.
+    Fetch {
+        /// The address (64 hex digits).
+        hash: String,
+        /// A peer: HOST:PORT or NODE_ID@HOST:PORT to pin its identity (repeatable).
+        #[arg(long = "from", required = true)]
+        from: Vec<String>,
+        /// The group's shared seed file.
+        #[arg(long)]
+        shared_seed: PathBuf,
+        /// This node's seed file (a random identity if absent).
+        #[arg(long)]
+        node_seed: Option<PathBuf>,
+        /// Write the content to this file (refused if it exists, unless --force).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Also (or only) store the content in this store (needs --key).
+        #[arg(long, requires = "key")]
+        store: Option<String>,
+        /// The storage key file for --store.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// S3-compatible service URL for an s3:// --store.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Allow a plain-http --endpoint that is not on this machine.
+        #[arg(long)]
+        allow_http: bool,
+        /// Refuse blobs larger than this many bytes.
+        #[arg(long, default_value_t = 1 << 40)]
+        max_size: u64,
+    },
     /// Send a file (or `-` for stdin); exits 0 once the receiver confirmed that it wrote and
     /// synced it.
     Send {
@@ -249,6 +316,39 @@ async fn run(cmd: Command) -> std::result::Result<(), Failure> {
                 }
             };
             send(to, &shared_seed, node_seed.as_deref(), peer.as_deref(), &path, resume).await
+        }
+        Command::Store { cmd } => store::run(cmd).await,
+        Command::ServeStore { bind, shared_seed, node_seed, store, members, expose } => {
+            store::serve(bind, &shared_seed, node_seed.as_deref(), &store, &members, &expose).await
+        }
+        Command::Fetch {
+            hash,
+            from,
+            shared_seed,
+            node_seed,
+            out,
+            force,
+            store,
+            key,
+            endpoint,
+            allow_http,
+            max_size,
+        } => {
+            let store = match (store, key) {
+                (Some(store), Some(key)) => Some(store::StoreArgs { store, key, endpoint, allow_http }),
+                _ => None,
+            };
+            store::fetch(
+                &hash,
+                &from,
+                &shared_seed,
+                node_seed.as_deref(),
+                out.as_deref(),
+                force,
+                store.as_ref(),
+                max_size,
+            )
+            .await
         }
         Command::Demo { size, streams } => demo(size, streams).await.map_err(Failure::from),
     }
