@@ -674,7 +674,7 @@ mod tests {
             }
         }
         let mut log = Log::default();
-        with_ack(&[5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
+        with_ack(&[5..6, 5..6], |a| d.on_ack(ms(100), a, &mut log)).unwrap();
         assert_eq!(log.lost.len(), 3, "0, 1, 2 by the packet threshold");
         assert!(log.late.is_empty());
         // 0 and 1 were only reordered; 2 was really lost.
