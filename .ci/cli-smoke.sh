@@ -121,7 +121,7 @@ rc=0; wait "$send_pid" || rc=$?
 [ "$rc" -eq 130 ] || { echo "FAIL: interrupted sender exited $rc, not 130"; cat "$dir/send.err"; exit 1; }
 rc=0; wait "$recv_pid" || rc=$?
 [ "$rc" -eq 3 ] || { echo "FAIL: receiver of a cancelled transfer exited $rc, not 3"; cat "$dir/recv.log"; exit 1; }
-grep -q "sender cancelled" "$dir/recv.log" || { echo "FAIL: the receiver did not say the sender cancelled"; cat "$dir/recv.log"; exit 1; }
+grep -q "sender cancelled (interrupted by Ctrl-C)" "$dir/recv.log" || { echo "FAIL: the receiver did not say the sender cancelled, with its reason phrase"; cat "$dir/recv.log"; exit 1; }
 if grep -qi "NoError" "$dir/recv.log"; then echo "FAIL: NoError for a cut transfer"; exit 1; fi
 [ -z "$(ls -A "$dir/cut")" ] || { echo "FAIL: a cancelled transfer left a file"; ls -la "$dir/cut"; exit 1; }
 pass=$((pass + 1))
@@ -143,7 +143,7 @@ rc=0; wait "$listen_pid" || rc=$?
 [ "$rc" -eq 0 ] || { echo "FAIL: listen stopped by Ctrl-C exited $rc"; cat "$dir/listen.log"; exit 1; }
 rc=0; wait "$send_pid" || rc=$?
 [ "$rc" -eq 3 ] || { echo "FAIL: sender to a receiver that shut down exited $rc, not 3"; cat "$dir/send.err"; exit 1; }
-grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
+grep -q "receiver shut down (stopped by Ctrl-C)" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
 [ -z "$(ls -A "$dir/cut2")" ] || { echo "FAIL: listen left a partial file"; ls -la "$dir/cut2"; exit 1; }
 pass=$((pass + 1))
 
@@ -163,7 +163,7 @@ rc=0; wait "$recv_pid" || rc=$?
 [ "$rc" -eq 130 ] || { echo "FAIL: recv stopped by Ctrl-C exited $rc, not 130"; cat "$dir/recv.log"; exit 1; }
 rc=0; wait "$send_pid" || rc=$?
 [ "$rc" -eq 3 ] || { echo "FAIL: sender to a recv that shut down exited $rc, not 3"; cat "$dir/send.err"; exit 1; }
-grep -q "receiver shut down" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
+grep -q "receiver shut down (interrupted by Ctrl-C)" "$dir/send.err" || { echo "FAIL: the sender did not say the receiver shut down"; cat "$dir/send.err"; exit 1; }
 [ -z "$(ls -A "$dir/cut3")" ] || { echo "FAIL: recv left a file"; ls -la "$dir/cut3"; exit 1; }
 exec 3>&-
 pass=$((pass + 1))

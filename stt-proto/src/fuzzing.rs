@@ -112,6 +112,10 @@ pub fn frame_encode(data: &[u8]) {
             7 => Frame::SessionClose {
                 kind: if v & 1 == 0 { CloseKind::Transport } else { CloseKind::Application },
                 code: v,
+                reason: match core::str::from_utf8(data) {
+                    Ok(s) if s.len() <= crate::wire::frame::MAX_CLOSE_REASON => s.as_bytes(),
+                    _ => &[],
+                },
             },
             8 => Frame::PathChallenge([v as u8; 8]),
             9 => Frame::Rehandshake { seq: v, message: 1 + (v & 1) as u8, noise: data },

@@ -1508,6 +1508,20 @@ impl SessionRef<'_> {
         self.session.recv_datagram(buf)
     }
 
+    /// Closes the session with an application code and a reason phrase for humans (UTF-8,
+    /// cut to 255 bytes; spec [LC-11]). Emits `Closed` once. The peer reads the phrase with
+    /// [`peer_close_reason`](Self::peer_close_reason).
+    pub fn close_with_reason(&mut self, now: Instant, code: u64, reason: &str) {
+        self.session.set_close_text(reason);
+        self.close(now, code);
+    }
+
+    /// The reason phrase the peer closed this session with, if it gave one (readable while
+    /// the session drains, until it is freed).
+    pub fn peer_close_reason(&self) -> Option<&str> {
+        self.session.peer_close_text()
+    }
+
     /// Closes the session with an application code. Emits `Closed` once.
     pub fn close(&mut self, now: Instant, code: u64) {
         let now = self.clock(now);

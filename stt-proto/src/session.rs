@@ -166,6 +166,10 @@ pub(crate) struct Session {
     send_keepalive: bool,
     close_frame: Option<(CloseKind, u64)>,
     last_close: Option<(CloseKind, u64)>,
+    /// The close's reason phrase (spec [LC-11]): ours while closing, the peer's once it
+    /// closed (`close_text_from_peer`). Usually none.
+    close_text: Option<alloc::boxed::Box<[u8]>>,
+    close_text_from_peer: bool,
     pub(crate) transport: Option<Transport>,
     paths: Option<Paths>,
     pub(crate) stats: SessionCounters,
@@ -227,6 +231,8 @@ impl Session {
             send_keepalive: false,
             close_frame: None,
             last_close: None,
+            close_text: None,
+            close_text_from_peer: false,
             transport: None,
             paths: None,
             stats: SessionCounters::default(),
@@ -476,6 +482,25 @@ impl Session {
         self.phase = Phase::Done;
     }
 
+    /// Sets the reason phrase the next [`close`](Self::close) sends (at most
+    /// `MAX_CLOSE_REASON` bytes, cut at a character boundary); ignored once closing.
+    pub(crate) fn set_close_text(&mut self, text: &str) {
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Draining | Phase::Done) || text.is_empty() {
+            return;
+        }
+        let mut end = text.len().min(crate::wire::frame::MAX_CLOSE_REASON);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.close_text = Some(text.as_bytes()[..end].into());
+        self.close_text_from_peer = false;
+    }
+
+    /// The reason phrase the peer closed with, if any.
+    pub(crate) fn peer_close_text(&self) -> Option<&str> {
+        self.close_text.as_deref().filter(|_| self.close_text_from_peer).and_then(|t| core::str::from_utf8(t).ok())
+    }
+
     /// Starts closing with a SESSION_CLOSE; emits `Closed` (or `HandshakeFailed`) once.
     pub(crate) fn close(&mut self, now: Instant, ctx: &mut Ctx<'_>, kind: CloseKind, code: u64) {
         match self.phase {
@@ -665,7 +690,7 @@ impl Session {
             eliciting |= !matches!(frame, Some(Frame::Ack(_) | Frame::Padding | Frame::SessionClose { .. }));
             probing_only &= matches!(frame, Some(Frame::PathChallenge(_) | Frame::PathResponse(_) | Frame::Padding));
             match frame {
-                Some(Frame::SessionClose { kind, code }) => remote_close = Some((kind, code)),
+                Some(Frame::SessionClose { kind, code, reason }) => remote_close = Some((kind, code, reason)),
                 Some(Frame::Datagram(d)) if d.len() > ctx.config.max_datagram_frame => {
                     self.close(now, ctx, CloseKind::Transport, TransportCode::ProtocolViolation.to_u64());
                     return Ok(());
@@ -686,6 +711,12 @@ impl Session {
             }
         }
 
+        if let Some((_, _, reason)) = remote_close.filter(|(_, _, r)| !r.is_empty()) {
+            if !self.close_text_from_peer {
+                self.close_text = Some(reason.into());
+                self.close_text_from_peer = true;
+            }
+        }
         match &self.phase {
             Phase::Closing { until, resends } => {
                 let (until, resends) = (*until, *resends);
@@ -702,7 +733,7 @@ impl Session {
                 return Ok(());
             }
             Phase::AwaitFinal(st) => {
-                if let Some((_, code)) = remote_close {
+                if let Some((_, code, _)) = remote_close {
                     self.fail_handshake(ctx, HandshakeFailure::Refused(TransportCode::from_u64(code)));
                     return Ok(());
                 }
@@ -719,7 +750,7 @@ impl Session {
         // Any authenticated packet proves the peer alive.
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
 
-        if let Some((kind, code)) = remote_close {
+        if let Some((kind, code, _)) = remote_close {
             if self.established_emitted {
                 let reason = match kind {
                     CloseKind::Application => CloseReason::Remote(code),
@@ -972,7 +1003,8 @@ impl Session {
         let mut log = FrameLog::new();
         let closing = matches!(self.phase, Phase::Closing { .. });
         if let Some((kind, code)) = self.close_frame.take() {
-            Frame::SessionClose { kind, code }.encode(&mut w)?;
+            let reason = self.close_text.as_deref().filter(|_| !self.close_text_from_peer).unwrap_or(&[]);
+            Frame::SessionClose { kind, code, reason }.encode(&mut w)?;
             self.last_close = Some((kind, code));
         }
         if !closing {

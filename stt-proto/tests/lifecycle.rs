@@ -117,6 +117,29 @@ fn close_is_sent_even_when_polled_late() {
     assert!(matches!(closed_at(&w, b, sb), Some((_, CloseReason::Remote(7)))));
 }
 
+/// [LC-11]: a close with a reason phrase delivers the phrase with the code (cut to 255 bytes
+/// at a character boundary); a close without one leaves none.
+#[test]
+fn close_reason_reaches_the_peer() {
+    let (mut w, a, b, sa, sb) = pair(26, Config::default());
+    let now = w.now;
+    let long = "é".repeat(200);
+    w.node(a).session(sa).unwrap().close_with_reason(now, 4, &long);
+    w.flush();
+    check(w.drive_until(|w| closed_at(w, b, sb).is_some(), 100));
+    assert!(matches!(closed_at(&w, b, sb), Some((_, CloseReason::Remote(4)))));
+    let got = w.node(b).session(sb).unwrap().peer_close_reason().map(str::to_owned).unwrap();
+    assert!(got.len() <= 255 && got.len() >= 254 && long.starts_with(&got), "{} bytes", got.len());
+    assert_eq!(w.node(a).session(sa).unwrap().peer_close_reason(), None, "the closing side has no peer reason");
+
+    let (mut w, a, b, sa, sb) = pair(27, Config::default());
+    let now = w.now;
+    w.node(a).session(sa).unwrap().close(now, 4);
+    w.flush();
+    check(w.drive_until(|w| closed_at(w, b, sb).is_some(), 100));
+    assert_eq!(w.node(b).session(sb).unwrap().peer_close_reason(), None);
+}
+
 /// [LC-6]: a lost SESSION_CLOSE is repeated when the peer's packets keep arriving.
 #[test]
 fn lost_close_is_repeated() {

@@ -553,6 +553,33 @@ impl Session {
         self.with_core(|s, now| s.close(now, code));
     }
 
+    /// Closes at once like [`close`](Self::close), with a reason phrase for humans that the
+    /// peer reads with [`peer_close_reason`](Self::peer_close_reason) (UTF-8, cut to 255
+    /// bytes).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use stt_tokio::{Config, Ended, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+    /// let shared = SharedSeed::random();
+    /// let a = Node::bind("127.0.0.1:0".parse().unwrap(), Config::default(), Identity::new(NodeSeed::random(), shared.clone())).await.unwrap();
+    /// let b = Node::bind("127.0.0.1:0".parse().unwrap(), Config::default(), Identity::new(NodeSeed::random(), shared)).await.unwrap();
+    /// let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+    /// let (s, r) = (s.unwrap(), r.unwrap());
+    /// s.close_with_reason(3, "disk full");
+    /// r.closed().await;
+    /// assert_eq!(r.peer_close_reason().as_deref(), Some("disk full"));
+    /// # }
+    /// ```
+    pub fn close_with_reason(&self, code: u64, reason: &str) {
+        self.with_core(|s, now| s.close_with_reason(now, code, reason));
+    }
+
+    /// The reason phrase the peer closed the session with, once it did and if it gave one.
+    pub fn peer_close_reason(&self) -> Option<String> {
+        crate::shared::lock(&self.shared.peer_close_reason).clone()
+    }
+
     /// Delivers everything handed over so far ([`flush`](Self::flush)), then closes with
     /// `code`.
     ///

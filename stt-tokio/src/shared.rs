@@ -90,6 +90,8 @@ pub(crate) struct SessionShared {
     pub(crate) path_notify: Notify,
     /// The relay's answer to `register_relay`, if asked.
     pub(crate) relay: Mutex<Option<stt_proto::RelayStatus>>,
+    /// The reason phrase the peer closed with, if it gave one.
+    pub(crate) peer_close_reason: Mutex<Option<String>>,
     /// What closes the session when its last handle goes (held strongly by the handles).
     pub(crate) guard: Mutex<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
 }
@@ -109,6 +111,7 @@ impl SessionShared {
             ended_notify: Notify::new(),
             path_notify: Notify::new(),
             relay: Mutex::new(None),
+            peer_close_reason: Mutex::new(None),
             guard: Mutex::new(std::sync::Weak::<()>::new()),
         }
     }

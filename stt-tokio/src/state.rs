@@ -278,8 +278,10 @@ impl State {
                 }
             }
             Event::Closed { session, reason } => {
-                tracing::info!(%reason, "session closed");
+                let text = self.core.session(session).and_then(|s| s.peer_close_reason().map(str::to_owned));
+                tracing::info!(%reason, peer_reason = text.as_deref().unwrap_or(""), "session closed");
                 if let Some(mut app) = self.sessions.remove(&session) {
+                    *crate::shared::lock(&app.shared.peer_close_reason) = text;
                     app.end(Ended::Closed(reason));
                 }
                 self.incoming.retain(|s| s.id != session);

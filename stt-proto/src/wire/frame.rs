@@ -43,6 +43,10 @@ pub(crate) const FRAME_DATAGRAM: u8 = 0x14;
 pub(crate) const FRAME_REHANDSHAKE: u8 = 0x15;
 /// SESSION_CLOSE: the sender is closing the session.
 pub(crate) const FRAME_SESSION_CLOSE: u8 = 0x30;
+/// SESSION_CLOSE with a reason phrase (spec [LC-11]).
+pub(crate) const FRAME_SESSION_CLOSE_REASON: u8 = 0x33;
+/// Longest reason phrase in a SESSION_CLOSE, in bytes.
+pub(crate) const MAX_CLOSE_REASON: usize = 255;
 /// RELAY_REGISTER: a member asks the relay to forward to it (spec §12).
 pub(crate) const FRAME_RELAY_REGISTER: u8 = 0x38;
 /// RELAY_STATUS: the relay's answer and the member's address as the relay sees it.
@@ -72,9 +76,11 @@ pub(crate) enum Frame<'a> {
     Final,
     KeepAlive,
     Datagram(&'a [u8]),
+    /// 0x30, or 0x33 with a non-empty `reason` (UTF-8, at most [`MAX_CLOSE_REASON`] bytes).
     SessionClose {
         kind: CloseKind,
         code: u64,
+        reason: &'a [u8],
     },
     /// `message` is 1 (from the session initiator) or 2 (the answer).
     Rehandshake {
@@ -272,13 +278,23 @@ impl<'a> Frame<'a> {
                 let used = start.len() - r.peek_rest().len();
                 Frame::Candidates { round, addrs: start.get(..used)? }
             }
-            FRAME_SESSION_CLOSE => {
+            FRAME_SESSION_CLOSE | FRAME_SESSION_CLOSE_REASON => {
                 let kind = match r.u8()? {
                     0 => CloseKind::Transport,
                     1 => CloseKind::Application,
                     _ => return None,
                 };
-                Frame::SessionClose { kind, code: r.varint()? }
+                let code = r.varint()?;
+                let reason = if ty == FRAME_SESSION_CLOSE_REASON {
+                    let reason = r.var_bytes()?;
+                    if reason.is_empty() || reason.len() > MAX_CLOSE_REASON || core::str::from_utf8(reason).is_err() {
+                        return None;
+                    }
+                    reason
+                } else {
+                    &[]
+                };
+                Frame::SessionClose { kind, code, reason }
             }
             _ => return None,
         })
@@ -294,13 +310,18 @@ impl<'a> Frame<'a> {
                 w.u8(FRAME_DATAGRAM)?;
                 w.var_bytes(d)
             }
-            Frame::SessionClose { kind, code } => {
-                w.u8(FRAME_SESSION_CLOSE)?;
+            Frame::SessionClose { kind, code, reason } => {
+                w.u8(if reason.is_empty() { FRAME_SESSION_CLOSE } else { FRAME_SESSION_CLOSE_REASON })?;
                 w.u8(match kind {
                     CloseKind::Transport => 0,
                     CloseKind::Application => 1,
                 })?;
-                w.varint(code)
+                w.varint(code)?;
+                if reason.is_empty() {
+                    Some(())
+                } else {
+                    w.var_bytes(reason)
+                }
             }
             Frame::Rehandshake { seq, message, noise } => {
                 w.u8(FRAME_REHANDSHAKE)?;
@@ -394,7 +415,10 @@ impl<'a> Frame<'a> {
         match *self {
             Frame::Padding | Frame::Final | Frame::KeepAlive => 1,
             Frame::Datagram(d) => 1 + varint_len(d.len() as u64) + d.len(),
-            Frame::SessionClose { code, .. } => 2 + varint_len(code),
+            Frame::SessionClose { code, reason: [], .. } => 2 + varint_len(code),
+            Frame::SessionClose { code, reason, .. } => {
+                2 + varint_len(code) + varint_len(reason.len() as u64) + reason.len()
+            }
             Frame::Rehandshake { seq, noise, .. } => 2 + varint_len(seq) + varint_len(noise.len() as u64) + noise.len(),
             Frame::Ack(a) => {
                 1 + varint_len(a.largest)
@@ -446,6 +470,35 @@ mod tests {
     use super::*;
     use quickcheck::quickcheck;
 
+    /// [LC-11]: a reason travels in frame 0x33 (0x30 stays the form without one); an empty,
+    /// oversized or non-UTF-8 reason does not decode.
+    #[test]
+    fn close_reason_limits() {
+        let mut buf = [0u8; 600];
+        let enc = |f: Frame<'_>, buf: &mut [u8]| {
+            let mut w = Writer::new(buf);
+            f.encode(&mut w).unwrap();
+            w.len()
+        };
+        let n = enc(Frame::SessionClose { kind: CloseKind::Application, code: 2, reason: &[] }, &mut buf);
+        assert_eq!(buf[0], FRAME_SESSION_CLOSE);
+        assert_eq!(n, 3);
+        let long = [b'x'; MAX_CLOSE_REASON];
+        let n = enc(Frame::SessionClose { kind: CloseKind::Application, code: 2, reason: &long }, &mut buf);
+        assert_eq!(buf[0], FRAME_SESSION_CLOSE_REASON);
+        let got = Frame::decode(&mut Reader::new(&buf[..n])).unwrap();
+        assert_eq!(got, Frame::SessionClose { kind: CloseKind::Application, code: 2, reason: &long });
+        for bad in [&[][..], &[b'x'; MAX_CLOSE_REASON + 1][..], &[0xff, 0xfe][..]] {
+            let mut w = Writer::new(&mut buf);
+            w.u8(FRAME_SESSION_CLOSE_REASON).unwrap();
+            w.u8(1).unwrap();
+            w.varint(2).unwrap();
+            w.var_bytes(bad).unwrap();
+            let n = w.len();
+            assert_eq!(Frame::decode(&mut Reader::new(&buf[..n])), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn frames_round_trip() {
         let frames = [
@@ -453,8 +506,9 @@ mod tests {
             Frame::KeepAlive,
             Frame::Datagram(b"hello"),
             Frame::Datagram(&[]),
-            Frame::SessionClose { kind: CloseKind::Application, code: 42 },
-            Frame::SessionClose { kind: CloseKind::Transport, code: 0x3fff_ffff },
+            Frame::SessionClose { kind: CloseKind::Application, code: 42, reason: &[] },
+            Frame::SessionClose { kind: CloseKind::Transport, code: 0x3fff_ffff, reason: &[] },
+            Frame::SessionClose { kind: CloseKind::Application, code: 3, reason: "receiver shut down".as_bytes() },
             Frame::Rehandshake { seq: 300, message: 2, noise: &[9; 48] },
             Frame::Stream { id: 4, offset: 1 << 20, data: b"abc", fin: true },
             Frame::Stream { id: 1, offset: 0, data: b"", fin: false },

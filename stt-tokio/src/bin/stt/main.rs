@@ -420,6 +420,19 @@ fn code_failure(code: u64, detail: &str) -> Failure {
     }
 }
 
+/// A session's end in words, with the reason phrase the peer gave, if any.
+fn session_failure(session: &Session, end: Ended) -> Failure {
+    let f = end_failure(end);
+    match session.peer_close_reason() {
+        Some(reason) => match f {
+            Failure::Error(m) => Failure::Error(format!("{m} ({reason})")),
+            Failure::PeerEnded(m) => Failure::PeerEnded(format!("{m} ({reason})")),
+            Failure::Interrupted(m) => Failure::Interrupted(m),
+        },
+        None => f,
+    }
+}
+
 /// A session's end in words; never "NoError" for a cut transfer.
 fn end_failure(end: Ended) -> Failure {
     match end {
@@ -466,7 +479,7 @@ async fn stream_failure(
         let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
     }
     if let Some(end) = session.ended() {
-        return end_failure(end);
+        return session_failure(session, end);
     }
     match peer_code(closed) {
         Some(SendStream::DROPPED) if matches!(closed, Some(StreamClosed::Reset(_))) => {
@@ -663,9 +676,9 @@ async fn send(
         biased;
         r = transfer(&session, input, size, &name, resume) => r,
         // The receiver went away while the input was idle (stdin).
-        end = session.closed() => Err(end_failure(end)),
+        end = session.closed() => Err(session_failure(&session, end)),
         _ = tokio::signal::ctrl_c() => {
-            session.close(wire::SENDER_CANCELLED);
+            session.close_with_reason(wire::SENDER_CANCELLED, "interrupted by Ctrl-C");
             let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             node.shutdown().await;
             let msg = "interrupted: told the receiver the transfer is cancelled";
@@ -1196,11 +1209,11 @@ async fn recv(
         loop {
             tokio::select! {
                 bi = session.accept_bi() => {
-                    let (tx, rx) = bi.ok_or_else(|| end_failure(session.ended().unwrap_or(Ended::NodeGone)))?;
+                    let (tx, rx) = bi.ok_or_else(|| session_failure(&session, session.ended().unwrap_or(Ended::NodeGone)))?;
                     return receive(&session, tx, rx, &target, true).await;
                 }
                 uni = session.accept_uni() => {
-                    let mut rx = uni.ok_or_else(|| end_failure(session.ended().unwrap_or(Ended::NodeGone)))?;
+                    let mut rx = uni.ok_or_else(|| session_failure(&session, session.ended().unwrap_or(Ended::NodeGone)))?;
                     rx.stop(wire::REFUSED);
                     eprintln!("refused a unidirectional stream (stt sends files over bidirectional streams)");
                 }
@@ -1210,7 +1223,7 @@ async fn recv(
     let result = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => {
-            session.close(wire::RECEIVER_SHUTDOWN);
+            session.close_with_reason(wire::RECEIVER_SHUTDOWN, "interrupted by Ctrl-C");
             let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             node.shutdown().await;
             return Err(Failure::Interrupted(
@@ -1312,7 +1325,7 @@ async fn listen(
     }
     eprintln!("shutting down: telling {} peer(s) the receiver shut down", live.len());
     for s in live.values() {
-        s.close(wire::RECEIVER_SHUTDOWN);
+        s.close_with_reason(wire::RECEIVER_SHUTDOWN, "stopped by Ctrl-C");
     }
     // Transfers in flight are abandoned; their partial files are removed (those of resumable
     // transfers are kept for the sender's next try).
@@ -1374,7 +1387,7 @@ async fn serve_session(
     while streams.join_next().await.is_some() {}
     match session.ended() {
         Some(Ended::Closed(CloseReason::Remote(wire::DONE))) | None => {}
-        Some(end) => eprintln!("{peer}: session ended: {}", end_failure(end)),
+        Some(end) => eprintln!("{peer}: session ended: {}", session_failure(&session, end)),
     }
     session.id()
 }
