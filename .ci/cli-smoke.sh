@@ -196,6 +196,22 @@ grep -q "refused: a member not on the allow-list" "$dir/refuse.log" || { echo "F
 grep -q "allow-list" "$dir/send.err" || { echo "FAIL: the refused sender was not told why"; cat "$dir/send.err"; exit 1; }
 pass=$((pass + 1))
 
+# ... and a sender that expected another node id: it aborts after CHALLENGE without a word
+# (its identity stays unrevealed); listen -v logs the abandoned handshake once the half-open
+# state expires (handshake timeout, 15 s).
+port=$((20000 + RANDOM % 20000))
+timeout 60 "$bin" -v listen --bind "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --node-seed "$dir/node.seed" --out "$dir/in" > "$dir/refuse.log" 2>&1 &
+listen_pid=$!
+sleep 0.5
+wrong=$("$bin" id --node-seed "$dir/other.seed")
+if timeout 10 "$bin" send --to "127.0.0.1:$port" --shared-seed "$dir/shared.seed" --peer "$wrong" "$dir/payload" 2> "$dir/send.err"; then
+    echo "FAIL: a sender expecting another node id sent anyway"; exit 1
+fi
+for _ in $(seq 40); do grep -q "abandoned after CHALLENGE" "$dir/refuse.log" && break; sleep 0.5; done
+kill -INT "$listen_pid"; wait "$listen_pid" || true
+grep -q "refused: a handshake abandoned after CHALLENGE" "$dir/refuse.log" || { echo "FAIL: listen -v did not log the abandoned handshake"; cat "$dir/refuse.log"; exit 1; }
+pass=$((pass + 1))
+
 # Relay on loopback: `send --relay --peer ID` reaches a `listen --relay`; the listener registers
 # again after the relay restarts (Ctrl-C closes its members' sessions).
 rport=$((20000 + RANDOM % 20000))

@@ -1001,6 +1001,7 @@ impl<E: Entropy> Node<E> {
             }
         }
         self.stats.x25519_ops += s.dh.take();
+        self.stats.handshakes_abandoned += u64::from(core::mem::take(&mut s.abandoned));
         let c = core::mem::take(&mut s.relay_counters);
         self.stats.punch_probes += c.probes;
         self.stats.punch_direct += c.direct;

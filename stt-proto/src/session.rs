@@ -170,6 +170,8 @@ pub(crate) struct Session {
     /// closed (`close_text_from_peer`). Usually none.
     close_text: Option<alloc::boxed::Box<[u8]>>,
     close_text_from_peer: bool,
+    /// A half-open responder handshake expired (taken into `NodeStats`).
+    pub(crate) abandoned: bool,
     pub(crate) transport: Option<Transport>,
     paths: Option<Paths>,
     pub(crate) stats: SessionCounters,
@@ -233,6 +235,7 @@ impl Session {
             last_close: None,
             close_text: None,
             close_text_from_peer: false,
+            abandoned: false,
             transport: None,
             paths: None,
             stats: SessionCounters::default(),
@@ -553,8 +556,11 @@ impl Session {
             self.set_timer(Timer::Handshake, None);
             match self.phase {
                 Phase::Hello(_) | Phase::AwaitFinal(_) => self.fail_handshake(ctx, HandshakeFailure::Timeout),
-                // A half-open responder state just expires (spec [HS-17]).
-                Phase::Challenged(_) => self.phase = Phase::Done,
+                // A half-open responder state just expires (spec [HS-17]); counted.
+                Phase::Challenged(_) => {
+                    self.phase = Phase::Done;
+                    self.abandoned = true;
+                }
                 _ => {}
             }
         }

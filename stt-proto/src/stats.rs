@@ -22,6 +22,10 @@ pub struct NodeStats {
     pub handshakes_completed: u64,
     /// Responder handshakes started (CHALLENGE built).
     pub handshakes_started: u64,
+    /// Responder handshakes that expired after CHALLENGE without an AUTH_PROOF: the
+    /// initiator went away, or it expected another node id and aborted without a word
+    /// (spec [HS-17]).
+    pub handshakes_abandoned: u64,
     /// Stored CHALLENGEs re-sent for retransmitted HELLOs.
     pub challenges_resent: u64,
     /// FINALs re-sent for retransmitted AUTH_PROOFs.

@@ -48,6 +48,9 @@ fn wrong_expected_peer_aborts() {
     w.run_for(std::time::Duration::from_secs(30));
     assert!(w.established(a).is_empty() && w.established(b).is_empty());
     assert_eq!(w.node(b).session_ids().count(), 0, "the responder's half-open state expired");
+    // ... and the responder counted it, so its operator can see why nobody arrived.
+    assert_eq!(w.node(b).stats().handshakes_abandoned, 1);
+    assert_eq!(w.node(a).stats().handshakes_abandoned, 0);
 }
 
 /// [HS-20]: the allow-list is applied after AUTH_PROOF and refuses with its own code.

@@ -42,7 +42,6 @@ pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<Tun
                         refusals.note(reason);
                     }
                 });
-                refusals.report();
             }
             for _ in 0..TUNNEL_BUDGET {
                 match tunnel_rx.try_recv() {
@@ -51,6 +50,8 @@ pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<Tun
                 }
             }
             st.on_timer();
+            refusals.abandoned(st.core.stats().handshakes_abandoned);
+            refusals.report();
             st.drain(&node.io, &node.incoming);
             if !st.send_pending() {
                 // With everything sent, the next handshake's ephemeral key.
@@ -90,6 +91,9 @@ pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<Tun
 #[derive(Default)]
 struct Refusals {
     counts: [u64; DropReason::COUNT],
+    /// Half-open handshakes that expired, not yet logged, and the node's total so far.
+    abandoned: u64,
+    abandoned_total: u64,
     last: Option<std::time::Instant>,
 }
 
@@ -113,9 +117,24 @@ impl Refusals {
         }
     }
 
+    /// The node's count of handshakes abandoned after CHALLENGE (`NodeStats`).
+    fn abandoned(&mut self, total: u64) {
+        self.abandoned += total.saturating_sub(self.abandoned_total);
+        self.abandoned_total = total;
+    }
+
     fn report(&mut self) {
-        if self.counts.iter().all(|c| *c == 0) || self.last.is_some_and(|t| t.elapsed().as_secs() < 1) {
+        if (self.counts.iter().all(|c| *c == 0) && self.abandoned == 0)
+            || self.last.is_some_and(|t| t.elapsed().as_secs() < 1)
+        {
             return;
+        }
+        if self.abandoned > 0 {
+            tracing::info!(
+                count = self.abandoned,
+                "refused: a handshake abandoned after CHALLENGE (the initiator went away, or expected another node id)"
+            );
+            self.abandoned = 0;
         }
         self.last = Some(std::time::Instant::now());
         for (reason, words) in REFUSALS {
