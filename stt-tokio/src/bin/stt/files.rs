@@ -116,6 +116,7 @@ impl Partial {
                     // Another name shares these bytes: a file published by a transfer that was
                     // cut between its link and its unlink, or a link someone else made. Writing
                     // here would change that file too: start afresh under this name instead.
+                    lock_file(&f)?;
                     drop(f);
                     std::fs::remove_file(&path)?;
                     create_new(&path)?
@@ -125,6 +126,9 @@ impl Partial {
             }
             Err(e) => return Err(e),
         };
+        // Also held by every clone of the file (the async writer's, whose last write may
+        // still be under way after its transfer failed) and against other processes.
+        lock_file(&file)?;
         let len = file.metadata()?.len();
         Ok((Partial { path, done: false, keep: true, _lock: Some(lock) }, file, len))
     }
@@ -176,6 +180,19 @@ impl Partial {
             }
         }
         Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{MAX_ALTERNATIVES} files named like {base} exist")))
+    }
+}
+
+/// Takes the advisory lock of a resumable partial file (`flock`), or fails with `WouldBlock`
+/// if another open of it (in this process or another) holds it. Where locks are unsupported
+/// the in-process [`ResumeLock`] alone guards it.
+fn lock_file(f: &File) -> io::Result<()> {
+    match f.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(io::Error::new(io::ErrorKind::WouldBlock, "another transfer of this file is still writing to it"))
+        }
+        Err(std::fs::TryLockError::Error(_)) => Ok(()),
     }
 }
 
@@ -334,6 +351,27 @@ mod tests {
         let path = p.path().to_path_buf();
         drop((p, f));
         assert!(!path.exists(), "an empty partial file was kept");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A failed transfer's async writer may still hold a clone of the file (its last write
+    /// under way), and another process may have it open: the next try must not write too.
+    #[test]
+    fn resumable_partial_stays_locked_while_any_clone_or_process_holds_it() {
+        let d = tempdir();
+        let (p, f, _) = Partial::open_resumable(&d, "f", "t").unwrap();
+        std::io::Write::write_all(&mut &f, b"held").unwrap();
+        let writer = f.try_clone().unwrap();
+        drop((p, f));
+        let e = Partial::open_resumable(&d, "f", "t").err().expect("a clone still writes");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(writer);
+        let (_p, _f, _) = Partial::open_resumable(&d, "f", "t").unwrap();
+        // Another process (another open of the file) holding the lock.
+        std::fs::write(d.join("g.t.stt-partial"), b"g").unwrap();
+        let other = File::open(d.join("g.t.stt-partial")).unwrap();
+        other.lock().unwrap();
+        assert_eq!(Partial::open_resumable(&d, "g", "t").err().unwrap().kind(), io::ErrorKind::WouldBlock);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
