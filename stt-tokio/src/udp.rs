@@ -203,8 +203,10 @@ impl SendTrain {
     /// more may be written until [`flush`](Self::flush) returns true.
     pub(crate) fn commit(&mut self, io: &UdpIo, dst: SocketAddr, len: usize) -> bool {
         let start = self.used;
-        let joins =
-            self.dst == Some(dst) && len <= self.seg && self.count < self.max_segments && start % self.seg.max(1) == 0;
+        let joins = self.dst == Some(dst)
+            && len <= self.seg
+            && self.count < self.max_segments
+            && start.is_multiple_of(self.seg.max(1));
         if self.count > 0 && !joins {
             // Send the train before it; keep this datagram aside (a copy only at train ends).
             self.spare[..len].copy_from_slice(&self.batch[start..start + len]);
