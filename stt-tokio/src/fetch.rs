@@ -114,11 +114,20 @@ pub struct ServeLimits {
     pub total: usize,
     /// Time a peer has to send its whole request once it opened the stream.
     pub request_timeout: Duration,
+    /// Time a peer has to take the whole response (at most 16 MiB); a peer that does not
+    /// read it in time has the stream reset and its slots freed, so members that stop
+    /// reading cannot hold every slot.
+    pub response_timeout: Duration,
 }
 
 impl Default for ServeLimits {
     fn default() -> Self {
-        Self { per_session: 8, total: 64, request_timeout: Duration::from_secs(10) }
+        Self {
+            per_session: 8,
+            total: 64,
+            request_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -196,13 +205,24 @@ impl BlobServer {
         head[1..9].copy_from_slice(&size.to_be_bytes());
         let body = if status == Status::Ok && req[5] == OP_READ { len } else { 0 };
         head[9..17].copy_from_slice(&body.to_be_bytes());
-        if send.write_all(&head).await.is_err() {
-            return;
-        }
-        if let Some(r) = ranges.filter(|_| body > 0) {
-            if let Err(e) = r.read_to(offset, len, &mut send).await {
+        let respond = async {
+            send.write_all(&head).await.map_err(|_| None)?;
+            if let Some(r) = ranges.filter(|_| body > 0) {
+                r.read_to(offset, len, &mut send).await.map_err(Some)?;
+            }
+            Ok::<(), Option<crate::StoreError>>(())
+        };
+        match tokio::time::timeout(self.0.limits.response_timeout, respond).await {
+            Ok(Ok(())) => {}
+            Ok(Err(None)) => return,
+            Ok(Err(Some(e))) => {
                 tracing::warn!(%addr, "blob fetch: serving a range failed: {e}");
                 send.reset(Status::Failed.code().into());
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "blob fetch: the peer did not take the response in time");
+                send.reset(Status::Busy.code().into());
                 return;
             }
         }

@@ -202,7 +202,12 @@ async fn the_servers_policy_and_limits_are_enforced() {
     let hidden = blob(1000, 4);
     let addr = Addressing::Plain.address(&data);
     let hidden_addr = Addressing::Plain.address(&hidden);
-    let limits = ServeLimits { per_session: 1, total: 64, request_timeout: Duration::from_millis(300) };
+    let limits = ServeLimits {
+        per_session: 1,
+        total: 64,
+        request_timeout: Duration::from_millis(300),
+        response_timeout: Duration::from_millis(500),
+    };
     let policy = ServePolicy { members: None, expose: Some(HashSet::from([addr])) };
     let (a, da) = serving(&shared, "limits", &[&data, &hidden], policy, limits).await;
     let c = node(&shared).await;
@@ -225,6 +230,20 @@ async fn the_servers_policy_and_limits_are_enforced() {
     let mut sink = Vec::new();
     assert!(recv.read_to_end(&mut sink).await.is_err(), "the stalled request was reset");
     assert_eq!(raw(&s, b"STTB", 1, &addr, 0, 0).await.unwrap().0, 0, "the slot is free again");
+    // A peer that asks for 16 MiB and never reads: its slot is freed after the response
+    // timeout (the stream window stops the server long before), and its stream is reset.
+    let (mut send, mut recv) = s.open_bi().await.unwrap();
+    let mut req = b"STTB\x01\x02".to_vec();
+    req.extend_from_slice(&addr.0);
+    req.extend_from_slice(&0u64.to_be_bytes());
+    req.extend_from_slice(&(16u64 << 20).to_be_bytes());
+    send.write_all(&req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(raw(&s, b"STTB", 1, &addr, 0, 0).await.unwrap().0, 4, "busy while the response is stuck");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(raw(&s, b"STTB", 1, &addr, 0, 0).await.unwrap().0, 0, "the slot is free after the response timeout");
+    let mut sink = Vec::new();
+    assert!(recv.read_to_end(&mut sink).await.is_err(), "the unread response was reset");
     // The fetcher's own limit.
     let small = Fetcher { max_size: 1 << 20, ..Fetcher::default() };
     assert!(matches!(small.fetch(std::slice::from_ref(&s), &addr).await, Err(FetchError::TooLarge { .. })));
