@@ -300,12 +300,10 @@ fn main() -> ! {
     if burst_read == 0 {
         fail("no datagram of the burst arrived");
     }
-    let stream_test_buffers = data.capacity() + received.capacity();
     drop(data);
     drop(received);
     p.idle(IDLE_ROUNDS);
     let per_session_after = HEAP.used().saturating_sub(heap_nodes) / 2;
-    let _ = stream_test_buffers;
 
     let rounds = p.round;
     let stack = stack_used(painted);
