@@ -861,22 +861,28 @@ async fn resume_point(
     if offset == 0 || offset > size {
         return Ok(0);
     }
-    let mut left = offset;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = f.read(&mut buf[..want]).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
-    if left == 0 && hasher.clone().finalize()[..] == digest[..] {
+    if hash_prefix(f, offset, hasher, buf).await? == offset && hasher.clone().finalize()[..] == digest[..] {
         return Ok(offset);
     }
     f.seek(std::io::SeekFrom::Start(0)).await?;
     *hasher = Sha256::new();
     Ok(0)
+}
+
+/// Feeds up to `n` bytes of `f`, from its current position, into `hasher`; returns how many
+/// there were (fewer at the end of the file).
+async fn hash_prefix(f: &mut tokio::fs::File, n: u64, hasher: &mut Sha256, buf: &mut [u8]) -> std::io::Result<u64> {
+    let mut read = 0u64;
+    while read < n {
+        let want = buf.len().min(usize::try_from(n - read).unwrap_or(usize::MAX));
+        let got = f.read(&mut buf[..want]).await?;
+        if got == 0 {
+            break;
+        }
+        hasher.update(&buf[..got]);
+        read += got as u64;
+    }
+    Ok(read)
 }
 
 /// ` (resumed at byte N)`, or nothing.
@@ -1141,17 +1147,7 @@ async fn resume_offer(
     if let Some(f) = file.as_deref_mut() {
         // Hash what is really there (a crash may have left less than the length says).
         f.seek(std::io::SeekFrom::Start(0)).await.map_err(ResumeError::Io)?;
-        let mut read = 0u64;
-        while read < held {
-            let want = buf.len().min(usize::try_from(held - read).unwrap_or(usize::MAX));
-            let n = f.read(&mut buf[..want]).await.map_err(ResumeError::Io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            read += n as u64;
-        }
-        held = read;
+        held = hash_prefix(f, held, &mut hasher, buf).await.map_err(ResumeError::Io)?;
     } else {
         held = 0;
     }
