@@ -567,6 +567,8 @@ impl Iut for ProtoIut {
                     "lost" => ss.lost,
                     "spurious_losses" => ss.spurious_losses,
                     "cwnd" => ss.cwnd,
+                    "bytes_in_flight" => ss.bytes_in_flight,
+                    "rtt_us" => u64::try_from(ss.rtt.as_micros()).unwrap_or(u64::MAX),
                     "streams" => ss.streams,
                     "recv_ranges" => ss.recv_ranges,
                     "mtu" => ss.mtu,

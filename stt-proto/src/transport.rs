@@ -159,7 +159,7 @@ impl Transport {
     }
 
     fn congestion_allows(&self) -> bool {
-        self.probes > 0 || self.loss.bytes_in_flight() + self.mtu <= self.cc.window()
+        self.probes > 0 || self.loss.bytes_against_window(self.cc.window()) + self.mtu <= self.cc.window()
     }
 
     /// Whether a packet should be built now (`validated`: MTU probes may go, spec [PM-2]).

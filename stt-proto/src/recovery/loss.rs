@@ -11,12 +11,12 @@ use crate::wire::frame::AckFrame;
 /// Packets acknowledged by a later packet number distance this large are lost (the
 /// starting value; spurious losses raise it, spec [LR-2]).
 const PACKET_THRESHOLD: u64 = 3;
-/// The packet threshold never exceeds this.
-const MAX_PACKET_THRESHOLD: u64 = 64;
+/// The packet threshold never exceeds this (past a few dozen, the time threshold decides).
+const MAX_PACKET_THRESHOLD: u64 = 1024;
 /// Declared-lost packets remembered to detect spurious losses (spec [LR-1]).
 const RECENTLY_LOST: usize = 128;
 /// Loss events without a spurious loss after which the reordering tolerance halves.
-const DECAY_EVENTS: u32 = 16;
+const DECAY_EVENTS: u32 = 64;
 /// Consecutive PTOs are spaced by at most 2^this.
 const MAX_PTO_BACKOFF: u32 = 6;
 
@@ -150,6 +150,9 @@ pub(crate) struct LossDetector {
     first_sample_at: Option<Instant>,
     /// Losses later shown to be spurious (the packet was acknowledged after all).
     pub(crate) spurious_losses: u64,
+    /// Bytes of ack-eliciting packets overdue by the base time threshold but not declared
+    /// lost (they wait out a widened one), as of the last ACK or loss timer (spec [LR-6]).
+    overdue_bytes: u64,
 }
 
 impl LossDetector {
@@ -175,6 +178,7 @@ impl LossDetector {
             events_since_spurious: 0,
             last_event: None,
             spurious_losses: 0,
+            overdue_bytes: 0,
         }
     }
 
@@ -301,16 +305,30 @@ impl LossDetector {
         Ok(())
     }
 
+    /// RFC 9002's time threshold: 9/8 × max(srtt, latest_rtt), at least 1 ms.
+    fn base_loss_delay(&self) -> Duration {
+        (self.rtt.latest().max(self.rtt.smoothed()) * 9 / 8).max(Duration::from_millis(1))
+    }
+
+    /// The time threshold, widened by the reordering seen (spec [LR-2]).
     fn loss_delay(&self) -> Duration {
-        let base = self.rtt.latest().max(self.rtt.smoothed());
-        (base * 9 / 8).max(self.reorder_delay).max(Duration::from_millis(1))
+        self.base_loss_delay().max(self.reorder_delay)
+    }
+
+    /// Bytes in flight that count against the congestion window: packets overdue by the
+    /// base time threshold, waiting out a widened one, are left out, up to half of
+    /// `window` (spec [LR-6]).
+    pub(crate) fn bytes_against_window(&self, window: u64) -> u64 {
+        self.in_flight.saturating_sub(self.overdue_bytes.min(window / 2))
     }
 
     /// An ACK covers packets declared lost: the losses were spurious (reordering). Widen the
     /// reordering tolerance so the same delay is not taken for loss again, and undo the
     /// congestion response of the last loss event if they belonged to it (spec [LR-1..3]).
     fn detect_spurious(&mut self, now: Instant, ack: &AckFrame<'_>, sink: &mut impl RecoverySink) {
-        let cap = self.rtt.latest().max(self.rtt.smoothed()) * 2;
+        // What one sample may add; a tolerance already learned is not lowered by it
+        // (reordering biases RTT samples low: they come from the packets that overtook).
+        let cap = (self.rtt.latest().max(self.rtt.smoothed()) * 2).max(self.rtt.pto());
         let mut undo = false;
         for range in ack.ranges() {
             loop {
@@ -324,7 +342,7 @@ impl LossDetector {
                 let distance = r.largest_acked.saturating_sub(r.pn) + 1;
                 self.packet_threshold = self.packet_threshold.max(distance + 1).min(MAX_PACKET_THRESHOLD);
                 let waited = now.saturating_duration_since(r.sent) * 5 / 4;
-                self.reorder_delay = self.reorder_delay.max(waited).min(cap);
+                self.reorder_delay = self.reorder_delay.max(waited.min(cap));
                 self.events_since_spurious = 0;
                 if let Some(e) = self.last_event.as_mut().filter(|e| (e.first..=e.last).contains(&r.pn)) {
                     e.spurious += 1;
@@ -341,8 +359,10 @@ impl LossDetector {
 
     fn detect_lost(&mut self, now: Instant, sink: &mut impl RecoverySink) {
         self.loss_time = None;
+        self.overdue_bytes = 0;
         let Some(largest) = self.largest_acked else { return };
         let delay = self.loss_delay();
+        let base_delay = self.base_loss_delay();
         let threshold = self.packet_threshold;
         let mut first_lost: Option<(u64, Instant)> = None;
         let mut last_lost: Option<(u64, Instant)> = None;
@@ -385,6 +405,9 @@ impl LossDetector {
                 }
             } else {
                 run = None;
+                if p.ack_eliciting && p.time.saturating_add(base_delay) <= now {
+                    self.overdue_bytes += u64::from(p.size);
+                }
                 let t = p.time.saturating_add(delay);
                 self.loss_time = Some(self.loss_time.map_or(t, |l| l.min(t)));
             }
@@ -722,5 +745,94 @@ mod tests {
         with_ack(&[0..10, 0..10], |a| d.on_ack(ms(103), a, &mut log)).unwrap();
         assert_eq!(d.spurious_losses, 3);
         assert_eq!(log.undone, 1);
+    }
+
+    /// A spurious loss of packets 0, 1, 2 acknowledged 41 ms after they were sent (RTT
+    /// samples ~35 ms): the time threshold becomes 5/4 × 41 ms and the packet threshold 7.
+    fn after_a_spurious_loss() -> (LossDetector, Log) {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        for pn in 0..10 {
+            sent(&mut d, pn, ms(pn));
+        }
+        let mut log = Log::default();
+        with_ack(&[5..6, 5..6], |a| d.on_ack(ms(40), a, &mut log)).unwrap();
+        assert_eq!(log.lost.len(), 3);
+        with_ack(&[0..10, 0..10], |a| d.on_ack(ms(41), a, &mut log)).unwrap();
+        assert_eq!(d.spurious_losses, 3);
+        assert_eq!(d.reorder_delay, Duration::from_micros(51_250));
+        assert_eq!(d.packet_threshold, 7);
+        (d, log)
+    }
+
+    /// [LR-2]: the cap on one sample does not lower a tolerance already learned, although
+    /// the RTT samples (taken from the packets that overtook) have become small.
+    #[test]
+    fn low_rtt_samples_do_not_lower_the_learned_tolerance() {
+        let (mut d, mut log) = after_a_spurious_loss();
+        // Fast samples: srtt falls to a few ms.
+        for pn in 10..40 {
+            sent(&mut d, pn, ms(50 + pn));
+            with_ack(&[pn..pn + 1, pn..pn + 1], |a| d.on_ack(ms(51 + pn), a, &mut log)).unwrap();
+        }
+        assert!(d.rtt.smoothed() < Duration::from_millis(5), "srtt {:?}", d.rtt.smoothed());
+        // Another spurious loss, reordered by 8 packets and acknowledged 12 ms late.
+        for pn in 40..60 {
+            sent(&mut d, pn, ms(100 + pn));
+        }
+        with_ack(&[50..60, 50..60], |a| d.on_ack(ms(160), a, &mut log)).unwrap();
+        let lost = log.lost.len();
+        assert!(lost > 3, "40.. lost by the packet threshold");
+        with_ack(&[40..60, 40..60], |a| d.on_ack(ms(161), a, &mut log)).unwrap();
+        assert!(d.spurious_losses > 3);
+        assert_eq!(d.reorder_delay, Duration::from_micros(51_250), "not lowered to the small cap");
+        assert!(d.packet_threshold > 7);
+    }
+
+    /// [LR-2]: the packet threshold follows reordering distances past 64 (up to 1024).
+    #[test]
+    fn packet_threshold_follows_long_reordering() {
+        let mut d = LossDetector::new(RttEstimator::default(), 0);
+        for pn in 0..200 {
+            sent(&mut d, pn, ms(pn / 10));
+        }
+        let mut log = Log::default();
+        with_ack(&[150..151, 150..151], |a| d.on_ack(ms(30), a, &mut log)).unwrap();
+        assert_eq!(log.lost.len(), 148, "0..=147 by the packet threshold 3");
+        with_ack(&[0..151, 0..151], |a| d.on_ack(ms(31), a, &mut log)).unwrap();
+        // The oldest 128 declared losses are remembered: 20..=147, the farthest 131 back.
+        assert_eq!(d.spurious_losses, 128);
+        assert_eq!(d.packet_threshold, 132);
+    }
+
+    /// [LR-6]: packets overdue by the base time threshold (9/8 RTT) but within the widened
+    /// one are not counted against the window (up to half of it), and are still declared
+    /// lost when the widened threshold passes.
+    #[test]
+    fn overdue_packets_do_not_hold_the_window() {
+        let (mut d, mut log) = after_a_spurious_loss();
+        for pn in 10..13 {
+            sent(&mut d, pn, ms(87 + pn));
+        }
+        sent(&mut d, 13, ms(110));
+        // 13 acknowledged 30 ms after it was sent: 10-12 (41-43 ms old) are past 9/8 × RTT
+        // (about 38 ms) but not past the widened 51.25 ms, nor 7 packets behind.
+        with_ack(&[13..14, 13..14], |a| d.on_ack(ms(140), a, &mut log)).unwrap();
+        assert!(d.base_loss_delay() < Duration::from_millis(41), "base {:?}", d.base_loss_delay());
+        assert_eq!(log.lost.len(), 3, "nothing new declared lost");
+        assert_eq!(d.bytes_in_flight(), 3000);
+        assert_eq!(d.bytes_against_window(100_000), 0);
+        assert_eq!(d.bytes_against_window(4000), 1000, "at most half the window is left out");
+        // The widened threshold passes: they are lost after all, nothing is overdue.
+        let t = d.deadline().unwrap();
+        assert_eq!(t, ms(97).saturating_add(Duration::from_micros(51_250)));
+        assert!(!d.on_timeout(t, &mut log));
+        assert_eq!(log.lost.len(), 4, "10");
+        assert_eq!((d.bytes_in_flight(), d.bytes_against_window(100_000)), (2000, 0), "11, 12 still overdue");
+        for _ in 0..2 {
+            let t = d.deadline().unwrap();
+            assert!(!d.on_timeout(t, &mut log));
+        }
+        assert_eq!(log.lost.len(), 6, "then 11 and 12");
+        assert_eq!((d.bytes_in_flight(), d.bytes_against_window(100_000)), (0, 0));
     }
 }
