@@ -21,6 +21,7 @@
 //! side cancelled or shut down; 130 interrupted here (Ctrl-C).
 
 mod files;
+mod pipe;
 mod relay;
 mod store;
 mod wire;
@@ -39,13 +40,12 @@ use stt_tokio::{
     CloseReason, Config, Ended, Identity, Node, NodeId, NodeSeed, RandomSeed, RecvStream, SendStream, Session,
     SharedSeed, StreamClosed,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use files::{check_writable_dir, parent_dir, sanitize_name, sync_dir, Partial};
 use wire::{Header, Reply};
 
-/// Bytes moved per read/write call.
-const CHUNK: usize = 256 * 1024;
+use pipe::{HashingReader, HashingWriter, CHUNK};
 /// Transfers `stt listen` runs at once over all sessions; more are refused with `BUSY`.
 const MAX_IN_FLIGHT: usize = 32;
 /// Transfers `stt listen` runs at once per session.
@@ -624,7 +624,7 @@ async fn send(
     let udp_to: Option<SocketAddr> = if ws || via_relay { None } else { Some(resolve(to).await?) };
     // Open the input first: a missing file fails before any network traffic.
     let (input, size, name): (Input, Option<u64>, String) = if path == Path::new("-") {
-        (Input::Stdin(tokio::io::stdin()), None, String::new())
+        (Input::Stdin, None, String::new())
     } else {
         let f = tokio::fs::File::open(path).await.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let meta = f.metadata().await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -734,7 +734,7 @@ async fn resolve(to: &str) -> Result<SocketAddr> {
 /// What `stt send` reads.
 enum Input {
     /// `-`.
-    Stdin(tokio::io::Stdin),
+    Stdin,
     /// A file (seekable: a resumed transfer starts mid-way).
     File(tokio::fs::File),
 }
@@ -757,7 +757,7 @@ async fn transfer(
     let mut send_err: Option<(String, Option<StreamClosed>)> =
         tx.write_all(&header).await.err().map(|e| (e.to_string(), StreamClosed::of(&e)));
     let mut start = 0u64;
-    let input: Box<dyn AsyncRead + Unpin + Send> = match input {
+    let input: Box<dyn std::io::Read + Send> = match input {
         Input::File(mut f) if resume && send_err.is_none() => {
             let wait = offer_timeout(size.unwrap_or(0));
             let answer = match tokio::time::timeout(wait, wire::read_answer(&mut rx)).await {
@@ -782,39 +782,40 @@ async fn transfer(
                 eprintln!("the receiver's partial file ({offset} bytes) differs from this file: sending it all again");
             }
             send_err = tx.write_all(&start.to_be_bytes()).await.err().map(|e| (e.to_string(), StreamClosed::of(&e)));
-            Box::new(f)
+            Box::new(f.into_std().await)
         }
-        Input::File(f) => Box::new(f),
-        Input::Stdin(s) => Box::new(s),
+        Input::File(f) => Box::new(f.into_std().await),
+        Input::Stdin => Box::new(std::io::stdin()),
     };
     let pb = bar(size);
     pb.set_position(start);
-    let mut input: Box<dyn AsyncRead + Unpin + Send> = match size {
-        // Never more than announced, even if the file grows meanwhile.
-        Some(n) => Box::new(input.take(n.saturating_sub(start))),
-        None => input,
-    };
+    // Read and hashed on a thread of their own (see `pipe`); never more than announced,
+    // even if the file grows meanwhile.
+    let limit = size.map_or(u64::MAX, |n| n.saturating_sub(start));
+    let mut reader =
+        HashingReader::spawn(input, limit, hasher).map_err(|e| format!("cannot start reading the input: {e}"))?;
     let mut total = start;
     while send_err.is_none() {
-        let n = match input.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => {
+        let chunk = match reader.next().await {
+            None => break,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
                 tx.reset(wire::SENDER_CANCELLED);
                 return Err(format!("cannot read the input: {e}").into());
             }
         };
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        if let Err(e) = tx.write_all(&buf[..n]).await {
+        if let Err(e) = tx.write_all(&chunk).await {
             send_err = Some((e.to_string(), StreamClosed::of(&e)));
             break;
         }
-        total += n as u64;
+        total += chunk.len() as u64;
+        reader.recycle(chunk);
         pb.set_position(total);
     }
+    let mut digest = None;
     if send_err.is_none() {
+        let hasher = reader.finish().await.map_err(|e| format!("cannot read the input: {e}"))?;
+        digest = Some(hex(&hasher.finalize()));
         if let Some(n) = size.filter(|&n| n != total) {
             tx.reset(wire::SENDER_CANCELLED);
             return Err(format!("the file shrank while being sent ({total} of {n} bytes)").into());
@@ -834,16 +835,20 @@ async fn transfer(
         Ok(Err(e)) => return Err(format!("bad reply from the receiver: {e}").into()),
         Err(_) => return Err(format!("no reply from the receiver within {} s", REPLY_TIMEOUT.as_secs()).into()),
     };
-    let digest = hex(&hasher.finalize());
-    match reply.status {
-        wire::DONE if hex(&reply.digest) != digest => {
+    match (reply.status, digest) {
+        (wire::DONE | wire::DISCARDED, None) => {
+            Err(format!("send: {}", send_err.map(|e| e.0).unwrap_or_default()).into())
+        }
+        (wire::DONE, Some(digest)) if hex(&reply.digest) != digest => {
             Err(format!("the receiver stored different bytes (sha-256 {}, sent {digest})", hex(&reply.digest)).into())
         }
-        wire::DONE | wire::DISCARDED if send_err.is_none() => {
+        (wire::DONE | wire::DISCARDED, Some(digest)) if send_err.is_none() => {
             Ok(Sent { bytes: total - start, resumed_at: start, digest, reply })
         }
-        wire::DONE | wire::DISCARDED => Err(format!("send: {}", send_err.map(|e| e.0).unwrap_or_default()).into()),
-        code => Err(code_failure(code, &reply.message)),
+        (wire::DONE | wire::DISCARDED, Some(_)) => {
+            Err(format!("send: {}", send_err.map(|e| e.0).unwrap_or_default()).into())
+        }
+        (code, _) => Err(code_failure(code, &reply.message)),
     }
 }
 
@@ -1016,8 +1021,16 @@ async fn receive(
     let resumed_at = total;
     let pb = if progress { bar(header.size) } else { ProgressBar::hidden() };
     pb.set_position(total);
-    loop {
-        let n = match rx.read(&mut buf).await {
+    // Written, hashed and synced on a thread of their own (see `pipe`).
+    let has_file = file.is_some();
+    let file = match file {
+        Some(f) => Some(f.into_std().await),
+        None => None,
+    };
+    let mut writer = HashingWriter::spawn(file, hasher).map_err(|e| format!("cannot start writing {name}: {e}"))?;
+    // A buffer that is `None` means the writer stopped on an error: `finish` says which.
+    while let Some(mut chunk) = writer.buffer().await {
+        let n = match rx.read(&mut chunk).await {
             Ok(n) => n,
             Err(e) => return Err(stream_failure(session, StreamClosed::of(&e), &e, "receive").await),
         };
@@ -1029,29 +1042,28 @@ async fn receive(
             refuse(&mut tx, &mut rx, wire::REFUSED, "more bytes than the announced size").await;
             return Err(format!("{name}: the sender sent more bytes than it announced").into());
         }
-        hasher.update(&buf[..n]);
-        if let Some(f) = &mut file {
-            if let Err(e) = f.write_all(&buf[..n]).await {
-                let msg = format!("cannot write {name}: {e}");
-                refuse(&mut tx, &mut rx, wire::FAILED, &msg).await;
-                return Err(msg.into());
-            }
+        if !writer.write(chunk, n).await {
+            break;
         }
         pb.set_position(total);
     }
     pb.finish_and_clear();
+    let (hasher, written) = writer.finish().await;
+    if let Err(e) = written {
+        let msg = format!("cannot write {name}: {e}");
+        refuse(&mut tx, &mut rx, wire::FAILED, &msg).await;
+        return Err(msg.into());
+    }
     if let Some(s) = header.size.filter(|&s| s != total) {
         let msg = format!("{name}: the stream ended after {total} of {s} announced bytes");
         refuse(&mut tx, &mut rx, wire::REFUSED, &msg).await;
         return Err(msg.into());
     }
     let digest: [u8; 32] = hasher.finalize().into();
-    // Written, synced, then published under the final name, and the directory synced.
-    let stored = match (file, &mut partial) {
-        (Some(mut f), Ok(Some((p, _, _, dir)))) => {
+    // Written and synced (above), then published under the final name, and the directory synced.
+    let stored = match (has_file, &mut partial) {
+        (true, Ok(Some((p, _, _, dir)))) => {
             let done = async {
-                f.flush().await?;
-                f.sync_all().await?;
                 let to = match target {
                     Target::File { path, force } => p.publish(path, *force).map(|()| path.clone()).map_err(|e| {
                         if e.kind() == std::io::ErrorKind::AlreadyExists {
