@@ -1,7 +1,7 @@
 //! The node: one local transport, many sessions. Routing, the responder's front
 //! door (cheapest checks first), and the output drain.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -54,6 +54,8 @@ struct Slot {
     indexed_peer: Option<NodeId>,
     /// When the session last got `Input::Timeout` (see `Node::poll_output`'s stall guard).
     timed_out_at: Option<Instant>,
+    /// COOKIEs the slot's connect attempt accepted (at most `MAX_COOKIES_PER_CONNECT`).
+    cookies_received: u8,
 }
 
 /// An STT node: the sans-IO state machine for one local transport.
@@ -78,7 +80,6 @@ pub struct Node<E: Entropy> {
     cookies: CookieJar,
     handshake_bucket: TokenBucket,
     pending_cookies: VecDeque<(PathAddr, [u8; COOKIE_PACKET_LEN])>,
-    cookies_received: BTreeMap<u32, u8>,
     events: EventQueue,
     stats: NodeStats,
     /// Which sessions have output due and when each needs its next timeout.
@@ -154,7 +155,6 @@ impl<E: Entropy> Node<E> {
             live: 0,
             routes: Routes::default(),
             pending_cookies: VecDeque::new(),
-            cookies_received: BTreeMap::new(),
             events: EventQueue::new(),
             stats,
             schedule: Schedule::default(),
@@ -728,7 +728,7 @@ impl<E: Entropy> Node<E> {
     }
 
     fn handle_cookie(&mut self, idx: u32, from: PathAddr, data: &[u8]) -> Result<(), DropReason> {
-        let count = self.cookies_received.get(&idx).copied().unwrap_or(0);
+        let count = self.slots.get(idx as usize).map_or(0, |s| s.cookies_received);
         let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
             return Err(DropReason::UnknownSession);
         };
@@ -746,7 +746,7 @@ impl<E: Entropy> Node<E> {
         let counter = session.dh.clone();
         // A fresh HELLO with a new ephemeral, carrying the cookie MAC (spec [HS-9]).
         let (noise, hello) = self.build_hello(local_sid, Some(&cookie), &counter).ok_or(DropReason::Malformed)?;
-        self.cookies_received.insert(idx, count + 1);
+        self.slots[idx as usize].cookies_received = count + 1;
         let session = self.slots[idx as usize].session.as_mut().ok_or(DropReason::UnknownSession)?;
         if let Phase::Hello(h) = &mut session.phase {
             **h = HelloState { noise, hello, first_sent: None, retransmitted: false, expected_peer: h.expected_peer };
@@ -953,12 +953,14 @@ impl<E: Entropy> Node<E> {
                     half_open: false,
                     indexed_peer: None,
                     timed_out_at: None,
+                    cookies_received: 0,
                 });
                 u32::try_from(self.slots.len() - 1).ok()?
             }
         };
         let slot = &mut self.slots[index as usize];
         slot.generation = slot.generation.wrapping_add(1);
+        slot.cookies_received = 0;
         Some((SessionId { index, generation: slot.generation }, sid))
     }
 
@@ -1044,7 +1046,6 @@ impl<E: Entropy> Node<E> {
             }
             if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid, idx as u32);
-                self.cookies_received.remove(&(idx as u32));
                 self.free.push(idx as u32);
                 self.live -= 1;
             }
