@@ -118,7 +118,7 @@ impl Default for Config {
             max_streams_bidi: 100,
             max_streams_uni: 100,
             stream_send_buffer: 4 * 1024 * 1024,
-            congestion: crate::recovery::CongestionAlgorithm::Cubic,
+            congestion: crate::recovery::CongestionAlgorithm::default(),
             app_frame_types: [0; 16],
             max_app_frame: 65_000,
             app_frame_queue: 64,
@@ -371,7 +371,8 @@ impl Config {
         app_frame_queue: usize
     );
     setter!(
-        /// Congestion controller (default CUBIC).
+        /// Congestion controller (default CUBIC; NewReno in a build without the `cubic`
+        /// feature, which refuses CUBIC).
         congestion: crate::recovery::CongestionAlgorithm
     );
 
@@ -442,6 +443,9 @@ impl Config {
         }
         if self.max_datagram_frame > self.max_udp_payload {
             return err("max_datagram_frame", "must not exceed max_udp_payload");
+        }
+        if !cfg!(feature = "cubic") && self.congestion == crate::recovery::CongestionAlgorithm::Cubic {
+            return err("congestion", "CUBIC is not in this build (feature `cubic`)");
         }
         Ok(())
     }
