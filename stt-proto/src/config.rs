@@ -175,7 +175,8 @@ impl Config {
     }
 
     /// Serve as a relay for members that register (spec §12); `None` (the default) refuses
-    /// registrations.
+    /// registrations. Needs the `relay` feature (on by default): without it `validate`
+    /// refuses `Some`.
     #[must_use]
     pub fn relay(mut self, relay: Option<crate::relay::RelayConfig>) -> Self {
         self.relay = relay;
@@ -443,6 +444,9 @@ impl Config {
         }
         if self.max_datagram_frame > self.max_udp_payload {
             return err("max_datagram_frame", "must not exceed max_udp_payload");
+        }
+        if !cfg!(feature = "relay") && self.relay.is_some() {
+            return err("relay", "relaying is not in this build (feature `relay`)");
         }
         if !cfg!(feature = "cubic") && self.congestion == crate::recovery::CongestionAlgorithm::Cubic {
             return err("congestion", "CUBIC is not in this build (feature `cubic`)");

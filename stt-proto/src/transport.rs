@@ -327,7 +327,7 @@ impl Transport {
         // Forwarded datagrams: one RELAY_DATA frame each, outside this session's congestion
         // control and pacing (the end-to-end session has its own; spec [RY-3]). They do not
         // make the packet ack-eliciting and are never retransmitted.
-        while let Some(len) = self.relay_out.front_len() {
+        while let Some(len) = self.relay_out.front_len().filter(|_| cfg!(feature = "relay")) {
             let Some(dlen) = len.checked_sub(32) else {
                 self.relay_out.pop_with(|_, _| ());
                 continue;
