@@ -294,7 +294,8 @@ impl Config {
         key_update_interval: Duration
     );
     setter!(
-        /// Interval of the in-session re-handshake (fresh DH, post-compromise security); `None` disables.
+        /// Interval of the in-session re-handshake (fresh DH, post-compromise security); `None`
+        /// disables. A build without the `rehandshake` feature never runs one.
         rehandshake_interval: Option<Duration>
     );
     setter!(

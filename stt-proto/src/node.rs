@@ -1097,7 +1097,7 @@ impl<E: Entropy> Node<E> {
             p.send_candidates = true;
             p.pad_to = crate::session::INITIAL_MTU as usize;
         }
-        s.punch.set(p);
+        s.punch.set(alloc::boxed::Box::new(p));
     }
 
     /// Stall guard: a session that got its timeout at this instant, then had nothing to
@@ -1284,7 +1284,7 @@ impl SessionRef<'_> {
             self.session.relay.as_deref(),
             Some(RelayLink::Relay { status: RelayStatus::Registered { .. }, .. })
         ) {
-            self.session.relay.set(RelayLink::new_relay());
+            self.session.relay.set(alloc::boxed::Box::new(RelayLink::new_relay()));
         }
         self.touched(true)
     }

@@ -12,7 +12,6 @@
 //! PATH_CHALLENGE packets at once; the first answered probe moves the session onto the
 //! direct path, and the relayed path stays as the fallback.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -135,42 +134,6 @@ impl RelayLink {
             RelayLink::Member { status_due, .. } => *status_due = true,
             RelayLink::Relay { status, register_due } => *register_due = *status == RelayStatus::Registering,
         }
-    }
-}
-
-/// A session's optional relay state (`Option<Box<T>>`): always empty in a build without the
-/// `relay` feature, where its accessors return `None` as a constant, so the compiler drops
-/// every relay and punching path that reads it.
-pub(crate) struct Gated<T>(Option<Box<T>>);
-
-impl<T> Gated<T> {
-    pub(crate) const NONE: Self = Gated(None);
-
-    /// Sets the state (a no-op without the `relay` feature).
-    pub(crate) fn set(&mut self, v: T) {
-        if cfg!(feature = "relay") {
-            self.0 = Some(Box::new(v));
-        }
-    }
-
-    pub(crate) fn as_deref(&self) -> Option<&T> {
-        self.0.as_deref().filter(|_| cfg!(feature = "relay"))
-    }
-
-    pub(crate) fn as_deref_mut(&mut self) -> Option<&mut T> {
-        self.0.as_deref_mut().filter(|_| cfg!(feature = "relay"))
-    }
-
-    pub(crate) fn as_ref(&self) -> Option<&T> {
-        self.as_deref()
-    }
-
-    pub(crate) fn as_mut(&mut self) -> Option<&mut T> {
-        self.as_deref_mut()
-    }
-
-    pub(crate) fn is_none(&self) -> bool {
-        self.as_deref().is_none()
     }
 }
 

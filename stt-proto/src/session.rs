@@ -15,12 +15,13 @@ use crate::crypto::AeadAlg;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::error::{CloseReason, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
 use crate::event::{Event, EventQueue, SessionId};
+use crate::gate::{Gated, REHANDSHAKE, RELAY};
 use crate::identity::NodeId;
 use crate::path::{Moved, Paths, Validation, MIN_PATH_PACKET, PATH_PROBE_SIZE};
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
 use crate::recovery::rtt::RttEstimator;
 use crate::rehandshake::{Rekey, RekeyTimers};
-use crate::relay::{Gated, Punch, RelayLink, RelayStatus, FALLBACK_PTOS};
+use crate::relay::{Punch, RelayLink, RelayStatus, FALLBACK_PTOS};
 use crate::stats::{NodeStats, SessionCounters};
 use crate::stream::{AppFrameSet, PeerLimits, StreamLimits, Streams};
 use crate::time::Instant;
@@ -140,7 +141,8 @@ pub(crate) struct Session {
     pub(crate) peer: Option<NodeId>,
     pub(crate) phase: Phase,
     pub(crate) record: Option<Record>,
-    rekey: Option<Rekey>,
+    /// The re-handshake (spec §5.5); always empty without the `rehandshake` feature.
+    rekey: Gated<Rekey, REHANDSHAKE>,
     /// The peer's transport parameters, from the handshake until establishment.
     peer_params: Option<Box<TransportParams>>,
     /// What the session keeps of them once established.
@@ -176,9 +178,9 @@ pub(crate) struct Session {
     paths: Option<Paths>,
     pub(crate) stats: SessionCounters,
     /// Relay role (member of this node's relay, or this node's relay); boxed, usually none.
-    pub(crate) relay: Gated<RelayLink>,
+    pub(crate) relay: Gated<Box<RelayLink>, RELAY>,
     /// Hole punching, for a session that started on a relayed path.
-    pub(crate) punch: Gated<Punch>,
+    pub(crate) punch: Gated<Box<Punch>, RELAY>,
     /// Relay and punching counters the node folds into its stats.
     pub(crate) relay_counters: RelayCounters,
 }
@@ -212,7 +214,7 @@ impl Session {
             peer: None,
             phase,
             record: None,
-            rekey: None,
+            rekey: Gated::NONE,
             peer_params: None,
             peer_max_udp_payload: INITIAL_MTU,
             peer_max_datagram_frame: 0,
@@ -430,7 +432,7 @@ impl Session {
         self.idle_timeout = if peer_idle == 0 { local } else { local.min(Duration::from_millis(peer_idle)) };
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
         self.arm_keepalive(now, config);
-        self.rekey = Some(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &rtt)));
+        self.rekey.set(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &rtt)));
         let limits = StreamLimits {
             stream_window: config.stream_window,
             session_window: config.session_window,
@@ -1255,7 +1257,7 @@ impl Session {
                         bucket: crate::cookie::TokenBucket::new(1, 1, now),
                     },
                 };
-                self.relay.set(link);
+                self.relay.set(Box::new(link));
             }
         }
     }
