@@ -226,7 +226,8 @@ impl Config {
     setter!(
         /// Largest UDP payload this node sends or accepts (1200..=65527, default 1472).
         /// Sessions start at 1200 bytes and path MTU discovery probes up to the smaller
-        /// of both sides' values; 1200 disables probing. `poll_output` needs a buffer this large.
+        /// of both sides' values; 1200 disables probing (as does a build without the `pmtud`
+        /// feature). `poll_output` needs a buffer this large.
         max_udp_payload: usize
     );
     setter!(

@@ -1,4 +1,5 @@
-//! State of a feature that a build may leave out (Cargo features `relay`, `rehandshake`).
+//! State of a feature that a build may leave out (Cargo features `relay`, `rehandshake`,
+//! `pmtud`).
 
 use core::ops::{Deref, DerefMut};
 
@@ -6,6 +7,8 @@ use core::ops::{Deref, DerefMut};
 pub(crate) const RELAY: bool = cfg!(feature = "relay");
 /// Whether the in-session re-handshake is built in (feature `rehandshake`).
 pub(crate) const REHANDSHAKE: bool = cfg!(feature = "rehandshake");
+/// Whether path MTU discovery is built in (feature `pmtud`).
+pub(crate) const PMTUD: bool = cfg!(feature = "pmtud");
 
 /// An `Option<T>` that stays empty when `ON` is false: its accessors then return `None` as
 /// a constant, so the compiler drops every code path that reads it (and what only those
@@ -14,6 +17,11 @@ pub(crate) struct Gated<T, const ON: bool>(Option<T>);
 
 impl<T, const ON: bool> Gated<T, ON> {
     pub(crate) const NONE: Self = Gated(None);
+
+    /// `v`, or nothing when the feature is left out.
+    pub(crate) fn new(v: Option<T>) -> Self {
+        Gated(v.filter(|_| ON))
+    }
 
     /// Sets the state (a no-op when the feature is left out).
     pub(crate) fn set(&mut self, v: T) {
