@@ -1,7 +1,6 @@
 //! The congestion-control interface and the choice of algorithm.
 
 use alloc::boxed::Box;
-use core::fmt;
 
 use super::rtt::RttEstimator;
 use crate::time::Instant;
@@ -19,7 +18,7 @@ pub enum CongestionAlgorithm {
 }
 
 /// A congestion controller: how many bytes may be in flight.
-pub trait CongestionControl: Send + fmt::Debug {
+pub trait CongestionControl: Send {
     /// Current congestion window in bytes.
     fn window(&self) -> u64;
     /// Bytes were acknowledged for a packet sent at `sent`. `app_limited`: the sender
