@@ -5,7 +5,7 @@
 //! unreliable datagram, prints one line over semihosting and exits with status 0 (1 on any
 //! failure). There is no OS clock: the virtual clock is a loop counter (1 ms per round).
 //!
-//! Randomness comes from ChaCha20 seeded from a constant. That is fine for this test and
+//! Randomness is a ChaCha20 keystream under a constant key. That is fine for this test and
 //! NOT for production: a real device must seed from a hardware TRNG.
 #![no_std]
 #![no_main]
@@ -19,14 +19,14 @@ use core::mem::MaybeUninit;
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use embedded_alloc::LlffHeap as Heap;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use stt_proto::{
-    Config, Duration, Event, Identity, Input, Instant, Node, NodeSeed, Output, PathAddr, SessionId, SessionState,
-    SharedSeed, UnixTime,
+    Config, Duration, Entropy, EntropyPurpose, Event, Identity, Input, Instant, Node, NodeSeed, Output, PathAddr,
+    SessionId, SessionState, SharedSeed, UnixTime,
 };
 
 #[global_allocator]
@@ -77,7 +77,22 @@ const BURST: u32 = 32;
 /// Virtual-clock rounds before the firmware gives up.
 const MAX_ROUNDS: u64 = 60_000;
 
-type Rng = ChaCha20Rng;
+/// TEST ONLY: the ChaCha20 keystream under a constant key as the nodes' [`Entropy`].
+/// Production firmware seeds its CSPRNG from a hardware TRNG.
+struct Rng(ChaCha20);
+
+impl Rng {
+    fn from_constant(seed: u8) -> Self {
+        Rng(ChaCha20::new(&[seed; 32].into(), &[0x57; 12].into()))
+    }
+}
+
+impl Entropy for Rng {
+    fn fill(&mut self, _purpose: EntropyPurpose, out: &mut [u8]) {
+        out.fill(0);
+        self.0.apply_keystream(out);
+    }
+}
 
 fn addr(last: u8) -> PathAddr {
     PathAddr::Udp(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, last), 7000)))
@@ -86,7 +101,7 @@ fn addr(last: u8) -> PathAddr {
 fn node(seed: u8, shared: &SharedSeed) -> Node<Rng> {
     let id = Identity::new(NodeSeed::from_bytes([seed; 32]), shared.clone());
     // TEST ONLY: a constant seed. Production firmware seeds from a hardware TRNG.
-    let rng = Rng::seed_from_u64(0x5717_0000 + u64::from(seed));
+    let rng = Rng::from_constant(seed);
     Node::new(Config::default(), id, rng, Instant::ZERO, Some(UnixTime::from_millis(1_700_000_000_000)))
         .unwrap_or_else(|_| fail("Node::new"))
 }

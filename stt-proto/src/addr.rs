@@ -37,6 +37,13 @@ impl PathAddr {
     pub fn is_relayed(&self) -> bool {
         matches!(self, PathAddr::Relay(_))
     }
+
+    /// [`is_relayed`](Self::is_relayed) for the core's own decisions: always false without
+    /// the `relay` feature, where no session has a relayed path (`Node::connect` refuses
+    /// one and `handle_input` drops datagrams from one), so the relay code compiles away.
+    pub(crate) fn relayed(&self) -> bool {
+        cfg!(feature = "relay") && self.is_relayed()
+    }
 }
 
 impl fmt::Display for PathAddr {

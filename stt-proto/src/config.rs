@@ -118,7 +118,7 @@ impl Default for Config {
             max_streams_bidi: 100,
             max_streams_uni: 100,
             stream_send_buffer: 4 * 1024 * 1024,
-            congestion: crate::recovery::CongestionAlgorithm::Cubic,
+            congestion: crate::recovery::CongestionAlgorithm::default(),
             app_frame_types: [0; 16],
             max_app_frame: 65_000,
             app_frame_queue: 64,
@@ -175,7 +175,8 @@ impl Config {
     }
 
     /// Serve as a relay for members that register (spec §12); `None` (the default) refuses
-    /// registrations.
+    /// registrations. Needs the `relay` feature (on by default): without it `validate`
+    /// refuses `Some`.
     #[must_use]
     pub fn relay(mut self, relay: Option<crate::relay::RelayConfig>) -> Self {
         self.relay = relay;
@@ -225,7 +226,8 @@ impl Config {
     setter!(
         /// Largest UDP payload this node sends or accepts (1200..=65527, default 1472).
         /// Sessions start at 1200 bytes and path MTU discovery probes up to the smaller
-        /// of both sides' values; 1200 disables probing. `poll_output` needs a buffer this large.
+        /// of both sides' values; 1200 disables probing (as does a build without the `pmtud`
+        /// feature). `poll_output` needs a buffer this large.
         max_udp_payload: usize
     );
     setter!(
@@ -293,7 +295,8 @@ impl Config {
         key_update_interval: Duration
     );
     setter!(
-        /// Interval of the in-session re-handshake (fresh DH, post-compromise security); `None` disables.
+        /// Interval of the in-session re-handshake (fresh DH, post-compromise security); `None`
+        /// disables. A build without the `rehandshake` feature never runs one.
         rehandshake_interval: Option<Duration>
     );
     setter!(
@@ -371,7 +374,8 @@ impl Config {
         app_frame_queue: usize
     );
     setter!(
-        /// Congestion controller (default CUBIC).
+        /// Congestion controller (default CUBIC; NewReno in a build without the `cubic`
+        /// feature, which refuses CUBIC).
         congestion: crate::recovery::CongestionAlgorithm
     );
 
@@ -442,6 +446,12 @@ impl Config {
         }
         if self.max_datagram_frame > self.max_udp_payload {
             return err("max_datagram_frame", "must not exceed max_udp_payload");
+        }
+        if !cfg!(feature = "relay") && self.relay.is_some() {
+            return err("relay", "relaying is not in this build (feature `relay`)");
+        }
+        if !cfg!(feature = "cubic") && self.congestion == crate::recovery::CongestionAlgorithm::Cubic {
+            return err("congestion", "CUBIC is not in this build (feature `cubic`)");
         }
         Ok(())
     }

@@ -76,6 +76,7 @@ mod entropy;
 mod ephemeral_cache;
 mod error;
 mod event;
+mod gate;
 mod handshake;
 mod identity;
 mod node;

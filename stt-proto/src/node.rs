@@ -1,7 +1,7 @@
 //! The node: one local transport, many sessions. Routing, the responder's front
 //! door (cheapest checks first), and the output drain.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -54,6 +54,8 @@ struct Slot {
     indexed_peer: Option<NodeId>,
     /// When the session last got `Input::Timeout` (see `Node::poll_output`'s stall guard).
     timed_out_at: Option<Instant>,
+    /// COOKIEs the slot's connect attempt accepted (at most `MAX_COOKIES_PER_CONNECT`).
+    cookies_received: u8,
 }
 
 /// An STT node: the sans-IO state machine for one local transport.
@@ -78,7 +80,6 @@ pub struct Node<E: Entropy> {
     cookies: CookieJar,
     handshake_bucket: TokenBucket,
     pending_cookies: VecDeque<(PathAddr, [u8; COOKIE_PACKET_LEN])>,
-    cookies_received: BTreeMap<u32, u8>,
     events: EventQueue,
     stats: NodeStats,
     /// Which sessions have output due and when each needs its next timeout.
@@ -154,7 +155,6 @@ impl<E: Entropy> Node<E> {
             live: 0,
             routes: Routes::default(),
             pending_cookies: VecDeque::new(),
-            cookies_received: BTreeMap::new(),
             events: EventQueue::new(),
             stats,
             schedule: Schedule::default(),
@@ -255,7 +255,8 @@ impl<E: Entropy> Node<E> {
     /// aborts unless the responder proves that node id.
     ///
     /// # Errors
-    /// [`ConnectError`] when the session limit is reached or the node is shut down.
+    /// [`ConnectError`] when the session limit is reached or the node is shut down;
+    /// [`ConnectError::NoRelay`] for a relayed `to` in a build without the `relay` feature.
     pub fn connect(
         &mut self,
         now: Instant,
@@ -265,6 +266,9 @@ impl<E: Entropy> Node<E> {
         self.advance(now);
         if self.shut_down {
             return Err(ConnectError::NodeClosed);
+        }
+        if to.is_relayed() && !to.relayed() {
+            return Err(ConnectError::NoRelay);
         }
         let (id, local_sid) = self.reserve().ok_or(ConnectError::TooManySessions)?;
         let counter = DhCounter::default();
@@ -289,7 +293,8 @@ impl<E: Entropy> Node<E> {
     ///
     /// # Errors
     /// [`ConnectError::NoRelay`] unless `relay` is a session whose relay answered
-    /// [`RelayStatus::Registered`]; otherwise as [`connect`](Self::connect).
+    /// [`RelayStatus::Registered`] (always, in a build without the `relay` feature);
+    /// otherwise as [`connect`](Self::connect).
     pub fn connect_via_relay(
         &mut self,
         now: Instant,
@@ -305,7 +310,7 @@ impl<E: Entropy> Node<E> {
     /// Tells the node its own UDP addresses (the bound port on each local interface
     /// address): they are announced, with the address a relay reports, as hole-punching
     /// candidates (spec [PU-1]). Unspecified, broadcast and multicast addresses and port 0
-    /// are ignored; at most four.
+    /// are ignored; at most four. Unused in a build without the `relay` feature.
     pub fn set_local_addresses(&mut self, addrs: &[SocketAddr]) {
         self.local_addrs.clear();
         for a in addrs {
@@ -324,6 +329,11 @@ impl<E: Entropy> Node<E> {
 
     /// Hands a datagram of a relayed path to the relay session it rides on (spec [RY-3]).
     fn wrap_for_relay(&mut self, r: RelayAddr, data_len: usize, buf: &[u8]) {
+        if !cfg!(feature = "relay") {
+            // Unreachable: no relayed path exists in such a build.
+            self.stats.relay_send_dropped += 1;
+            return;
+        }
         let idx = r.via.index as usize;
         let max = self.relay_session(r.via).map(|s| s.relay_capacity(&self.config));
         let ok = match (max, self.slots.get_mut(idx).and_then(|s| s.session.as_mut())) {
@@ -520,6 +530,10 @@ impl<E: Entropy> Node<E> {
 
     fn handle_datagram(&mut self, from: PathAddr, data: &mut [u8]) -> InputOutcome {
         use InputOutcome::{Consumed, Dropped};
+        if from.is_relayed() && !from.relayed() {
+            // A build without the `relay` feature has no relayed paths.
+            return Dropped(DropReason::UnexpectedState);
+        }
         let Some((header, _)) = Header::decode(data) else {
             return InputOutcome::NotStt;
         };
@@ -728,7 +742,7 @@ impl<E: Entropy> Node<E> {
     }
 
     fn handle_cookie(&mut self, idx: u32, from: PathAddr, data: &[u8]) -> Result<(), DropReason> {
-        let count = self.cookies_received.get(&idx).copied().unwrap_or(0);
+        let count = self.slots.get(idx as usize).map_or(0, |s| s.cookies_received);
         let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
             return Err(DropReason::UnknownSession);
         };
@@ -746,7 +760,7 @@ impl<E: Entropy> Node<E> {
         let counter = session.dh.clone();
         // A fresh HELLO with a new ephemeral, carrying the cookie MAC (spec [HS-9]).
         let (noise, hello) = self.build_hello(local_sid, Some(&cookie), &counter).ok_or(DropReason::Malformed)?;
-        self.cookies_received.insert(idx, count + 1);
+        self.slots[idx as usize].cookies_received = count + 1;
         let session = self.slots[idx as usize].session.as_mut().ok_or(DropReason::UnknownSession)?;
         if let Phase::Hello(h) = &mut session.phase {
             **h = HelloState { noise, hello, first_sent: None, retransmitted: false, expected_peer: h.expected_peer };
@@ -953,12 +967,14 @@ impl<E: Entropy> Node<E> {
                     half_open: false,
                     indexed_peer: None,
                     timed_out_at: None,
+                    cookies_received: 0,
                 });
                 u32::try_from(self.slots.len() - 1).ok()?
             }
         };
         let slot = &mut self.slots[index as usize];
         slot.generation = slot.generation.wrapping_add(1);
+        slot.cookies_received = 0;
         Some((SessionId { index, generation: slot.generation }, sid))
     }
 
@@ -1044,7 +1060,6 @@ impl<E: Entropy> Node<E> {
             }
             if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid, idx as u32);
-                self.cookies_received.remove(&(idx as u32));
                 self.free.push(idx as u32);
                 self.live -= 1;
             }
@@ -1057,6 +1072,9 @@ impl<E: Entropy> Node<E> {
     /// A session just established over relay `r`: announce candidates (this node's own
     /// addresses and the one the relay reports) and wait for the peer's (spec [PU-1], [PU-2]).
     fn start_punching(&mut self, idx: usize, r: RelayAddr) {
+        if !cfg!(feature = "relay") {
+            return;
+        }
         let mut cands: heapless::Vec<SocketAddr, 8> = heapless::Vec::new();
         if let Some(relay) = self.relay_session(r.via) {
             let reported = match relay.relay.as_deref() {
@@ -1079,7 +1097,7 @@ impl<E: Entropy> Node<E> {
             p.send_candidates = true;
             p.pad_to = crate::session::INITIAL_MTU as usize;
         }
-        s.punch = Some(alloc::boxed::Box::new(p));
+        s.punch.set(alloc::boxed::Box::new(p));
     }
 
     /// Stall guard: a session that got its timeout at this instant, then had nothing to
@@ -1256,15 +1274,17 @@ impl SessionRef<'_> {
     /// the session is established, and [`Event::RelayStatus`] reports the answer. Returns
     /// false over a relayed path, or a direct path punched from one (no relaying through
     /// relays: the session would fall back onto its relayed path).
+    ///
+    /// Always false in a build without the `relay` feature.
     pub fn register_relay(&mut self) -> bool {
-        if self.session.ever_relayed() {
+        if !cfg!(feature = "relay") || self.session.ever_relayed() {
             return false;
         }
         if !matches!(
             self.session.relay.as_deref(),
             Some(RelayLink::Relay { status: RelayStatus::Registered { .. }, .. })
         ) {
-            self.session.relay = Some(alloc::boxed::Box::new(RelayLink::new_relay()));
+            self.session.relay.set(alloc::boxed::Box::new(RelayLink::new_relay()));
         }
         self.touched(true)
     }

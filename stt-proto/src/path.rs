@@ -157,7 +157,7 @@ impl Paths {
         let (new_data, old_data) = challenge();
         let previous = self.remote;
         let validated = self.validated;
-        let relay_to_direct = previous.is_relayed() && !from.is_relayed();
+        let relay_to_direct = previous.relayed() && !from.relayed();
         if relay_to_direct {
             // The peer found a direct path (spec [PU-5]): the relay stays as the fallback.
             self.fallback = Some(previous);
@@ -231,7 +231,7 @@ impl Paths {
 
     /// Returns to the relayed fallback path, if there is one and it is not current.
     pub(crate) fn fall_back(&mut self) -> Option<PathAddr> {
-        let relay = self.fallback.filter(|f| *f != self.remote)?;
+        let relay = self.fallback.filter(|f| cfg!(feature = "relay") && *f != self.remote)?;
         self.remote = relay;
         self.validated = true;
         if let Some(p) = self.probing.as_mut() {

@@ -15,6 +15,7 @@ use crate::crypto::AeadAlg;
 use crate::entropy::{Entropy, EntropyPurpose};
 use crate::error::{CloseReason, DatagramError, DropReason, ExportError, HandshakeFailure, TransportCode};
 use crate::event::{Event, EventQueue, SessionId};
+use crate::gate::{Gated, REHANDSHAKE, RELAY};
 use crate::identity::NodeId;
 use crate::path::{Moved, Paths, Validation, MIN_PATH_PACKET, PATH_PROBE_SIZE};
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
@@ -140,7 +141,8 @@ pub(crate) struct Session {
     pub(crate) peer: Option<NodeId>,
     pub(crate) phase: Phase,
     pub(crate) record: Option<Record>,
-    rekey: Option<Rekey>,
+    /// The re-handshake (spec §5.5); always empty without the `rehandshake` feature.
+    rekey: Gated<Rekey, REHANDSHAKE>,
     /// The peer's transport parameters, from the handshake until establishment.
     peer_params: Option<Box<TransportParams>>,
     /// What the session keeps of them once established.
@@ -176,9 +178,9 @@ pub(crate) struct Session {
     paths: Option<Paths>,
     pub(crate) stats: SessionCounters,
     /// Relay role (member of this node's relay, or this node's relay); boxed, usually none.
-    pub(crate) relay: Option<Box<RelayLink>>,
+    pub(crate) relay: Gated<Box<RelayLink>, RELAY>,
     /// Hole punching, for a session that started on a relayed path.
-    pub(crate) punch: Option<Box<Punch>>,
+    pub(crate) punch: Gated<Box<Punch>, RELAY>,
     /// Relay and punching counters the node folds into its stats.
     pub(crate) relay_counters: RelayCounters,
 }
@@ -212,7 +214,7 @@ impl Session {
             peer: None,
             phase,
             record: None,
-            rekey: None,
+            rekey: Gated::NONE,
             peer_params: None,
             peer_max_udp_payload: INITIAL_MTU,
             peer_max_datagram_frame: 0,
@@ -239,8 +241,8 @@ impl Session {
             transport: None,
             paths: None,
             stats: SessionCounters::default(),
-            relay: None,
-            punch: None,
+            relay: Gated::NONE,
+            punch: Gated::NONE,
             relay_counters: RelayCounters::default(),
         };
         s.set_timer(Timer::Handshake, Some(now.saturating_add(config.handshake_timeout)));
@@ -351,7 +353,7 @@ impl Session {
 
     /// After a move between a relayed and a direct path (spec [PU-7]).
     fn path_kind_changed(&mut self, now: Instant, config: &Config) {
-        let ceiling = (!self.remote.is_relayed()).then(|| self.max_datagram_len(config) as u64);
+        let ceiling = (!self.remote.relayed()).then(|| self.max_datagram_len(config) as u64);
         if let Some(t) = self.transport.as_mut() {
             t.on_path_kind_change(now, ceiling, config.congestion.build(INITIAL_MTU));
         }
@@ -359,7 +361,7 @@ impl Session {
 
     /// Whether the session runs, or started, on a relayed path (its relayed fallback is kept).
     pub(crate) fn ever_relayed(&self) -> bool {
-        self.remote.is_relayed() || self.paths.as_ref().is_some_and(|p| p.fallback.is_some())
+        self.remote.relayed() || self.paths.as_ref().is_some_and(|p| p.fallback.is_some())
     }
 
     /// Relay or punching control is owed.
@@ -430,7 +432,7 @@ impl Session {
         self.idle_timeout = if peer_idle == 0 { local } else { local.min(Duration::from_millis(peer_idle)) };
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
         self.arm_keepalive(now, config);
-        self.rekey = Some(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &rtt)));
+        self.rekey.set(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &rtt)));
         let limits = StreamLimits {
             stream_window: config.stream_window,
             session_window: config.session_window,
@@ -463,7 +465,7 @@ impl Session {
             config.datagram_queue,
             INITIAL_MTU,
             // No discovery through a relay: its framing caps what fits (spec [PU-7]).
-            if self.remote.is_relayed() { INITIAL_MTU } else { self.max_datagram_len(config) as u64 },
+            if self.remote.relayed() { INITIAL_MTU } else { self.max_datagram_len(config) as u64 },
             now,
         ));
     }
@@ -616,7 +618,7 @@ impl Session {
             }
             // A direct path that stopped answering: back to the relay (spec [PU-6]).
             let ptos = self.transport.as_ref().map_or(0, |t| t.loss.pto_count());
-            if ptos >= FALLBACK_PTOS && !self.remote.is_relayed() {
+            if ptos >= FALLBACK_PTOS && !self.remote.relayed() {
                 if let Some(relay) = self.paths.as_mut().and_then(Paths::fall_back) {
                     self.fell_back(now, ctx, relay);
                 }
@@ -655,7 +657,7 @@ impl Session {
         }
         // A session that was never relayed (a relay session among them) never moves onto a
         // relayed path: no relaying through relays, no loops (spec [RY-1]).
-        if from.is_relayed() && !self.ever_relayed() {
+        if from.relayed() && !self.ever_relayed() {
             return Err(DropReason::UnexpectedState);
         }
         let pto = self.rtt().pto();
@@ -679,7 +681,7 @@ impl Session {
         };
         self.stats.packets_in += 1;
         self.stats.bytes_in += (header.len() + body.len()) as u64;
-        if let Some(p) = self.punch.as_deref_mut().filter(|_| from.is_relayed()) {
+        if let Some(p) = self.punch.as_deref_mut().filter(|_| from.relayed()) {
             // Punching probes are paid for by what the peer sent through the relay (what
             // came straight from an address is credit for that address only, spec [PU-3]).
             p.bytes_in += (header.len() + body.len()) as u64;
@@ -704,7 +706,7 @@ impl Session {
                 // Relay frames on a session that has no relay role, or over a relayed
                 // path (no relaying through relays), are violations (spec [RY-6]).
                 Some(Frame::RelayData { .. } | Frame::RelayStatus { .. })
-                    if self.relay.is_none() || self.remote.is_relayed() =>
+                    if self.relay.is_none() || self.remote.relayed() =>
                 {
                     self.close(now, ctx, CloseKind::Transport, TransportCode::ProtocolViolation.to_u64());
                     return Ok(());
@@ -789,7 +791,7 @@ impl Session {
                 (a, b)
             });
             if moved == Moved::Started {
-                mtu_reset |= self.remote.is_relayed() != p.remote.is_relayed();
+                mtu_reset |= self.remote.relayed() != p.remote.relayed();
                 self.remote = p.remote;
             }
         }
@@ -861,7 +863,7 @@ impl Session {
                     if let Some(p) = self.paths.as_mut() {
                         match p.on_response(data) {
                             Validation::NewPath(addr) => {
-                                let kind_changed = self.remote.is_relayed() != addr.is_relayed();
+                                let kind_changed = self.remote.relayed() != addr.relayed();
                                 self.remote = addr;
                                 if kind_changed {
                                     mtu_reset = true;
@@ -1111,7 +1113,7 @@ impl Session {
         let budget = paths.budget_to(dst);
         // Toward a relayed path, no padding: the relay session's size is what counts there,
         // and padding would only make the relay carry 1200 bytes per 47-byte challenge.
-        let target = if dst.is_relayed() {
+        let target = if dst.relayed() {
             let frames = probing.responses.iter().filter(|(a, _)| *a == dst).count()
                 + usize::from(probing.old.is_some_and(|(c, _)| c.send && c.addr == dst))
                 + usize::from(probing.current.is_some_and(|c| c.send && c.addr == dst));
@@ -1255,7 +1257,7 @@ impl Session {
                         bucket: crate::cookie::TokenBucket::new(1, 1, now),
                     },
                 };
-                self.relay = Some(Box::new(link));
+                self.relay.set(Box::new(link));
             }
         }
     }
@@ -1295,7 +1297,7 @@ impl Session {
     /// from it (spec [MG-3]), and `PathChanged` waits for its validation.
     fn on_punched(&mut self, now: Instant, ctx: &mut Ctx<'_>, from: PathAddr, target: SocketAddr, len: usize) {
         let Some(p) = self.punch.as_deref_mut() else { return };
-        if from.is_relayed() || p.direct {
+        if from.relayed() || p.direct {
             return;
         }
         p.direct = true;

@@ -8,6 +8,7 @@ use core::time::Duration;
 use crate::datagram::DatagramQueue;
 use crate::error::TransportCode;
 use crate::event::{Event, EventQueue, SessionId};
+use crate::gate::{Gated, PMTUD};
 use crate::pmtud::Pmtud;
 use crate::recovery::ack::AckTracker;
 use crate::recovery::cc::CongestionControl;
@@ -45,7 +46,7 @@ pub(crate) struct Transport {
     probes: u8,
     /// FINAL must be (re)sent.
     pub(crate) send_final: bool,
-    pmtud: Option<Pmtud>,
+    pmtud: Gated<Pmtud, PMTUD>,
 }
 
 struct Sink<'a> {
@@ -135,7 +136,7 @@ impl Transport {
             mtu,
             probes: 0,
             send_final: false,
-            pmtud: (mtu_ceiling > mtu).then(|| Pmtud::new(mtu, mtu_ceiling, now)),
+            pmtud: Gated::new((mtu_ceiling > mtu).then(|| Pmtud::new(mtu, mtu_ceiling, now))),
         }
     }
 
@@ -327,7 +328,7 @@ impl Transport {
         // Forwarded datagrams: one RELAY_DATA frame each, outside this session's congestion
         // control and pacing (the end-to-end session has its own; spec [RY-3]). They do not
         // make the packet ack-eliciting and are never retransmitted.
-        while let Some(len) = self.relay_out.front_len() {
+        while let Some(len) = self.relay_out.front_len().filter(|_| cfg!(feature = "relay")) {
             let Some(dlen) = len.checked_sub(32) else {
                 self.relay_out.pop_with(|_, _| ());
                 continue;
@@ -407,7 +408,7 @@ impl Transport {
     ) {
         self.mtu = crate::session::INITIAL_MTU;
         self.cc = cc;
-        self.pmtud = mtu_ceiling.filter(|c| *c > self.mtu).map(|c| Pmtud::new(self.mtu, c, now));
+        self.pmtud = Gated::new(mtu_ceiling.filter(|c| *c > self.mtu).map(|c| Pmtud::new(self.mtu, c, now)));
         self.pacing_until = None;
     }
 

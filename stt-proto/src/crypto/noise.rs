@@ -3,11 +3,16 @@
 //! ephemeral key from bytes the node took from its injected [`Entropy`](crate::Entropy).
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use sha2::{Digest, Sha256};
-use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
+use snow::params::{
+    BaseChoice, CipherChoice, DHChoice, HandshakeChoice, HandshakeModifier, HandshakeModifierList, HandshakePattern,
+    HashChoice, NoiseParams,
+};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use snow::HandshakeState;
@@ -66,6 +71,20 @@ impl Ephemeral {
     }
 }
 
+/// `name`'s parameters (psk0, 25519, ChaChaPoly, SHA256) built directly: parsing the name
+/// with snow's `FromStr` links its string parser (about 3 KiB of flash on a Cortex-M).
+/// The name itself is hashed into the handshake; a test checks both equal the parsed ones.
+fn params(name: &str, pattern: HandshakePattern) -> NoiseParams {
+    NoiseParams::new(
+        String::from(name),
+        BaseChoice::Noise,
+        HandshakeChoice { pattern, modifiers: HandshakeModifierList { list: vec![HandshakeModifier::Psk(0)] } },
+        DHChoice::Curve25519,
+        CipherChoice::ChaChaPoly,
+        HashChoice::SHA256,
+    )
+}
+
 /// Which side of the Noise handshake to build.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum NoiseRole {
@@ -83,7 +102,7 @@ pub(crate) fn build(
     prologue: &[u8],
     counter: &DhCounter,
 ) -> Option<HandshakeState> {
-    let params: NoiseParams = NOISE_PARAMS.parse().ok()?;
+    let params = params(NOISE_PARAMS, HandshakePattern::XX);
     let resolver = Resolver {
         statics: (static_key.private, static_key.public),
         ephemeral: Some(ephemeral),
@@ -113,7 +132,7 @@ pub(crate) fn build_rekey(
     prologue: &[u8],
     counter: &DhCounter,
 ) -> Option<HandshakeState> {
-    let params: NoiseParams = REKEY_PARAMS.parse().ok()?;
+    let params = params(REKEY_PARAMS, HandshakePattern::NN);
     let resolver =
         Resolver { statics: ([0; 32], [0; 32]), ephemeral: Some(Ephemeral::from(ephemeral)), counter: counter.clone() };
     let builder = snow::Builder::with_resolver(params, Box::new(resolver)).psk(0, psk).ok()?.prologue(prologue).ok()?;
@@ -307,5 +326,18 @@ impl Dh for CountingX25519 {
         self.counter.bump();
         // A low-order point gives an all-zero secret: refuse it (spec [HS-12]).
         X25519Backend::ACTIVE.diffie_hellman(&self.private, &theirs, out).map_err(|_| snow::Error::Dh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_params_equal_the_parsed_names() {
+        let parsed: NoiseParams = NOISE_PARAMS.parse().unwrap();
+        assert_eq!(params(NOISE_PARAMS, HandshakePattern::XX), parsed);
+        let parsed: NoiseParams = REKEY_PARAMS.parse().unwrap();
+        assert_eq!(params(REKEY_PARAMS, HandshakePattern::NN), parsed);
     }
 }

@@ -1,7 +1,6 @@
 //! The congestion-control interface and the choice of algorithm.
 
 use alloc::boxed::Box;
-use core::fmt;
 
 use super::rtt::RttEstimator;
 use crate::time::Instant;
@@ -9,15 +8,17 @@ use crate::time::Instant;
 /// Which congestion controller sessions use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum CongestionAlgorithm {
-    /// CUBIC (RFC 9438), the default.
-    #[default]
+    /// CUBIC (RFC 9438), the default. Needs the `cubic` feature (on by default): without
+    /// it [`Config::validate`](crate::Config::validate) refuses it.
+    #[cfg_attr(feature = "cubic", default)]
     Cubic,
-    /// NewReno (RFC 9002 §7).
+    /// NewReno (RFC 9002 §7); the default in a build without the `cubic` feature.
+    #[cfg_attr(not(feature = "cubic"), default)]
     NewReno,
 }
 
 /// A congestion controller: how many bytes may be in flight.
-pub trait CongestionControl: Send + fmt::Debug {
+pub trait CongestionControl: Send {
     /// Current congestion window in bytes.
     fn window(&self) -> u64;
     /// Bytes were acknowledged for a packet sent at `sent`. `app_limited`: the sender
@@ -50,7 +51,11 @@ impl CongestionAlgorithm {
     /// A new controller for a path with this datagram size.
     pub(crate) fn build(self, mtu: u64) -> Box<dyn CongestionControl> {
         match self {
+            #[cfg(feature = "cubic")]
             CongestionAlgorithm::Cubic => Box::new(super::cubic::Cubic::new(mtu)),
+            // Without the `cubic` feature `Config::validate` refuses CUBIC.
+            #[cfg(not(feature = "cubic"))]
+            CongestionAlgorithm::Cubic => Box::new(super::newreno::NewReno::new(mtu)),
             CongestionAlgorithm::NewReno => Box::new(super::newreno::NewReno::new(mtu)),
         }
     }

@@ -3,6 +3,7 @@
 
 pub(crate) mod ack;
 pub(crate) mod cc;
+#[cfg(feature = "cubic")]
 pub(crate) mod cubic;
 pub(crate) mod loss;
 pub(crate) mod newreno;

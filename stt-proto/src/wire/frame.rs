@@ -255,6 +255,8 @@ impl<'a> Frame<'a> {
             FRAME_STREAMS_BLOCKED => Frame::StreamsBlocked { uni: decode_dir(r)?, limit: r.varint()? },
             FRAME_PATH_CHALLENGE => Frame::PathChallenge(r.array()?),
             FRAME_PATH_RESPONSE => Frame::PathResponse(r.array()?),
+            // Unknown frames in a build without the `relay` feature (spec §12, [FR-1]).
+            FRAME_RELAY_REGISTER..=FRAME_CANDIDATES if !cfg!(feature = "relay") => return None,
             FRAME_RELAY_REGISTER => Frame::RelayRegister,
             FRAME_RELAY_STATUS => {
                 let status = r.u8()?;
