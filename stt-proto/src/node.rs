@@ -1019,10 +1019,10 @@ impl<E: Entropy> Node<E> {
         self.stats.x25519_ops += s.dh.take();
         self.stats.handshakes_abandoned += u64::from(core::mem::take(&mut s.abandoned));
         let c = core::mem::take(&mut s.relay_counters);
-        self.stats.punch_probes += c.probes;
-        self.stats.punch_direct += c.direct;
-        self.stats.relay_fallbacks += c.fallbacks;
-        self.stats.relay_dropped += c.dropped;
+        self.stats.punch_probes += u64::from(c.probes);
+        self.stats.punch_direct += u64::from(c.direct);
+        self.stats.relay_fallbacks += u64::from(c.fallbacks);
+        self.stats.relay_dropped += u64::from(c.dropped);
         if s.just_established && s.punch.is_none() && !self.config.keep_relay_path {
             if let PathAddr::Relay(r) = s.remote {
                 self.start_punching(idx, r);
@@ -1322,9 +1322,11 @@ impl SessionRef<'_> {
             s.lost = t.lost();
             s.spurious_losses = t.loss.spurious_losses;
             s.mtu = t.mtu;
-            s.streams = t.streams.len() as u64;
-            s.recv_ranges = t.streams.recv_ranges() as u64;
-            s.reassembly_steps = t.streams.reassembly_steps();
+            if let Some(st) = t.streams() {
+                s.streams = st.len() as u64;
+                s.recv_ranges = st.recv_ranges() as u64;
+                s.reassembly_steps = st.reassembly_steps();
+            }
             s.datagrams_dropped = t.dgram_send.dropped + t.dgram_recv.dropped;
         }
         s.rtt = self.session.rtt().smoothed();
@@ -1363,8 +1365,25 @@ impl SessionRef<'_> {
 
     // ----- streams -----
 
-    fn streams(&mut self) -> Option<&mut crate::stream::Streams> {
-        self.session.transport.as_mut().map(|t| &mut t.streams)
+    /// The session's streams, created now if none was used yet (`None` before the
+    /// handshake finished).
+    fn streams(&mut self, now: Instant) -> Option<&mut crate::stream::Streams> {
+        let config = self.config;
+        self.session.transport.as_mut().map(|t| t.streams_or_new(config, now))
+    }
+
+    /// The session's streams if any was used yet: for what an unused set answers with
+    /// nothing (accepting, counting readable bytes, taking a frame).
+    fn streams_if_used(&mut self) -> Option<&mut crate::stream::Streams> {
+        self.session.transport.as_mut().and_then(crate::transport::Transport::streams_mut)
+    }
+
+    /// The session's streams for an operation on an existing stream: `not_established`
+    /// before the handshake finished, `unknown` (what an unused set answers for every
+    /// stream) while no stream was used yet.
+    fn used_streams<E>(&mut self, not_established: E, unknown: E) -> Result<&mut crate::stream::Streams, E> {
+        let t = self.session.transport.as_mut().ok_or(not_established)?;
+        t.streams_mut().ok_or(unknown)
     }
 
     /// Opens a stream (unidirectional if `uni`). Data is sent once written.
@@ -1374,7 +1393,7 @@ impl SessionRef<'_> {
     /// `Event::StreamsUnblocked`), or `NotEstablished`.
     pub fn open_stream(&mut self, now: Instant, uni: bool) -> Result<StreamId, StreamError> {
         let now = self.clock(now);
-        let r = self.streams().ok_or(StreamError::NotEstablished)?.open(now, uni);
+        let r = self.streams(now).ok_or(StreamError::NotEstablished)?.open(now, uni);
         self.touched(r)
     }
 
@@ -1396,19 +1415,19 @@ impl SessionRef<'_> {
 
     /// Takes the next stream the peer opened (see `Event::StreamOpened`).
     pub fn accept_stream(&mut self) -> Option<StreamId> {
-        let r = self.streams()?.accept();
+        let r = self.streams_if_used()?.accept();
         self.touched(r)
     }
 
     /// Takes the next unidirectional stream the peer opened (others stay queued).
     pub fn accept_uni(&mut self) -> Option<StreamId> {
-        let r = self.streams()?.accept_kind(true);
+        let r = self.streams_if_used()?.accept_kind(true);
         self.touched(r)
     }
 
     /// Takes the next bidirectional stream the peer opened (others stay queued).
     pub fn accept_bi(&mut self) -> Option<StreamId> {
-        let r = self.streams()?.accept_kind(false);
+        let r = self.streams_if_used()?.accept_kind(false);
         self.touched(r)
     }
 
@@ -1417,7 +1436,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`WriteError`]; `Blocked` when nothing fits (wait for `Event::StreamWritable`).
     pub fn write(&mut self, now: Instant, stream: StreamId, data: &[u8]) -> Result<usize, WriteError> {
-        let streams = self.streams().ok_or(WriteError::NotEstablished)?;
+        let streams = self.used_streams(WriteError::NotEstablished, WriteError::UnknownStream)?;
         let room = streams.write_room(stream)?;
         let n = (data.len() as u64).min(room) as usize;
         if n == 0 && !data.is_empty() {
@@ -1434,7 +1453,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// As [`write`](Self::write).
     pub fn write_bytes(&mut self, now: Instant, stream: StreamId, data: Bytes) -> Result<usize, WriteError> {
-        let written = self.streams().ok_or(WriteError::NotEstablished)?.write(stream, data)?;
+        let written = self.used_streams(WriteError::NotEstablished, WriteError::UnknownStream)?.write(stream, data)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
         self.touched(Ok(written))
@@ -1446,7 +1465,7 @@ impl SessionRef<'_> {
     /// [`WriteError`] if the stream is unknown, already finished or stopped.
     pub fn finish(&mut self, now: Instant, stream: StreamId) -> Result<(), WriteError> {
         let _ = self.clock(now);
-        let r = self.streams().ok_or(WriteError::NotEstablished)?.finish(stream);
+        let r = self.used_streams(WriteError::NotEstablished, WriteError::UnknownStream)?.finish(stream);
         self.touched(r)
     }
 
@@ -1456,8 +1475,9 @@ impl SessionRef<'_> {
     /// [`WriteError`] if the stream is unknown or already finished and acknowledged.
     pub fn reset_stream(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), WriteError> {
         let _ = self.clock(now);
-        let r =
-            self.streams().ok_or(WriteError::NotEstablished)?.reset(stream, code.min(crate::wire::codec::VARINT_MAX));
+        let r = self
+            .used_streams(WriteError::NotEstablished, WriteError::UnknownStream)?
+            .reset(stream, code.min(crate::wire::codec::VARINT_MAX));
         self.touched(r)
     }
 
@@ -1468,8 +1488,7 @@ impl SessionRef<'_> {
     pub fn stop_sending(&mut self, now: Instant, stream: StreamId, code: u64) -> Result<(), ReadError> {
         let _ = self.clock(now);
         let r = self
-            .streams()
-            .ok_or(ReadError::UnknownStream)?
+            .used_streams(ReadError::UnknownStream, ReadError::UnknownStream)?
             .stop_sending(stream, code.min(crate::wire::codec::VARINT_MAX));
         self.touched(r)
     }
@@ -1477,7 +1496,7 @@ impl SessionRef<'_> {
     /// How many bytes [`read`](Self::read) would return now on `stream` (0 when none, or
     /// for an unknown stream), so a driver can size its buffer.
     pub fn readable(&mut self, stream: StreamId) -> usize {
-        self.streams().map_or(0, |s| usize::try_from(s.readable(stream)).unwrap_or(usize::MAX))
+        self.streams_if_used().map_or(0, |s| usize::try_from(s.readable(stream)).unwrap_or(usize::MAX))
     }
 
     /// Reads stream data into `buf`: `(bytes, fin)`; `fin` once the whole stream was read.
@@ -1487,7 +1506,7 @@ impl SessionRef<'_> {
     pub fn read(&mut self, now: Instant, stream: StreamId, buf: &mut [u8]) -> Result<(usize, bool), ReadError> {
         let now = self.clock(now);
         let srtt = self.session.rtt().smoothed();
-        let r = self.streams().ok_or(ReadError::UnknownStream)?.read(now, srtt, stream, buf);
+        let r = self.used_streams(ReadError::UnknownStream, ReadError::UnknownStream)?.read(now, srtt, stream, buf);
         if matches!(r, Ok((n, _)) if n > 0) {
             self.session.note_app_activity(now);
         }
@@ -1499,7 +1518,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`FrameError`]: a type the peer did not declare, an oversize body, a full buffer.
     pub fn send_app_frame(&mut self, now: Instant, ty: u8, body: &[u8]) -> Result<(), FrameError> {
-        self.streams().ok_or(FrameError::NotEstablished)?.send_app_frame(now, ty, body)?;
+        self.streams(now).ok_or(FrameError::NotEstablished)?.send_app_frame(now, ty, body)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
         self.touched(Ok(()))
@@ -1511,7 +1530,7 @@ impl SessionRef<'_> {
         let now = self.clock(now);
         let srtt = self.session.rtt().smoothed();
         let events = &mut *self.events;
-        let r = self.session.transport.as_mut()?.streams.recv_app_frame(now, srtt, buf, events);
+        let r = self.session.transport.as_mut()?.streams_mut()?.recv_app_frame(now, srtt, buf, events);
         self.touched(r)
     }
 

@@ -60,7 +60,16 @@ pub(crate) struct Record {
     failed_opens: u64,
     integrity_limit: u64,
     key_updates: u64,
+    /// Packets sealed and opened since the last [`idle_check`](Self::idle_check)
+    /// (saturating). From [`BUILD_AFTER`] on, the keys in use are built and kept.
+    protected: u16,
 }
+
+/// Packets a session seals and opens in one keepalive interval before it builds and keeps
+/// its key objects; below that each packet builds its key on the stack. A handshake with
+/// path-MTU discovery takes about 40, an idle session's keepalive round 2 or 3; a bulk
+/// flow passes 64 within its first milliseconds and then never builds a key again.
+pub(crate) const BUILD_AFTER: u16 = 64;
 
 impl Record {
     /// A record from the Noise split: `send_secret` and `recv_secret` are this side's
@@ -73,7 +82,7 @@ impl Record {
         integrity_limit: Option<u64>,
         now: Instant,
     ) -> Self {
-        let recv = DirectionKeys::new(provider, alg, recv_secret);
+        let recv = DirectionKeys::new(alg, recv_secret);
         // The next phase's keys wait unexpanded until a packet of that phase arrives.
         let recv_next = recv.next();
         Self {
@@ -81,7 +90,7 @@ impl Record {
             provider,
             next_pn: 0,
             send_phase: false,
-            send: DirectionKeys::new(provider, alg, send_secret),
+            send: DirectionKeys::new(alg, send_secret),
             sealed_in_phase: 0,
             send_phase_started: now,
             update_unconfirmed: false,
@@ -95,7 +104,31 @@ impl Record {
             failed_opens: 0,
             integrity_limit: integrity_limit.unwrap_or(alg.integrity_limit()),
             key_updates: 0,
+            protected: 0,
         }
+    }
+
+    /// Whether the keys in use are built and kept (see [`BUILD_AFTER`]).
+    fn keep_keys(&self) -> bool {
+        self.protected >= BUILD_AFTER
+    }
+
+    /// Called once per keepalive interval in which the session sent nothing ack-eliciting:
+    /// unless it protected [`BUILD_AFTER`] packets since the last call (a receiver that
+    /// only acknowledges), the current keys drop their key objects and later packets build
+    /// theirs on the stack, so an idle session holds none. Starts the next count.
+    pub(crate) fn idle_check(&mut self) {
+        if !self.keep_keys() {
+            self.send.release(self.alg);
+            self.recv.release(self.alg);
+        }
+        self.protected = 0;
+    }
+
+    /// Whether the current send and receive keys hold built key objects.
+    #[cfg(test)]
+    pub(crate) fn keys_built(&self) -> (bool, bool) {
+        (self.send.is_built(), self.recv.is_built())
     }
 
     /// The packet number the next sealed packet gets.
@@ -161,13 +194,13 @@ impl Record {
         header.encode(&mut Writer::new(&mut buf[..RECORD_HEADER_LEN])).ok_or(SealError::Buffer)?;
         let (head, rest) = buf.split_at_mut(RECORD_HEADER_LEN);
         let (payload, tail) = rest.split_at_mut(payload_len);
-        self.send.expand(self.provider, self.alg);
-        let key = self.send.key().ok_or(SealError::Buffer)?;
-        let tag = key.seal_in_place(&self.send.nonce(pn), head, payload).map_err(|_| SealError::Buffer)?;
+        let keep = self.keep_keys();
+        let tag = self.send.seal(self.provider, self.alg, keep, pn, head, payload).map_err(|_| SealError::Buffer)?;
         tail[..TAG_LEN].copy_from_slice(&tag);
         // A packet number is never sealed twice (spec [RL-2]).
         self.next_pn += 1;
         self.sealed_in_phase += 1;
+        self.protected = self.protected.saturating_add(1);
         Ok(total)
     }
 
@@ -197,7 +230,7 @@ impl Record {
 
     /// Re-handshake, starting side: switch to the fresh secrets now, as a key update.
     pub(crate) fn switch_to_rekey(&mut self, now: Instant, send_secret: [u8; 32], recv_secret: [u8; 32]) {
-        self.send = DirectionKeys::new(self.provider, self.alg, send_secret);
+        self.send = DirectionKeys::new(self.alg, send_secret);
         self.recv_next = DirectionKeys::unexpanded(recv_secret);
         self.send_phase = !self.send_phase;
         self.sealed_in_phase = 0;
@@ -213,7 +246,6 @@ impl Record {
             || now.saturating_duration_since(self.send_phase_started) >= policy.interval;
         if due {
             self.send = self.send.next();
-            self.send.expand(self.provider, self.alg);
             self.send_phase = !self.send_phase;
             self.sealed_in_phase = 0;
             self.send_phase_started = now;
@@ -262,13 +294,13 @@ impl Record {
             },
             Which::Next => &mut self.recv_next,
         };
-        keys.expand(self.provider, self.alg);
-        let opened = keys.key().is_some_and(|k| k.open_in_place(&keys.nonce(pn), header, ct, tag).is_ok());
-        if !opened {
+        let keep = self.protected >= BUILD_AFTER;
+        if keys.open(self.provider, self.alg, keep, pn, header, ct, tag).is_err() {
             self.failed_opens += 1;
             return Err(OpenError::Auth);
         }
         self.replay.mark(pn);
+        self.protected = self.protected.saturating_add(1);
         if let Which::Next = which {
             self.rotate_recv(now, pto, key_phase, pn);
         }
@@ -290,7 +322,6 @@ impl Record {
                 Some(k) => *k,
                 None => self.send.next(),
             };
-            self.send.expand(self.provider, self.alg);
             self.send_phase = phase;
             self.sealed_in_phase = 0;
             self.send_phase_started = now;
@@ -381,6 +412,44 @@ mod tests {
         }
         assert!(a.key_updates() >= 5, "updates happened: {}", a.key_updates());
         assert_eq!(a.key_updates(), b.key_updates());
+    }
+
+    /// A session with little traffic builds its key objects per packet and keeps none; one
+    /// that protects [`BUILD_AFTER`] packets in a keepalive interval keeps them, and gives
+    /// them back after an interval with less. Packets interoperate across the two ways.
+    #[test]
+    fn key_objects_are_kept_only_while_busy() {
+        for alg in [AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm] {
+            let (mut a, mut b) = pair(alg);
+            let round = |a: &mut Record, b: &mut Record, i: u32| {
+                let p = send(a, &i.to_be_bytes());
+                assert_eq!(recv(b, &p).unwrap(), i.to_be_bytes());
+            };
+            // A handshake's worth of packets, then an idle interval: nothing built.
+            for i in 0..20 {
+                round(&mut a, &mut b, i);
+            }
+            assert_eq!((a.keys_built(), b.keys_built()), ((false, false), (false, false)));
+            a.idle_check();
+            b.idle_check();
+            // A burst: after BUILD_AFTER packets each side keeps the keys it uses.
+            for i in 0..u32::from(BUILD_AFTER) + 1 {
+                round(&mut a, &mut b, i);
+            }
+            assert_eq!((a.keys_built().0, b.keys_built().1), (true, true), "{alg:?}");
+            // Still busy at the next check (a receiver that only acknowledges): kept.
+            b.idle_check();
+            assert!(b.keys_built().1);
+            for i in 0..3 {
+                round(&mut a, &mut b, i);
+            }
+            // An interval with three packets: given back; packets still open both ways.
+            b.idle_check();
+            assert!(!b.keys_built().1);
+            round(&mut a, &mut b, 7);
+            let p = send(&mut b, b"back");
+            assert_eq!(recv(&mut a, &p).unwrap(), b"back");
+        }
     }
 
     #[test]

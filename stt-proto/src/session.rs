@@ -23,7 +23,7 @@ use crate::recovery::rtt::RttEstimator;
 use crate::rehandshake::{Rekey, RekeyTimers};
 use crate::relay::{Punch, RelayLink, RelayStatus, FALLBACK_PTOS};
 use crate::stats::{NodeStats, SessionCounters};
-use crate::stream::{AppFrameSet, PeerLimits, StreamLimits, Streams};
+use crate::stream::{AppFrameSet, PeerLimits};
 use crate::time::Instant;
 use crate::transport::{FrameLog, Transport};
 use crate::wire::codec::{Reader, Writer};
@@ -188,10 +188,11 @@ pub(crate) struct Session {
 /// Counters a session hands to the node (see [`NodeStats`]).
 #[derive(Clone, Copy, Default, Debug)]
 pub(crate) struct RelayCounters {
-    pub(crate) probes: u64,
-    pub(crate) direct: u64,
-    pub(crate) fallbacks: u64,
-    pub(crate) dropped: u64,
+    // Taken by the node after every input (a handful at most between two takes).
+    pub(crate) probes: u32,
+    pub(crate) direct: u32,
+    pub(crate) fallbacks: u32,
+    pub(crate) dropped: u32,
 }
 
 impl Session {
@@ -433,19 +434,6 @@ impl Session {
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
         self.arm_keepalive(now, config);
         self.rekey.set(Rekey::new(&self.exporter, self.role == Role::Initiator, now, rekey_timers(config, &rtt)));
-        let limits = StreamLimits {
-            stream_window: config.stream_window,
-            session_window: config.session_window,
-            max_stream_window: config.max_stream_window,
-            max_session_window: config.max_session_window,
-            max_streams_bidi: config.max_streams_bidi,
-            max_streams_uni: config.max_streams_uni,
-            send_buffer: config.stream_send_buffer,
-            app_frames: AppFrameSet { types: config.app_frame_types, max: config.max_app_frame },
-            app_queue: config.app_frame_queue,
-            max_stream_ranges: config.max_stream_ranges,
-            max_session_ranges: config.max_session_ranges,
-        };
         let peer_limits = PeerLimits {
             max_data: peer.initial_max_data,
             max_stream_data: peer.initial_max_stream_data,
@@ -453,7 +441,6 @@ impl Session {
             max_streams_uni: peer.initial_max_streams_uni,
             app_frames: AppFrameSet { types: peer.app_frame_types, max: peer.max_app_frame },
         };
-        let streams = Streams::new(self.id, self.role == Role::Responder, limits, peer_limits, now);
         let first_pn = self.record.as_ref().map_or(0, Record::next_pn);
         self.paths = Some(Paths::new(self.remote));
         self.transport = Some(Transport::new(
@@ -461,7 +448,8 @@ impl Session {
             rtt,
             first_pn,
             config.congestion.build(INITIAL_MTU),
-            streams,
+            self.role == Role::Responder,
+            peer_limits,
             config.datagram_queue,
             INITIAL_MTU,
             // No discovery through a relay: its framing caps what fits (spec [PU-7]).
@@ -593,6 +581,9 @@ impl Session {
                 }
                 if let Some(p) = self.paths.as_mut() {
                     p.release_if_idle();
+                }
+                if let Some(r) = self.record.as_mut() {
+                    r.idle_check();
                 }
             }
         }
@@ -884,7 +875,7 @@ impl Session {
                         self.last_app_activity = Some(now);
                     }
                     let Some(t) = self.transport.as_mut() else { continue };
-                    if let Err(code) = t.handle_frame(now, f, ctx.config.max_datagram_frame, ctx.events) {
+                    if let Err(code) = t.handle_frame(now, f, ctx.config, ctx.events) {
                         self.close(now, ctx, CloseKind::Transport, code.to_u64());
                         return Ok(());
                     }

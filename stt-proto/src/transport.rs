@@ -5,6 +5,7 @@
 use alloc::boxed::Box;
 use core::time::Duration;
 
+use crate::config::Config;
 use crate::datagram::DatagramQueue;
 use crate::error::TransportCode;
 use crate::event::{Event, EventQueue, SessionId};
@@ -15,7 +16,7 @@ use crate::recovery::cc::CongestionControl;
 use crate::recovery::loss::{Frames, LossDetector, RecoverySink, SentFrame, SentPacket, MAX_SENT_FRAMES};
 use crate::recovery::pacer::Pacer;
 use crate::recovery::rtt::RttEstimator;
-use crate::stream::{StreamId, StreamViolation, Streams};
+use crate::stream::{PeerLimits, StreamId, StreamLimits, StreamViolation, Streams};
 use crate::time::Instant;
 use crate::wire::codec::Writer;
 use crate::wire::frame::{AckFrame, Frame};
@@ -31,7 +32,12 @@ pub(crate) struct Transport {
     pub(crate) cc: Box<dyn CongestionControl>,
     pacer: Pacer,
     pacing_until: Option<Instant>,
-    pub(crate) streams: Streams,
+    /// The session's streams (and application frames), created when first used: a
+    /// session that never carries one holds none of their state (≈ 480 bytes).
+    streams: Option<Box<Streams>>,
+    /// What creating them takes besides the node's config.
+    peer_limits: PeerLimits,
+    responder: bool,
     pub(crate) dgram_send: DatagramQueue,
     pub(crate) dgram_recv: DatagramQueue,
     /// RELAY_DATA to send: entries are `node id (32) ‖ datagram` (spec §12).
@@ -50,7 +56,7 @@ pub(crate) struct Transport {
 }
 
 struct Sink<'a> {
-    streams: &'a mut Streams,
+    streams: Option<&'a mut Streams>,
     cc: &'a mut dyn CongestionControl,
     pmtud: Option<&'a mut Pmtud>,
     mtu: &'a mut u64,
@@ -69,8 +75,10 @@ impl RecoverySink for Sink<'_> {
                 self.cc.on_mtu_change(grown);
             }
         }
-        for f in frames {
-            self.streams.on_frame_acked(f, self.events);
+        if let Some(s) = self.streams.as_deref_mut() {
+            for f in frames {
+                s.on_frame_acked(f, self.events);
+            }
         }
         if p.ack_eliciting && !p.mtu_probe {
             self.cc.on_ack(now, p.time, u64::from(p.size), &self.rtt, self.app_limited);
@@ -90,12 +98,16 @@ impl RecoverySink for Sink<'_> {
             if *f == SentFrame::Control {
                 *self.control_lost = true;
             }
-            self.streams.on_frame_lost(f);
+            if let Some(s) = self.streams.as_deref_mut() {
+                s.on_frame_lost(f);
+            }
         }
     }
 
     fn acked_late(&mut self, frame: &SentFrame) {
-        self.streams.on_frame_acked(frame, self.events);
+        if let Some(s) = self.streams.as_deref_mut() {
+            s.on_frame_acked(frame, self.events);
+        }
     }
 
     fn congestion(&mut self, now: Instant, sent: Instant, persistent: bool) -> bool {
@@ -107,6 +119,13 @@ impl RecoverySink for Sink<'_> {
     }
 }
 
+/// A session's streams, made when first used.
+#[cold]
+#[inline(never)]
+fn new_streams(session: SessionId, responder: bool, peer: &PeerLimits, config: &Config, now: Instant) -> Box<Streams> {
+    Box::new(Streams::new(session, responder, StreamLimits::new(config), *peer, now))
+}
+
 impl Transport {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -114,7 +133,8 @@ impl Transport {
         rtt: RttEstimator,
         first_pn: u64,
         cc: Box<dyn CongestionControl>,
-        streams: Streams,
+        responder: bool,
+        peer_limits: PeerLimits,
         datagram_queue: usize,
         mtu: u64,
         mtu_ceiling: u64,
@@ -127,7 +147,9 @@ impl Transport {
             cc,
             pacer: Pacer::new(now),
             pacing_until: None,
-            streams,
+            streams: None,
+            peer_limits,
+            responder,
             dgram_send: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
             dgram_recv: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
             relay_out: DatagramQueue::new(datagram_queue, datagram_queue * 1500),
@@ -155,8 +177,26 @@ impl Transport {
         [self.acks.deadline(), self.loss.deadline(), self.pacing_until, probe].into_iter().flatten().min()
     }
 
+    /// The streams, if any was used yet.
+    pub(crate) fn streams(&self) -> Option<&Streams> {
+        self.streams.as_deref()
+    }
+
+    /// The streams, if any was used yet (for what an unused set would do nothing with).
+    pub(crate) fn streams_mut(&mut self) -> Option<&mut Streams> {
+        self.streams.as_deref_mut()
+    }
+
+    /// The streams, created now if none was used yet.
+    #[inline]
+    pub(crate) fn streams_or_new(&mut self, config: &Config, now: Instant) -> &mut Streams {
+        self.streams.get_or_insert_with(|| new_streams(self.session, self.responder, &self.peer_limits, config, now))
+    }
+
     fn has_app_data(&self) -> bool {
-        self.streams.has_pending() || !self.dgram_send.is_empty() || !self.relay_out.is_empty()
+        self.streams.as_ref().is_some_and(|s| s.has_pending())
+            || !self.dgram_send.is_empty()
+            || !self.relay_out.is_empty()
     }
 
     fn congestion_allows(&self) -> bool {
@@ -185,7 +225,7 @@ impl Transport {
     ) -> R {
         let rtt = self.loss.rtt;
         let mut sink = Sink {
-            streams: &mut self.streams,
+            streams: self.streams.as_deref_mut(),
             cc: &mut *self.cc,
             pmtud: self.pmtud.as_mut(),
             mtu: &mut self.mtu,
@@ -217,7 +257,9 @@ impl Transport {
                     if *f == SentFrame::Control {
                         self.control_lost = true;
                     }
-                    self.streams.on_frame_lost(f);
+                    if let Some(s) = self.streams.as_deref_mut() {
+                        s.on_frame_lost(f);
+                    }
                 }
             }
         }
@@ -233,7 +275,7 @@ impl Transport {
         &mut self,
         now: Instant,
         frame: &Frame<'_>,
-        max_datagram: usize,
+        config: &Config,
         events: &mut EventQueue,
     ) -> Result<(), TransportCode> {
         let v = |e: StreamViolation| match e {
@@ -247,19 +289,21 @@ impl Transport {
             Frame::Ack(ref ack) => self.on_ack(now, ack, events)?,
             Frame::Stream { id, offset, data, fin } => {
                 let srtt = self.loss.rtt.smoothed();
-                self.streams.on_stream_frame(now, srtt, StreamId(id), offset, data, fin, events).map_err(v)?
+                let streams = self.streams_or_new(config, now);
+                streams.on_stream_frame(now, srtt, StreamId(id), offset, data, fin, events).map_err(v)?
             }
-            Frame::StreamClose { id, code, final_size } => {
-                self.streams.on_stream_close(now, StreamId(id), code, final_size, events).map_err(v)?
-            }
+            Frame::StreamClose { id, code, final_size } => self
+                .streams_or_new(config, now)
+                .on_stream_close(now, StreamId(id), code, final_size, events)
+                .map_err(v)?,
             Frame::StopSending { id, code } => {
-                self.streams.on_stop_sending(now, StreamId(id), code, events).map_err(v)?
+                self.streams_or_new(config, now).on_stop_sending(now, StreamId(id), code, events).map_err(v)?
             }
-            Frame::MaxData(max) => self.streams.on_max_data(max),
-            Frame::MaxStreamData { id, max } => self.streams.on_max_stream_data(StreamId(id), max),
-            Frame::MaxStreams { uni, count } => self.streams.on_max_streams(uni, count, events),
+            Frame::MaxData(max) => self.streams_or_new(config, now).on_max_data(max),
+            Frame::MaxStreamData { id, max } => self.streams_or_new(config, now).on_max_stream_data(StreamId(id), max),
+            Frame::MaxStreams { uni, count } => self.streams_or_new(config, now).on_max_streams(uni, count, events),
             Frame::Datagram(d) => {
-                if d.len() > max_datagram {
+                if d.len() > config.max_datagram_frame {
                     return Err(TransportCode::ProtocolViolation);
                 }
                 let was_empty = self.dgram_recv.is_empty();
@@ -310,7 +354,9 @@ impl Transport {
         let paced = self.pacing_until.is_some_and(|t| t > now);
         if self.congestion_allows() && (!paced || self.probes > 0) {
             let before = log.len();
-            self.streams.write_frames(w, log);
+            if let Some(s) = self.streams.as_deref_mut() {
+                s.write_frames(w, log);
+            }
             eliciting |= log.len() > before;
             while let Some(len) = self.dgram_send.front_len() {
                 if 1 + crate::wire::codec::varint_len(len as u64) + len > w.remaining() {
@@ -418,7 +464,9 @@ impl Transport {
         for q in [&mut self.dgram_send, &mut self.dgram_recv, &mut self.relay_out, &mut self.relay_in] {
             q.release_if_empty();
         }
-        self.streams.shrink_if_idle();
+        if let Some(s) = self.streams.as_deref_mut() {
+            s.shrink_if_idle();
+        }
     }
 
     /// Bytes in flight and congestion window (for stats).

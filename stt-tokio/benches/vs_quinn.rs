@@ -564,7 +564,8 @@ fn main() {
         if only_many { (0.0, 0.0) } else { (idle("stt", idle_n, &cert), idle("quinn", idle_n, &cert)) };
     // Many sessions at once (issue 16): STT_BENCH_MANY idle sessions (0 skips; the middle
     // step is STT_BENCH_MANY_MID, default a tenth, at most 1000) beside a bulk upload of
-    // STT_BENCH_MANY_BYTES; STT_BENCH_ACTIVE sessions uploading STT_BENCH_ACTIVE_BYTES each.
+    // STT_BENCH_MANY_BYTES (0: no bulk runs, the idle-session memory alone);
+    // STT_BENCH_ACTIVE sessions uploading STT_BENCH_ACTIVE_BYTES each (0 skips).
     let many = env_u64("STT_BENCH_MANY", 10_000);
     let plan = many_sessions::Plan {
         rounds,

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::clock::Clock;
 use crate::dispatch::EventEmitter;
 use crate::session::{ConnectError, Session};
-use crate::shared::{lock, Ended};
+use crate::shared::Ended;
 use crate::state::{NodeShared, State};
 use crate::udp::{SocketOptions, UdpIo};
 
@@ -263,7 +263,7 @@ impl Node {
             // superseded by a second handshake.
             let existing = st.sessions.values().map(|a| &a.shared).find(|s| match expected_peer {
                 Some(p) => s.peer == p,
-                None => *lock(&s.remote) == to,
+                None => s.remote() == to,
             });
             if let Some(s) = existing {
                 let s = s.clone();

@@ -1,13 +1,14 @@
 //! The session handle: streams, datagrams, application frames, stats, close.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use stt_proto::{DatagramError, FrameError, Instant, NodeId, PathAddr, SessionId, SessionStats, StreamError, StreamId};
 
 use crate::node::Node;
-use crate::shared::{lock, Ended, SessionShared};
+use crate::shared::{Ended, SessionShared};
 use crate::stream::{RecvStream, SendStream};
 
 /// A handshake that did not produce a session.
@@ -123,27 +124,29 @@ impl std::error::Error for RelayError {}
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
 pub struct Session {
     node: Node,
     shared: Arc<SessionShared>,
-    /// The session's [`CloseOnDrop`], shared by all its handles.
-    _guard: Arc<dyn std::any::Any + Send + Sync>,
 }
 
-/// Closes the session when the last handle goes.
-struct CloseOnDrop {
-    node: Node,
-    id: SessionId,
+impl Clone for Session {
+    fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        Self { node: self.node.clone(), shared: self.shared.clone() }
+    }
 }
 
-impl Drop for CloseOnDrop {
+/// Closes the session when its last handle goes (however the handles were obtained).
+impl Drop for Session {
     fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
         let shared = self.node.shared();
         let mut st = shared.lock();
-        if st.sessions.contains_key(&self.id) {
+        if st.sessions.contains_key(&self.shared.id) {
             let now = st.clock.now();
-            if let Some(mut s) = st.core.session(self.id) {
+            if let Some(mut s) = st.core.session(self.shared.id) {
                 s.close(now, 0);
             }
             shared.flush(&mut st);
@@ -159,20 +162,8 @@ impl fmt::Debug for Session {
 
 impl Session {
     pub(crate) fn new(node: Node, shared: Arc<SessionShared>) -> Self {
-        // Every handle on one session shares one guard, however it was obtained.
-        let guard = {
-            let mut slot = lock(&shared.guard);
-            match slot.upgrade() {
-                Some(g) => g,
-                None => {
-                    let g: Arc<dyn std::any::Any + Send + Sync> =
-                        Arc::new(CloseOnDrop { node: node.clone(), id: shared.id });
-                    *slot = Arc::downgrade(&g);
-                    g
-                }
-            }
-        };
-        Self { node, shared, _guard: guard }
+        shared.handles.fetch_add(1, Ordering::Relaxed);
+        Self { node, shared }
     }
 
     /// Runs `f` on the core's session under the node lock, then sends what it produced
@@ -203,7 +194,7 @@ impl Session {
 
     /// The peer's current address.
     pub fn remote(&self) -> PathAddr {
-        *lock(&self.shared.remote)
+        self.shared.remote()
     }
 
     /// Whether the session currently runs through a relay.
@@ -216,7 +207,7 @@ impl Session {
     pub async fn path_changed(&self) -> Option<PathAddr> {
         let before = self.remote();
         loop {
-            let notified = self.shared.path_notify.notified();
+            let notified = self.shared.changed.notified();
             if self.shared.ended().is_some() {
                 return None;
             }
@@ -272,7 +263,7 @@ impl Session {
             if !s.register_relay() {
                 return Err(RelayError::RelayedPath);
             }
-            *lock(&self.shared.relay) = Some(stt_proto::RelayStatus::Registering);
+            self.shared.set_relay(stt_proto::RelayStatus::Registering);
             // Local candidates: the bound port on the interface address that routes to
             // the relay (a wildcard bind has no address of its own).
             if let PathAddr::Udp(relay_addr) = self.remote() {
@@ -292,11 +283,11 @@ impl Session {
             shared.flush(&mut st);
         }
         loop {
-            let notified = self.shared.path_notify.notified();
+            let notified = self.shared.changed.notified();
             if self.shared.ended().is_some() {
                 return Err(RelayError::Ended);
             }
-            match *lock(&self.shared.relay) {
+            match self.shared.relay() {
                 Some(stt_proto::RelayStatus::Registered { observed }) => return Ok(observed),
                 Some(stt_proto::RelayStatus::Refused) => return Err(RelayError::Refused),
                 _ => {}
@@ -313,7 +304,7 @@ impl Session {
     /// Waits until the session ends.
     pub async fn closed(&self) -> Ended {
         loop {
-            let notified = self.shared.ended_notify.notified();
+            let notified = self.shared.changed.notified();
             if let Some(e) = self.shared.ended() {
                 return e;
             }
@@ -350,7 +341,7 @@ impl Session {
 
     async fn open(&self, uni: bool) -> Result<StreamId, StreamError> {
         loop {
-            let notified = self.shared.unblocked.notified();
+            let notified = self.shared.changed.notified();
             if self.shared.ended().is_some() {
                 return Err(StreamError::NotEstablished);
             }
@@ -577,7 +568,7 @@ impl Session {
 
     /// The reason phrase the peer closed the session with, once it did and if it gave one.
     pub fn peer_close_reason(&self) -> Option<String> {
-        crate::shared::lock(&self.shared.peer_close_reason).clone()
+        self.shared.peer_close_reason()
     }
 
     /// Delivers everything handed over so far ([`flush`](Self::flush)), then closes with

@@ -2,7 +2,8 @@
 //! per-stream wakers. Stream data is never buffered here: it stays in the core, under
 //! its flow control, until the application reads it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -72,28 +73,34 @@ impl std::fmt::Display for Ended {
 impl std::error::Error for Ended {}
 
 /// One session's notifications, shared by its handles (waited on without the node lock).
+/// Held per established session, so kept small: the rarely changing parts share one mutex
+/// and the rare notifications one [`Notify`] (waiters check their own condition again).
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
     pub(crate) peer: NodeId,
-    pub(crate) remote: Mutex<PathAddr>,
-    ended: Mutex<Option<Ended>>,
+    state: Mutex<Changing>,
     /// The peer opened a stream.
     pub(crate) incoming: Notify,
-    /// The peer raised the stream limit.
-    pub(crate) unblocked: Notify,
     pub(crate) datagram_ready: Notify,
     pub(crate) frame_ready: Notify,
     /// Room opened in a send buffer (the frame stream's or a stream's).
     pub(crate) writable: Notify,
-    pub(crate) ended_notify: Notify,
-    /// The path changed, or a relay answered a registration.
-    pub(crate) path_notify: Notify,
+    /// Something rare changed: the peer raised the stream limit, the path changed, a
+    /// relay answered, or the session ended.
+    pub(crate) changed: Notify,
+    /// Live [`Session`](crate::Session) handles (stream handles hold one each); the last
+    /// one to go closes the session.
+    pub(crate) handles: AtomicUsize,
+}
+
+/// The parts of [`SessionShared`] that change rarely.
+struct Changing {
+    remote: PathAddr,
+    ended: Option<Ended>,
     /// The relay's answer to `register_relay`, if asked.
-    pub(crate) relay: Mutex<Option<stt_proto::RelayStatus>>,
+    relay: Option<stt_proto::RelayStatus>,
     /// The reason phrase the peer closed with, if it gave one.
-    pub(crate) peer_close_reason: Mutex<Option<String>>,
-    /// What closes the session when its last handle goes (held strongly by the handles).
-    pub(crate) guard: Mutex<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
+    peer_close_reason: Option<Box<str>>,
 }
 
 impl SessionShared {
@@ -101,41 +108,61 @@ impl SessionShared {
         Self {
             id,
             peer,
-            remote: Mutex::new(remote),
-            ended: Mutex::new(None),
+            state: Mutex::new(Changing { remote, ended: None, relay: None, peer_close_reason: None }),
             incoming: Notify::new(),
-            unblocked: Notify::new(),
             datagram_ready: Notify::new(),
             frame_ready: Notify::new(),
             writable: Notify::new(),
-            ended_notify: Notify::new(),
-            path_notify: Notify::new(),
-            relay: Mutex::new(None),
-            peer_close_reason: Mutex::new(None),
-            guard: Mutex::new(std::sync::Weak::<()>::new()),
+            changed: Notify::new(),
+            handles: AtomicUsize::new(0),
         }
     }
 
     pub(crate) fn ended(&self) -> Option<Ended> {
-        *lock(&self.ended)
+        lock(&self.state).ended
+    }
+
+    pub(crate) fn remote(&self) -> PathAddr {
+        lock(&self.state).remote
+    }
+
+    /// The path changed: records it and wakes whoever waits for that.
+    pub(crate) fn set_remote(&self, remote: PathAddr) {
+        lock(&self.state).remote = remote;
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn relay(&self) -> Option<stt_proto::RelayStatus> {
+        lock(&self.state).relay
+    }
+
+    /// Records the relay's status (and wakes `register_relay` when it is an answer).
+    pub(crate) fn set_relay(&self, status: stt_proto::RelayStatus) {
+        lock(&self.state).relay = Some(status);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn peer_close_reason(&self) -> Option<String> {
+        lock(&self.state).peer_close_reason.as_deref().map(str::to_owned)
     }
 
     /// Marks the session over and wakes every session-level waiter (stream wakers are
-    /// woken by the owner of [`SessionApp`]).
-    pub(crate) fn end(&self, why: Ended) {
+    /// woken by the owner of [`SessionApp`]). `reason`: the peer's close phrase, if any.
+    pub(crate) fn end(&self, why: Ended, reason: Option<Box<str>>) {
         {
-            let mut e = lock(&self.ended);
-            if e.is_none() {
-                *e = Some(why);
+            let mut st = lock(&self.state);
+            if st.ended.is_none() {
+                st.ended = Some(why);
+            }
+            if reason.is_some() {
+                st.peer_close_reason = reason;
             }
         }
         self.incoming.notify_waiters();
-        self.unblocked.notify_waiters();
         self.datagram_ready.notify_waiters();
         self.frame_ready.notify_waiters();
         self.writable.notify_waiters();
-        self.ended_notify.notify_waiters();
-        self.path_notify.notify_waiters();
+        self.changed.notify_waiters();
     }
 }
 
@@ -167,13 +194,14 @@ impl StreamApp {
 /// The node's view of one established session's application side.
 pub(crate) struct SessionApp {
     pub(crate) shared: std::sync::Arc<SessionShared>,
-    pub(crate) streams: HashMap<StreamId, StreamApp>,
+    /// Streams with a handle (usually none or a few; no allocation while empty).
+    pub(crate) streams: BTreeMap<StreamId, StreamApp>,
 }
 
 impl SessionApp {
     /// Ends the session for its handles and wakes everything waiting on it.
-    pub(crate) fn end(&mut self, why: Ended) {
-        self.shared.end(why);
+    pub(crate) fn end(&mut self, why: Ended, reason: Option<Box<str>>) {
+        self.shared.end(why, reason);
         for s in self.streams.values_mut() {
             s.wake_all();
         }

@@ -4,7 +4,7 @@
 //! straight to the socket: there is no second task between the application and the
 //! network, and no second state machine. Critical sections are short and never await.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -252,7 +252,7 @@ impl State {
             Event::Established { session, peer } => {
                 let Some(remote) = self.core.session(session).map(|s| s.remote()) else { return };
                 let shared = Arc::new(SessionShared::new(session, peer, remote));
-                self.sessions.insert(session, SessionApp { shared: shared.clone(), streams: HashMap::new() });
+                self.sessions.insert(session, SessionApp { shared: shared.clone(), streams: BTreeMap::new() });
                 tracing::info!(peer = %short(&peer), "session established");
                 match self.connects.remove(&session) {
                     Some(reply) => {
@@ -278,11 +278,11 @@ impl State {
                 }
             }
             Event::Closed { session, reason } => {
-                let text = self.core.session(session).and_then(|s| s.peer_close_reason().map(str::to_owned));
+                let text: Option<Box<str>> =
+                    self.core.session(session).and_then(|s| s.peer_close_reason().map(Box::from));
                 tracing::info!(%reason, peer_reason = text.as_deref().unwrap_or(""), "session closed");
                 if let Some(mut app) = self.sessions.remove(&session) {
-                    *crate::shared::lock(&app.shared.peer_close_reason) = text;
-                    app.end(Ended::Closed(reason));
+                    app.end(Ended::Closed(reason), text);
                 }
                 self.incoming.retain(|s| s.id != session);
             }
@@ -329,7 +329,7 @@ impl State {
             }
             Event::StreamsUnblocked { session } => {
                 if let Some(app) = self.sessions.get(&session) {
-                    app.shared.unblocked.notify_waiters();
+                    app.shared.changed.notify_waiters();
                 }
             }
             Event::DatagramReadable { session } => {
@@ -348,15 +348,13 @@ impl State {
                         path = if remote.is_relayed() { "relayed" } else { "direct" },
                         "session path changed"
                     );
-                    *lock(&app.shared.remote) = remote;
-                    app.shared.path_notify.notify_waiters();
+                    app.shared.set_remote(remote);
                 }
             }
             Event::RelayStatus { session, status } => {
                 if let Some(app) = self.sessions.get(&session) {
                     tracing::info!(?status, "relay answered");
-                    *lock(&app.shared.relay) = Some(status);
-                    app.shared.path_notify.notify_waiters();
+                    app.shared.set_relay(status);
                 }
             }
             _ => {}
@@ -367,7 +365,7 @@ impl State {
     pub(crate) fn end_all(&mut self) {
         self.stopped = true;
         for (_, mut app) in self.sessions.drain() {
-            app.end(Ended::NodeGone);
+            app.end(Ended::NodeGone, None);
         }
         for (_, reply) in self.connects.drain() {
             let _ = reply.send(Err(Ended::NodeGone));

@@ -111,6 +111,38 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     /// Builds a key for `alg`.
     fn packet_key(&self, alg: AeadAlg, key: &[u8; 32]) -> Box<dyn PacketKey>;
+    /// Seals one packet with a key built for this call only. A session with little
+    /// traffic protects its packets this way instead of keeping a key object (for `ring`'s
+    /// AES-256-GCM, 544 bytes per direction). Default: [`packet_key`](Self::packet_key),
+    /// which allocates; providers override it to build the key on the stack.
+    ///
+    /// # Errors
+    /// As [`PacketKey::seal_in_place`].
+    fn seal_once(
+        &self,
+        alg: AeadAlg,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
+        self.packet_key(alg, key).seal_in_place(nonce, aad, payload)
+    }
+    /// Opens one packet with a key built for this call only (see [`seal_once`](Self::seal_once)).
+    ///
+    /// # Errors
+    /// As [`PacketKey::open_in_place`].
+    fn open_once(
+        &self,
+        alg: AeadAlg,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
+        self.packet_key(alg, key).open_in_place(nonce, aad, payload, tag)
+    }
     /// The AEADs in the order this provider runs them fastest (the default preference of a
     /// [`Config`](crate::Config) using it). Default: ChaCha20-Poly1305 first, constant-time
     /// in software everywhere.

@@ -26,17 +26,45 @@ impl CryptoProvider for Ring {
     }
 
     fn packet_key(&self, alg: AeadAlg, key: &[u8; 32]) -> Box<dyn PacketKey> {
+        Box::new(RingKey::new(alg, key))
+    }
+
+    fn seal_once(
+        &self,
+        alg: AeadAlg,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
+        RingKey::new(alg, key).seal_in_place(nonce, aad, payload)
+    }
+
+    fn open_once(
+        &self,
+        alg: AeadAlg,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
+        RingKey::new(alg, key).open_in_place(nonce, aad, payload, tag)
+    }
+}
+
+struct RingKey(Option<LessSafeKey>);
+
+impl RingKey {
+    fn new(alg: AeadAlg, key: &[u8; 32]) -> Self {
         let algorithm = match alg {
             AeadAlg::ChaCha20Poly1305 => &CHACHA20_POLY1305,
             AeadAlg::Aes256Gcm => &AES_256_GCM,
         };
         // Both algorithms take 32-byte keys, so construction cannot fail.
-        let unbound = UnboundKey::new(algorithm, key).ok();
-        Box::new(RingKey(unbound.map(LessSafeKey::new)))
+        Self(UnboundKey::new(algorithm, key).ok().map(LessSafeKey::new))
     }
 }
-
-struct RingKey(Option<LessSafeKey>);
 
 impl PacketKey for RingKey {
     fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], payload: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {

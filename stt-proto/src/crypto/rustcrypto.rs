@@ -32,6 +32,41 @@ impl CryptoProvider for RustCrypto {
         }
     }
 
+    fn seal_once(
+        &self,
+        alg: AeadAlg,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
+        match alg {
+            AeadAlg::ChaCha20Poly1305 => Key(ChaCha20Poly1305::new(key.into())).seal_in_place(nonce, aad, payload),
+            #[cfg(feature = "aes-gcm")]
+            AeadAlg::Aes256Gcm => Key(Aes256Gcm::new(key.into())).seal_in_place(nonce, aad, payload),
+            #[cfg(not(feature = "aes-gcm"))]
+            AeadAlg::Aes256Gcm => Err(CryptoError),
+        }
+    }
+
+    fn open_once(
+        &self,
+        alg: AeadAlg,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
+        match alg {
+            AeadAlg::ChaCha20Poly1305 => Key(ChaCha20Poly1305::new(key.into())).open_in_place(nonce, aad, payload, tag),
+            #[cfg(feature = "aes-gcm")]
+            AeadAlg::Aes256Gcm => Key(Aes256Gcm::new(key.into())).open_in_place(nonce, aad, payload, tag),
+            #[cfg(not(feature = "aes-gcm"))]
+            AeadAlg::Aes256Gcm => Err(CryptoError),
+        }
+    }
+
     fn supports(&self, alg: AeadAlg) -> bool {
         match alg {
             AeadAlg::ChaCha20Poly1305 => true,

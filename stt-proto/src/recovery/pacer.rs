@@ -24,6 +24,7 @@ impl Pacer {
     }
 
     /// When a datagram of `bytes` may leave: `None` for now, else the time to wait for.
+    #[inline]
     pub(crate) fn delay(&mut self, now: Instant, bytes: u64, window: u64, srtt: Duration, mtu: u64) -> Option<Instant> {
         let srtt_us = duration_micros(srtt).max(1);
         let cap = Self::capacity(mtu, window, srtt_us).max(bytes);

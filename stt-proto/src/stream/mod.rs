@@ -152,6 +152,25 @@ pub(crate) struct StreamLimits {
     pub(crate) max_session_ranges: usize,
 }
 
+impl StreamLimits {
+    /// The limits `config` sets.
+    pub(crate) fn new(config: &crate::config::Config) -> Self {
+        Self {
+            stream_window: config.stream_window,
+            session_window: config.session_window,
+            max_stream_window: config.max_stream_window,
+            max_session_window: config.max_session_window,
+            max_streams_bidi: config.max_streams_bidi,
+            max_streams_uni: config.max_streams_uni,
+            send_buffer: config.stream_send_buffer,
+            app_frames: AppFrameSet { types: config.app_frame_types, max: config.max_app_frame },
+            app_queue: config.app_frame_queue,
+            max_stream_ranges: config.max_stream_ranges,
+            max_session_ranges: config.max_session_ranges,
+        }
+    }
+}
+
 /// What the peer allowed us in its transport parameters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PeerLimits {

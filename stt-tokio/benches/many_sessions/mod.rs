@@ -434,7 +434,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub(crate) fn measure(kind: &str, cert: &str, plan: &Plan) -> Figures {
     let mut f = Figures::default();
-    if plan.many > 0 {
+    // No bulk bytes: the idle-session figures alone (memory per idle session, set-up rate).
+    let bulk = plan.bulk_bytes > 0;
+    if plan.many > 0 && bulk {
         // Bulk alone, on a server that never held idle sessions.
         let mut alone = Server::start(kind, cert);
         let runs: Vec<_> = (0..plan.rounds).map(|_| alone.upload(kind, cert, plan.bulk_bytes)).collect();
@@ -444,6 +446,8 @@ pub(crate) fn measure(kind: &str, cert: &str, plan: &Plan) -> Figures {
         f.bulk_cpu_ns_per_byte[0] = median(runs.iter().map(|r| r.3).collect());
         f.bulk_visited[0] = median(runs.iter().map(|r| r.4).collect());
         drop(alone);
+    }
+    if plan.many > 0 {
         // A fresh server: memory before any session, then `mid`, bulk, then `many`, bulk.
         let mut server = Server::start(kind, cert);
         std::thread::sleep(Duration::from_millis(300));
@@ -462,15 +466,14 @@ pub(crate) fn measure(kind: &str, cert: &str, plan: &Plan) -> Figures {
             f.idle_bytes[slot - 1] = (st.rss_kib - rss0) * 1024.0 / target as f64;
             f.held = st.live;
             eprintln!("{kind}: server holds {} sessions, RSS {:.0} KiB (was {rss0:.0})", st.live, st.rss_kib);
+            if !bulk {
+                continue;
+            }
             let runs: Vec<_> = (0..plan.rounds).map(|_| server.upload(kind, cert, plan.bulk_bytes)).collect();
             f.bulk[slot] = median(runs.iter().map(|r| r.0).collect());
             f.bulk_cpu[slot] = median(runs.iter().map(|r| r.1).collect());
             f.bulk_drops[slot] = median(runs.iter().map(|r| r.2).collect());
             f.bulk_cpu_ns_per_byte[slot] = median(runs.iter().map(|r| r.3).collect());
-            f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
-            f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
-            f.bulk_cpu_ns_per_byte[slot] = median(runs.iter().map(|r| r.3).collect());
-            f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
             f.bulk_visited[slot] = median(runs.iter().map(|r| r.4).collect());
         }
         f.setup_rate = median(rate);
@@ -542,7 +545,8 @@ pub(crate) fn report(plan: &Plan, stt: &Figures, quinn: &Figures) {
     println!("many sessions (bulk {} MiB; {act} active x {} KiB)", plan.bulk_bytes >> 20, plan.active_bytes >> 10);
     println!("{:<44} {:>12} {:>12}", "figure", "stt", "quinn");
     let row = |name: String, s: f64, q: f64| println!("{name:<44} {s:>12.3} {q:>12.3}");
-    if many > 0 {
+    let bulk = many > 0 && plan.bulk_bytes > 0;
+    if bulk {
         row("bulk MB/s alone".into(), stt.bulk[0], quinn.bulk[0]);
         row(format!("bulk MB/s beside {mid} idle"), stt.bulk[1], quinn.bulk[1]);
         row(format!("bulk MB/s beside {many} idle"), stt.bulk[2], quinn.bulk[2]);
@@ -556,6 +560,8 @@ pub(crate) fn report(plan: &Plan, stt: &Figures, quinn: &Figures) {
             );
             row(format!("  server sessions visited per datagram, {label}"), stt.bulk_visited[i], f64::NAN);
         }
+    }
+    if many > 0 {
         row(format!("server RSS bytes per idle session at {mid}"), stt.idle_bytes[0], quinn.idle_bytes[0]);
         row(format!("server RSS bytes per idle session at {many}"), stt.idle_bytes[1], quinn.idle_bytes[1]);
         row(format!("sessions the server held at {many}"), stt.held as f64, quinn.held as f64);
@@ -575,7 +581,7 @@ pub(crate) fn report(plan: &Plan, stt: &Figures, quinn: &Figures) {
         row(format!("  UDP rcvbuf drops, {act} active"), stt.active_drops, quinn.active_drops);
     }
     println!();
-    if many > 0 {
+    if bulk {
         for (n, i) in [(mid, 1), (many, 2)] {
             println!("ratio bulk_with_{n}_idle_over_alone {:.3}", stt.bulk[i] / stt.bulk[0]);
             println!("ratio bulk_with_{n}_idle_over_alone_quinn {:.3}", quinn.bulk[i] / quinn.bulk[0]);
