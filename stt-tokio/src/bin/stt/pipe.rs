@@ -19,9 +19,23 @@ pub const CHUNK: usize = 256 * 1024;
 /// Chunks queued between the file thread and the transfer.
 const DEPTH: usize = 4;
 
+/// A chunk buffer ([`CHUNK`] bytes long, never shortened, so that reusing it writes nothing)
+/// and how many of its bytes are data; it derefs to the data.
+pub struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// Reads a file (or stdin) on a thread of its own and hashes what it reads.
 pub struct HashingReader {
-    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunks: mpsc::Receiver<io::Result<Chunk>>,
     free: std_mpsc::SyncSender<Vec<u8>>,
     done: oneshot::Receiver<Sha256>,
 }
@@ -36,8 +50,7 @@ impl HashingReader {
         std::thread::Builder::new().name("stt-read".into()).spawn(move || {
             let mut left = limit;
             while left > 0 {
-                let mut buf = free_rx.try_recv().unwrap_or_default();
-                buf.resize(CHUNK, 0);
+                let mut buf = free_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
                 let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
                 let n = match input.read(&mut buf[..want]) {
                     Ok(0) => break,
@@ -48,10 +61,9 @@ impl HashingReader {
                         return;
                     }
                 };
-                buf.truncate(n);
-                hasher.update(&buf);
+                hasher.update(&buf[..n]);
                 left -= n as u64;
-                if chunk_tx.blocking_send(Ok(buf)).is_err() {
+                if chunk_tx.blocking_send(Ok(Chunk { buf, len: n })).is_err() {
                     return; // the transfer stopped
                 }
             }
@@ -61,13 +73,13 @@ impl HashingReader {
     }
 
     /// The next chunk; `None` at the end of the input.
-    pub async fn next(&mut self) -> Option<io::Result<Vec<u8>>> {
+    pub async fn next(&mut self) -> Option<io::Result<Chunk>> {
         self.chunks.recv().await
     }
 
     /// Gives a chunk's buffer back for the next read.
-    pub fn recycle(&self, buf: Vec<u8>) {
-        let _ = self.free.try_send(buf);
+    pub fn recycle(&self, chunk: Chunk) {
+        let _ = self.free.try_send(chunk.buf);
     }
 
     /// The hash of everything read, once [`HashingReader::next`] returned `None`.
@@ -79,7 +91,7 @@ impl HashingReader {
 /// Writes a file on a thread of its own (or only counts) and hashes what it writes; the
 /// file is synced before [`HashingWriter::finish`] returns.
 pub struct HashingWriter {
-    chunks: mpsc::Sender<Vec<u8>>,
+    chunks: mpsc::Sender<Chunk>,
     free: mpsc::Receiver<Vec<u8>>,
     done: oneshot::Receiver<(Sha256, io::Result<()>)>,
 }
@@ -88,7 +100,7 @@ impl HashingWriter {
     /// Starts writing to `file` at its current position (`None`: hash and discard), feeding
     /// the bytes to `hasher` (which may already hold a resumed prefix).
     pub fn spawn(mut file: Option<std::fs::File>, mut hasher: Sha256) -> io::Result<Self> {
-        let (chunks, mut chunk_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
+        let (chunks, mut chunk_rx) = mpsc::channel::<Chunk>(DEPTH);
         let (free_tx, free) = mpsc::channel(DEPTH + 1);
         for _ in 0..=DEPTH {
             let _ = free_tx.try_send(vec![0u8; CHUNK]);
@@ -96,16 +108,15 @@ impl HashingWriter {
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new().name("stt-write".into()).spawn(move || {
             let mut result = Ok(());
-            while let Some(mut buf) = chunk_rx.blocking_recv() {
-                hasher.update(&buf);
+            while let Some(chunk) = chunk_rx.blocking_recv() {
+                hasher.update(&*chunk);
                 if let Some(f) = file.as_mut() {
-                    if let Err(e) = f.write_all(&buf) {
+                    if let Err(e) = f.write_all(&chunk) {
                         result = Err(e);
                         break;
                     }
                 }
-                buf.resize(CHUNK, 0);
-                let _ = free_tx.try_send(buf);
+                let _ = free_tx.try_send(chunk.buf);
             }
             if result.is_ok() {
                 if let Some(f) = file.as_mut() {
@@ -118,7 +129,7 @@ impl HashingWriter {
         Ok(Self { chunks, free, done })
     }
 
-    /// An empty chunk buffer ([`CHUNK`] bytes long) to receive into; `None` when the writer
+    /// A chunk buffer ([`CHUNK`] bytes long, holding old data) to receive into; `None` when the writer
     /// stopped on an error (see [`HashingWriter::finish`]).
     pub async fn buffer(&mut self) -> Option<Vec<u8>> {
         self.free.recv().await
@@ -126,9 +137,9 @@ impl HashingWriter {
 
     /// Queues the first `n` bytes of `buf` for writing; false when the writer stopped on an
     /// error (see [`HashingWriter::finish`]).
-    pub async fn write(&mut self, mut buf: Vec<u8>, n: usize) -> bool {
-        buf.truncate(n);
-        self.chunks.send(buf).await.is_ok()
+    pub async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
+        let len = n.min(buf.len());
+        self.chunks.send(Chunk { buf, len }).await.is_ok()
     }
 
     /// Waits until everything queued is written and synced; the hash of all bytes written
