@@ -1016,7 +1016,7 @@ impl<E: Entropy> Node<E> {
                 slot.indexed_peer = Some(p);
             }
         }
-        self.stats.x25519_ops += s.dh.take();
+        self.stats.x25519_ops += s.take_dh_ops();
         self.stats.handshakes_abandoned += u64::from(core::mem::take(&mut s.abandoned));
         let c = core::mem::take(&mut s.relay_counters);
         self.stats.punch_probes += u64::from(c.probes);
@@ -1437,12 +1437,7 @@ impl SessionRef<'_> {
     /// [`WriteError`]; `Blocked` when nothing fits (wait for `Event::StreamWritable`).
     pub fn write(&mut self, now: Instant, stream: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         let streams = self.used_streams(WriteError::NotEstablished, WriteError::UnknownStream)?;
-        let room = streams.write_room(stream)?;
-        let n = (data.len() as u64).min(room) as usize;
-        if n == 0 && !data.is_empty() {
-            return streams.write(stream, Bytes::new()).and(Err(WriteError::Blocked));
-        }
-        let written = streams.write(stream, Bytes::copy_from_slice(&data[..n]))?;
+        let written = streams.write_copy(stream, data)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
         self.touched(Ok(written))

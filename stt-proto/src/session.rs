@@ -158,6 +158,8 @@ pub(crate) struct Session {
     pub(crate) established_at: Option<Instant>,
     /// Set when the session has just become established; the node resolves duplicates and emits the event.
     pub(crate) just_established: bool,
+    /// A re-handshake step ran (it may have done X25519 operations the node counts).
+    rekey_ran: bool,
     pub(crate) established_emitted: bool,
     timers: [Option<Instant>; TIMERS],
     retransmit_backoff: u32,
@@ -227,6 +229,7 @@ impl Session {
             started_at: now,
             established_at: None,
             just_established: false,
+            rekey_ran: false,
             established_emitted: false,
             timers: [None; TIMERS],
             retransmit_backoff: 0,
@@ -280,6 +283,19 @@ impl Session {
     }
 
     /// Re-handshakes completed.
+    /// X25519 operations since the last call. The counter is a separate shared
+    /// allocation (the Noise resolver holds a clone), so it is read only while a handshake
+    /// or re-handshake can have run: an established session's datagrams never touch it.
+    pub(crate) fn take_dh_ops(&mut self) -> u64 {
+        let may_have_run = !matches!(self.phase, Phase::Established) || self.just_established || self.rekey_ran;
+        self.rekey_ran = false;
+        if may_have_run {
+            self.dh.take()
+        } else {
+            0
+        }
+    }
+
     pub(crate) fn rehandshakes(&self) -> u64 {
         self.rekey.as_ref().map_or(0, |r| r.completed)
     }
@@ -592,6 +608,7 @@ impl Session {
             if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_mut()) {
                 if rekey.deadline().is_some_and(|d| d <= now) {
                     rekey.handle_timeout(now, record, ctx.entropy, &self.dh, rekey_timers(ctx.config, &rtt));
+                    self.rekey_ran = true;
                 }
             }
             if let Some(t) = self.transport.as_mut() {
@@ -794,6 +811,7 @@ impl Session {
                 Frame::Rehandshake { seq, message, noise } => {
                     if let (Some(rekey), Some(record)) = (self.rekey.as_mut(), self.record.as_mut()) {
                         let timers = rekey_timers(ctx.config, &rtt);
+                        self.rekey_ran = true;
                         // A prompt packet in the new phase lets the peer follow (and confirms the update).
                         self.send_keepalive |= rekey.handle_frame(
                             now,

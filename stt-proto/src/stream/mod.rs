@@ -11,10 +11,11 @@ mod send;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub use app_frames::FrameError;
 pub(crate) use app_frames::{bitmap, AppFrameSet};
@@ -252,7 +253,16 @@ pub(crate) struct Streams {
     recv_ranges: usize,
     round_robin: u64,
     app: AppFrameQueue,
+    /// Acknowledged send chunks kept for the next copying writes, so a bulk sender reuses
+    /// its buffers instead of allocating (and faulting in) fresh memory per write. Bounded:
+    /// at most `MAX_SPARES` chunks and `send_buffer` bytes in all (so a sending half holds
+    /// at most twice its buffer); taken by the next copying writes, dropped all at once by
+    /// `finish`, `reset`, or an acknowledgement that leaves the stream nothing unacknowledged.
+    spares: Vec<BytesMut>,
 }
+
+/// Acknowledged chunks a session keeps for reuse by copying writes (see `Streams::spares`).
+const MAX_SPARES: usize = 8;
 
 /// The session's range count after one stream went from `before` to `after` ranges.
 fn recount(total: usize, before: usize, after: usize) -> usize {
@@ -297,6 +307,7 @@ impl Streams {
             reassembly_steps: 0,
             recv_ranges: 0,
             round_robin: 0,
+            spares: Vec::new(),
             app: AppFrameQueue {
                 queue: crate::datagram::DatagramQueue::new(
                     limits.app_queue,
@@ -520,6 +531,25 @@ impl Streams {
         Ok(self.limits.send_buffer.saturating_sub(s.buf.unacked()))
     }
 
+    /// Copies as much of `data` as fits into the send buffer (into the spare chunk when one
+    /// is kept and not much larger than the copy); returns how much was taken.
+    pub(crate) fn write_copy(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        let n = (data.len() as u64).min(self.write_room(id)?) as usize;
+        if n == 0 && !data.is_empty() {
+            return self.write(id, Bytes::new()).and(Err(WriteError::Blocked));
+        }
+        let mut chunk = match self.spares.pop() {
+            // Half full at least: a small write does not pin a large buffer.
+            Some(mut b) if b.capacity() >= n && b.capacity() / 2 <= n => {
+                b.clear();
+                b
+            }
+            _ => BytesMut::with_capacity(n),
+        };
+        chunk.extend_from_slice(&data[..n]);
+        self.write(id, chunk.freeze())
+    }
+
     pub(crate) fn write(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
         let buffer = self.limits.send_buffer;
         let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
@@ -535,9 +565,13 @@ impl Streams {
             return Err(WriteError::Blocked);
         }
         let n = (data.len() as u64).min(room).min(VARINT_MAX - s.buf.written()) as usize;
-        s.buf.push(data.slice(..n));
+        // `slice` clones, which gives a uniquely owned buffer a shared header (an
+        // allocation): only a partial write pays it.
         if n < data.len() {
             s.wants_writable = true;
+            s.buf.push(data.slice(..n));
+        } else {
+            s.buf.push(data);
         }
         Ok(n)
     }
@@ -551,10 +585,12 @@ impl Streams {
             return Err(WriteError::Finished);
         }
         s.state = SendState::Finishing;
+        self.spares = Vec::new();
         Ok(())
     }
 
     pub(crate) fn reset(&mut self, id: StreamId, code: u64) -> Result<(), WriteError> {
+        self.spares = Vec::new();
         let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
         if matches!(s.state, SendState::Reset { .. }) || (s.fin_acked && s.buf.all_acked()) {
             return Err(WriteError::Finished);
@@ -827,8 +863,23 @@ impl Streams {
             SentFrame::Stream { id, offset, len, fin } => {
                 let session = self.session;
                 let buffer = self.limits.send_buffer;
+                let spares = &mut self.spares;
                 if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
-                    s.buf.on_ack(offset, u64::from(len));
+                    let open = s.state == SendState::Open;
+                    s.buf.on_ack(offset, u64::from(len), |freed| {
+                        let held: usize = spares.iter().map(BytesMut::capacity).sum();
+                        // Only a chunk nobody else holds (bytes the app passed by reference
+                        // may still be shared) can be written into again.
+                        if open && spares.len() < MAX_SPARES && (held + freed.len()) as u64 <= buffer {
+                            if let Ok(b) = freed.try_into_mut() {
+                                spares.push(b);
+                            }
+                        }
+                    });
+                    if s.buf.unacked() == 0 {
+                        // Nothing in flight: the writer is not streaming now.
+                        *spares = Vec::new();
+                    }
                     s.fin_acked |= fin;
                     if s.wants_writable && s.buf.unacked() < buffer && s.state == SendState::Open {
                         s.wants_writable = false;

@@ -103,8 +103,8 @@ impl SendBuf {
         need.is_empty().then_some(())
     }
 
-    /// A range was acknowledged; frees fully acknowledged chunks.
-    pub(crate) fn on_ack(&mut self, offset: u64, len: u64) {
+    /// A range was acknowledged; hands fully acknowledged chunks to `freed`.
+    pub(crate) fn on_ack(&mut self, offset: u64, len: u64, mut freed: impl FnMut(Bytes)) {
         self.acked.insert(offset..offset + len);
         self.retransmit.remove(offset..offset + len);
         let prefix = self.acked_prefix();
@@ -113,7 +113,9 @@ impl SendBuf {
                 break;
             }
             self.chunks_base += c.len() as u64;
-            self.chunks.pop_front();
+            if let Some(c) = self.chunks.pop_front() {
+                freed(c);
+            }
         }
     }
 
@@ -165,7 +167,7 @@ mod tests {
         assert_eq!(b.next_range(100, 8), Some((4, 4)), "flow limit");
         b.mark_sent(4, 7);
         assert_eq!(b.next_range(100, u64::MAX), None);
-        b.on_ack(4, 7);
+        b.on_ack(4, 7, drop);
         b.on_lost(0, 4);
         assert_eq!(b.next_range(100, u64::MAX), Some((0, 4)), "lost bytes first");
         let mut out = [0u8; 16];
@@ -173,7 +175,7 @@ mod tests {
         b.copy_into(2, 7, &mut w).unwrap();
         assert_eq!(&out[..7], b"llo wor");
         b.mark_sent(0, 4);
-        b.on_ack(0, 4);
+        b.on_ack(0, 4, drop);
         assert!(b.all_acked());
         assert_eq!(b.unacked(), 0);
         assert!(b.chunks.is_empty(), "acked chunks freed");
@@ -184,7 +186,7 @@ mod tests {
         let mut b = SendBuf::default();
         b.push(Bytes::from(alloc::vec![7u8; 100]));
         b.mark_sent(0, 100);
-        b.on_ack(20, 30);
+        b.on_ack(20, 30, drop);
         b.on_lost(0, 100);
         assert_eq!(b.retransmit.iter().collect::<alloc::vec::Vec<_>>(), [0..20, 50..100]);
     }
