@@ -85,13 +85,16 @@ pub(crate) struct GroupKeys {
 pub(crate) struct StaticKey {
     pub(crate) private: [u8; 32],
     pub(crate) public: [u8; 32],
+    /// The private key loaded into the X25519 backend once, for every handshake.
+    #[zeroize(skip)]
+    pub(crate) loaded: crate::crypto::LoadedKey,
 }
 
 impl StaticKey {
     pub(crate) fn derive(seed: &NodeSeed) -> Self {
         let private = kdf::derive32(&seed.0, LABEL_STATIC);
-        let public = crate::crypto::X25519Backend::ACTIVE.public_key(&private);
-        Self { private, public }
+        let (loaded, public) = crate::crypto::X25519Backend::ACTIVE.load(&private);
+        Self { private, public, loaded }
     }
 
     pub(crate) fn node_id(&self) -> NodeId {

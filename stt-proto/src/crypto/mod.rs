@@ -23,6 +23,7 @@ pub use null::NullAead;
 #[cfg(feature = "ring")]
 pub use ring_provider::Ring;
 pub use rustcrypto::RustCrypto;
+pub(crate) use x25519::LoadedKey;
 pub use x25519::{NonContributory, X25519Backend};
 
 /// Length of every AEAD tag used by STT.

@@ -18,7 +18,7 @@ use snow::types::{Cipher, Dh, Hash, Random};
 use snow::HandshakeState;
 use zeroize::Zeroize;
 
-use super::x25519::X25519Backend;
+use super::x25519::{LoadedKey, X25519Backend};
 use crate::identity::StaticKey;
 
 /// The Noise protocol name STT/1 uses (spec [HS-1]).
@@ -48,10 +48,11 @@ impl DhCounter {
 
 /// An ephemeral private key from the node's entropy, with its public half when it was
 /// precomputed off the handshake's critical path ([`Node::precompute`](crate::Node::precompute)).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Ephemeral {
     pub(crate) private: [u8; 32],
-    pub(crate) public: Option<[u8; 32]>,
+    /// The public half and the key loaded into the backend, when precomputed.
+    pub(crate) public: Option<([u8; 32], LoadedKey)>,
 }
 
 impl From<[u8; 32]> for Ephemeral {
@@ -61,9 +62,11 @@ impl From<[u8; 32]> for Ephemeral {
 }
 
 impl Ephemeral {
-    /// Draws and computes a key pair now (one X25519 base-point multiplication).
+    /// Draws and computes a key pair now (one X25519 base-point multiplication), loaded
+    /// into the backend for the handshake's two DH operations with it.
     pub(crate) fn precomputed(private: [u8; 32]) -> Self {
-        Self { private, public: Some(X25519Backend::ACTIVE.public_key(&private)) }
+        let (loaded, public) = X25519Backend::ACTIVE.load(&private);
+        Self { private, public: Some((public, loaded)) }
     }
 
     pub(crate) fn zeroize(&mut self) {
@@ -104,7 +107,7 @@ pub(crate) fn build(
 ) -> Option<HandshakeState> {
     let params = params(NOISE_PARAMS, HandshakePattern::XX);
     let resolver = Resolver {
-        statics: (static_key.private, static_key.public),
+        statics: (static_key.private, static_key.public, static_key.loaded.clone()),
         ephemeral: Some(ephemeral),
         counter: counter.clone(),
     };
@@ -133,8 +136,11 @@ pub(crate) fn build_rekey(
     counter: &DhCounter,
 ) -> Option<HandshakeState> {
     let params = params(REKEY_PARAMS, HandshakePattern::NN);
-    let resolver =
-        Resolver { statics: ([0; 32], [0; 32]), ephemeral: Some(Ephemeral::from(ephemeral)), counter: counter.clone() };
+    let resolver = Resolver {
+        statics: ([0; 32], [0; 32], LoadedKey::default()),
+        ephemeral: Some(Ephemeral::from(ephemeral)),
+        counter: counter.clone(),
+    };
     let builder = snow::Builder::with_resolver(params, Box::new(resolver)).psk(0, psk).ok()?.prologue(prologue).ok()?;
     match role {
         NoiseRole::Initiator => builder.build_initiator().ok(),
@@ -143,7 +149,7 @@ pub(crate) fn build_rekey(
 }
 
 struct Resolver {
-    statics: ([u8; 32], [u8; 32]),
+    statics: ([u8; 32], [u8; 32], LoadedKey),
     ephemeral: Option<Ephemeral>,
     counter: DhCounter,
 }
@@ -159,16 +165,17 @@ impl Drop for Resolver {
 
 impl CryptoResolver for Resolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
-        Some(Box::new(PinnedBytes { bytes: self.ephemeral.map_or([0; 32], |e| e.private), used: false }))
+        Some(Box::new(PinnedBytes { bytes: self.ephemeral.as_ref().map_or([0; 32], |e| e.private), used: false }))
     }
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
             DHChoice::Curve25519 => Some(Box::new(CountingX25519 {
-                statics: self.statics,
-                precomputed: self.ephemeral.and_then(|e| e.public.map(|p| (e.private, p))),
+                statics: self.statics.clone(),
+                precomputed: self.ephemeral.as_ref().and_then(|e| e.public.clone().map(|(p, l)| (e.private, p, l))),
                 private: [0; 32],
                 public: [0; 32],
+                loaded: LoadedKey::default(),
                 counter: self.counter.clone(),
             })),
             _ => None,
@@ -247,11 +254,13 @@ impl Random for PinnedBytes {
 
 /// X25519 from the build's [`X25519Backend::ACTIVE`], counting every scalar multiplication.
 struct CountingX25519 {
-    statics: ([u8; 32], [u8; 32]),
+    statics: ([u8; 32], [u8; 32], LoadedKey),
     /// A precomputed ephemeral key pair: `generate` with its private half costs no DH.
-    precomputed: Option<([u8; 32], [u8; 32])>,
+    precomputed: Option<([u8; 32], [u8; 32], LoadedKey)>,
     private: [u8; 32],
     public: [u8; 32],
+    /// `private` as the backend holds it, when it was loaded ahead (static or precomputed).
+    loaded: LoadedKey,
     counter: DhCounter,
 }
 
@@ -259,7 +268,7 @@ impl Drop for CountingX25519 {
     fn drop(&mut self) {
         self.statics.0.zeroize();
         self.private.zeroize();
-        if let Some((p, _)) = self.precomputed.as_mut() {
+        if let Some((p, _, _)) = self.precomputed.as_mut() {
             p.zeroize();
         }
     }
@@ -268,6 +277,7 @@ impl Drop for CountingX25519 {
 impl CountingX25519 {
     fn derive_public(&mut self) {
         self.public = X25519Backend::ACTIVE.public_key(&self.private);
+        self.loaded = LoadedKey::default();
         self.counter.bump();
     }
 }
@@ -292,8 +302,10 @@ impl Dh for CountingX25519 {
         self.private = k;
         let same = k.iter().zip(&self.statics.0).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if same {
-            // The node's static key: its public half was computed once at Node::new.
+            // The node's static key: its public half was computed (and the key loaded)
+            // once at Node::new.
             self.public = self.statics.1;
+            self.loaded = self.statics.2.clone();
         } else {
             self.derive_public();
         }
@@ -305,7 +317,10 @@ impl Dh for CountingX25519 {
         self.private = k;
         k.zeroize();
         match self.precomputed.take() {
-            Some((p, public)) if p == self.private => self.public = public,
+            Some((p, public, loaded)) if p == self.private => {
+                self.public = public;
+                self.loaded = loaded;
+            }
             _ => self.derive_public(),
         }
         Ok(())
@@ -325,7 +340,9 @@ impl Dh for CountingX25519 {
         let out: &mut [u8; 32] = out.get_mut(..32).and_then(|o| o.try_into().ok()).ok_or(snow::Error::Dh)?;
         self.counter.bump();
         // A low-order point gives an all-zero secret: refuse it (spec [HS-12]).
-        X25519Backend::ACTIVE.diffie_hellman(&self.private, &theirs, out).map_err(|_| snow::Error::Dh)
+        X25519Backend::ACTIVE
+            .diffie_hellman_loaded(&self.loaded, &self.private, &theirs, out)
+            .map_err(|_| snow::Error::Dh)
     }
 }
 
