@@ -1,11 +1,12 @@
 //! The responder's cache of initiator ephemerals seen recently (spec [HS-7]):
 //! replay protection for HELLO and the key to answering retransmissions.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use core::time::Duration;
 
 use crate::addr::PathAddr;
 use crate::event::SessionId;
+use crate::key_index::KeyIndex;
 use crate::time::Instant;
 
 /// What the responder remembers about one HELLO.
@@ -29,31 +30,52 @@ pub(crate) enum Seen {
 /// Bounded map from ephemeral public key to the HELLO that carried it.
 /// Entries live for `retention`; when the cache is full, new HELLOs are refused
 /// (entries still inside the window are never evicted).
+///
+/// The entries sit in `order`, oldest first, each with a sequence number (`front` for the
+/// oldest, counting up, wrapping); `index` maps an ephemeral to its entry's number. The index
+/// is the node's peer-index type, so both share one B-tree instantiation (issue #20).
 pub(crate) struct EphemeralCache {
-    map: BTreeMap<[u8; 32], SeenHello>,
-    order: VecDeque<(Instant, [u8; 32])>,
+    index: KeyIndex,
+    order: VecDeque<Entry>,
+    /// Sequence number of `order[0]`.
+    front: u32,
     capacity: usize,
     retention: Duration,
 }
 
+struct Entry {
+    at: Instant,
+    e: [u8; 32],
+    seen: SeenHello,
+}
+
 impl EphemeralCache {
     pub(crate) fn new(capacity: usize, retention: Duration) -> Self {
-        Self { map: BTreeMap::new(), order: VecDeque::new(), capacity, retention }
+        // Sequence numbers stay distinct while fewer than 2^32 entries are held.
+        let capacity = capacity.min(u32::MAX as usize);
+        Self { index: KeyIndex::new(), order: VecDeque::new(), front: 0, capacity, retention }
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some((at, e)) = self.order.front().copied() {
-            if now.saturating_duration_since(at) < self.retention {
+        while let Some(oldest) = self.order.front() {
+            if now.saturating_duration_since(oldest.at) < self.retention {
                 break;
             }
+            self.index.remove(oldest.e, self.front);
             self.order.pop_front();
-            self.map.remove(&e);
+            self.front = self.front.wrapping_add(1);
         }
+    }
+
+    /// The entry held for `e`, if any.
+    fn entry(&mut self, e: &[u8; 32]) -> Option<&mut Entry> {
+        let seq = self.index.positions(*e).next()?;
+        self.order.get_mut(seq.wrapping_sub(self.front) as usize)
     }
 
     pub(crate) fn lookup(&mut self, now: Instant, e: &[u8; 32], from: PathAddr, digest: &[u8; 16]) -> Seen {
         self.expire(now);
-        match self.map.get(e) {
+        match self.entry(e).map(|x| x.seen) {
             None => Seen::New,
             Some(s) if s.from == from && s.digest == *digest => Seen::Retransmit(s.session),
             Some(_) => Seen::Replay,
@@ -62,18 +84,23 @@ impl EphemeralCache {
 
     pub(crate) fn is_full(&mut self, now: Instant) -> bool {
         self.expire(now);
-        self.map.len() >= self.capacity
+        self.order.len() >= self.capacity
     }
 
     pub(crate) fn insert(&mut self, now: Instant, e: [u8; 32], seen: SeenHello) {
-        if self.map.insert(e, seen).is_none() {
-            self.order.push_back((now, e));
+        if let Some(x) = self.entry(&e) {
+            x.seen = seen;
+            return;
         }
+        let seq = self.front.wrapping_add(self.order.len() as u32);
+        self.order.push_back(Entry { at: now, e, seen });
+        self.index.insert(e, seq);
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        debug_assert_eq!(self.index.len(), self.order.len());
+        self.order.len()
     }
 }
 
@@ -99,5 +126,33 @@ mod tests {
         assert!(!c.is_full(later));
         assert_eq!(c.len(), 0);
         assert!(matches!(c.lookup(later, &[1; 32], b, &[0; 16]), Seen::New));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_and_entries_stay_found() {
+        let a = PathAddr::Udp("192.0.2.1:1".parse().unwrap());
+        let s = |index| SessionId { index, generation: 1 };
+        let mut c = EphemeralCache::new(4, Duration::from_secs(10));
+        c.front = u32::MAX - 2;
+        for round in 0..4u32 {
+            let now = Instant::from_micros(u64::from(round) * 10_000_000);
+            for k in 0..4u8 {
+                let e = [k + 4 * round as u8; 32];
+                assert!(matches!(c.lookup(now, &e, a, &[0; 16]), Seen::New));
+                c.insert(now, e, SeenHello { from: a, digest: [0; 16], session: s(u32::from(k)) });
+            }
+            assert!(c.is_full(now));
+            for k in 0..4u8 {
+                let e = [k + 4 * round as u8; 32];
+                assert!(matches!(c.lookup(now, &e, a, &[0; 16]), Seen::Retransmit(x) if x == s(u32::from(k))));
+            }
+            // Replacing an entry's HELLO keeps one entry for the ephemeral.
+            let e = [4 * round as u8; 32];
+            c.insert(now, e, SeenHello { from: a, digest: [9; 16], session: s(9) });
+            assert!(matches!(c.lookup(now, &e, a, &[9; 16]), Seen::Retransmit(x) if x == s(9)));
+            assert_eq!(c.len(), 4);
+        }
+        assert!(!c.is_full(Instant::from_micros(40_000_000)));
+        assert_eq!(c.len(), 0);
     }
 }

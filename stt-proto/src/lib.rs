@@ -79,6 +79,7 @@ mod event;
 mod gate;
 mod handshake;
 mod identity;
+mod key_index;
 mod node;
 mod path;
 mod pmtud;

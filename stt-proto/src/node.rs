@@ -18,6 +18,7 @@ use crate::error::{ConnectError, DatagramError, DropReason, ExportError, Handsha
 use crate::event::{Event, EventQueue, Input, InputOutcome, Output, SessionId, Transmit};
 use crate::handshake::{self, HsReadError, HELLO_LEN, HELLO_MAC_LEN, HELLO_MAX_LEN};
 use crate::identity::{GroupKeys, Identity, NodeId, StaticKey};
+use crate::key_index::KeyIndex;
 use crate::record::Record;
 use crate::relay::{Punch, RelayLink, RelayStatus};
 use crate::routes::Routes;
@@ -90,7 +91,7 @@ pub struct Node<E: Entropy> {
     half_open: usize,
     /// Sessions whose peer is known, by peer (at most two per peer, briefly, during a
     /// simultaneous open): duplicate resolution and `session_with` cost O(log n).
-    by_peer: alloc::collections::BTreeSet<(NodeId, u32)>,
+    by_peer: KeyIndex,
     shut_down: bool,
     /// Events queued before the current session call; `Established` goes there so it
     /// precedes events of the same packet.
@@ -160,7 +161,7 @@ impl<E: Entropy> Node<E> {
             schedule: Schedule::default(),
             due: Vec::new(),
             half_open: 0,
-            by_peer: alloc::collections::BTreeSet::new(),
+            by_peer: KeyIndex::new(),
             shut_down: false,
             event_mark: 0,
             spare_ephemeral: None,
@@ -196,8 +197,8 @@ impl<E: Entropy> Node<E> {
     /// The established session with `peer`, if any.
     pub fn session_with(&self, peer: NodeId) -> Option<SessionId> {
         self.by_peer
-            .range((peer, 0)..=(peer, u32::MAX))
-            .filter_map(|&(_, j)| self.slots.get(j as usize)?.session.as_ref())
+            .positions(peer.0)
+            .filter_map(|j| self.slots.get(j as usize)?.session.as_ref())
             .find(|s| s.is_established())
             .map(|s| s.id)
     }
@@ -425,7 +426,7 @@ impl<E: Entropy> Node<E> {
             },
             None => None,
         };
-        let dst_idx = self.by_peer.range((dst, 0)..=(dst, u32::MAX)).map(|&(_, j)| j as usize).find(|&j| {
+        let dst_idx = self.by_peer.positions(dst.0).map(|j| j as usize).find(|&j| {
             self.slots.get(j).and_then(|s| s.session.as_deref()).is_some_and(|s| {
                 s.is_established()
                     && matches!(s.relay.as_deref(), Some(RelayLink::Member { registered: true, .. }))
@@ -1009,10 +1010,10 @@ impl<E: Entropy> Node<E> {
         let Some(s) = slot.session.as_mut() else { return };
         if slot.indexed_peer != s.peer {
             if let Some(old) = slot.indexed_peer.take() {
-                self.by_peer.remove(&(old, idx as u32));
+                self.by_peer.remove(old.0, idx as u32);
             }
             if let Some(p) = s.peer {
-                self.by_peer.insert((p, idx as u32));
+                self.by_peer.insert(p.0, idx as u32);
                 slot.indexed_peer = Some(p);
             }
         }
@@ -1051,7 +1052,7 @@ impl<E: Entropy> Node<E> {
                 self.half_open -= 1;
             }
             if let Some(p) = slot.indexed_peer.take() {
-                self.by_peer.remove(&(p, idx as u32));
+                self.by_peer.remove(p.0, idx as u32);
             }
             if s.relay.as_deref().is_some_and(|l| matches!(l, RelayLink::Member { registered: true, .. })) {
                 self.relay_members = self.relay_members.saturating_sub(1);
@@ -1128,13 +1129,8 @@ impl<E: Entropy> Node<E> {
         };
         let now = self.now;
         // Only sessions with the same peer (the index holds one or two).
-        let same_peer: heapless::Vec<u32, 4> = self
-            .by_peer
-            .range((peer, 0)..=(peer, u32::MAX))
-            .map(|&(_, j)| j)
-            .filter(|&j| j as usize != idx)
-            .take(4)
-            .collect();
+        let same_peer: heapless::Vec<u32, 4> =
+            self.by_peer.positions(peer.0).filter(|&j| j as usize != idx).take(4).collect();
         for j in same_peer {
             let j = j as usize;
             let Some(other) = self.slots.get_mut(j).and_then(|s| s.session.as_mut()) else { continue };

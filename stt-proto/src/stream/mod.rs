@@ -6,11 +6,12 @@
 
 mod app_frames;
 mod flow;
+mod map;
 mod recv;
 mod send;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -21,6 +22,7 @@ pub use app_frames::FrameError;
 pub(crate) use app_frames::{bitmap, AppFrameSet};
 use app_frames::{AppFrameQueue, APP_INDEX};
 pub(crate) use flow::RecvWindow;
+use map::StreamMap;
 pub(crate) use recv::{RecvBuf, StreamViolation};
 pub(crate) use send::{SendBuf, SendState};
 
@@ -224,7 +226,7 @@ pub(crate) struct Streams {
     session: SessionId,
     responder: bool,
     limits: StreamLimits,
-    map: BTreeMap<u64, Box<Stream>>,
+    map: StreamMap<Box<Stream>>,
     next_local: [u64; 2],
     peer_max_streams: [u64; 2],
     wants_streams: bool,
@@ -285,7 +287,7 @@ impl Streams {
             session,
             responder,
             limits,
-            map: BTreeMap::new(),
+            map: StreamMap::new(),
             next_local: [0; 2],
             peer_max_streams: [peer.max_streams_bidi, peer.max_streams_uni],
             wants_streams: false,
@@ -322,7 +324,7 @@ impl Streams {
     /// Creates the reserved application-frame stream `id` (one each way) when first used:
     /// a session that never carries application frames holds neither (spec [AF-1]).
     fn app_stream(&mut self, id: StreamId, now: Instant) {
-        if !self.map.contains_key(&id.0) {
+        if !self.map.contains_key(id.0) {
             let s = self.new_stream(id, now);
             self.map.insert(id.0, Box::new(s));
         }
@@ -356,7 +358,7 @@ impl Streams {
         let n = w.len();
         let room = self.write_room(id).map_err(|_| FrameError::Blocked)?;
         if room < (n + body.len()) as u64 {
-            if let Some(s) = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()) {
+            if let Some(s) = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()) {
                 s.wants_writable = true;
             }
             return Err(FrameError::Blocked);
@@ -376,7 +378,7 @@ impl Streams {
     ) -> Result<(), StreamViolation> {
         let id = self.app_recv_id();
         let mut consumed = 0u64;
-        while let Some(r) = self.map.get_mut(&id.0).and_then(|s| s.recv.as_mut()) {
+        while let Some(r) = self.map.get_mut(id.0).and_then(|s| s.recv.as_mut()) {
             let mut head = [0u8; 9];
             let got = r.buf.peek(&mut head);
             if got == 0 {
@@ -500,7 +502,7 @@ impl Streams {
     /// before anyone accepted them are skipped: there is nothing left to read.
     pub(crate) fn accept(&mut self) -> Option<StreamId> {
         while let Some(id) = self.accept_queue.pop_front() {
-            if self.map.contains_key(&id.0) {
+            if self.map.contains_key(id.0) {
                 return Some(id);
             }
         }
@@ -513,7 +515,7 @@ impl Streams {
         loop {
             let i = self.accept_queue.iter().position(|id| id.is_uni() == uni)?;
             let id = self.accept_queue.remove(i)?;
-            if self.map.contains_key(&id.0) {
+            if self.map.contains_key(id.0) {
                 return Some(id);
             }
         }
@@ -521,7 +523,7 @@ impl Streams {
 
     /// Bytes `write` would accept now on `id`.
     pub(crate) fn write_room(&self, id: StreamId) -> Result<u64, WriteError> {
-        let s = self.map.get(&id.0).and_then(|s| s.send.as_ref()).ok_or(WriteError::UnknownStream)?;
+        let s = self.map.get(id.0).and_then(|s| s.send.as_ref()).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped {
             return Err(WriteError::Stopped(code));
         }
@@ -552,7 +554,7 @@ impl Streams {
 
     pub(crate) fn write(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
         let buffer = self.limits.send_buffer;
-        let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
+        let s = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped {
             return Err(WriteError::Stopped(code));
         }
@@ -577,7 +579,7 @@ impl Streams {
     }
 
     pub(crate) fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
-        let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
+        let s = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped {
             return Err(WriteError::Stopped(code));
         }
@@ -591,7 +593,7 @@ impl Streams {
 
     pub(crate) fn reset(&mut self, id: StreamId, code: u64) -> Result<(), WriteError> {
         self.spares = Vec::new();
-        let s = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
+        let s = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
         if matches!(s.state, SendState::Reset { .. }) || (s.fin_acked && s.buf.all_acked()) {
             return Err(WriteError::Finished);
         }
@@ -607,7 +609,7 @@ impl Streams {
     }
 
     pub(crate) fn stop_sending(&mut self, id: StreamId, code: u64) -> Result<(), ReadError> {
-        let r = self.map.get_mut(&id.0).and_then(|s| s.recv.as_mut()).ok_or(ReadError::UnknownStream)?;
+        let r = self.map.get_mut(id.0).and_then(|s| s.recv.as_mut()).ok_or(ReadError::UnknownStream)?;
         if !r.stopped {
             r.stopped = true;
             r.stop_pending = Some(code);
@@ -620,7 +622,7 @@ impl Streams {
     /// Reads into `out`: `(bytes, fin)`. `fin` is true once everything was read.
     /// Contiguous bytes `read` would return now (0 for unknown streams).
     pub(crate) fn readable(&self, id: StreamId) -> u64 {
-        self.map.get(&id.0).and_then(|s| s.recv.as_ref()).map_or(0, |r| r.buf.readable())
+        self.map.get(id.0).and_then(|s| s.recv.as_ref()).map_or(0, |r| r.buf.readable())
     }
 
     pub(crate) fn read(
@@ -630,7 +632,7 @@ impl Streams {
         id: StreamId,
         out: &mut [u8],
     ) -> Result<(usize, bool), ReadError> {
-        let s = self.map.get_mut(&id.0).ok_or(ReadError::UnknownStream)?;
+        let s = self.map.get_mut(id.0).ok_or(ReadError::UnknownStream)?;
         let r = s.recv.as_mut().ok_or(ReadError::UnknownStream)?;
         if let Some(code) = r.reset {
             return Err(ReadError::Reset(code));
@@ -657,8 +659,8 @@ impl Streams {
 
     /// Frees a finished stream and, for peer streams, raises the limit (spec [ST-6]).
     fn collect(&mut self, id: StreamId) {
-        if self.map.get(&id.0).is_some_and(|s| s.is_done()) {
-            self.map.remove(&id.0);
+        if self.map.get(id.0).is_some_and(|s| s.is_done()) {
+            self.map.remove(id.0);
             if !self.is_local(id) {
                 // A stream reset before anyone accepted it leaves the accept queue too, so
                 // the queue never holds more than the live peer streams (the stream limits).
@@ -687,10 +689,7 @@ impl Streams {
     /// Gives back memory sized for a burst while the session is idle.
     pub(crate) fn shrink_if_idle(&mut self) {
         self.app.queue.release_if_empty();
-        if self.map.is_empty() {
-            // An emptied map keeps its last node (192 bytes).
-            self.map = BTreeMap::new();
-        }
+        self.map.shrink();
         if self.accept_queue.is_empty() {
             self.accept_queue = VecDeque::new();
         }
@@ -698,7 +697,7 @@ impl Streams {
 
     /// Number of live application streams (the frame streams not counted).
     pub(crate) fn len(&self) -> usize {
-        let app = [self.app_send_id(), self.app_recv_id()].iter().filter(|id| self.map.contains_key(&id.0)).count();
+        let app = [self.app_send_id(), self.app_recv_id()].iter().filter(|id| self.map.contains_key(id.0)).count();
         self.map.len() - app
     }
 
@@ -751,7 +750,7 @@ impl Streams {
         let session = self.session;
         let is_app = id == self.app_recv_id();
         self.peer_stream(now, id, events)?;
-        let Some(s) = self.map.get_mut(&id.0) else { return Ok(()) };
+        let Some(s) = self.map.get_mut(id.0) else { return Ok(()) };
         let Some(r) = s.recv.as_mut() else { return Err(StreamViolation::FinalSize) };
         if r.reset.is_some() || r.stopped {
             return Ok(());
@@ -792,7 +791,7 @@ impl Streams {
     ) -> Result<(), StreamViolation> {
         let session = self.session;
         self.peer_stream(now, id, events)?;
-        let Some(s) = self.map.get_mut(&id.0) else { return Ok(()) };
+        let Some(s) = self.map.get_mut(id.0) else { return Ok(()) };
         let Some(r) = s.recv.as_mut() else { return Err(StreamViolation::FinalSize) };
         if final_size < r.buf.highest()
             || r.buf.final_size().is_some_and(|f| f != final_size)
@@ -823,7 +822,7 @@ impl Streams {
     ) -> Result<(), StreamViolation> {
         let session = self.session;
         self.peer_stream(now, id, events)?;
-        let Some(s) = self.map.get_mut(&id.0) else { return Ok(()) };
+        let Some(s) = self.map.get_mut(id.0) else { return Ok(()) };
         let Some(snd) = s.send.as_mut() else { return Err(StreamViolation::FinalSize) };
         if snd.stopped.is_none() {
             snd.stopped = Some(code);
@@ -840,7 +839,7 @@ impl Streams {
     }
 
     pub(crate) fn on_max_stream_data(&mut self, id: StreamId, max: u64) {
-        if let Some(s) = self.map.get_mut(&id.0).and_then(|s| s.send.as_mut()) {
+        if let Some(s) = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()) {
             s.max_data = s.max_data.max(max);
         }
     }
@@ -864,7 +863,7 @@ impl Streams {
                 let session = self.session;
                 let buffer = self.limits.send_buffer;
                 let spares = &mut self.spares;
-                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                if let Some(s) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
                     let open = s.state == SendState::Open;
                     s.buf.on_ack(offset, u64::from(len), |freed| {
                         let held: usize = spares.iter().map(BytesMut::capacity).sum();
@@ -893,7 +892,7 @@ impl Streams {
                 self.collect(StreamId(id));
             }
             SentFrame::StreamClose { id } => {
-                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                if let Some(s) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
                     s.reset_acked = true;
                 }
                 self.collect(StreamId(id));
@@ -905,7 +904,7 @@ impl Streams {
     pub(crate) fn on_frame_lost(&mut self, f: &SentFrame) {
         match *f {
             SentFrame::Stream { id, offset, len, fin } => {
-                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                if let Some(s) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
                     if !matches!(s.state, SendState::Reset { .. }) {
                         s.buf.on_lost(offset, u64::from(len));
                         if fin && !s.fin_acked {
@@ -915,12 +914,12 @@ impl Streams {
                 }
             }
             SentFrame::StreamClose { id } => {
-                if let Some(s) = self.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                if let Some(s) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
                     s.reset_pending = true;
                 }
             }
             SentFrame::StopSending { id } => {
-                if let Some(r) = self.map.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+                if let Some(r) = self.map.get_mut(id).and_then(|s| s.recv.as_mut()) {
                     if r.stopped && r.stop_pending.is_none() {
                         r.stop_pending = Some(0);
                     }
@@ -928,7 +927,7 @@ impl Streams {
             }
             SentFrame::MaxData => self.max_data_pending = true,
             SentFrame::MaxStreamData { id } => {
-                if let Some(r) = self.map.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+                if let Some(r) = self.map.get_mut(id).and_then(|s| s.recv.as_mut()) {
                     r.window.mark_pending();
                 }
             }
@@ -997,7 +996,7 @@ impl Streams {
         for (from, to) in [(start, u64::MAX), (0, start)] {
             let mut cursor = from;
             while log.len() < MAX_SENT_FRAMES && w.remaining() >= 4 {
-                let Some(id) = self.map.range(cursor..to).next().map(|(k, _)| *k) else { break };
+                let Some(id) = self.map.first_in(cursor, to) else { break };
                 if self.write_stream(id, w, log) {
                     served_any = Some(id);
                 }
@@ -1017,7 +1016,7 @@ impl Streams {
         log: &mut heapless::Vec<SentFrame, MAX_SENT_FRAMES>,
     ) -> bool {
         let session_room = self.send_max_data.saturating_sub(self.send_data);
-        let Some(s) = self.map.get_mut(&id) else { return false };
+        let Some(s) = self.map.get_mut(id) else { return false };
         if let Some(r) = s.recv.as_mut() {
             if let Some(code) = r.stop_pending {
                 let f = Frame::StopSending { id, code };
