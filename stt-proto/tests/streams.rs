@@ -173,3 +173,26 @@ fn tiny_windows_block_and_unblock() {
     }
     assert!(got == data, "unblocked: {} of {} bytes", got.len(), data.len());
 }
+
+/// A copying write that only partly fits the send buffer asks for `StreamWritable`, like a
+/// blocked one: an event-driven writer that waits for it is woken once the buffered bytes
+/// are acknowledged. (Before, the copy went into the buffer whole and the shortfall was
+/// forgotten: the writer waited forever.)
+#[test]
+fn partial_copying_write_is_followed_by_stream_writable() {
+    let mut w = World::new(World::seed_from_env(47));
+    let ca = Config::default().stream_send_buffer(10_000);
+    let (a, _b, sa, _sb) = pair(&mut w, ca, Config::default());
+    let now = w.now;
+    let id = w.node(a).session(sa).unwrap().open_uni(now).unwrap();
+    let data = pattern(25_000, 7);
+    assert_eq!(w.node(a).session(sa).unwrap().write(now, id, &data), Ok(10_000), "what fits the buffer");
+    let before = w.nodes[a].events.len();
+    w.run_for(Duration::from_millis(500));
+    assert!(
+        w.nodes[a].events[before..].iter().any(|e| matches!(e, Event::StreamWritable { stream, .. } if *stream == id)),
+        "the partial write is followed by StreamWritable once acknowledged"
+    );
+    let now = w.now;
+    assert_eq!(w.node(a).session(sa).unwrap().write(now, id, &data[10_000..]), Ok(10_000), "room again");
+}

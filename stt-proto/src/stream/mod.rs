@@ -549,7 +549,15 @@ impl Streams {
             _ => BytesMut::with_capacity(n),
         };
         chunk.extend_from_slice(&data[..n]);
-        self.write(id, chunk.freeze())
+        let written = self.write(id, chunk.freeze())?;
+        if written < data.len() {
+            // Only part of the caller's bytes fit: it waits for `StreamWritable` (the copy
+            // itself went in whole, so `write` did not see the shortfall).
+            if let Some(s) = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()) {
+                s.wants_writable = true;
+            }
+        }
+        Ok(written)
     }
 
     pub(crate) fn write(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
