@@ -362,6 +362,8 @@ impl Config {
     );
     setter!(
         /// Bytes buffered per stream (written, not yet acknowledged); writes beyond block.
+        /// Of these, at most 256 KiB may be waiting to be sent for the first time: writes
+        /// stop there too and `StreamWritable` follows once half of it went out.
         stream_send_buffer: u64
     );
     setter!(

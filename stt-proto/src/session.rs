@@ -1036,7 +1036,7 @@ impl Session {
             let (control, candidates) = self.write_control(&mut w, &mut log);
             eliciting |= control;
             if let Some(t) = self.transport.as_mut() {
-                eliciting |= t.write_frames(now, &mut w, &mut log, self.send_keepalive);
+                eliciting |= t.write_frames(now, &mut w, &mut log, self.send_keepalive, ctx.events);
             }
             self.send_keepalive = false;
             if let Some(p) = self.punch.as_deref().filter(|_| candidates) {

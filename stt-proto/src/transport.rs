@@ -337,6 +337,7 @@ impl Transport {
         w: &mut Writer<'_>,
         log: &mut FrameLog,
         keepalive: bool,
+        events: &mut EventQueue,
     ) -> bool {
         let mut eliciting = false;
         if let Some((ranges, delay)) = self.acks.ack(now) {
@@ -355,7 +356,7 @@ impl Transport {
         if self.congestion_allows() && (!paced || self.probes > 0) {
             let before = log.len();
             if let Some(s) = self.streams.as_deref_mut() {
-                s.write_frames(w, log);
+                s.write_frames(w, log, events);
             }
             eliciting |= log.len() > before;
             while let Some(len) = self.dgram_send.front_len() {
