@@ -589,7 +589,13 @@ impl Session {
         }
         if due(Timer::Keepalive, self) {
             self.set_timer(Timer::Keepalive, None);
-            if self.is_established() {
+            let in_flight = self.transport.as_ref().is_some_and(|t| t.loss.bytes_in_flight() > 0);
+            if self.is_established() && in_flight {
+                // Ack-eliciting packets are in flight: the PTO timer probes the path (spec
+                // [LC-2]). A KEEP_ALIVE now would restart that timer, postponing the probe
+                // that recovers from an outage by up to the whole backed-off period.
+                self.arm_keepalive(now, ctx.config);
+            } else if self.is_established() {
                 self.send_keepalive = true;
                 // Nothing was sent for a keepalive interval: give back what bursts grew.
                 if let Some(t) = self.transport.as_mut() {
