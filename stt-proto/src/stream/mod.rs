@@ -276,8 +276,10 @@ pub(crate) struct Streams {
     /// Acknowledged send chunks kept for the next copying writes, so a bulk sender reuses
     /// its buffers instead of allocating (and faulting in) fresh memory per write. Bounded:
     /// at most `MAX_SPARES` chunks and `send_buffer` bytes in all (so a sending half holds
-    /// at most twice its buffer); taken by the next copying writes, dropped all at once by
-    /// `finish`, `reset`, or an acknowledgement that leaves the stream nothing unacknowledged.
+    /// at most twice its buffer; a chunk counts by its capacity); taken by the next copying
+    /// writes, dropped all at once by `finish`, `reset`, the peer's STOP_SENDING, an
+    /// acknowledgement that leaves the stream nothing unacknowledged, or an idle keepalive
+    /// interval (`shrink_if_idle`).
     spares: Vec<BytesMut>,
 }
 
@@ -721,6 +723,7 @@ impl Streams {
 
     /// Gives back memory sized for a burst while the session is idle.
     pub(crate) fn shrink_if_idle(&mut self) {
+        self.spares = Vec::new();
         self.app.queue.release_if_empty();
         self.map.shrink();
         if self.accept_queue.is_empty() {
@@ -861,6 +864,7 @@ impl Streams {
             snd.stopped = Some(code);
             if !(matches!(snd.state, SendState::Reset { .. }) || snd.fin_acked && snd.buf.all_acked()) {
                 Self::reset_half(snd, code);
+                self.spares = Vec::new();
             }
             events.push_back(Event::StreamStopped { session, stream: id, code });
         }
@@ -899,11 +903,15 @@ impl Streams {
                 if let Some(s) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
                     let open = s.state == SendState::Open;
                     s.buf.on_ack(offset, u64::from(len), |freed| {
+                        if !open || spares.len() >= MAX_SPARES {
+                            return;
+                        }
                         let held: usize = spares.iter().map(BytesMut::capacity).sum();
                         // Only a chunk nobody else holds (bytes the app passed by reference
-                        // may still be shared) can be written into again.
-                        if open && spares.len() < MAX_SPARES && (held + freed.len()) as u64 <= buffer {
-                            if let Ok(b) = freed.try_into_mut() {
+                        // may still be shared) can be written into again; it counts by the
+                        // memory it keeps (a view can pin a much larger allocation).
+                        if let Ok(b) = freed.try_into_mut() {
+                            if (held + b.capacity()) as u64 <= buffer {
                                 spares.push(b);
                             }
                         }
