@@ -297,6 +297,29 @@ mod tests {
         }
     }
 
+    /// A key loaded once (`load`, what the node's static key and a precomputed ephemeral
+    /// use) gives the public key and secrets the 32 raw bytes give, refuses low-order points
+    /// the same way, and an empty `LoadedKey` falls back to the raw bytes.
+    #[test]
+    fn loaded_key_agrees_with_raw_bytes() {
+        for &b in X25519Backend::ALL {
+            for private in [[1u8; 32], [0xa5; 32], [0xff; 32]] {
+                let (loaded, public) = b.load(&private);
+                assert_eq!(public, b.public_key(&private), "{}", b.name());
+                let peer = b.public_key(&[0x42; 32]);
+                let (mut x, mut y, mut z) = ([0u8; 32], [0u8; 32], [0u8; 32]);
+                b.diffie_hellman(&private, &peer, &mut x).unwrap();
+                b.diffie_hellman_loaded(&loaded, &private, &peer, &mut y).unwrap();
+                b.diffie_hellman_loaded(&LoadedKey::default(), &private, &peer, &mut z).unwrap();
+                assert_eq!((x, x), (y, z), "{}", b.name());
+                let mut out = [0x55u8; 32];
+                let low = hex32(LOW_ORDER[0]);
+                assert_eq!(b.diffie_hellman_loaded(&loaded, &private, &low, &mut out), Err(NonContributory));
+                assert_eq!(out, [0x55; 32], "{}", b.name());
+            }
+        }
+    }
+
     /// With the `aws-lc` feature: aws-lc-rs and x25519-dalek agree byte for byte on random
     /// keys, on public keys with the high bit set and on non-canonical encodings (u ≥ p).
     #[cfg(feature = "aws-lc")]

@@ -276,8 +276,10 @@ pub(crate) struct Streams {
     /// Acknowledged send chunks kept for the next copying writes, so a bulk sender reuses
     /// its buffers instead of allocating (and faulting in) fresh memory per write. Bounded:
     /// at most `MAX_SPARES` chunks and `send_buffer` bytes in all (so a sending half holds
-    /// at most twice its buffer); taken by the next copying writes, dropped all at once by
-    /// `finish`, `reset`, or an acknowledgement that leaves the stream nothing unacknowledged.
+    /// at most twice its buffer; a chunk counts by its capacity); taken by the next copying
+    /// writes, dropped all at once by `finish`, `reset`, the peer's STOP_SENDING, an
+    /// acknowledgement that leaves the stream nothing unacknowledged, or an idle keepalive
+    /// interval (`shrink_if_idle`).
     spares: Vec<BytesMut>,
 }
 
@@ -721,6 +723,7 @@ impl Streams {
 
     /// Gives back memory sized for a burst while the session is idle.
     pub(crate) fn shrink_if_idle(&mut self) {
+        self.spares = Vec::new();
         self.app.queue.release_if_empty();
         self.map.shrink();
         if self.accept_queue.is_empty() {
@@ -861,6 +864,7 @@ impl Streams {
             snd.stopped = Some(code);
             if !(matches!(snd.state, SendState::Reset { .. }) || snd.fin_acked && snd.buf.all_acked()) {
                 Self::reset_half(snd, code);
+                self.spares = Vec::new();
             }
             events.push_back(Event::StreamStopped { session, stream: id, code });
         }
@@ -899,11 +903,15 @@ impl Streams {
                 if let Some(s) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
                     let open = s.state == SendState::Open;
                     s.buf.on_ack(offset, u64::from(len), |freed| {
+                        if !open || spares.len() >= MAX_SPARES {
+                            return;
+                        }
                         let held: usize = spares.iter().map(BytesMut::capacity).sum();
                         // Only a chunk nobody else holds (bytes the app passed by reference
-                        // may still be shared) can be written into again.
-                        if open && spares.len() < MAX_SPARES && (held + freed.len()) as u64 <= buffer {
-                            if let Ok(b) = freed.try_into_mut() {
+                        // may still be shared) can be written into again; it counts by the
+                        // memory it keeps (a view can pin a much larger allocation).
+                        if let Ok(b) = freed.try_into_mut() {
+                            if (held + b.capacity()) as u64 <= buffer {
                                 spares.push(b);
                             }
                         }
@@ -1240,6 +1248,78 @@ mod tests {
         assert_eq!(s.send_app_frame(Instant::ZERO, 0x10, b"x"), Err(FrameError::NotAppType(0x10)));
         assert_eq!(s.send_app_frame(Instant::ZERO, 0x80, &[0; 101]), Err(FrameError::TooLarge { max: 100 }));
         assert_eq!(s.send_app_frame(Instant::ZERO, 0x80, &[0; 100]), Ok(()));
+    }
+
+    /// Sends everything sendable on `s` in small packets; returns the frames logged.
+    fn send_all(s: &mut Streams) -> Vec<SentFrame> {
+        let mut ev = EventQueue::new();
+        let mut frames = Vec::new();
+        loop {
+            let mut buf = [0u8; 64];
+            let mut w = Writer::new(&mut buf);
+            let mut log = heapless::Vec::new();
+            s.write_frames(&mut w, &mut log, &mut ev);
+            if log.is_empty() {
+                return frames;
+            }
+            frames.extend(log.iter().copied());
+        }
+    }
+
+    /// Acknowledges the stream frames that lie wholly below `end`.
+    fn ack_below(s: &mut Streams, frames: &[SentFrame], end: u64) {
+        let mut ev = EventQueue::new();
+        for f in frames {
+            if matches!(f, SentFrame::Stream { offset, len, .. } if offset + u64::from(*len) <= end) {
+                s.on_frame_acked(f, &mut ev);
+            }
+        }
+    }
+
+    fn spare_bytes(s: &Streams) -> usize {
+        s.spares.iter().map(BytesMut::capacity).sum()
+    }
+
+    /// `spares` holds at most `send_buffer` bytes (1000 here) of memory: a kept chunk counts
+    /// by its capacity, not by the bytes that were written into it. Chunks the app passed
+    /// by value (`write_bytes`) can be small views of large allocations.
+    #[test]
+    fn spares_hold_at_most_the_send_buffer_in_memory() {
+        let mut s = streams(&[]);
+        let id = s.open(Instant::ZERO, true).unwrap();
+        for _ in 0..9 {
+            let mut m = BytesMut::with_capacity(100_000);
+            m.extend_from_slice(&[7; 100]);
+            assert_eq!(s.write(id, m.freeze()), Ok(100));
+        }
+        let frames = send_all(&mut s);
+        ack_below(&mut s, &frames, 800);
+        assert!(s.map.get(id.0).and_then(|x| x.send.as_ref()).is_some_and(|h| h.buf.unacked() > 0));
+        let held = spare_bytes(&s);
+        assert!(held <= 1000, "spares hold {held} bytes of memory; the send buffer is 1000");
+    }
+
+    /// A stream the peer stopped (STOP_SENDING) writes nothing more and, its buffer
+    /// cleared, never again has nothing unacknowledged: the spares must go as on a local
+    /// reset, not stay with the session (idle sessions hold ~2.5 KB in all).
+    #[test]
+    fn spares_dropped_when_the_peer_stops_the_stream() {
+        let mut s = streams(&[]);
+        let mut ev = EventQueue::new();
+        let id = s.open(Instant::ZERO, true).unwrap();
+        for _ in 0..5 {
+            assert_eq!(s.write_copy(id, &[7; 100]), Ok(100));
+        }
+        let frames = send_all(&mut s);
+        // Written, not sent yet, when the peer stops the stream.
+        assert_eq!(s.write_copy(id, &[7; 100]), Ok(100));
+        ack_below(&mut s, &frames, 400);
+        assert!(!s.spares.is_empty(), "acknowledged chunks kept for reuse");
+        s.on_stop_sending(Instant::ZERO, id, 9, &mut ev).unwrap();
+        // What was still in flight is acknowledged; the session goes idle.
+        ack_below(&mut s, &frames, u64::MAX);
+        s.shrink_if_idle();
+        assert_eq!(spare_bytes(&s), 0, "spares kept after the peer stopped the only stream");
     }
 
     #[test]
