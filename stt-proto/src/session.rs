@@ -282,7 +282,6 @@ impl Session {
         matches!(self.phase, Phase::Established)
     }
 
-    /// Re-handshakes completed.
     /// X25519 operations since the last call. The counter is a separate shared
     /// allocation (the Noise resolver holds a clone), so it is read only while a handshake
     /// or re-handshake can have run: an established session's datagrams never touch it.
@@ -296,6 +295,7 @@ impl Session {
         }
     }
 
+    /// Re-handshakes completed.
     pub(crate) fn rehandshakes(&self) -> u64 {
         self.rekey.as_ref().map_or(0, |r| r.completed)
     }

@@ -64,6 +64,21 @@ fn undeclared_and_oversize_frames_are_local_errors() {
     assert_eq!(s.send_app_frame(now, 0x80, &[0; 1000]), Ok(()));
 }
 
+/// A frame larger than this side's own send buffer could never be buffered whole: refused at
+/// once with the size that can be sent, instead of `Blocked` for ever (each acknowledgement
+/// waking the sender for nothing).
+#[test]
+fn frames_larger_than_the_own_send_buffer_are_refused() {
+    let mut w = World::new(World::seed_from_env(52));
+    let ca = Config::default().stream_send_buffer(2000);
+    let cb = Config::default().app_frame_types(&[0x80]).max_app_frame(60_000);
+    let (a, _, sa, _) = pair(&mut w, ca, cb);
+    let now = w.now;
+    let mut s = w.node(a).session(sa).unwrap();
+    assert_eq!(s.send_app_frame(now, 0x80, &[0; 5000]), Err(FrameError::TooLarge { max: 1991 }));
+    assert_eq!(s.send_app_frame(now, 0x80, &[0; 1991]), Ok(()));
+}
+
 /// [AF-3]: frames nobody reads wait in a bounded queue; flow control then holds the
 /// sender back, and reading lets the rest through.
 #[test]

@@ -40,9 +40,10 @@ pub enum FrameError {
     NotAppType(u8),
     /// The peer did not declare this type in its handshake parameters.
     Undeclared(u8),
-    /// Larger than the peer accepts.
+    /// Larger than the peer accepts, or than this side's stream send buffer holds at once.
     TooLarge {
-        /// The peer's maximum body size.
+        /// The largest body that can be sent: the peer's maximum, or less with a send
+        /// buffer (`Config::stream_send_buffer`) smaller than that.
         max: u64,
     },
     /// The send buffer is full; retry after `Event::StreamWritable` on the frame stream.
@@ -56,7 +57,7 @@ impl fmt::Display for FrameError {
         match self {
             FrameError::NotAppType(t) => write!(f, "frame type {t:#04x} is not an application type (0x80-0xff)"),
             FrameError::Undeclared(t) => write!(f, "the peer does not accept application frame type {t:#04x}"),
-            FrameError::TooLarge { max } => write!(f, "application frame too large: the peer accepts {max} bytes"),
+            FrameError::TooLarge { max } => write!(f, "application frame too large: at most {max} bytes can be sent"),
             FrameError::Blocked => f.write_str("application frame send buffer full"),
             FrameError::NotEstablished => f.write_str("session is not established"),
         }

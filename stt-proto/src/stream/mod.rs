@@ -373,8 +373,12 @@ impl Streams {
         if !self.app.peer.contains(ty) {
             return Err(FrameError::Undeclared(ty));
         }
-        if body.len() as u64 > self.app.peer.max {
-            return Err(FrameError::TooLarge { max: self.app.peer.max });
+        // A frame must also fit this side's send buffer whole (type and length prefix take
+        // at most 9 bytes), or it would wait for room that never comes.
+        let fits = self.limits.send_buffer.min(UNSENT_LIMIT).saturating_sub(9);
+        let max = self.app.peer.max.min(fits);
+        if body.len() as u64 > max {
+            return Err(FrameError::TooLarge { max });
         }
         let id = self.app_send_id();
         self.app_stream(id, now);
