@@ -196,3 +196,56 @@ fn partial_copying_write_is_followed_by_stream_writable() {
     let now = w.now;
     assert_eq!(w.node(a).session(sa).unwrap().write(now, id, &data[10_000..]), Ok(10_000), "room again");
 }
+
+/// A writer gets at most 256 KiB ahead of what was sent (as TCP_NOTSENT_LOWAT; bytes in
+/// flight may still fill the send buffer), and hears `StreamWritable` once sending brought
+/// the unsent bytes down to half of that, even with nothing acknowledged in between.
+#[test]
+fn writes_stop_at_the_unsent_limit_and_resume_as_data_goes_out() {
+    let mut w = World::new(World::seed_from_env(48));
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let now = w.now;
+    let id = w.node(a).session(sa).unwrap().open_uni(now).unwrap();
+    let data = pattern(1 << 20, 8);
+    let taken = w.node(a).session(sa).unwrap().write(now, id, &data).unwrap();
+    assert_eq!(taken, 256 * 1024, "a 4 MiB send buffer, but only 256 KiB may wait unsent");
+    let before = w.nodes[a].events.len();
+    let mut got = Vec::new();
+    let mut sent = taken;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut peer = None;
+    for _ in 0..400 {
+        w.run_for(Duration::from_millis(10));
+        let now = w.now;
+        if w.nodes[a].events[before..]
+            .iter()
+            .any(|e| matches!(e, Event::StreamWritable { stream, .. } if *stream == id))
+            && sent < data.len()
+        {
+            if let Ok(n) = w.node(a).session(sa).unwrap().write(now, id, &data[sent..]) {
+                sent += n;
+            }
+        }
+        let mut r = w.node(b).session(sb).unwrap();
+        if peer.is_none() {
+            peer = r.accept_stream();
+        }
+        if let Some(p) = peer {
+            while let Ok((n, _)) = r.read(now, p, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        if got.len() == data.len() {
+            break;
+        }
+    }
+    assert!(
+        w.nodes[a].events[before..].iter().any(|e| matches!(e, Event::StreamWritable { .. })),
+        "woken to write more"
+    );
+    assert_eq!(sent, data.len(), "the writer got everything in after StreamWritable");
+    assert!(got == data, "everything arrived intact and in order: {} of {} bytes", got.len(), data.len());
+}
