@@ -569,7 +569,7 @@ impl Streams {
     pub(crate) fn write_copy(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         let n = (data.len() as u64).min(self.write_room(id)?) as usize;
         if n == 0 && !data.is_empty() {
-            return self.write(id, Bytes::new()).and(Err(WriteError::Blocked));
+            return self.push(id, Bytes::new(), data.len()).and(Err(WriteError::Blocked));
         }
         let mut chunk = match self.spares.pop() {
             // Half full at least: a small write does not pin a large buffer.
@@ -580,18 +580,17 @@ impl Streams {
             _ => BytesMut::with_capacity(n),
         };
         chunk.extend_from_slice(&data[..n]);
-        let written = self.write(id, chunk.freeze())?;
-        if written < data.len() {
-            // Only part of the caller's bytes fit: it waits for `StreamWritable` (the copy
-            // itself went in whole, so `write` did not see the shortfall).
-            if let Some(s) = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()) {
-                s.wants_writable = true;
-            }
-        }
-        Ok(written)
+        self.push(id, chunk.freeze(), data.len())
     }
 
     pub(crate) fn write(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
+        let requested = data.len();
+        self.push(id, data, requested)
+    }
+
+    /// Buffers what fits of `data`, the first bytes of a write of `requested` bytes; a
+    /// shortfall (room for less than `requested`) asks for `StreamWritable`.
+    fn push(&mut self, id: StreamId, data: Bytes, requested: usize) -> Result<usize, WriteError> {
         let buffer = self.limits.send_buffer;
         let s = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped {
@@ -608,8 +607,10 @@ impl Streams {
         let n = (data.len() as u64).min(room).min(VARINT_MAX - s.buf.written()) as usize;
         // `slice` clones, which gives a uniquely owned buffer a shared header (an
         // allocation): only a partial write pays it.
-        if n < data.len() {
+        if n < requested {
             s.wants_writable = true;
+        }
+        if n < data.len() {
             s.buf.push(data.slice(..n));
         } else {
             s.buf.push(data);
@@ -1047,16 +1048,8 @@ impl Streams {
             let mut cursor = from;
             while log.len() < MAX_SENT_FRAMES && w.remaining() >= 4 {
                 let Some(id) = self.map.first_in(cursor, to) else { break };
-                if self.write_stream(id, w, log) {
+                if self.write_stream(id, w, log, events) {
                     served_any = Some(id);
-                    // Sending made room under `UNSENT_LIMIT`: a waiting writer may go on.
-                    let buffer = self.limits.send_buffer;
-                    if let Some(snd) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
-                        if snd.writable_again(buffer) {
-                            snd.wants_writable = false;
-                            events.push_back(Event::StreamWritable { session: self.session, stream: StreamId(id) });
-                        }
-                    }
                 }
                 cursor = id + 1;
             }
@@ -1066,13 +1059,16 @@ impl Streams {
         }
     }
 
-    /// Writes what one stream has pending; returns whether it wrote stream data.
+    /// Writes what one stream has pending; returns whether it wrote stream data. Sending
+    /// makes room under `UNSENT_LIMIT`: a writer waiting for it hears `StreamWritable`.
     fn write_stream(
         &mut self,
         id: u64,
         w: &mut Writer<'_>,
         log: &mut heapless::Vec<SentFrame, MAX_SENT_FRAMES>,
+        events: &mut EventQueue,
     ) -> bool {
+        let (session, buffer) = (self.session, self.limits.send_buffer);
         let session_room = self.send_max_data.saturating_sub(self.send_data);
         let Some(s) = self.map.get_mut(id) else { return false };
         if let Some(r) = s.recv.as_mut() {
@@ -1151,6 +1147,10 @@ impl Streams {
             if w.remaining() < varint_len(id) + 12 {
                 break;
             }
+        }
+        if wrote && snd.writable_again(buffer) {
+            snd.wants_writable = false;
+            events.push_back(Event::StreamWritable { session, stream: StreamId(id) });
         }
         wrote
     }
