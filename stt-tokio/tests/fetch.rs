@@ -225,7 +225,9 @@ async fn the_servers_policy_and_limits_are_enforced() {
     // and the stalled one is cut after the request timeout.
     let (mut send, mut recv) = s.open_bi().await.unwrap();
     send.write_all(b"STT").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Time for the stalled request to reach the server (50 ms was not always enough on a
+    // loaded CI machine), well inside its 300 ms request timeout.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(raw(&s, b"STTB", 1, &addr, 0, 0).await.unwrap().0, 4, "busy");
     let mut sink = Vec::new();
     assert!(recv.read_to_end(&mut sink).await.is_err(), "the stalled request was reset");
