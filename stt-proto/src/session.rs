@@ -773,6 +773,16 @@ impl Session {
         self.set_timer(Timer::Idle, Some(now.saturating_add(self.idle_timeout)));
 
         if let Some((kind, code, _)) = remote_close {
+            // The closing packet's acknowledgements still count: data the peer received
+            // before it closed is reported delivered before the close (spec [LC-12]).
+            if let Some(t) = self.transport.as_mut() {
+                let mut r = Reader::new(plain);
+                while let Some(frame) = Frame::decode(&mut r) {
+                    if matches!(frame, Frame::Ack(_)) {
+                        let _ = t.handle_frame(now, &frame, ctx.config, ctx.events);
+                    }
+                }
+            }
             if self.established_emitted {
                 let reason = match kind {
                     CloseKind::Application => CloseReason::Remote(code),
@@ -1029,6 +1039,9 @@ impl Session {
             let reason = self.close_text.as_deref().filter(|_| !self.close_text_from_peer).unwrap_or(&[]);
             Frame::SessionClose { kind, code, reason }.encode(&mut w)?;
             self.last_close = Some((kind, code));
+            if let Some(t) = self.transport.as_mut() {
+                t.write_close_ack(now, &mut w);
+            }
         }
         if !closing {
             let rtt = *self.rtt();

@@ -408,6 +408,20 @@ impl Transport {
         eliciting
     }
 
+    /// Acknowledges every packet received, in the packet that carries SESSION_CLOSE (spec
+    /// [LC-12]): what the peer sent just before the close counts as delivered. Left out
+    /// whole when it does not fit.
+    pub(crate) fn write_close_ack(&mut self, now: Instant, w: &mut Writer<'_>) {
+        let mark = w.len();
+        if let Some((ranges, delay)) = self.acks.ack(now) {
+            if AckFrame::encode(ranges, delay, w).is_some() {
+                self.acks.on_ack_sent();
+            } else {
+                w.rewind(mark);
+            }
+        }
+    }
+
     /// The size of a path-MTU probe due now, if any.
     pub(crate) fn mtu_probe_due(&self, now: Instant) -> Option<u64> {
         self.pmtud.as_ref()?.probe_due(now)

@@ -296,6 +296,10 @@ impl Session {
         }
     }
 
+    pub(crate) fn shared(&self) -> &SessionShared {
+        &self.shared
+    }
+
     /// Why the session ended, once it has.
     pub fn ended(&self) -> Option<Ended> {
         self.shared.ended()

@@ -101,6 +101,9 @@ struct Changing {
     relay: Option<stt_proto::RelayStatus>,
     /// The reason phrase the peer closed with, if it gave one.
     peer_close_reason: Option<Box<str>>,
+    /// Streams with a handle whose every byte and end the peer had acknowledged when the
+    /// session ended (a `finish()` woken by the acknowledgement still succeeds).
+    acked_at_end: Vec<StreamId>,
 }
 
 impl SessionShared {
@@ -108,7 +111,13 @@ impl SessionShared {
         Self {
             id,
             peer,
-            state: Mutex::new(Changing { remote, ended: None, relay: None, peer_close_reason: None }),
+            state: Mutex::new(Changing {
+                remote,
+                ended: None,
+                relay: None,
+                peer_close_reason: None,
+                acked_at_end: Vec::new(),
+            }),
             incoming: Notify::new(),
             datagram_ready: Notify::new(),
             frame_ready: Notify::new(),
@@ -142,17 +151,24 @@ impl SessionShared {
         self.changed.notify_waiters();
     }
 
+    /// Whether the peer had acknowledged all of stream `id` (with a handle) when the
+    /// session ended.
+    pub(crate) fn acked_at_end(&self, id: StreamId) -> bool {
+        lock(&self.state).acked_at_end.contains(&id)
+    }
+
     pub(crate) fn peer_close_reason(&self) -> Option<String> {
         lock(&self.state).peer_close_reason.as_deref().map(str::to_owned)
     }
 
     /// Marks the session over and wakes every session-level waiter (stream wakers are
     /// woken by the owner of [`SessionApp`]). `reason`: the peer's close phrase, if any.
-    pub(crate) fn end(&self, why: Ended, reason: Option<Box<str>>) {
+    pub(crate) fn end(&self, why: Ended, reason: Option<Box<str>>, acked: Vec<StreamId>) {
         {
             let mut st = lock(&self.state);
             if st.ended.is_none() {
                 st.ended = Some(why);
+                st.acked_at_end = acked;
             }
             if reason.is_some() {
                 st.peer_close_reason = reason;
@@ -201,7 +217,8 @@ pub(crate) struct SessionApp {
 impl SessionApp {
     /// Ends the session for its handles and wakes everything waiting on it.
     pub(crate) fn end(&mut self, why: Ended, reason: Option<Box<str>>) {
-        self.shared.end(why, reason);
+        let acked = self.streams.iter().filter(|(_, s)| s.acked).map(|(id, _)| *id).collect();
+        self.shared.end(why, reason, acked);
         for s in self.streams.values_mut() {
             s.wake_all();
         }

@@ -193,6 +193,11 @@ impl SendStream {
         let shared = self.h.session.node().shared();
         let mut st = shared.lock();
         let Some(app) = st.stream_app(self.h.session.id(), self.h.id) else {
+            // The session ended; the peer may have acknowledged everything just before
+            // (in the packet that closed it, spec [LC-12]).
+            if self.h.session.shared().acked_at_end(self.h.id) {
+                return Poll::Ready(Ok(()));
+            }
             return Poll::Ready(Err(self.h.gone()));
         };
         if app.acked {

@@ -130,6 +130,30 @@ async fn graceful_close_delivers_what_was_accepted() {
     assert_eq!(within(r.closed()).await, Ended::Closed(CloseReason::Remote(42)));
 }
 
+/// A reader that got every byte and the end and closes at once does not turn the writer's
+/// `finish()` into an error: the close acknowledges what arrived (spec [LC-12]) and an
+/// acknowledgement seen just before the close still counts (before: `finish()` often
+/// returned `SessionClosed(Closed(Remote(0)))` with everything delivered).
+#[tokio::test]
+async fn finish_succeeds_when_the_reader_closes_right_after_the_end() {
+    for round in 0..20 {
+        let (_a, _b, s, r) = pair(Config::default()).await;
+        let reader = tokio::spawn(async move {
+            let mut rx = r.accept_uni().await.expect("a stream");
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).await.unwrap();
+            // Everything arrived: the reader closes without waiting for anything.
+            r.close(0);
+            got.len()
+        });
+        let mut w = s.open_uni().await.unwrap();
+        w.write_all(&vec![round as u8; 200_000]).await.unwrap();
+        let finished = within(w.finish()).await;
+        assert_eq!(within(reader).await.unwrap(), 200_000);
+        assert_eq!(finished, Ok(()), "round {round}: every byte was delivered");
+    }
+}
+
 /// A second `connect` to a peer that already has a session returns that session; an
 /// event's session id gives a handle; names resolve; `SessionId` prints.
 #[tokio::test]

@@ -105,6 +105,11 @@ impl<'a> Writer<'a> {
         self.buf.len() - self.pos
     }
 
+    /// Forgets what was written after `len` (a frame that did not fit whole).
+    pub(crate) fn rewind(&mut self, len: usize) {
+        self.pos = self.pos.min(len);
+    }
+
     pub(crate) fn bytes(&mut self, b: &[u8]) -> Option<()> {
         let end = self.pos.checked_add(b.len())?;
         self.buf.get_mut(self.pos..end)?.copy_from_slice(b);
