@@ -41,7 +41,14 @@ grep -q "connected to receiver $id (not pinned: pass --peer" "$dir/send.err" || 
 ln -s "$dir/victim" "$dir/in/payload-1"
 mkdir -p "$dir/second"; head -c 1000 /dev/urandom > "$dir/second/payload"
 timeout 60 "$bin" send --to "ws://127.0.0.1:$wsport/stt" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/second/payload" 2>/dev/null
+# --no-verify: neither side hashes; the same bytes are stored and both sides say so.
+mkdir -p "$dir/third"; head -c 700000 /dev/urandom > "$dir/third/fast.bin"
+timeout 60 "$bin" send --no-verify --to "ws://127.0.0.1:$wsport/stt" --shared-seed "$dir/shared.seed" --peer "$id" "$dir/third/fast.bin" > "$dir/nv.out" 2>/dev/null
+grep -q "not verified (--no-verify); receiver confirmed" "$dir/nv.out" || { echo "FAIL: --no-verify send"; cat "$dir/nv.out"; exit 1; }
+if "$bin" send --no-verify --resume --to 127.0.0.1:1 --shared-seed "$dir/shared.seed" "$dir/payload" 2>/dev/null; then echo "FAIL: --no-verify with --resume accepted"; exit 1; fi
 kill -INT "$listen_pid"; wait "$listen_pid" || true
+cmp "$dir/third/fast.bin" "$dir/in/fast.bin" || { echo "FAIL: --no-verify file differs"; exit 1; }
+grep -q "not verified (sender's --no-verify), saved as" "$dir/listen.log" || { echo "FAIL: listen did not say the transfer was unverified"; cat "$dir/listen.log"; exit 1; }
 cmp "$dir/payload" "$dir/in/payload" || { echo "FAIL: file received over WebSocket differs or was overwritten"; cat "$dir/listen.log"; exit 1; }
 cmp "$dir/second/payload" "$dir/in/payload-2" || { echo "FAIL: second file not stored as payload-2"; ls -la "$dir/in"; exit 1; }
 [ ! -e "$dir/victim" ] || { echo "FAIL: a symlink was followed"; exit 1; }

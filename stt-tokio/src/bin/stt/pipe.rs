@@ -37,13 +37,13 @@ impl std::ops::Deref for Chunk {
 pub struct HashingReader {
     chunks: mpsc::Receiver<io::Result<Chunk>>,
     free: std_mpsc::SyncSender<Vec<u8>>,
-    done: oneshot::Receiver<Sha256>,
+    done: oneshot::Receiver<Option<Sha256>>,
 }
 
 impl HashingReader {
     /// Starts reading `input` from its current position, at most `limit` bytes, feeding
-    /// them to `hasher` (which may already hold a resumed prefix).
-    pub fn spawn(mut input: Box<dyn Read + Send>, limit: u64, mut hasher: Sha256) -> io::Result<Self> {
+    /// them to `hasher` (which may already hold a resumed prefix; `None`: no digest).
+    pub fn spawn(mut input: Box<dyn Read + Send>, limit: u64, mut hasher: Option<Sha256>) -> io::Result<Self> {
         let (chunk_tx, chunks) = mpsc::channel(DEPTH);
         let (free, free_rx) = std_mpsc::sync_channel::<Vec<u8>>(DEPTH + 1);
         let (done_tx, done) = oneshot::channel();
@@ -61,7 +61,9 @@ impl HashingReader {
                         return;
                     }
                 };
-                hasher.update(&buf[..n]);
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[..n]);
+                }
                 left -= n as u64;
                 if chunk_tx.blocking_send(Ok(Chunk { buf, len: n })).is_err() {
                     return; // the transfer stopped
@@ -82,8 +84,8 @@ impl HashingReader {
         let _ = self.free.try_send(chunk.buf);
     }
 
-    /// The hash of everything read, once [`HashingReader::next`] returned `None`.
-    pub async fn finish(self) -> io::Result<Sha256> {
+    /// The hash of everything read (if hashing), once [`HashingReader::next`] returned `None`.
+    pub async fn finish(self) -> io::Result<Option<Sha256>> {
         self.done.await.map_err(|_| io::Error::other("the file reader stopped"))
     }
 }
@@ -93,13 +95,13 @@ impl HashingReader {
 pub struct HashingWriter {
     chunks: mpsc::Sender<Chunk>,
     free: mpsc::Receiver<Vec<u8>>,
-    done: oneshot::Receiver<(Sha256, io::Result<()>)>,
+    done: oneshot::Receiver<(Option<Sha256>, io::Result<()>)>,
 }
 
 impl HashingWriter {
     /// Starts writing to `file` at its current position (`None`: hash and discard), feeding
-    /// the bytes to `hasher` (which may already hold a resumed prefix).
-    pub fn spawn(mut file: Option<std::fs::File>, mut hasher: Sha256) -> io::Result<Self> {
+    /// the bytes to `hasher` (which may already hold a resumed prefix; `None`: no digest).
+    pub fn spawn(mut file: Option<std::fs::File>, mut hasher: Option<Sha256>) -> io::Result<Self> {
         let (chunks, mut chunk_rx) = mpsc::channel::<Chunk>(DEPTH);
         let (free_tx, free) = mpsc::channel(DEPTH + 1);
         for _ in 0..=DEPTH {
@@ -109,7 +111,9 @@ impl HashingWriter {
         std::thread::Builder::new().name("stt-write".into()).spawn(move || {
             let mut result = Ok(());
             while let Some(chunk) = chunk_rx.blocking_recv() {
-                hasher.update(&*chunk);
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&*chunk);
+                }
                 if let Some(f) = file.as_mut() {
                     if let Err(e) = f.write_all(&chunk) {
                         result = Err(e);
@@ -143,10 +147,10 @@ impl HashingWriter {
     }
 
     /// Waits until everything queued is written and synced; the hash of all bytes written
-    /// and the first error.
-    pub async fn finish(self) -> (Sha256, io::Result<()>) {
+    /// (if hashing) and the first error.
+    pub async fn finish(self) -> (Option<Sha256>, io::Result<()>) {
         drop(self.chunks);
-        self.done.await.unwrap_or_else(|_| (Sha256::new(), Err(io::Error::other("the file writer stopped"))))
+        self.done.await.unwrap_or_else(|_| (None, Err(io::Error::other("the file writer stopped"))))
     }
 }
 
@@ -162,7 +166,7 @@ mod tests {
     async fn reader_hashes_what_it_hands_out_up_to_the_limit() {
         let bytes = data(3 * CHUNK + 1234);
         let limit = 2 * CHUNK as u64 + 7;
-        let mut r = HashingReader::spawn(Box::new(io::Cursor::new(bytes.clone())), limit, Sha256::new()).unwrap();
+        let mut r = HashingReader::spawn(Box::new(io::Cursor::new(bytes.clone())), limit, Some(Sha256::new())).unwrap();
         let mut got = Vec::new();
         while let Some(c) = r.next().await {
             let c = c.unwrap();
@@ -170,7 +174,15 @@ mod tests {
             r.recycle(c);
         }
         assert_eq!(got, bytes[..limit as usize]);
-        assert_eq!(r.finish().await.unwrap().finalize(), Sha256::digest(&got));
+        assert_eq!(r.finish().await.unwrap().unwrap().finalize(), Sha256::digest(&got));
+        // Without a hasher (`--no-verify`) the same bytes come out and no digest.
+        let mut r = HashingReader::spawn(Box::new(io::Cursor::new(bytes.clone())), limit, None).unwrap();
+        let mut again = Vec::new();
+        while let Some(c) = r.next().await {
+            again.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(again, got);
+        assert!(r.finish().await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -186,7 +198,7 @@ mod tests {
                 Ok(1)
             }
         }
-        let mut r = HashingReader::spawn(Box::new(Failing(3)), u64::MAX, Sha256::new()).unwrap();
+        let mut r = HashingReader::spawn(Box::new(Failing(3)), u64::MAX, Some(Sha256::new())).unwrap();
         let mut n = 0;
         let err = loop {
             match r.next().await.expect("an error before the end") {
@@ -205,7 +217,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out");
         let f = std::fs::File::create(&path).unwrap();
-        let mut w = HashingWriter::spawn(Some(f), Sha256::new()).unwrap();
+        let mut w = HashingWriter::spawn(Some(f), Some(Sha256::new())).unwrap();
         let bytes = data(5 * CHUNK + 99);
         for part in bytes.chunks(CHUNK / 2 + 3) {
             let mut buf = w.buffer().await.unwrap();
@@ -215,7 +227,7 @@ mod tests {
         }
         let (h, r) = w.finish().await;
         r.unwrap();
-        assert_eq!(h.finalize(), Sha256::digest(&bytes));
+        assert_eq!(h.unwrap().finalize(), Sha256::digest(&bytes));
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -228,7 +240,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("stt-pipe-ro-{}", std::process::id()));
         std::fs::write(&path, b"x").unwrap();
         let f = std::fs::File::open(&path).unwrap();
-        let mut w = HashingWriter::spawn(Some(f), Sha256::new()).unwrap();
+        let mut w = HashingWriter::spawn(Some(f), Some(Sha256::new())).unwrap();
         let mut stopped = false;
         for _ in 0..100 {
             let Some(buf) = w.buffer().await else {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sender → receiver   header, then the file's bytes, then the end of the stream
-//!   header = "STTF" | version (1 byte, = 3) | flags (1 byte; bit 0 = RESUMABLE)
+//!   header = "STTF" | version (1 byte, = 3) | flags (1 byte; bit 0 = RESUMABLE, bit 1 = UNVERIFIED)
 //!            | size (u64 big-endian; u64::MAX = unknown, stdin)
 //!            | name length (u16 big-endian, ≤ 255) | name (UTF-8; a bare file name, no path)
 //!   (version 2: the same without the flags byte; read by this binary, and written for a
@@ -19,6 +19,12 @@
 //! sender → receiver   start (u64 big-endian: the offset if its own first bytes hash the same,
 //!                     else 0), then the file's bytes from there
 //! ```
+//!
+//! An UNVERIFIED transfer (`stt send --no-verify`; never RESUMABLE) skips the end-to-end
+//! digest: neither side hashes the file and the reply's digest is all zeros. Every byte is
+//! still authenticated by the session's AEAD; what is given up is the check of the stored
+//! bytes against the sender's file (against a fault in either program), for the CPU that
+//! SHA-256 costs on each side.
 //!
 //! A receiver keeps the partial file of an interrupted RESUMABLE transfer (named
 //! `NAME.TAG.stt-partial`, TAG from the sender's node id, the name and the size) and removes
@@ -68,6 +74,8 @@ pub const VERSION: u8 = 3;
 pub const VERSION_2: u8 = 2;
 /// Header flag: the sender can resume (an offer/start exchange precedes the bytes).
 pub const FLAG_RESUMABLE: u8 = 1;
+/// Header flag: no end-to-end digest (`--no-verify`); the reply's digest is zeros.
+pub const FLAG_UNVERIFIED: u8 = 2;
 /// The first bytes of a resume offer (never the start of a reply: statuses are ≤ 6).
 pub const OFFER_MAGIC: &[u8; 4] = b"STTR";
 /// Size value meaning "unknown" (the sender reads stdin).
@@ -100,6 +108,8 @@ pub struct Header {
     pub name: String,
     /// The sender asks for a resumable transfer (offer/start exchange).
     pub resumable: bool,
+    /// The sender hashes the file and checks the receiver's digest (not `--no-verify`).
+    pub verified: bool,
 }
 
 /// What a receiver answers a RESUMABLE header with.
@@ -167,16 +177,17 @@ impl From<std::io::Error> for WireError {
     }
 }
 
-/// Encodes a header: version 3 with its flags byte for a resumable transfer, else version 2
+/// Encodes a header: version 3 with its flags byte for a resumable or unverified transfer, else version 2
 /// (which every receiver reads). `name` must be at most [`MAX_NAME`] bytes (longer names are
 /// cut at a character boundary).
 pub fn encode_header(h: &Header) -> Vec<u8> {
     let name = truncate(&h.name, MAX_NAME);
     let mut v = Vec::with_capacity(16 + name.len());
     v.extend_from_slice(MAGIC);
-    if h.resumable {
+    let flags = if h.resumable { FLAG_RESUMABLE } else { 0 } | if h.verified { 0 } else { FLAG_UNVERIFIED };
+    if flags != 0 {
         v.push(VERSION);
-        v.push(FLAG_RESUMABLE);
+        v.push(flags);
     } else {
         v.push(VERSION_2);
     }
@@ -198,7 +209,7 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Header, Wire
         VERSION_2 => 0,
         v => return Err(WireError::Version(v)),
     };
-    if flags & !FLAG_RESUMABLE != 0 {
+    if flags & !(FLAG_RESUMABLE | FLAG_UNVERIFIED) != 0 || flags == FLAG_RESUMABLE | FLAG_UNVERIFIED {
         return Err(WireError::Flags(flags));
     }
     let mut fixed = [0u8; 10];
@@ -211,7 +222,12 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Header, Wire
     let mut name = vec![0u8; len];
     r.read_exact(&mut name).await?;
     let name = String::from_utf8(name).map_err(|_| WireError::NotUtf8("file name"))?;
-    Ok(Header { size: (size != UNKNOWN_SIZE).then_some(size), name, resumable: flags & FLAG_RESUMABLE != 0 })
+    Ok(Header {
+        size: (size != UNKNOWN_SIZE).then_some(size),
+        name,
+        resumable: flags & FLAG_RESUMABLE != 0,
+        verified: flags & FLAG_UNVERIFIED == 0,
+    })
 }
 
 /// Encodes a resume offer.
@@ -296,18 +312,18 @@ mod tests {
 
     #[tokio::test]
     async fn header_round_trip_and_limits() {
-        let h = Header { size: Some(3_000_000), name: "report.pdf".into(), resumable: false };
+        let h = Header { size: Some(3_000_000), name: "report.pdf".into(), resumable: false, verified: true };
         let enc = encode_header(&h);
         assert_eq!(read_header(&mut &enc[..]).await.unwrap(), h);
-        let unknown = Header { size: None, name: String::new(), resumable: true };
+        let unknown = Header { size: None, name: String::new(), resumable: true, verified: true };
         assert_eq!(read_header(&mut &encode_header(&unknown)[..]).await.unwrap(), unknown);
         // A name longer than the limit is cut on a character boundary.
-        let long = Header { size: Some(1), name: "é".repeat(200), resumable: false };
+        let long = Header { size: Some(1), name: "é".repeat(200), resumable: false, verified: true };
         let got = read_header(&mut &encode_header(&long)[..]).await.unwrap();
         assert!(got.name.len() <= MAX_NAME && got.name.chars().all(|c| c == 'é'));
         // Without flags, version 2 (what receivers before version 3 read); with, version 3.
         assert_eq!(&enc[..5], b"STTF\x02");
-        let resumable = Header { size: Some(3_000_000), name: "report.pdf".into(), resumable: true };
+        let resumable = Header { size: Some(3_000_000), name: "report.pdf".into(), resumable: true, verified: true };
         let enc3 = encode_header(&resumable);
         assert_eq!(&enc3[..6], b"STTF\x03\x01");
         assert_eq!(read_header(&mut &enc3[..]).await.unwrap(), resumable);
@@ -328,6 +344,13 @@ mod tests {
         let mut flags = enc3.clone();
         flags[5] = 0x82;
         assert!(matches!(read_header(&mut &flags[..]).await, Err(WireError::Flags(0x82))));
+        // UNVERIFIED (`--no-verify`): version 3, flag bit 1; never together with RESUMABLE.
+        let unverified = Header { size: Some(10), name: "x".into(), resumable: false, verified: false };
+        let enc4 = encode_header(&unverified);
+        assert_eq!(&enc4[..6], b"STTF\x03\x02");
+        assert_eq!(read_header(&mut &enc4[..]).await.unwrap(), unverified);
+        flags[5] = FLAG_RESUMABLE | FLAG_UNVERIFIED;
+        assert!(matches!(read_header(&mut &flags[..]).await, Err(WireError::Flags(3))));
         assert!(matches!(read_header(&mut &enc[..enc.len() - 1]).await, Err(WireError::Io(_))));
     }
 
