@@ -340,11 +340,19 @@ impl Transport {
         events: &mut EventQueue,
     ) -> bool {
         let mut eliciting = false;
+        // An ACK that is due (or early in the session) goes now; one that is not yet due
+        // (spec [RC-1]) only rides in a packet that carries something else: it is taken
+        // back below if nothing follows, and the ACK timer sends it when due.
+        let packet_start = w.len();
+        let mut optional_ack = None;
         if let Some((ranges, delay)) = self.acks.ack(now) {
-            if (self.acks.deadline().is_some_and(|d| d <= now) || self.acks.has_unacked())
-                && AckFrame::encode(ranges, delay, w).is_some()
-            {
-                self.acks.on_ack_sent();
+            let due = self.acks.deadline().is_some_and(|d| d <= now) || (self.acks.eager() && self.acks.has_unacked());
+            if (due || self.acks.has_unacked()) && AckFrame::encode(ranges, delay, w).is_some() {
+                if due {
+                    self.acks.on_ack_sent();
+                } else {
+                    optional_ack = Some(w.len());
+                }
             }
         }
         if self.send_final && log.len() < MAX_SENT_FRAMES && Frame::Final.encode(w).is_some() {
@@ -404,6 +412,14 @@ impl Transport {
         }
         if (keepalive || self.probes > 0) && !eliciting && Frame::KeepAlive.encode(w).is_some() {
             eliciting = true;
+        }
+        if let Some(ack_end) = optional_ack {
+            if packet_start == 0 && w.len() == ack_end {
+                // Only the early ACK: no packet for it; the ACK timer sends it when due.
+                w.rewind(packet_start);
+            } else {
+                self.acks.on_ack_sent();
+            }
         }
         eliciting
     }

@@ -8,7 +8,7 @@ use stt_proto::{Config, Event, Instant, StreamId};
 
 mod common;
 
-use common::{pair, pattern, transfer};
+use common::{check, pair, pattern, transfer};
 
 /// [ST-2] [RC-1]: 2 MB intact under 2 % loss in bursts of 3, both ways.
 #[test]
@@ -248,4 +248,64 @@ fn writes_stop_at_the_unsent_limit_and_resume_as_data_goes_out() {
     );
     assert_eq!(sent, data.len(), "the writer got everything in after StreamWritable");
     assert!(got == data, "everything arrived intact and in order: {} of {} bytes", got.len(), data.len());
+}
+
+/// [RC-1]: past its first packets, a session acknowledges a lone request in the packet
+/// that carries the answer (within the ACK delay), not in a packet of its own: a
+/// request/response exchange costs one datagram each way (before: two each way, an
+/// ACK-only packet beside every request and every response).
+#[test]
+fn request_response_costs_one_datagram_each_way() {
+    let mut w = World::new(World::seed_from_env(48));
+    w.set_default_link(LinkConfig { delay: Duration::from_millis(5), ..Default::default() });
+    let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
+    let now = w.now;
+    let id = w.node(a).session(sa).unwrap().open_bi(now).unwrap();
+    let mut peer = None;
+    let mut buf = [0u8; 64];
+    // One exchange: a writes a request, b answers it when it arrives, a reads the answer.
+    let mut exchange = |w: &mut World, n: u32| {
+        let now = w.now;
+        w.node(a).session(sa).unwrap().write(now, id, &n.to_be_bytes()).unwrap();
+        let mut got = false;
+        check(w.drive_until(
+            |w| {
+                let now = w.now;
+                let mut s = w.node(b).session(sb).unwrap();
+                if peer.is_none() {
+                    peer = s.accept_stream();
+                }
+                let Some(p) = peer else { return false };
+                if !got && matches!(s.read(now, p, &mut buf), Ok((4, false))) {
+                    assert_eq!(buf[..4], n.to_be_bytes());
+                    s.write(now, p, &buf[..4]).unwrap();
+                    got = true;
+                }
+                got
+            },
+            10_000,
+        ));
+        check(w.drive_until(
+            |w| {
+                let now = w.now;
+                matches!(w.node(a).session(sa).unwrap().read(now, id, &mut buf), Ok((4, false)))
+            },
+            10_000,
+        ));
+    };
+    for n in 0..100 {
+        exchange(&mut w, n);
+    }
+    w.capture = true;
+    let mark = w.captured.len();
+    for n in 100..300 {
+        exchange(&mut w, n);
+    }
+    let (addr_a, addr_b) = (w.addr(a), w.addr(b));
+    let count = |from: usize, w: &World| w.captured[mark..].iter().filter(|c| c.from_node == from).count();
+    let (from_a, from_b) = (count(a, &w), count(b, &w));
+    assert!(
+        from_a <= 205 && from_b <= 205,
+        "200 exchanges {addr_a:?} <-> {addr_b:?}: a sent {from_a} datagrams, b {from_b}"
+    );
 }
