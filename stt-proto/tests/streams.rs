@@ -304,6 +304,7 @@ fn request_response_costs_one_datagram_each_way() {
     let (addr_a, addr_b) = (w.addr(a), w.addr(b));
     let count = |from: usize, w: &World| w.captured[mark..].iter().filter(|c| c.from_node == from).count();
     let (from_a, from_b) = (count(a, &w), count(b, &w));
+    println!("200 request/response exchanges: a sent {from_a} datagrams, b {from_b}");
     assert!(
         from_a <= 205 && from_b <= 205,
         "200 exchanges {addr_a:?} <-> {addr_b:?}: a sent {from_a} datagrams, b {from_b}"
