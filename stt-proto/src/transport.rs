@@ -340,7 +340,7 @@ impl Transport {
         events: &mut EventQueue,
     ) -> bool {
         let mut eliciting = false;
-        // An ACK that is due (or early in the session) goes now; one that is not yet due
+        // An ACK that is due (or early in the session, or soon after a gap) goes now; one that is not yet due
         // (spec [RC-1]) only rides in a packet that carries something else: it is taken
         // back below if nothing follows, and the ACK timer sends it when due.
         let packet_start = w.len();

@@ -12,10 +12,11 @@ use crate::wire::frame::MAX_ACK_RANGES;
 pub(crate) const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 /// Ack-eliciting packets received before an ACK is sent at once.
 const ACK_ELICITING_THRESHOLD: u32 = 2;
-/// The first ack-eliciting packets of a session are acknowledged at the next chance, even
-/// alone (the sender's window grows and its RTT estimate forms on them, as in slow start);
-/// after these, an ACK that is not yet due only rides in a packet sent anyway.
-const EAGER_ACKS: u32 = 32;
+/// Until this many packet numbers in a row arrived (at the session's start, and again after
+/// every gap: a loss or a reordering), a packet is acknowledged at the next chance even
+/// alone: the sender's window grows, or recovers, on these ACKs. After that, an ACK that
+/// is not yet due only rides in a packet sent anyway.
+const EAGER_ACKS: u64 = 32;
 
 /// Received packet numbers and the ACK timer.
 #[derive(Debug, Default)]
@@ -24,8 +25,6 @@ pub(crate) struct AckTracker {
     largest_at: Option<Instant>,
     unacked_eliciting: u32,
     deadline: Option<Instant>,
-    /// Ack-eliciting packets received, up to [`EAGER_ACKS`].
-    eliciting_seen: u32,
 }
 
 impl AckTracker {
@@ -41,7 +40,6 @@ impl AckTracker {
             return;
         }
         self.unacked_eliciting += 1;
-        self.eliciting_seen = self.eliciting_seen.saturating_add(1).min(EAGER_ACKS);
         if !in_order || self.unacked_eliciting >= ACK_ELICITING_THRESHOLD {
             self.deadline = Some(now);
         } else if self.deadline.is_none() {
@@ -59,10 +57,10 @@ impl AckTracker {
         self.unacked_eliciting > 0
     }
 
-    /// Whether an ACK that is not yet due still earns a packet of its own (early in the
-    /// session, [`EAGER_ACKS`]).
+    /// Whether an ACK that is not yet due still earns a packet of its own: fewer than
+    /// [`EAGER_ACKS`] packet numbers in a row up to the largest received.
     pub(crate) fn eager(&self) -> bool {
-        self.eliciting_seen < EAGER_ACKS
+        self.received.last().is_none_or(|r| r.end - r.start < EAGER_ACKS)
     }
 
     /// The ranges to put in an ACK, and the delay since the largest arrived.
