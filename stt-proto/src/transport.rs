@@ -340,15 +340,16 @@ impl Transport {
         events: &mut EventQueue,
     ) -> bool {
         let mut eliciting = false;
-        // An ACK that is due (or early in the session, or soon after a gap) goes now; one that is not yet due
-        // (spec [RC-1]) only rides in a packet that carries something else: it is taken
-        // back below if nothing follows, and the ACK timer sends it when due.
+        // An ACK that is due goes now, and so does one early in the session or soon after
+        // a gap (`eager`). One that is not yet due (spec [RC-1]) only rides in a packet that
+        // carries something else: it is taken back below if nothing follows, and the ACK
+        // timer sends it when due.
         let packet_start = w.len();
         let mut optional_ack = None;
         if let Some((ranges, delay)) = self.acks.ack(now) {
-            let due = self.acks.deadline().is_some_and(|d| d <= now) || (self.acks.eager() && self.acks.has_unacked());
+            let due = self.acks.deadline().is_some_and(|d| d <= now);
             if (due || self.acks.has_unacked()) && AckFrame::encode(ranges, delay, w).is_some() {
-                if due {
+                if due || self.acks.eager() {
                     self.acks.on_ack_sent();
                 } else {
                     optional_ack = Some(w.len());
