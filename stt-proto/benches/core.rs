@@ -21,6 +21,8 @@ fn providers() -> Vec<(&'static str, &'static dyn CryptoProvider)> {
     let mut v: Vec<(&'static str, &'static dyn CryptoProvider)> = vec![("rustcrypto", &RustCrypto)];
     #[cfg(feature = "ring")]
     v.push(("ring", &stt_proto::crypto::Ring));
+    #[cfg(feature = "aws-lc")]
+    v.push(("aws-lc", &stt_proto::crypto::AwsLc));
     v
 }
 

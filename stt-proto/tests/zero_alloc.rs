@@ -373,6 +373,8 @@ fn heap_per_idle_session_and_after_a_burst() {
         ("rustcrypto", Config::default().crypto_provider(&stt_proto::crypto::RustCrypto)),
         #[cfg(feature = "ring")]
         ("ring", Config::default().crypto_provider(&stt_proto::crypto::Ring)),
+        #[cfg(feature = "aws-lc")]
+        ("aws-lc", Config::default().crypto_provider(&stt_proto::crypto::AwsLc)),
     ];
     let mut idle_by_provider = Vec::new();
     for (name, config) in providers {

@@ -13,6 +13,8 @@ pub(crate) mod keys;
 pub(crate) mod noise;
 #[cfg(feature = "fuzzing")]
 mod null;
+#[cfg(feature = "aws-lc")]
+mod aws_lc_provider;
 #[cfg(feature = "ring")]
 mod ring_provider;
 mod rustcrypto;
@@ -20,11 +22,31 @@ mod x25519;
 
 #[cfg(feature = "fuzzing")]
 pub use null::NullAead;
+#[cfg(feature = "aws-lc")]
+pub use aws_lc_provider::AwsLc;
 #[cfg(feature = "ring")]
 pub use ring_provider::Ring;
 pub use rustcrypto::RustCrypto;
 pub(crate) use x25519::LoadedKey;
 pub use x25519::{NonContributory, X25519Backend};
+
+/// Whether the CPU accelerates AES-GCM (AES and carry-less multiply instructions).
+#[cfg(feature = "std")]
+#[allow(dead_code)] // used by the `ring` and `aws-lc` providers only
+pub(crate) fn hardware_aes() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
 
 /// Length of every AEAD tag used by STT.
 pub const TAG_LEN: usize = 16;
@@ -159,6 +181,38 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
 }
 #[cfg(test)]
 mod vectors;
+
+#[cfg(all(test, feature = "aws-lc"))]
+mod aws_lc_interop {
+    use super::*;
+
+    /// aws-lc and RustCrypto produce the same ciphertext and open each other's packets;
+    /// a wrong AAD or tag fails, through both the key object and the one-shot calls.
+    #[test]
+    fn aws_lc_and_rustcrypto_interoperate() {
+        for alg in [AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm] {
+            let key = [7u8; 32];
+            let nonce = [3u8; 12];
+            let (r, c) = (AwsLc.packet_key(alg, &key), RustCrypto.packet_key(alg, &key));
+            let mut a = [0x5au8; 1400];
+            let mut b = a;
+            let ta = r.seal_in_place(&nonce, b"hdr", &mut a).unwrap();
+            let tb = c.seal_in_place(&nonce, b"hdr", &mut b).unwrap();
+            assert_eq!((a, ta), (b, tb), "{alg:?}");
+            let mut once = [0x5au8; 1400];
+            assert_eq!(AwsLc.seal_once(alg, &key, &nonce, b"hdr", &mut once).unwrap(), ta);
+            assert_eq!(once, a);
+            AwsLc.open_once(alg, &key, &nonce, b"hdr", &mut once, &ta).unwrap();
+            assert_eq!(once, [0x5au8; 1400]);
+            c.open_in_place(&nonce, b"hdr", &mut a, &ta).unwrap();
+            assert_eq!(a, [0x5au8; 1400]);
+            assert!(r.open_in_place(&nonce, b"hdX", &mut b.clone(), &tb).is_err());
+            let mut bad = tb;
+            bad[0] ^= 1;
+            assert!(r.open_in_place(&nonce, b"hdr", &mut b, &bad).is_err());
+        }
+    }
+}
 
 #[cfg(all(test, feature = "ring"))]
 mod ring_interop {

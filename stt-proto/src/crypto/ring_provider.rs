@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
 
-use super::{AeadAlg, CryptoError, CryptoProvider, PacketKey, TAG_LEN};
+use super::{hardware_aes, AeadAlg, CryptoError, CryptoProvider, PacketKey, TAG_LEN};
 
 /// `ring`'s ChaCha20-Poly1305 and AES-256-GCM.
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,21 +89,5 @@ impl PacketKey for RingKey {
         key.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag, payload, 0..)
             .map(|_| ())
             .map_err(|_| CryptoError)
-    }
-}
-
-/// Whether the CPU accelerates AES-GCM.
-fn hardware_aes() -> bool {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    {
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
     }
 }
