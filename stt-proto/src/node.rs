@@ -782,6 +782,7 @@ impl<E: Entropy> Node<E> {
         let integrity = self.config.integrity_limit;
         let offered = self.config.aeads.clone();
         let now = self.now;
+        let (node_id, half_open) = (self.node_id, self.half_open);
         let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
             return Err(DropReason::UnknownSession);
         };
@@ -838,7 +839,12 @@ impl<E: Entropy> Node<E> {
         session.observed = payload.observed;
         session.handshake_hash = hash;
         session.exporter = handshake::exporter_secret(&i2r, &r2i, &hash);
-        session.challenge_accepted(auth, record, rtt);
+        // Established at once (spec [HS-22]) on a direct path, unless a simultaneous open
+        // this session would lose may be under way: the responder's id is the lower one
+        // (its session wins, [HS-21]) and a responder-side handshake, whose peer is not
+        // known before its AUTH_PROOF, is half open here.
+        let early = !from.relayed() && !(peer < node_id && half_open > 0);
+        session.challenge_accepted(now, &self.config, early, auth, record, rtt);
         Ok(())
     }
 
@@ -1140,7 +1146,7 @@ impl<E: Entropy> Node<E> {
                 continue;
             }
             let Some(theirs) = other.initiator_id(self.node_id) else { continue };
-            let overlapping = other.established_at.is_none_or(|t| t >= started);
+            let overlapping = other.established_at.is_none_or(|t| t > started);
             let keep_other = overlapping && theirs < mine;
             let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
             if keep_other {

@@ -62,6 +62,9 @@ pub(crate) struct Probing {
 pub(crate) struct Paths {
     pub(crate) remote: PathAddr,
     validated: bool,
+    /// The last validated address: a validated move back to it is a restore, not a change
+    /// (a spoofed copy moved the session away and the peer's next packets brought it back).
+    anchor: PathAddr,
     /// Bytes received from / sent to `remote` since it became current (anti-amplification).
     bytes_in: u64,
     bytes_out: u64,
@@ -99,6 +102,7 @@ impl Paths {
         Self {
             remote,
             validated: true,
+            anchor: remote,
             bytes_in: 0,
             bytes_out: 0,
             probing: None,
@@ -217,6 +221,9 @@ impl Paths {
     ) {
         self.remote = addr;
         self.validated = challenge.is_none();
+        if self.validated {
+            self.anchor = addr;
+        }
         self.bytes_in = if self.validated { 0 } else { len as u64 };
         self.bytes_out = 0;
         if challenge.is_some() || self.probing.is_some() {
@@ -234,6 +241,7 @@ impl Paths {
         let relay = self.fallback.filter(|f| cfg!(feature = "relay") && *f != self.remote)?;
         self.remote = relay;
         self.validated = true;
+        self.anchor = relay;
         if let Some(p) = self.probing.as_mut() {
             p.current = None;
             p.old = None;
@@ -247,6 +255,10 @@ impl Paths {
         if p.current.is_some_and(|c| c.data == data) {
             p.current = None;
             self.validated = true;
+            if self.remote == self.anchor {
+                return Validation::Restored(self.remote);
+            }
+            self.anchor = self.remote;
             return Validation::NewPath(self.remote);
         }
         if let Some((c, _)) = p.old.filter(|(c, _)| c.data == data) {
@@ -255,6 +267,7 @@ impl Paths {
             p.current = None;
             self.remote = c.addr;
             self.validated = true;
+            self.anchor = c.addr;
             return Validation::Restored(c.addr);
         }
         Validation::Unknown

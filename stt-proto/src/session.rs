@@ -158,6 +158,9 @@ pub(crate) struct Session {
     pub(crate) established_at: Option<Instant>,
     /// Set when the session has just become established; the node resolves duplicates and emits the event.
     pub(crate) just_established: bool,
+    /// Initiator on a direct path: established when it sent AUTH_PROOF (spec [HS-22]), which
+    /// it repeats until the first authenticated packet from the responder confirms it.
+    pub(crate) unconfirmed: Option<Box<AwaitFinalState>>,
     /// A re-handshake step ran (it may have done X25519 operations the node counts).
     rekey_ran: bool,
     pub(crate) established_emitted: bool,
@@ -229,6 +232,7 @@ impl Session {
             started_at: now,
             established_at: None,
             just_established: false,
+            unconfirmed: None,
             rekey_ran: false,
             established_emitted: false,
             timers: [None; TIMERS],
@@ -351,9 +355,10 @@ impl Session {
         match self.phase {
             Phase::Hello(_) | Phase::AwaitFinal(_) | Phase::Challenged(_) => self.send_handshake,
             Phase::Established => {
+                let auth = self.send_handshake && self.unconfirmed.is_some();
                 let paths = self.paths.as_ref().is_some_and(Paths::has_pending);
                 let probes = self.punch.as_ref().is_some_and(|p| p.pending != 0 && p.may_probe());
-                paths
+                auth || paths
                     || probes
                     || (self.may_send_to_remote()
                         && (self.send_keepalive
@@ -391,7 +396,7 @@ impl Session {
     /// Whether the current path is validated: only then do MTU probes (padded, and outside
     /// the anti-amplification budget) go out (spec [PM-2], [MG-3]).
     fn path_validated(&self) -> bool {
-        self.paths.as_ref().is_none_or(|p| p.budget() == u64::MAX)
+        self.unconfirmed.is_none() && self.paths.as_ref().is_none_or(|p| p.budget() == u64::MAX)
     }
 
     /// Whether the anti-amplification budget of an unvalidated path allows a packet (spec [MG-3]).
@@ -407,17 +412,45 @@ impl Session {
 
     // ----- handshake transitions (called by the node) -----
 
-    /// Initiator: CHALLENGE read; moves to AwaitFinal with transport keys.
-    pub(crate) fn challenge_accepted(&mut self, auth: Vec<u8>, record: Record, hello_rtt: Option<Duration>) {
+    /// Initiator: CHALLENGE read, AUTH_PROOF written. With `early` the session is
+    /// established at once and AUTH_PROOF repeats until the responder confirms it (spec
+    /// [HS-22]); otherwise it waits in AwaitFinal for the first protected packet.
+    pub(crate) fn challenge_accepted(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        early: bool,
+        auth: Vec<u8>,
+        record: Record,
+        hello_rtt: Option<Duration>,
+    ) {
         let mut rtt = RttEstimator::default();
         if let Some(sample) = hello_rtt {
             rtt.update(sample);
         }
         self.record = Some(record);
-        self.phase = Phase::AwaitFinal(Box::new(AwaitFinalState { auth, rtt, first_sent: None, retransmitted: false }));
+        let state = Box::new(AwaitFinalState { auth, rtt, first_sent: None, retransmitted: false });
+        if !early {
+            self.phase = Phase::AwaitFinal(state);
+        } else {
+            let handshake_deadline = self.timers[Timer::Handshake as usize];
+            self.become_established(now, config, rtt);
+            self.unconfirmed = Some(state);
+            // Unconfirmed, the handshake timeout still applies (spec [HS-14]).
+            self.set_timer(Timer::Handshake, handshake_deadline);
+        }
         self.send_handshake = true;
         self.retransmit_backoff = 0;
         self.set_timer(Timer::Retransmit, None);
+    }
+
+    /// Initiator: an authenticated packet from the responder confirms the handshake.
+    fn confirm(&mut self) {
+        if self.unconfirmed.take().is_some() {
+            self.send_handshake = false;
+            self.set_timer(Timer::Retransmit, None);
+            self.set_timer(Timer::Handshake, None);
+        }
     }
 
     /// Responder: AUTH_PROOF read and accepted; the session is established.
@@ -536,6 +569,15 @@ impl Session {
                         CloseKind::Transport => CloseReason::LocalTransport(TransportCode::from_u64(code)),
                     };
                     ctx.events.push_back(Event::Closed { session: self.id, reason });
+                } else if self.role == Role::Initiator {
+                    // Closed before `Established` was reported (one session per peer pair,
+                    // spec [HS-21]): the connect ends as a failed handshake.
+                    let reason = if kind == CloseKind::Transport && code == TransportCode::Superseded.to_u64() {
+                        HandshakeFailure::Superseded
+                    } else {
+                        HandshakeFailure::NodeClosed
+                    };
+                    ctx.events.push_back(Event::HandshakeFailed { session: self.id, reason });
                 }
             }
             Phase::Closing { .. } | Phase::Draining | Phase::Done => return,
@@ -562,6 +604,13 @@ impl Session {
             self.set_timer(Timer::Handshake, None);
             match self.phase {
                 Phase::Hello(_) | Phase::AwaitFinal(_) => self.fail_handshake(ctx, HandshakeFailure::Timeout),
+                // Established on AUTH_PROOF but never confirmed (spec [HS-22]).
+                Phase::Established if self.unconfirmed.is_some() => {
+                    if self.established_emitted {
+                        ctx.events.push_back(Event::Closed { session: self.id, reason: CloseReason::IdleTimeout });
+                    }
+                    self.phase = Phase::Done;
+                }
                 // A half-open responder state just expires (spec [HS-17]); counted.
                 Phase::Challenged(_) => {
                     self.phase = Phase::Done;
@@ -572,7 +621,7 @@ impl Session {
         }
         if due(Timer::Retransmit, self) {
             self.set_timer(Timer::Retransmit, None);
-            if matches!(self.phase, Phase::Hello(_) | Phase::AwaitFinal(_)) {
+            if matches!(self.phase, Phase::Hello(_) | Phase::AwaitFinal(_)) || self.unconfirmed.is_some() {
                 self.send_handshake = true;
                 self.retransmit_backoff += 1;
             }
@@ -765,7 +814,7 @@ impl Session {
                 }
                 self.become_established(now, ctx.config, rtt);
             }
-            Phase::Established => {}
+            Phase::Established => self.confirm(),
             _ => return Err(DropReason::UnexpectedState),
         }
 
@@ -973,6 +1022,14 @@ impl Session {
                 c.sent_at.get_or_insert(now);
                 Some(&c.challenge)
             }
+            Phase::Established if self.send_handshake => self.unconfirmed.as_mut().map(|a| {
+                if a.first_sent.is_some() {
+                    a.retransmitted = true;
+                } else {
+                    a.first_sent = Some(now);
+                }
+                &a.auth[..]
+            }),
             Phase::Established | Phase::Closing { .. } => None,
             _ => return None,
         };
