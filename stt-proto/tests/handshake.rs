@@ -277,7 +277,10 @@ fn cookie_path_under_load() {
         let a = w.add_node(Config::default());
         sessions.push((a, w.connect(a, b)));
     }
-    check(w.drive_until(|w| sessions.iter().all(|(a, s)| w.is_established(*a, *s)) && w.established(b).len() == 4, 10_000));
+    check(w.drive_until(
+        |w| sessions.iter().all(|(a, s)| w.is_established(*a, *s)) && w.established(b).len() == 4,
+        10_000,
+    ));
     assert!(w.node(b).stats().cookies_sent >= 3, "cookies: {}", w.node(b).stats().cookies_sent);
     assert_eq!(w.established(b).len(), 4);
 }

@@ -102,7 +102,11 @@ fn spoofed_source_copy_does_not_move_the_session() {
     assert!(got == data);
     w.run_for(Duration::from_secs(1));
     assert_eq!(w.node(b).session(sb).unwrap().remote(), PathAddr::Udp(real));
-    assert!(!w.nodes[b].events.iter().any(|e| matches!(e, Event::PathChanged { .. })), "no validated move: {:?}", w.nodes[b].events.iter().filter(|e| matches!(e, Event::PathChanged { .. })).collect::<Vec<_>>());
+    assert!(
+        !w.nodes[b].events.iter().any(|e| matches!(e, Event::PathChanged { .. })),
+        "no validated move: {:?}",
+        w.nodes[b].events.iter().filter(|e| matches!(e, Event::PathChanged { .. })).collect::<Vec<_>>()
+    );
     // Nothing beyond the anti-amplification budget went to the spoofed address.
     let to_spoofed: usize = w.captured.iter().filter(|c| c.to == spoofed).map(|c| c.data.len()).sum();
     assert!(to_spoofed <= 3 * 3 * 1300, "{to_spoofed} bytes sent to the spoofed address");

@@ -55,13 +55,16 @@ pub enum Ended {
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Ended::Closed(r) => write!(f, "session closed: {r}"),
             Ended::Failed(stt_proto::HandshakeFailure::Timeout) => {
                 f.write_str("handshake timed out: the peer is unreachable or does not hold this shared seed")
             }
-            Ended::Failed(stt_proto::HandshakeFailure::Refused(stt_proto::TransportCode::NotAllowed)) => {
+            // Refused after AUTH_PROOF: before the session was reported (a connect that
+            // waited for FINAL), or after it (established on AUTH_PROOF, spec [HS-22]).
+            Ended::Failed(stt_proto::HandshakeFailure::Refused(stt_proto::TransportCode::NotAllowed))
+            | Ended::Closed(stt_proto::CloseReason::RemoteTransport(stt_proto::TransportCode::NotAllowed)) => {
                 f.write_str("the peer refused the session: this node is not on its allow-list")
             }
+            Ended::Closed(r) => write!(f, "session closed: {r}"),
             Ended::Failed(r) => write!(f, "handshake failed: {r}"),
             Ended::NodeGone => f.write_str("node shut down"),
             Ended::Unresolved => f.write_str("the host name did not resolve to an address"),

@@ -8,22 +8,22 @@
 use alloc::boxed::Box;
 use core::fmt;
 
+#[cfg(feature = "aws-lc")]
+mod aws_lc_provider;
 pub(crate) mod kdf;
 pub(crate) mod keys;
 pub(crate) mod noise;
 #[cfg(feature = "fuzzing")]
 mod null;
-#[cfg(feature = "aws-lc")]
-mod aws_lc_provider;
 #[cfg(feature = "ring")]
 mod ring_provider;
 mod rustcrypto;
 mod x25519;
 
-#[cfg(feature = "fuzzing")]
-pub use null::NullAead;
 #[cfg(feature = "aws-lc")]
 pub use aws_lc_provider::AwsLc;
+#[cfg(feature = "fuzzing")]
+pub use null::NullAead;
 #[cfg(feature = "ring")]
 pub use ring_provider::Ring;
 pub use rustcrypto::RustCrypto;

@@ -456,6 +456,10 @@ fn end_failure(end: Ended) -> Failure {
         Ended::Closed(CloseReason::IdleTimeout) => {
             Failure::PeerEnded("the peer stopped answering (idle timeout): it went away or the network failed".into())
         }
+        // Refused by the peer's allow-list right after the handshake (spec [HS-20], [HS-22]).
+        Ended::Closed(CloseReason::RemoteTransport(stt_proto::TransportCode::NotAllowed)) => {
+            Failure::Error(end.to_string())
+        }
         Ended::Closed(CloseReason::RemoteTransport(c)) => {
             Failure::PeerEnded(format!("the peer closed the session: {c:?}"))
         }
