@@ -843,7 +843,8 @@ impl<E: Entropy> Node<E> {
         // this session would lose may be under way: the responder's id is the lower one
         // (its session wins, [HS-21]) and a responder-side handshake, whose peer is not
         // known before its AUTH_PROOF, is half open here.
-        let early = !from.relayed() && !(peer < node_id && half_open > 0);
+        let may_lose_simultaneous_open = peer < node_id && half_open > 0;
+        let early = !(from.relayed() || may_lose_simultaneous_open);
         session.challenge_accepted(now, &self.config, early, auth, record, rtt);
         Ok(())
     }
