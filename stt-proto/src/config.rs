@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-#[cfg(not(feature = "ring"))]
+#[cfg(not(any(feature = "ring", feature = "aws-lc")))]
 use crate::crypto::RustCrypto;
 use crate::crypto::{AeadAlg, CryptoProvider};
 use crate::identity::NodeId;
