@@ -667,7 +667,13 @@ impl Session {
                 }
             }
             if let Some(t) = self.transport.as_mut() {
+                let ptos = t.loss.pto_count();
                 t.on_timeout(now, ctx.events);
+                // Unconfirmed, a responder that lost AUTH_PROOF cannot open the probes:
+                // AUTH_PROOF goes out again with each of them (spec [HS-22]).
+                if self.unconfirmed.is_some() && t.loss.pto_count() > ptos {
+                    self.send_handshake = true;
+                }
             }
             let pto = self.rtt().pto();
             // A direct path the peer moved to (or a punched one) that never answered its

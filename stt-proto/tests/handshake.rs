@@ -53,6 +53,34 @@ fn wrong_expected_peer_aborts() {
     assert_eq!(w.node(a).stats().handshakes_abandoned, 0);
 }
 
+/// [HS-22]: the initiator is established on sending AUTH_PROOF and sends at once; when
+/// AUTH_PROOF is lost, the first PTO probe carries it again, so the responder is
+/// established after one PTO instead of the 300 ms handshake retransmission.
+#[test]
+fn lost_auth_proof_is_repeated_with_the_first_probe() {
+    let mut w = World::new(seed(31));
+    let a = w.add_node(Config::default());
+    let b = w.add_node(Config::default());
+    // 10 ms links: HELLO leaves at 0, CHALLENGE arrives at 20 ms, AUTH_PROOF leaves then.
+    w.set_link(
+        a,
+        b,
+        LinkConfig {
+            blackholes: vec![(stt_proto::Instant::from_micros(15_000), stt_proto::Instant::from_micros(25_000))],
+            ..Default::default()
+        },
+    );
+    let s = w.connect(a, b);
+    check(w.drive_until(|w| w.is_established(a, s), 1000));
+    let now = w.now;
+    assert!(now < stt_proto::Instant::from_micros(25_000), "established when AUTH_PROOF left: {now:?}");
+    let id = w.node(a).session(s).unwrap().open_uni(now).unwrap();
+    w.node(a).session(s).unwrap().write(now, id, b"early").unwrap();
+    check(w.drive_until(|w| w.established(b).len() == 1, 10_000));
+    let at = w.now;
+    assert!(at < stt_proto::Instant::from_micros(250_000), "responder established at {at:?}, not after one PTO");
+}
+
 /// [HS-20]: the allow-list is applied after AUTH_PROOF and refuses with its own code. The
 /// initiator was established when it sent AUTH_PROOF ([HS-22]), so it sees its session closed
 /// by the peer with NOT_ALLOWED (as a TLS 1.3 client learns of a refused client certificate).
