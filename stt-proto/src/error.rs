@@ -66,7 +66,9 @@ pub enum CloseReason {
     LocalTransport(TransportCode),
     /// The peer closed it with a transport code.
     RemoteTransport(TransportCode),
-    /// Nothing authenticated arrived for the idle timeout.
+    /// Nothing authenticated arrived for the idle timeout (or, for a session this node
+    /// initiated and reported established on sending AUTH_PROOF, nothing from the responder
+    /// before the handshake timeout, spec [HS-22]).
     IdleTimeout,
     /// The whole node was shut down.
     NodeClosed,
@@ -89,7 +91,8 @@ impl fmt::Display for CloseReason {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum HandshakeFailure {
-    /// No CHALLENGE / FINAL arrived within the handshake timeout.
+    /// No CHALLENGE (or, where the initiator waits for it, FINAL) arrived within the
+    /// handshake timeout.
     Timeout,
     /// The responder's node id differs from the one `connect` expected.
     PeerMismatch,

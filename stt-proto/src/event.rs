@@ -34,7 +34,9 @@ impl core::fmt::Display for SessionId {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// The handshake completed; `peer` is authenticated. Emitted once per session.
+    /// The handshake completed; `peer` is authenticated. Emitted once per session. An
+    /// initiator on a direct path gets it when it sends AUTH_PROOF (spec [HS-22]): the
+    /// session may send at once; the responder confirms it with its first packet.
     Established {
         /// The session.
         session: SessionId,

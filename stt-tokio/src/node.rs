@@ -207,6 +207,13 @@ impl Node {
     /// Opens a session to `addr`. With `expected_peer`, the handshake fails unless the
     /// responder proves that node id. Dropping the returned future abandons the handshake.
     ///
+    /// On a direct path the session is returned one round trip after the first packet,
+    /// when this node sends its AUTH_PROOF (spec [HS-22]), as a QUIC or TLS 1.3 client's
+    /// connect: what is written at once goes out right behind it. A responder whose
+    /// allow-list refuses this node then closes the session
+    /// ([`Ended::Closed`](crate::Ended)`(RemoteTransport(NotAllowed))`, shown as "not on its
+    /// allow-list"); through a relay, the refusal is a [`ConnectError`] instead.
+    ///
     /// # Errors
     /// [`ConnectError`] when the handshake fails or the node is shut down.
     pub async fn connect(&self, addr: SocketAddr, expected_peer: Option<NodeId>) -> Result<Session, ConnectError> {
