@@ -322,3 +322,23 @@ async fn socket_buffers_follow_the_bind_options() {
     within(rx.read_to_end(&mut got)).await.unwrap();
     assert_eq!(got, b"through both");
 }
+
+/// A connect returns when AUTH_PROOF leaves (spec [HS-22]), so a responder whose allow-list
+/// refuses this node ends the returned session, and the end says why in words; a write made
+/// at once never reaches the refusing node's application.
+#[tokio::test]
+async fn allow_list_refusal_after_an_early_connect_says_why() {
+    let shared = SharedSeed::random();
+    let a = node(&shared, Config::default()).await;
+    let b = node(&shared, Config::default().allow_list(Some(vec![]))).await;
+    let s = within(a.connect(b.local_addr(), Some(b.node_id()))).await.expect("established on AUTH_PROOF");
+    if let Ok(mut w) = s.open_uni().await {
+        let _ = w.write_all(b"sent before the refusal").await;
+    }
+    let end = within(s.closed()).await;
+    assert_eq!(end, Ended::Closed(CloseReason::RemoteTransport(stt_proto::TransportCode::NotAllowed)));
+    assert!(end.to_string().contains("allow-list"), "{end}");
+    assert_eq!(b.stats().dropped(stt_proto::DropReason::NotAllowed), 1);
+    // The refusing node never reported a session.
+    assert!(tokio::time::timeout(Duration::from_millis(200), b.accept()).await.is_err());
+}
