@@ -21,8 +21,10 @@ pub(crate) enum SendState {
 /// Unacknowledged and unsent stream bytes.
 #[derive(Debug, Default)]
 pub(crate) struct SendBuf {
-    /// Chunks holding bytes from `chunks_base` up to `written`.
-    chunks: VecDeque<Bytes>,
+    /// Chunks holding bytes from `chunks_base` up to `written`, each with its stream
+    /// offset (so a packet finds its bytes by binary search, not by walking every chunk
+    /// in flight: a bulk sender holds thousands of small ones).
+    chunks: VecDeque<(u64, Bytes)>,
     chunks_base: u64,
     /// Total bytes written by the application.
     written: u64,
@@ -56,9 +58,10 @@ impl SendBuf {
     }
 
     pub(crate) fn push(&mut self, data: Bytes) {
+        let start = self.written;
         self.written += data.len() as u64;
         if !data.is_empty() {
-            self.chunks.push_back(data);
+            self.chunks.push_back((start, data));
         }
     }
 
@@ -85,20 +88,18 @@ impl SendBuf {
 
     /// Copies `offset..offset+len` into `w`.
     pub(crate) fn copy_into(&self, offset: u64, len: u64, w: &mut Writer<'_>) -> Option<()> {
-        let mut pos = self.chunks_base;
-        let mut need = offset..offset + len;
-        for c in &self.chunks {
-            let end = pos + c.len() as u64;
-            if need.start < end && need.start >= pos {
-                let from = (need.start - pos) as usize;
-                let to = (need.end.min(end) - pos) as usize;
-                w.bytes(&c[from..to])?;
-                need.start = end.min(need.end);
-                if need.is_empty() {
-                    return Some(());
-                }
+        let mut need = offset..offset.checked_add(len)?;
+        let first = self.chunks.partition_point(|(start, c)| start + c.len() as u64 <= need.start);
+        for (start, c) in self.chunks.range(first..) {
+            if need.is_empty() {
+                break;
             }
-            pos = end;
+            // Chunks are contiguous; a range below the first one was freed (acknowledged).
+            let from = usize::try_from(need.start.checked_sub(*start)?).ok()?;
+            let end = start + c.len() as u64;
+            let to = usize::try_from(need.end.min(end) - start).ok()?;
+            w.bytes(c.get(from..to)?)?;
+            need.start = end.min(need.end);
         }
         need.is_empty().then_some(())
     }
@@ -108,12 +109,12 @@ impl SendBuf {
         self.acked.insert(offset..offset + len);
         self.retransmit.remove(offset..offset + len);
         let prefix = self.acked_prefix();
-        while let Some(c) = self.chunks.front() {
+        while let Some((_, c)) = self.chunks.front() {
             if self.chunks_base + c.len() as u64 > prefix {
                 break;
             }
             self.chunks_base += c.len() as u64;
-            if let Some(c) = self.chunks.pop_front() {
+            if let Some((_, c)) = self.chunks.pop_front() {
                 freed(c);
             }
         }
@@ -179,6 +180,31 @@ mod tests {
         assert!(b.all_acked());
         assert_eq!(b.unacked(), 0);
         assert!(b.chunks.is_empty(), "acked chunks freed");
+    }
+
+    /// Ranges that span chunks, start inside one, or fall below the first kept chunk.
+    #[test]
+    fn copy_into_finds_bytes_across_many_chunks() {
+        let mut b = SendBuf::default();
+        let data: alloc::vec::Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for piece in data.chunks(37) {
+            b.push(Bytes::copy_from_slice(piece));
+        }
+        let mut out = [0u8; 1500];
+        for (off, len) in [(0u64, 1u64), (36, 2), (37, 37), (1000, 1400), (9_990, 10), (0, 1400)] {
+            let mut w = Writer::new(&mut out);
+            b.copy_into(off, len, &mut w).unwrap();
+            assert_eq!(&out[..len as usize], &data[off as usize..(off + len) as usize], "{off}+{len}");
+        }
+        let mut w = Writer::new(&mut out);
+        assert!(b.copy_into(9_990, 11, &mut w).is_none(), "past the written end");
+        b.mark_sent(0, 10_000);
+        b.on_ack(0, 370, drop);
+        let mut w = Writer::new(&mut out);
+        assert!(b.copy_into(300, 100, &mut w).is_none(), "freed bytes are gone");
+        let mut w = Writer::new(&mut out);
+        b.copy_into(370, 100, &mut w).unwrap();
+        assert_eq!(&out[..100], &data[370..470]);
     }
 
     #[test]
