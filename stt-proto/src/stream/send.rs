@@ -26,6 +26,9 @@ pub(crate) struct SendBuf {
     /// in flight: a bulk sender holds thousands of small ones).
     chunks: VecDeque<(u64, Bytes)>,
     chunks_base: u64,
+    /// The chunk the last copy ended in: the next one usually starts there (new bytes go
+    /// out in order), so most packets find their chunk without a search.
+    hint: usize,
     /// Total bytes written by the application.
     written: u64,
     /// Bytes below this were sent at least once.
@@ -87,10 +90,15 @@ impl SendBuf {
     }
 
     /// Copies `offset..offset+len` into `w`.
-    pub(crate) fn copy_into(&self, offset: u64, len: u64, w: &mut Writer<'_>) -> Option<()> {
+    pub(crate) fn copy_into(&mut self, offset: u64, len: u64, w: &mut Writer<'_>) -> Option<()> {
         let mut need = offset..offset.checked_add(len)?;
-        let first = self.chunks.partition_point(|(start, c)| start + c.len() as u64 <= need.start);
-        for (start, c) in self.chunks.range(first..) {
+        let holds = |i: usize| self.chunks.get(i).is_some_and(|(s, c)| *s <= offset && offset < s + c.len() as u64);
+        let first = match self.hint {
+            h if holds(h) => h,
+            h if holds(h + 1) => h + 1,
+            _ => self.chunks.partition_point(|(start, c)| start + c.len() as u64 <= offset),
+        };
+        for (i, (start, c)) in self.chunks.range(first..).enumerate() {
             if need.is_empty() {
                 break;
             }
@@ -100,6 +108,7 @@ impl SendBuf {
             let to = usize::try_from(need.end.min(end) - start).ok()?;
             w.bytes(c.get(from..to)?)?;
             need.start = end.min(need.end);
+            self.hint = first + i;
         }
         need.is_empty().then_some(())
     }
@@ -115,6 +124,7 @@ impl SendBuf {
             }
             self.chunks_base += c.len() as u64;
             if let Some((_, c)) = self.chunks.pop_front() {
+                self.hint = self.hint.saturating_sub(1);
                 freed(c);
             }
         }
@@ -150,6 +160,7 @@ impl SendBuf {
     /// Drops everything (reset).
     pub(crate) fn clear(&mut self) {
         self.chunks.clear();
+        self.hint = 0;
         self.retransmit.clear();
     }
 }
@@ -191,7 +202,7 @@ mod tests {
             b.push(Bytes::copy_from_slice(piece));
         }
         let mut out = [0u8; 1500];
-        for (off, len) in [(0u64, 1u64), (36, 2), (37, 37), (1000, 1400), (9_990, 10), (0, 1400)] {
+        for (off, len) in [(0u64, 1u64), (36, 2), (37, 37), (1000, 1400), (9_990, 10), (0, 1400), (2400, 50), (74, 1)] {
             let mut w = Writer::new(&mut out);
             b.copy_into(off, len, &mut w).unwrap();
             assert_eq!(&out[..len as usize], &data[off as usize..(off + len) as usize], "{off}+{len}");
