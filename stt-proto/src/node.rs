@@ -59,6 +59,16 @@ struct Slot {
     cookies_received: u8,
 }
 
+/// Protected packets a node holds for half-open sessions, in all (spec [HS-22]).
+pub(crate) const EARLY_PACKETS: usize = 16;
+
+/// A protected packet that arrived before its session's AUTH_PROOF.
+struct EarlyPacket {
+    sid: WireSessionId,
+    from: PathAddr,
+    data: Vec<u8>,
+}
+
 /// An STT node: the sans-IO state machine for one local transport.
 ///
 /// Drive it with [`handle_input`](Node::handle_input) and app commands, then drain
@@ -89,6 +99,11 @@ pub struct Node<E: Entropy> {
     due: Vec<u32>,
     /// Responder sessions in the half-open (CHALLENGE sent) state.
     half_open: usize,
+    /// Protected packets that reached a half-open session before its AUTH_PROOF (an
+    /// initiator sends right behind AUTH_PROOF, spec [HS-22], and the path may reorder):
+    /// replayed once that AUTH_PROOF is accepted. At most [`EARLY_PACKETS`] node-wide; when
+    /// full, the oldest is dropped.
+    early: VecDeque<EarlyPacket>,
     /// Sessions whose peer is known, by peer (at most two per peer, briefly, during a
     /// simultaneous open): duplicate resolution and `session_with` cost O(log n).
     by_peer: KeyIndex,
@@ -161,6 +176,7 @@ impl<E: Entropy> Node<E> {
             schedule: Schedule::default(),
             due: Vec::new(),
             half_open: 0,
+            early: VecDeque::new(),
             by_peer: KeyIndex::new(),
             shut_down: false,
             event_mark: 0,
@@ -559,7 +575,11 @@ impl<E: Entropy> Node<E> {
                 let r = if ty == TYPE_CHALLENGE {
                     self.handle_challenge(idx, from, sender, data)
                 } else {
-                    self.handle_auth_proof(idx, sender, data)
+                    let r = self.handle_auth_proof(idx, sender, data);
+                    if r.is_ok() {
+                        self.replay_early(idx);
+                    }
+                    r
                 };
                 self.after_input(idx as usize);
                 r
@@ -584,6 +604,18 @@ impl<E: Entropy> Node<E> {
                 let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else {
                     return Dropped(DropReason::UnknownSession);
                 };
+                if matches!(session.phase, Phase::Challenged(_)) {
+                    // Ahead of its AUTH_PROOF: kept (a bounded few) for when it arrives.
+                    if from != session.remote || data.len() > self.config.max_udp_payload {
+                        return Dropped(DropReason::UnexpectedState);
+                    }
+                    let sid = session.local_sid;
+                    if self.early.len() >= EARLY_PACKETS {
+                        self.early.pop_front();
+                    }
+                    self.early.push_back(EarlyPacket { sid, from, data: data.to_vec() });
+                    return Consumed;
+                }
                 let Some((head, body)) = data.split_at_mut_checked(RECORD_HEADER_LEN) else {
                     return Dropped(DropReason::Malformed);
                 };
@@ -597,6 +629,30 @@ impl<E: Entropy> Node<E> {
         match result {
             Ok(()) => Consumed,
             Err(reason) => Dropped(reason),
+        }
+    }
+
+    /// Hands the packets held for session `idx` while it was half open to it, now that its
+    /// AUTH_PROOF was accepted (spec [HS-22]).
+    fn replay_early(&mut self, idx: u32) {
+        let Some(sid) = self.slots.get(idx as usize).and_then(|s| s.session.as_ref()).map(|s| s.local_sid) else {
+            return;
+        };
+        let mut i = 0;
+        while i < self.early.len() {
+            if self.early.get(i).is_none_or(|p| p.sid != sid) {
+                i += 1;
+                continue;
+            }
+            let Some(mut p) = self.early.remove(i) else { break };
+            let Some((Header::Protected { key_phase, truncated_pn, .. }, _)) = Header::decode(&p.data) else {
+                continue;
+            };
+            let Some(session) = self.slots.get_mut(idx as usize).and_then(|s| s.session.as_mut()) else { return };
+            let Some((head, body)) = p.data.split_at_mut_checked(RECORD_HEADER_LEN) else { continue };
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
+            let _ = session.handle_protected(self.now, &mut ctx, p.from, key_phase, truncated_pn, head, body);
+            self.drain_relay(idx as usize);
         }
     }
 

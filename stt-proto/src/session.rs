@@ -435,6 +435,9 @@ impl Session {
         } else {
             let handshake_deadline = self.timers[Timer::Handshake as usize];
             self.become_established(now, config, rtt);
+            if let Some(t) = self.transport.as_mut() {
+                t.loss.keyless_below = u64::MAX;
+            }
             self.unconfirmed = Some(state);
             // Unconfirmed, the handshake timeout still applies (spec [HS-14]).
             self.set_timer(Timer::Handshake, handshake_deadline);
@@ -447,6 +450,10 @@ impl Session {
     /// Initiator: an authenticated packet from the responder confirms the handshake.
     fn confirm(&mut self) {
         if self.unconfirmed.take().is_some() {
+            // Packets sent from now on reach a responder that holds the keys.
+            if let (Some(t), Some(r)) = (self.transport.as_mut(), self.record.as_ref()) {
+                t.loss.keyless_below = r.next_pn();
+            }
             self.send_handshake = false;
             self.set_timer(Timer::Retransmit, None);
             self.set_timer(Timer::Handshake, None);

@@ -260,8 +260,9 @@ async fn stt_upload(p: Profile, seed: u64, bytes: u64) -> Outcome {
     }
     if let Some(st) = s.stats().await {
         eprintln!(
-            "  stt sender: {} packets ({} not ack-eliciting), {} declared lost, {} of them spurious",
-            st.packets_out, st.non_eliciting_packets, st.lost, st.spurious_losses
+            "  stt sender: {} packets ({} not ack-eliciting), {} declared lost, {} of them spurious; \
+             at the end: window {} B, rtt {:?}, datagram {} B",
+            st.packets_out, st.non_eliciting_packets, st.lost, st.spurious_losses, st.cwnd, st.rtt, st.mtu
         );
     }
     outcome
@@ -330,6 +331,9 @@ fn main() {
     let bytes = env("STT_BENCH_BYTES", 4 << 20);
     let rounds = env("STT_BENCH_ROUNDS", 3).max(1);
     let only = std::env::var("STT_BENCH_PROFILES").ok();
+    // The impairment's seeds are STT_BENCH_SEED + round (default 1000): the loss pattern is
+    // fixed per datagram position, so an A/B of two builds needs several seeds.
+    let first_seed = env("STT_BENCH_SEED", 1000);
     let profiles: Vec<Profile> = PROFILES
         .iter()
         .copied()
@@ -339,7 +343,7 @@ fn main() {
     let mut results: HashMap<(&str, &str), Vec<Outcome>> = HashMap::new();
     for round in 0..rounds {
         for p in &profiles {
-            let seed = 1000 + round;
+            let seed = first_seed + round;
             // Alternate which goes first.
             let order = if round % 2 == 0 { ["stt", "quinn"] } else { ["quinn", "stt"] };
             for kind in order {

@@ -150,6 +150,13 @@ pub(crate) struct LossDetector {
     first_sample_at: Option<Instant>,
     /// Losses later shown to be spurious (the packet was acknowledged after all).
     pub(crate) spurious_losses: u64,
+    /// Packets below this number were sent before the peer was known to hold the keys
+    /// (an initiator established on AUTH_PROOF, spec [HS-22]): lost, and below the earliest
+    /// acknowledged packet, they may have arrived before the keys and are no congestion
+    /// signal (RFC 9002 §7.5). They are still retransmitted.
+    pub(crate) keyless_below: u64,
+    /// The lowest packet number acknowledged so far.
+    earliest_acked: Option<u64>,
     /// Bytes of ack-eliciting packets overdue by the base time threshold but not declared
     /// lost (they wait out a widened one), as of the last ACK or loss timer (spec [LR-6]).
     overdue_bytes: u64,
@@ -178,6 +185,8 @@ impl LossDetector {
             events_since_spurious: 0,
             last_event: None,
             spurious_losses: 0,
+            keyless_below: 0,
+            earliest_acked: None,
             overdue_bytes: 0,
         }
     }
@@ -280,6 +289,7 @@ impl LossDetector {
             let end = range.end.min(next_pn);
             for pn in start..end {
                 if let Some(p) = self.take(pn) {
+                    self.earliest_acked = Some(self.earliest_acked.map_or(pn, |e| e.min(pn)));
                     if newly_acked_largest.is_none() || pn == ack.largest {
                         newly_acked_largest = Some((pn, p.time, p.ack_eliciting));
                     }
@@ -385,7 +395,10 @@ impl LossDetector {
             let late = p.time.saturating_add(delay) <= now;
             if late || largest >= pn + threshold {
                 if let Some(p) = self.take(pn) {
-                    if p.ack_eliciting && !p.mtu_probe {
+                    let keyless = pn < self.keyless_below && self.earliest_acked.is_none_or(|e| pn < e);
+                    if keyless {
+                        self.lost_packets += 1;
+                    } else if p.ack_eliciting && !p.mtu_probe {
                         self.lost_packets += 1;
                         count += 1;
                         first_lost.get_or_insert((pn, p.time));
