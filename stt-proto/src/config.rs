@@ -42,6 +42,7 @@ pub struct Config {
     pub(crate) max_session_ranges: usize,
     pub(crate) rehandshake_min_interval: Duration,
     pub(crate) datagram_queue: usize,
+    pub(crate) early_packets: usize,
     pub(crate) max_datagram_frame: usize,
     pub(crate) session_id_prefix: heapless::Vec<u8, 4>,
     pub(crate) stream_window: u64,
@@ -114,6 +115,7 @@ impl Default for Config {
             max_session_ranges: 4096,
             rehandshake_min_interval: Duration::from_secs(30),
             datagram_queue: 256,
+            early_packets: 16,
             max_datagram_frame: 1150,
             session_id_prefix: heapless::Vec::new(),
             stream_window: 256 * 1024,
@@ -336,6 +338,13 @@ impl Config {
     setter!(
         /// Datagrams queued per session and direction.
         datagram_queue: usize
+    );
+    setter!(
+        /// Protected packets this node holds, in all, for half-open sessions whose
+        /// AUTH_PROOF they overtook (spec [HS-22]); when full, the oldest is dropped. Each
+        /// costs up to `max_udp_payload` bytes while held. Default 16; 0 drops them (the
+        /// initiator's loss recovery resends them).
+        early_packets: usize
     );
     setter!(
         /// Largest DATAGRAM payload this node accepts.

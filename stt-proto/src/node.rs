@@ -59,9 +59,6 @@ struct Slot {
     cookies_received: u8,
 }
 
-/// Protected packets a node holds for half-open sessions, in all (spec [HS-22]).
-pub(crate) const EARLY_PACKETS: usize = 16;
-
 /// A protected packet that arrived before its session's AUTH_PROOF.
 struct EarlyPacket {
     sid: WireSessionId,
@@ -101,8 +98,8 @@ pub struct Node<E: Entropy> {
     half_open: usize,
     /// Protected packets that reached a half-open session before its AUTH_PROOF (an
     /// initiator sends right behind AUTH_PROOF, spec [HS-22], and the path may reorder):
-    /// replayed once that AUTH_PROOF is accepted. At most [`EARLY_PACKETS`] node-wide; when
-    /// full, the oldest is dropped.
+    /// replayed once that AUTH_PROOF is accepted. At most `Config::early_packets` in all;
+    /// when full, the oldest is dropped.
     early: VecDeque<EarlyPacket>,
     /// Sessions whose peer is known, by peer (at most two per peer, briefly, during a
     /// simultaneous open): duplicate resolution and `session_with` cost O(log n).
@@ -606,11 +603,12 @@ impl<E: Entropy> Node<E> {
                 };
                 if matches!(session.phase, Phase::Challenged(_)) {
                     // Ahead of its AUTH_PROOF: kept (a bounded few) for when it arrives.
-                    if from != session.remote || data.len() > self.config.max_udp_payload {
+                    let limit = self.config.early_packets;
+                    if from != session.remote || data.len() > self.config.max_udp_payload || limit == 0 {
                         return Dropped(DropReason::UnexpectedState);
                     }
                     let sid = session.local_sid;
-                    if self.early.len() >= EARLY_PACKETS {
+                    while self.early.len() >= limit {
                         self.early.pop_front();
                     }
                     self.early.push_back(EarlyPacket { sid, from, data: data.to_vec() });
