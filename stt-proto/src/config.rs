@@ -376,8 +376,10 @@ impl Config {
     );
     setter!(
         /// Bytes buffered per stream (written, not yet acknowledged); writes beyond block.
-        /// Of these, at most 256 KiB may be waiting to be sent for the first time: writes
-        /// stop there too and `StreamWritable` follows once half of it went out.
+        /// Of these, at most two congestion windows (at least 32 KiB, at most 256 KiB) may be
+        /// waiting to be sent for the first time: writes stop there too and
+        /// `StreamWritable` follows once half of it went out. A session on a slow or
+        /// crowded path so holds little more than its path carries.
         stream_send_buffer: u64
     );
     setter!(

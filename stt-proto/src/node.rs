@@ -1443,6 +1443,13 @@ impl SessionRef<'_> {
         t.streams_mut().ok_or(unknown)
     }
 
+    /// As [`used_streams`](Self::used_streams), for a write: the unsent allowance follows
+    /// the congestion window.
+    fn streams_for_write<E>(&mut self, not_established: E, unknown: E) -> Result<&mut crate::stream::Streams, E> {
+        let t = self.session.transport.as_mut().ok_or(not_established)?;
+        t.streams_for_write().ok_or(unknown)
+    }
+
     /// Opens a stream (unidirectional if `uni`). Data is sent once written.
     ///
     /// # Errors
@@ -1493,7 +1500,7 @@ impl SessionRef<'_> {
     /// # Errors
     /// [`WriteError`]; `Blocked` when nothing fits (wait for `Event::StreamWritable`).
     pub fn write(&mut self, now: Instant, stream: StreamId, data: &[u8]) -> Result<usize, WriteError> {
-        let streams = self.used_streams(WriteError::NotEstablished, WriteError::UnknownStream)?;
+        let streams = self.streams_for_write(WriteError::NotEstablished, WriteError::UnknownStream)?;
         let written = streams.write_copy(stream, data)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
@@ -1505,7 +1512,8 @@ impl SessionRef<'_> {
     /// # Errors
     /// As [`write`](Self::write).
     pub fn write_bytes(&mut self, now: Instant, stream: StreamId, data: Bytes) -> Result<usize, WriteError> {
-        let written = self.used_streams(WriteError::NotEstablished, WriteError::UnknownStream)?.write(stream, data)?;
+        let written =
+            self.streams_for_write(WriteError::NotEstablished, WriteError::UnknownStream)?.write(stream, data)?;
         let now = self.clock(now);
         self.session.note_app_activity(now);
         self.touched(Ok(written))

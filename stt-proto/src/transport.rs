@@ -187,6 +187,15 @@ impl Transport {
         self.streams.as_deref_mut()
     }
 
+    /// The streams for an application write: their unsent allowance follows the congestion
+    /// window first (`Streams::follow_window`).
+    pub(crate) fn streams_for_write(&mut self) -> Option<&mut Streams> {
+        let cwnd = self.cc.window();
+        let s = self.streams.as_deref_mut()?;
+        s.follow_window(cwnd);
+        Some(s)
+    }
+
     /// The streams, created now if none was used yet.
     #[inline]
     pub(crate) fn streams_or_new(&mut self, config: &Config, now: Instant) -> &mut Streams {

@@ -197,21 +197,27 @@ fn partial_copying_write_is_followed_by_stream_writable() {
     assert_eq!(w.node(a).session(sa).unwrap().write(now, id, &data[10_000..]), Ok(10_000), "room again");
 }
 
-/// A writer gets at most 256 KiB ahead of what was sent (as TCP_NOTSENT_LOWAT; bytes in
-/// flight may still fill the send buffer), and hears `StreamWritable` once sending brought
-/// the unsent bytes down to half of that, even with nothing acknowledged in between.
+/// A writer gets at most two congestion windows, within 32–256 KiB, ahead of what was sent
+/// (as TCP_NOTSENT_LOWAT; bytes in flight may still fill the send buffer), and hears
+/// `StreamWritable` once sending brought the unsent bytes down to half of that, even with
+/// nothing acknowledged in between.
 #[test]
 fn writes_stop_at_the_unsent_limit_and_resume_as_data_goes_out() {
     let mut w = World::new(World::seed_from_env(48));
     let (a, b, sa, sb) = pair(&mut w, Config::default(), Config::default());
     let now = w.now;
     let id = w.node(a).session(sa).unwrap().open_uni(now).unwrap();
-    let data = pattern(1 << 20, 8);
+    let data = pattern(4 << 20, 8);
     let taken = w.node(a).session(sa).unwrap().write(now, id, &data).unwrap();
-    assert_eq!(taken, 256 * 1024, "a 4 MiB send buffer, but only 256 KiB may wait unsent");
+    assert_eq!(
+        taken,
+        32 * 1024,
+        "a 4 MiB send buffer, but the first window is 10 packets: 32 KiB (the floor) may wait unsent"
+    );
     let before = w.nodes[a].events.len();
     let mut got = Vec::new();
     let mut sent = taken;
+    let mut largest = taken;
     let mut buf = vec![0u8; 1 << 16];
     let mut peer = None;
     for _ in 0..400 {
@@ -224,6 +230,7 @@ fn writes_stop_at_the_unsent_limit_and_resume_as_data_goes_out() {
         {
             if let Ok(n) = w.node(a).session(sa).unwrap().write(now, id, &data[sent..]) {
                 sent += n;
+                largest = largest.max(n);
             }
         }
         let mut r = w.node(b).session(sb).unwrap();
@@ -247,6 +254,8 @@ fn writes_stop_at_the_unsent_limit_and_resume_as_data_goes_out() {
         "woken to write more"
     );
     assert_eq!(sent, data.len(), "the writer got everything in after StreamWritable");
+    assert!(largest > 64 * 1024, "the allowance grew with the window: largest write {largest} B");
+    assert!(largest <= 256 * 1024, "never more than 256 KiB unsent: a write took {largest} B");
     assert!(got == data, "everything arrived intact and in order: {} of {} bytes", got.len(), data.len());
 }
 

@@ -330,15 +330,32 @@ impl Hub {
     /// the hub, everything read by the peer.
     fn burst(&mut self, ids: &[SessionId], datagrams: usize, stream: usize) {
         let start = self.received;
+        let data = vec![0xa5; stream];
+        let mut open = Vec::new();
         for &id in ids {
             let now = self.now;
             let mut s = self.hub.session(id).unwrap();
             for _ in 0..datagrams {
                 s.send_datagram(now, &[0x5a; 1000], false).unwrap();
             }
-            let st = s.open_uni(now).unwrap();
-            assert_eq!(s.write(now, st, &vec![0xa5; stream]), Ok(stream));
-            s.finish(now, st).unwrap();
+            open.push((id, s.open_uni(now).unwrap(), 0));
+        }
+        // Writes take what the unsent allowance holds (two congestion windows): top every
+        // stream up as it drains, then finish it.
+        while !open.is_empty() {
+            let now = self.now;
+            open.retain_mut(|(id, st, sent)| {
+                let mut s = self.hub.session(*id).unwrap();
+                if let Ok(n) = s.write(now, *st, &data[*sent..]) {
+                    *sent += n;
+                }
+                let done = *sent == data.len();
+                if done {
+                    s.finish(now, *st).unwrap();
+                }
+                !done
+            });
+            self.run(10);
         }
         self.run(3000);
         let want = (ids.len() * (datagrams * 1000 + stream)) as u64;

@@ -201,19 +201,19 @@ struct SendHalf {
 
 impl SendHalf {
     /// Bytes `write` accepts now: within the send buffer (unacknowledged bytes) and within
-    /// `UNSENT_LIMIT` (bytes not yet sent once).
-    fn room(&self, send_buffer: u64) -> u64 {
+    /// `unsent_limit` (bytes not yet sent once).
+    fn room(&self, send_buffer: u64, unsent_limit: u64) -> u64 {
         let unsent = self.buf.written() - self.buf.sent();
-        send_buffer.saturating_sub(self.buf.unacked()).min(UNSENT_LIMIT.saturating_sub(unsent))
+        send_buffer.saturating_sub(self.buf.unacked()).min(unsent_limit.saturating_sub(unsent))
     }
 
     /// Whether a writer waiting for room should be told now: room in the send buffer, and
     /// the unsent bytes down to half the limit (so each wake-up has a sizeable write to make).
-    fn writable_again(&self, send_buffer: u64) -> bool {
+    fn writable_again(&self, send_buffer: u64, unsent_limit: u64) -> bool {
         self.wants_writable
             && self.state == SendState::Open
             && self.buf.unacked() < send_buffer
-            && self.buf.written() - self.buf.sent() <= UNSENT_LIMIT / 2
+            && self.buf.written() - self.buf.sent() <= unsent_limit / 2
     }
 }
 
@@ -281,6 +281,9 @@ pub(crate) struct Streams {
     /// acknowledgement that leaves the stream nothing unacknowledged, or an idle keepalive
     /// interval (`shrink_if_idle`).
     spares: Vec<BytesMut>,
+    /// Bytes a stream may hold written but not yet sent once, now: twice the congestion
+    /// window, within [`MIN_UNSENT`, `UNSENT_LIMIT`] (`follow_window`).
+    unsent_limit: u64,
 }
 
 /// Bytes a stream may hold written but not yet sent once (as TCP_NOTSENT_LOWAT): writes stop
@@ -288,7 +291,15 @@ pub(crate) struct Streams {
 /// was written moments before, still in the CPU's cache, instead of megabytes queued long
 /// before (+18-22 % bulk throughput on loopback against a queue of the whole 4 MiB send
 /// buffer); bytes in flight may still fill `send_buffer`, so long fat paths keep their window.
+///
+/// Below that, the allowance follows the congestion window (twice the window, at least
+/// [`MIN_UNSENT`]): a session whose window is small gets no further ahead of its path than
+/// two windows, so a node with many sessions sending at once holds (and first touches)
+/// memory in proportion to what its paths carry, not 256 KiB per stream.
 pub(crate) const UNSENT_LIMIT: u64 = 256 * 1024;
+
+/// The least unsent allowance per stream, whatever the congestion window.
+pub(crate) const MIN_UNSENT: u64 = 32 * 1024;
 
 /// Acknowledged chunks a session keeps for reuse by copying writes (see `Streams::spares`).
 const MAX_SPARES: usize = 8;
@@ -337,6 +348,7 @@ impl Streams {
             recv_ranges: 0,
             round_robin: 0,
             spares: Vec::new(),
+            unsent_limit: UNSENT_LIMIT,
             app: AppFrameQueue {
                 queue: crate::datagram::DatagramQueue::new(
                     limits.app_queue,
@@ -387,15 +399,17 @@ impl Streams {
         let _ = w.u8(ty);
         let _ = w.varint(body.len() as u64);
         let n = w.len();
-        let room = self.write_room(id).map_err(|_| FrameError::Blocked)?;
+        // A frame goes whole or not at all: within the fixed unsent limit (which it was
+        // checked to fit), not the window-following one, which may stay below its size.
+        let room = self.room_within(id, UNSENT_LIMIT).map_err(|_| FrameError::Blocked)?;
         if room < (n + body.len()) as u64 {
             if let Some(s) = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()) {
                 s.wants_writable = true;
             }
             return Err(FrameError::Blocked);
         }
-        let _ = self.write(id, Bytes::copy_from_slice(&head[..n]));
-        let _ = self.write(id, Bytes::copy_from_slice(body));
+        let _ = self.push(id, Bytes::copy_from_slice(&head[..n]), n, UNSENT_LIMIT);
+        let _ = self.push(id, Bytes::copy_from_slice(body), body.len(), UNSENT_LIMIT);
         Ok(())
     }
 
@@ -554,6 +568,11 @@ impl Streams {
 
     /// Bytes `write` would accept now on `id`.
     pub(crate) fn write_room(&self, id: StreamId) -> Result<u64, WriteError> {
+        self.room_within(id, self.unsent_limit)
+    }
+
+    /// Bytes a write would fit on `id` with at most `unsent_limit` bytes unsent.
+    fn room_within(&self, id: StreamId, unsent_limit: u64) -> Result<u64, WriteError> {
         let s = self.map.get(id.0).and_then(|s| s.send.as_ref()).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped {
             return Err(WriteError::Stopped(code));
@@ -561,7 +580,13 @@ impl Streams {
         if s.state != SendState::Open {
             return Err(WriteError::Finished);
         }
-        Ok(s.room(self.limits.send_buffer))
+        Ok(s.room(self.limits.send_buffer, unsent_limit))
+    }
+
+    /// Sets the unsent allowance of writes from the congestion window `cwnd` (see
+    /// [`UNSENT_LIMIT`]).
+    pub(crate) fn follow_window(&mut self, cwnd: u64) {
+        self.unsent_limit = cwnd.saturating_mul(2).clamp(MIN_UNSENT, UNSENT_LIMIT);
     }
 
     /// Copies as much of `data` as fits into the send buffer (into the spare chunk when one
@@ -569,7 +594,7 @@ impl Streams {
     pub(crate) fn write_copy(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         let n = (data.len() as u64).min(self.write_room(id)?) as usize;
         if n == 0 && !data.is_empty() {
-            return self.push(id, Bytes::new(), data.len()).and(Err(WriteError::Blocked));
+            return self.push(id, Bytes::new(), data.len(), self.unsent_limit).and(Err(WriteError::Blocked));
         }
         let mut chunk = match self.spares.pop() {
             // Half full at least: a small write does not pin a large buffer.
@@ -580,17 +605,17 @@ impl Streams {
             _ => BytesMut::with_capacity(n),
         };
         chunk.extend_from_slice(&data[..n]);
-        self.push(id, chunk.freeze(), data.len())
+        self.push(id, chunk.freeze(), data.len(), self.unsent_limit)
     }
 
     pub(crate) fn write(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
         let requested = data.len();
-        self.push(id, data, requested)
+        self.push(id, data, requested, self.unsent_limit)
     }
 
     /// Buffers what fits of `data`, the first bytes of a write of `requested` bytes; a
     /// shortfall (room for less than `requested`) asks for `StreamWritable`.
-    fn push(&mut self, id: StreamId, data: Bytes, requested: usize) -> Result<usize, WriteError> {
+    fn push(&mut self, id: StreamId, data: Bytes, requested: usize, unsent_limit: u64) -> Result<usize, WriteError> {
         let buffer = self.limits.send_buffer;
         let s = self.map.get_mut(id.0).and_then(|s| s.send.as_mut()).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped {
@@ -599,7 +624,7 @@ impl Streams {
         if s.state != SendState::Open {
             return Err(WriteError::Finished);
         }
-        let room = s.room(buffer);
+        let room = s.room(buffer, unsent_limit);
         if room == 0 {
             s.wants_writable = true;
             return Err(WriteError::Blocked);
@@ -903,7 +928,7 @@ impl Streams {
         match *f {
             SentFrame::Stream { id, offset, len, fin } => {
                 let session = self.session;
-                let buffer = self.limits.send_buffer;
+                let (buffer, unsent_limit) = (self.limits.send_buffer, self.unsent_limit);
                 let spares = &mut self.spares;
                 if let Some(s) = self.map.get_mut(id).and_then(|s| s.send.as_mut()) {
                     let open = s.state == SendState::Open;
@@ -926,7 +951,7 @@ impl Streams {
                         *spares = Vec::new();
                     }
                     s.fin_acked |= fin;
-                    if s.writable_again(buffer) {
+                    if s.writable_again(buffer, unsent_limit) {
                         s.wants_writable = false;
                         events.push_back(Event::StreamWritable { session, stream: StreamId(id) });
                     }
@@ -1068,7 +1093,7 @@ impl Streams {
         log: &mut heapless::Vec<SentFrame, MAX_SENT_FRAMES>,
         events: &mut EventQueue,
     ) -> bool {
-        let (session, buffer) = (self.session, self.limits.send_buffer);
+        let (session, buffer, unsent_limit) = (self.session, self.limits.send_buffer, self.unsent_limit);
         let session_room = self.send_max_data.saturating_sub(self.send_data);
         let Some(s) = self.map.get_mut(id) else { return false };
         if let Some(r) = s.recv.as_mut() {
@@ -1148,7 +1173,7 @@ impl Streams {
                 break;
             }
         }
-        if wrote && snd.writable_again(buffer) {
+        if wrote && snd.writable_again(buffer, unsent_limit) {
             snd.wants_writable = false;
             events.push_back(Event::StreamWritable { session, stream: StreamId(id) });
         }
