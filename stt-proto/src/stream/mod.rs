@@ -301,6 +301,12 @@ pub(crate) const UNSENT_LIMIT: u64 = 256 * 1024;
 /// The least unsent allowance per stream, whatever the congestion window.
 pub(crate) const MIN_UNSENT: u64 = 32 * 1024;
 
+/// Largest chunk a copying write allocates: every chunk of a bulk writer has this size, so
+/// an acknowledged one fits the next write again (`Streams::spares`), and it stays below
+/// the size at which common allocators map fresh pages for each allocation (glibc: 128 KiB),
+/// so chunks freed by one session are reused by the next instead of being faulted in anew.
+pub(crate) const SEND_CHUNK: usize = 32 * 1024;
+
 /// Acknowledged chunks a session keeps for reuse by copying writes (see `Streams::spares`).
 const MAX_SPARES: usize = 8;
 
@@ -589,23 +595,47 @@ impl Streams {
         self.unsent_limit = cwnd.saturating_mul(2).clamp(MIN_UNSENT, UNSENT_LIMIT);
     }
 
-    /// Copies as much of `data` as fits into the send buffer (into the spare chunk when one
-    /// is kept and not much larger than the copy); returns how much was taken.
+    /// Copies as much of `data` as fits into the send buffer, in chunks of at most
+    /// [`SEND_CHUNK`] bytes, each into a spare chunk when one is kept; returns how much was
+    /// taken. A write cut short by the room takes whole chunks only, and none while more
+    /// than half the unsent allowance is still queued (the writer hears `StreamWritable`
+    /// once it is down to half, as for a full buffer): a bulk writer's chunks all have one
+    /// size, so every acknowledged one fits again and steady writing allocates nothing.
     pub(crate) fn write_copy(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
-        let n = (data.len() as u64).min(self.write_room(id)?) as usize;
-        if n == 0 && !data.is_empty() {
-            return self.push(id, Bytes::new(), data.len(), self.unsent_limit).and(Err(WriteError::Blocked));
-        }
-        let mut chunk = match self.spares.pop() {
-            // Half full at least: a small write does not pin a large buffer.
-            Some(mut b) if b.capacity() >= n && b.capacity() / 2 <= n => {
-                b.clear();
-                b
+        let room = self.write_room(id)?;
+        let mut n = (data.len() as u64).min(room) as usize;
+        if n < data.len() {
+            let queued = self.map.get(id.0).and_then(|s| s.send.as_ref()).map_or(0, |s| s.buf.written() - s.buf.sent());
+            if n >= SEND_CHUNK {
+                n -= n % SEND_CHUNK;
+            } else if queued > self.unsent_limit / 2 {
+                n = 0;
             }
-            _ => BytesMut::with_capacity(n),
-        };
-        chunk.extend_from_slice(&data[..n]);
-        self.push(id, chunk.freeze(), data.len(), self.unsent_limit)
+        }
+        if n == 0 {
+            let r = self.push(id, Bytes::new(), data.len(), self.unsent_limit);
+            return if data.is_empty() { r } else { r.and(Err(WriteError::Blocked)) };
+        }
+        let mut taken = 0;
+        while taken < n {
+            let k = (n - taken).min(SEND_CHUNK);
+            // Only a spare the piece fills completely: a full buffer freezes without
+            // allocating (a partly filled one needs a shared header).
+            let mut chunk = match self.spares.iter().position(|b| b.capacity() == k) {
+                Some(i) => {
+                    let mut b = self.spares.swap_remove(i);
+                    b.clear();
+                    b
+                }
+                None => BytesMut::with_capacity(k),
+            };
+            chunk.extend_from_slice(&data[taken..taken + k]);
+            // The last piece stands for the rest of the write: a shortfall asks for
+            // `StreamWritable`. Every piece fits (`n` is within the room).
+            let requested = if taken + k == n { data.len() - taken } else { k };
+            taken += self.push(id, chunk.freeze(), requested, self.unsent_limit)?;
+        }
+        Ok(taken)
     }
 
     pub(crate) fn write(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
@@ -938,10 +968,11 @@ impl Streams {
                         }
                         let held: usize = spares.iter().map(BytesMut::capacity).sum();
                         // Only a chunk nobody else holds (bytes the app passed by reference
-                        // may still be shared) can be written into again; it counts by the
-                        // memory it keeps (a view can pin a much larger allocation).
+                        // may still be shared) can be written into again, and only a whole
+                        // one (`write_copy` fills spares completely; others would clog the
+                        // list); it counts by the memory it keeps.
                         if let Ok(b) = freed.try_into_mut() {
-                            if (held + b.capacity()) as u64 <= buffer {
+                            if b.capacity() == SEND_CHUNK && (held + b.capacity()) as u64 <= buffer {
                                 spares.push(b);
                             }
                         }
@@ -1186,23 +1217,28 @@ mod tests {
     use super::*;
 
     fn streams(types: &[u8]) -> Streams {
+        streams_sized(types, 1000)
+    }
+
+    /// As `streams`, with `size` for every window and the send buffer.
+    fn streams_sized(types: &[u8], size: u64) -> Streams {
         let set = AppFrameSet { types: bitmap(types), max: 100 };
         let limits = StreamLimits {
-            stream_window: 1000,
-            session_window: 1000,
-            max_stream_window: 1000,
-            max_session_window: 1000,
+            stream_window: size,
+            session_window: size,
+            max_stream_window: size,
+            max_session_window: size,
             max_streams_bidi: 4,
             max_streams_uni: 4,
-            send_buffer: 1000,
+            send_buffer: size,
             app_frames: set,
             app_queue: 2,
             max_stream_ranges: 4,
             max_session_ranges: 6,
         };
         let peer = PeerLimits {
-            max_data: 1000,
-            max_stream_data: 1000,
+            max_data: size,
+            max_stream_data: size,
             max_streams_bidi: 4,
             max_streams_uni: 4,
             app_frames: set,
@@ -1328,21 +1364,54 @@ mod tests {
         assert!(held <= 1000, "spares hold {held} bytes of memory; the send buffer is 1000");
     }
 
+    /// A copying write cut short by the room takes whole chunks, and none while more than
+    /// half the unsent allowance waits; acknowledged whole chunks are written into again.
+    #[test]
+    fn room_limited_copying_writes_take_whole_chunks() {
+        let mut s = streams_sized(&[], 1 << 20);
+        s.follow_window(48 * 1024); // allowance: 96 KiB
+        let id = s.open(Instant::ZERO, true).unwrap();
+        let data = [7; 200_000];
+        assert_eq!(s.write_copy(id, &data), Ok(3 * SEND_CHUNK), "96 KiB of room: three whole chunks");
+        assert_eq!(s.write_copy(id, &data[..1000]), Err(WriteError::Blocked), "no room at all");
+        let frames = send_all(&mut s);
+        ack_below(&mut s, &frames, 2 * SEND_CHUNK as u64 + 100);
+        assert_eq!(s.spares.len(), 2, "the two acknowledged chunks are kept");
+        // All sent: the whole allowance is room again, filled from the spares first.
+        assert_eq!(s.write_copy(id, &data), Ok(3 * SEND_CHUNK));
+        assert!(s.spares.is_empty(), "both spares written into again");
+        // 20 000 bytes go out: 78 304 B unsent, over half the allowance, 20 000 B of room.
+        let mut sent = 0;
+        while sent < 20_000 {
+            let mut buf = [0u8; 1000];
+            let mut w = Writer::new(&mut buf);
+            let mut log = heapless::Vec::new();
+            s.write_frames(&mut w, &mut log, &mut EventQueue::new());
+            sent += log
+                .iter()
+                .map(|f| if let SentFrame::Stream { len, .. } = f { *len as usize } else { 0 })
+                .sum::<usize>();
+        }
+        assert_eq!(s.write_copy(id, &data), Err(WriteError::Blocked), "under a chunk of room, more than half queued");
+        assert_eq!(s.write_copy(id, &data[..100]), Ok(100), "a write that fits whole is taken");
+    }
+
     /// A stream the peer stopped (STOP_SENDING) writes nothing more and, its buffer
     /// cleared, never again has nothing unacknowledged: the spares must go as on a local
     /// reset, not stay with the session (idle sessions hold ~2.5 KB in all).
     #[test]
     fn spares_dropped_when_the_peer_stops_the_stream() {
-        let mut s = streams(&[]);
+        let mut s = streams_sized(&[], 1 << 20);
         let mut ev = EventQueue::new();
         let id = s.open(Instant::ZERO, true).unwrap();
+        let chunk = [7; SEND_CHUNK];
         for _ in 0..5 {
-            assert_eq!(s.write_copy(id, &[7; 100]), Ok(100));
+            assert_eq!(s.write_copy(id, &chunk), Ok(SEND_CHUNK));
         }
         let frames = send_all(&mut s);
         // Written, not sent yet, when the peer stops the stream.
-        assert_eq!(s.write_copy(id, &[7; 100]), Ok(100));
-        ack_below(&mut s, &frames, 400);
+        assert_eq!(s.write_copy(id, &chunk), Ok(SEND_CHUNK));
+        ack_below(&mut s, &frames, 4 * SEND_CHUNK as u64);
         assert!(!s.spares.is_empty(), "acknowledged chunks kept for reuse");
         s.on_stop_sending(Instant::ZERO, id, 9, &mut ev).unwrap();
         // What was still in flight is acknowledged; the session goes idle.
