@@ -762,7 +762,16 @@ async fn transfer(
     resume: bool,
     verify: bool,
 ) -> std::result::Result<Sent, Failure> {
-    let (mut tx, mut rx) = session.open_bi().await.map_err(|e| format!("cannot open a stream: {e}"))?;
+    // A session established on AUTH_PROOF (spec [HS-22]) can be closed by the receiver
+    // (its allow-list, say) before the stream opens: say why it ended, not only that it did.
+    let (mut tx, mut rx) = match session.open_bi().await {
+        Ok(pair) => pair,
+        Err(e) => {
+            // The end may still be on its way from the driver: wait a moment for it.
+            let end = tokio::time::timeout(Duration::from_secs(1), session.closed()).await;
+            return Err(end.map_or_else(|_| format!("cannot open a stream: {e}").into(), end_failure));
+        }
+    };
     let mut buf = vec![0u8; CHUNK];
     let mut hasher = Sha256::new();
     let header = wire::encode_header(&Header { size, name: name.to_string(), resumable: resume, verified: verify });
