@@ -17,11 +17,12 @@ const TUNNEL_BUDGET: usize = 64;
 
 /// Runs until the node is shut down (or every user handle is gone) and its sessions ended.
 pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<TunnelMsg>) {
-    let mut bufs = RecvBufs::new();
     let mut refusals = Refusals::default();
     loop {
-        // 1. Receive without the lock.
-        let batches = match node.io.try_recv(&mut bufs) {
+        // 1. Receive without the lock, into a batch of buffers from the process-wide pool
+        //    (given back below, before this task waits).
+        let mut bufs = RecvBufs::take();
+        let batches = match node.io.try_recv(&mut bufs, RECV_BATCH) {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "recv error");
@@ -65,6 +66,7 @@ pub(crate) async fn run(node: Arc<NodeShared>, mut tunnel_rx: mpsc::Receiver<Tun
             st.driver_wake = deadline;
             (deadline, st.blocked, st.clock)
         };
+        bufs.give_back();
         if batches == RECV_BATCH {
             // More may be waiting: let other tasks run, then read again.
             tokio::task::yield_now().await;

@@ -454,6 +454,7 @@ impl Session {
                 let shared = self.node.shared();
                 let mut st = shared.lock();
                 let st = &mut *st;
+                st.ensure_scratch();
                 if let Some(n) = st.core.session(self.shared.id).and_then(|mut s| s.recv_datagram(&mut st.tmp)) {
                     return Some(Bytes::copy_from_slice(&st.tmp[..n.min(st.tmp.len())]));
                 }
@@ -501,6 +502,7 @@ impl Session {
                 let mut st = shared.lock();
                 let st = &mut *st;
                 let now = st.clock.now();
+                st.ensure_scratch();
                 let got = st.core.session(self.shared.id).and_then(|mut s| s.recv_app_frame(now, &mut st.tmp));
                 if let Some((ty, n)) = got {
                     let body = Bytes::copy_from_slice(&st.tmp[..n.min(st.tmp.len())]);

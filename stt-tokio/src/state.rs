@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use crate::clock::Clock;
 use crate::shared::{lock, Ended, SessionApp, SessionShared, StreamApp};
 use crate::tunnel::TunnelMsg;
-use crate::udp::{RecvBufs, SendTrain, UdpIo};
+use crate::udp::{RecvBufs, SendTrain, UdpIo, INLINE_BATCH};
 
 /// Replies to a pending `connect`.
 pub(crate) type ConnectReply = oneshot::Sender<Result<Arc<SessionShared>, Ended>>;
@@ -41,14 +41,12 @@ pub(crate) struct State {
     pub(crate) stopping: bool,
     /// The driver has stopped; nothing runs the core any more.
     pub(crate) stopped: bool,
-    /// Scratch space for datagrams and frames copied out of the core.
+    /// Scratch space for datagrams and frames copied out of the core (64 KiB, made on first
+    /// use by `ensure_scratch`).
     pub(crate) tmp: Vec<u8>,
     /// Tasks waiting in `Session::flush` until their session has nothing unacknowledged
     /// (one entry per waiting call; checked after every drain).
     pub(crate) flush_waiters: Vec<(SessionId, std::task::Waker)>,
-    /// Receive buffers for application tasks that take input themselves (a reader with
-    /// nothing to read); the driver has its own.
-    inline_bufs: RecvBufs,
 }
 
 /// The node lock and what is waited on without it.
@@ -105,9 +103,8 @@ impl State {
             driver_wake: None,
             stopping: false,
             stopped: false,
-            tmp: vec![0; 65_536],
+            tmp: Vec::new(),
             flush_waiters: Vec::new(),
-            inline_bufs: RecvBufs::with_batch(2),
         }
     }
 
@@ -174,14 +171,19 @@ impl State {
     /// Receives what the socket holds now (without blocking) and feeds it to the core, in
     /// the calling task. Returns whether anything arrived.
     pub(crate) fn recv_inline(&mut self, io: &UdpIo) -> bool {
-        if !matches!(io.try_recv(&mut self.inline_bufs), Ok(n) if n > 0) {
+        // Buffers from the process-wide pool, as the driver's; at most two datagram trains
+        // per call, so a reader does not take on the driver's whole batch.
+        let mut bufs = RecvBufs::take();
+        if !matches!(io.try_recv(&mut bufs, INLINE_BATCH), Ok(n) if n > 0) {
+            bufs.give_back();
             return false;
         }
         let now = self.clock.now();
         let core = &mut self.core;
-        self.inline_bufs.deliver(|from, data| {
+        bufs.deliver(|from, data| {
             let _ = core.handle_input(Input::Datagram { now, from: from.into(), data });
         });
+        bufs.give_back();
         true
     }
 
@@ -193,6 +195,14 @@ impl State {
         }
     }
 
+    /// Makes the scratch buffer (`tmp`) on first use: a node whose application only uses
+    /// streams holds none.
+    pub(crate) fn ensure_scratch(&mut self) {
+        if self.tmp.is_empty() {
+            self.tmp = vec![0; 65_536];
+        }
+    }
+
     pub(crate) fn tunnel(&mut self, m: TunnelMsg) {
         match m {
             TunnelMsg::Opened(id, tx) => {
@@ -200,6 +210,7 @@ impl State {
             }
             TunnelMsg::Data(id, data) => {
                 // Decrypted in place in the scratch buffer: no allocation per datagram.
+                self.ensure_scratch();
                 let n = data.len().min(self.tmp.len());
                 self.tmp[..n].copy_from_slice(&data[..n]);
                 let now = self.clock.now();

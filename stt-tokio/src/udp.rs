@@ -15,6 +15,8 @@ use tokio::net::UdpSocket;
 
 /// Receive buffers per batch.
 pub(crate) const RECV_BATCH: usize = 8;
+/// Buffers an application task fills when it takes input itself (`State::recv_inline`).
+pub(crate) const INLINE_BATCH: usize = 2;
 /// Bytes per receive buffer (room for a GRO train).
 const RECV_BUF: usize = 65_536;
 /// Kernel buffer sizes a node asks for on its UDP socket ([`Node::bind_with`](crate::Node::bind_with)).
@@ -90,11 +92,12 @@ impl UdpIo {
         (sock.recv_buffer_size().unwrap_or(0), sock.send_buffer_size().unwrap_or(0))
     }
 
-    /// Receives what is waiting without blocking; `Ok(0)` when nothing is.
-    pub(crate) fn try_recv(&self, bufs: &mut RecvBufs) -> io::Result<usize> {
+    /// Receives what is waiting without blocking, into at most `limit` buffers; `Ok(0)`
+    /// when nothing is.
+    pub(crate) fn try_recv(&self, bufs: &mut RecvBufs, limit: usize) -> io::Result<usize> {
         let RecvBufs { bufs, metas, filled } = bufs;
         // Only as many slices as buffers: an empty slice would truncate a datagram.
-        let used = bufs.len().min(RECV_BATCH);
+        let used = bufs.len().min(RECV_BATCH).min(limit.max(1));
         let mut slices: [IoSliceMut<'_>; RECV_BATCH] = {
             let mut it = bufs.iter_mut();
             std::array::from_fn(|_| IoSliceMut::new(it.next().map_or(&mut [][..], |b| &mut b[..])))
@@ -121,6 +124,17 @@ impl UdpIo {
     }
 }
 
+/// Full receive batches ([`RECV_BATCH`] × 64 KiB) not in use, shared by every node of the
+/// process: a driver takes one for a receive and gives it back once the datagrams are
+/// delivered, before it sleeps. A node alone reuses its one batch as before; a process
+/// with many nodes (a test harness, a load generator, a host of several identities) keeps
+/// a few warm batches in all instead of 512 KiB per node, touched again on every wake-up.
+static POOL: std::sync::Mutex<Vec<RecvBufs>> = std::sync::Mutex::new(Vec::new());
+
+/// Batches the pool keeps (at most 8 MiB): as many drivers as receive at one moment (one
+/// per runtime thread) find one waiting; more are allocated and dropped when returned.
+const POOL_KEEP: usize = 16;
+
 /// The driver's receive buffers (owned by the driver task: receiving takes no lock).
 pub(crate) struct RecvBufs {
     bufs: Vec<Vec<u8>>,
@@ -129,14 +143,25 @@ pub(crate) struct RecvBufs {
 }
 
 impl RecvBufs {
-    pub(crate) fn new() -> Self {
-        Self::with_batch(RECV_BATCH)
+    /// A full batch of zeroed buffers.
+    fn new() -> Self {
+        Self { bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(), metas: Default::default(), filled: 0 }
     }
 
-    /// `batch` buffers (at most [`RECV_BATCH`]).
-    pub(crate) fn with_batch(batch: usize) -> Self {
-        let batch = batch.clamp(1, RECV_BATCH);
-        Self { bufs: (0..batch).map(|_| vec![0u8; RECV_BUF]).collect(), metas: Default::default(), filled: 0 }
+    /// A full batch from the process-wide pool (or a new one).
+    pub(crate) fn take() -> Self {
+        let pooled = POOL.lock().ok().and_then(|mut p| p.pop());
+        pooled.unwrap_or_else(Self::new)
+    }
+
+    /// Gives a full batch back to the pool (dropped if the pool is full).
+    pub(crate) fn give_back(mut self) {
+        self.filled = 0;
+        if let Ok(mut p) = POOL.lock() {
+            if p.len() < POOL_KEEP {
+                p.push(self);
+            }
+        }
     }
 
     /// Hands every datagram of the last receive (GRO trains split by their stride) to
