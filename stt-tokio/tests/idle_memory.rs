@@ -5,37 +5,14 @@
 //! this process sees the server alone: the core's sessions and node tables, and what
 //! stt-tokio keeps per session. Memory is counted, never time.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
 
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+mod live_heap;
 
 const HOLDER: &str = "STT_IDLE_MEMORY_HOLDER";
 /// Idle sessions the server holds.
@@ -147,7 +124,7 @@ fn server_heap_per_idle_session() {
             .unwrap();
         let mut held = Vec::with_capacity(SESSIONS);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let base = LIVE.load(Ordering::Relaxed);
+        let base = live_heap::live();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "idle_memory_holder_child", "--nocapture", "--test-threads=1"])
             .env(HOLDER, format!("{},{}", server.local_addr(), hex(&seed)))
@@ -162,7 +139,7 @@ fn server_heap_per_idle_session() {
         }
         // Past the handshakes' trailing packets (path-MTU probes and their ACKs).
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let live = LIVE.load(Ordering::Relaxed);
+        let live = live_heap::live();
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(held.len(), SESSIONS, "every session was established");

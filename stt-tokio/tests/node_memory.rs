@@ -5,34 +5,11 @@
 //! 8 × 64 KiB of driver buffers, 2 × 64 KiB for readers and a 64 KiB scratch buffer from
 //! the start (≈ 700 KiB). Memory is counted, never time.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
 
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+mod live_heap;
 
 #[tokio::test]
 async fn nodes_share_their_receive_buffers() {
@@ -47,7 +24,7 @@ async fn nodes_share_their_receive_buffers() {
     let peer = bind().await;
     let s = peer.connect(first.local_addr(), None).await.expect("connect");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_heap::live();
     const N: i64 = 32;
     let mut nodes = Vec::new();
     for _ in 0..N {
@@ -57,7 +34,7 @@ async fn nodes_share_their_receive_buffers() {
         nodes.push(n);
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let per_node = (LIVE.load(Ordering::Relaxed) - before) / N;
+    let per_node = (live_heap::live() - before) / N;
     println!("heap per node with one session: {per_node} B");
     assert!(per_node < 200 * 1024, "{per_node} B of heap per node (a receive batch alone is 512 KiB)");
     drop((s, nodes));

@@ -619,11 +619,12 @@ impl Streams {
         let mut taken = 0;
         while taken < n {
             let k = (n - taken).min(SEND_CHUNK);
-            // Only a spare the piece fills completely: a full buffer freezes without
-            // allocating (a partly filled one needs a shared header).
-            let mut chunk = match self.spares.iter().position(|b| b.capacity() == k) {
-                Some(i) => {
-                    let mut b = self.spares.swap_remove(i);
+            // Spares are whole chunks (`on_frame_acked` keeps no others), and only a piece
+            // that fills one takes it: a full buffer freezes without allocating (a partly
+            // filled one needs a shared header).
+            let spare = if k == SEND_CHUNK { self.spares.pop() } else { None };
+            let mut chunk = match spare {
+                Some(mut b) => {
                     b.clear();
                     b
                 }
@@ -1374,57 +1375,55 @@ mod tests {
 
     fn copying_writes_model(mut ops: Vec<(u16, u8, u8)>) -> bool {
         ops.truncate(24);
-        {
-            let mut s = streams_sized(&[], 1 << 20);
-            let id = s.open(Instant::ZERO, true).unwrap();
-            let mut model: Vec<u8> = Vec::new();
-            let mut ev = EventQueue::new();
-            let mut sent_frames = Vec::new();
-            let mut acked = 0u64;
-            for (k, (size, window_k, action)) in ops.into_iter().enumerate() {
-                s.follow_window(u64::from(window_k) * 1024);
-                // Odd sizes up to ~128 KiB: several chunks.
-                let len = usize::from(size % 128) * 1021 + usize::from(action);
-                let data: Vec<u8> = (0..len).map(|i| (i / 7 + k * 13) as u8).collect();
-                match s.write_copy(id, &data) {
-                    Ok(n) if n <= data.len() => {
-                        model.extend_from_slice(&data[..n]);
-                        let h = s.map.get(id.0).and_then(|x| x.send.as_ref()).unwrap();
-                        if n > 0 && h.buf.written() - h.buf.sent() > s.unsent_limit {
-                            return false;
-                        }
+        let mut s = streams_sized(&[], 1 << 20);
+        let id = s.open(Instant::ZERO, true).unwrap();
+        let mut model: Vec<u8> = Vec::new();
+        let mut ev = EventQueue::new();
+        let mut sent_frames = Vec::new();
+        let mut acked = 0u64;
+        for (k, (size, window_k, action)) in ops.into_iter().enumerate() {
+            s.follow_window(u64::from(window_k) * 1024);
+            // Odd sizes up to ~128 KiB: several chunks.
+            let len = usize::from(size % 128) * 1021 + usize::from(action);
+            let data: Vec<u8> = (0..len).map(|i| (i / 7 + k * 13) as u8).collect();
+            match s.write_copy(id, &data) {
+                Ok(n) if n <= data.len() => {
+                    model.extend_from_slice(&data[..n]);
+                    let h = s.map.get(id.0).and_then(|x| x.send.as_ref()).unwrap();
+                    if n > 0 && h.buf.written() - h.buf.sent() > s.unsent_limit {
+                        return false;
                     }
-                    Err(WriteError::Blocked) => {}
-                    _ => return false,
                 }
-                let h = s.map.get(id.0).and_then(|x| x.send.as_ref()).unwrap();
-                if h.buf.written() != model.len() as u64 {
-                    return false;
-                }
-                for _ in 0..action % 4 * 8 {
-                    let mut buf = [0u8; 1200];
-                    let mut w = Writer::new(&mut buf);
-                    let mut log = heapless::Vec::new();
-                    s.write_frames(&mut w, &mut log, &mut ev);
-                    sent_frames.extend(log.iter().copied());
-                }
-                if action % 5 == 0 {
-                    for f in sent_frames.drain(..) {
-                        if let SentFrame::Stream { offset, len, .. } = f {
-                            acked = acked.max(offset + u64::from(len));
-                        }
-                        s.on_frame_acked(&f, &mut ev);
+                Err(WriteError::Blocked) => {}
+                _ => return false,
+            }
+            let h = s.map.get(id.0).and_then(|x| x.send.as_ref()).unwrap();
+            if h.buf.written() != model.len() as u64 {
+                return false;
+            }
+            for _ in 0..action % 4 * 8 {
+                let mut buf = [0u8; 1200];
+                let mut w = Writer::new(&mut buf);
+                let mut log = heapless::Vec::new();
+                s.write_frames(&mut w, &mut log, &mut ev);
+                sent_frames.extend(log.iter().copied());
+            }
+            if action % 5 == 0 {
+                for f in sent_frames.drain(..) {
+                    if let SentFrame::Stream { offset, len, .. } = f {
+                        acked = acked.max(offset + u64::from(len));
                     }
+                    s.on_frame_acked(&f, &mut ev);
                 }
             }
-            // What is not yet acknowledged is still held, byte for byte.
-            let h = s.map.get_mut(id.0).and_then(|x| x.send.as_mut()).unwrap();
-            let (from, to) = (acked.min(model.len() as u64), model.len() as u64);
-            let mut out = alloc::vec![0u8; (to - from) as usize + 16];
-            let mut w = Writer::new(&mut out);
-            let held = to == from || h.buf.copy_into(from, to - from, &mut w).is_some();
-            held && out[..(to - from) as usize] == model[from as usize..]
         }
+        // What is not yet acknowledged is still held, byte for byte.
+        let h = s.map.get_mut(id.0).and_then(|x| x.send.as_mut()).unwrap();
+        let (from, to) = (acked.min(model.len() as u64), model.len() as u64);
+        let mut out = alloc::vec![0u8; (to - from) as usize + 16];
+        let mut w = Writer::new(&mut out);
+        let held = to == from || h.buf.copy_into(from, to - from, &mut w).is_some();
+        held && out[..(to - from) as usize] == model[from as usize..]
     }
 
     /// A copying write cut short by the room takes whole chunks, and none while more than
