@@ -7,7 +7,8 @@
 //!
 //! Every measurement runs a server and a client, each in its own child process of this
 //! binary with a current-thread tokio runtime (one core each), so memory figures are the
-//! process's own. stt and quinn alternate (A B A B …) within each figure; both use
+//! process's own; one bulk figure runs both processes on tokio's default multi-thread
+//! runtime instead (a worker per core, as `#[tokio::main]` gives). stt and quinn alternate (A B A B …) within each figure; both use
 //! AES-256-GCM through ring and at most 1452-byte datagrams. Reported: medians over the
 //! rounds, then one machine-readable line per figure (`ratio …`, `bytes …`).
 
@@ -44,10 +45,24 @@ struct ChildProc {
     stdout: BufReader<ChildStdout>,
 }
 
+/// Set on a child process: it runs a multi-thread tokio runtime (a worker per core, as
+/// `#[tokio::main]` gives) instead of a current-thread one.
+const MT_ENV: &str = "STT_BENCH_CHILD_MT";
+
 impl ChildProc {
     fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with(args, false)
+    }
+
+    fn spawn_with(args: &[&str], multi_thread: bool) -> Self {
         let exe = std::env::current_exe().expect("own path");
-        let mut child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        if multi_thread {
+            cmd.env(MT_ENV, "1");
+        } else {
+            cmd.env_remove(MT_ENV);
+        }
+        let mut child = cmd
             .arg("--child")
             .args(args)
             .stdin(Stdio::piped())
@@ -451,7 +466,14 @@ async fn client(kind: &str, addr: SocketAddr, cert: &str, mode: &str, n: u64) {
 }
 
 fn child(args: &[String]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // Current-thread (one core per process) unless the parent asks for tokio's default
+    // multi-thread runtime (`MT_ENV`).
+    let rt = if std::env::var_os(MT_ENV).is_some() {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    }
+    .expect("runtime");
     match args {
         [role, kind, cert, flags @ ..] if role == "server" => {
             serve_commands();
@@ -482,10 +504,15 @@ fn child(args: &[String]) {
 // ----- the parent: interleaved rounds and the report -----
 
 fn run(kind: &str, mode: &str, n: u64, cert: &str) -> (String, u64) {
-    let mut server = ChildProc::spawn(&["server", kind, cert]);
+    run_with(kind, mode, n, cert, false)
+}
+
+/// As [`run`], both processes on a multi-thread runtime when `multi_thread`.
+fn run_with(kind: &str, mode: &str, n: u64, cert: &str, multi_thread: bool) -> (String, u64) {
+    let mut server = ChildProc::spawn_with(&["server", kind, cert], multi_thread);
     let addr = server.read("addr");
     let n_s = n.to_string();
-    let mut c = ChildProc::spawn(&["client", kind, cert, &addr, mode, &n_s]);
+    let mut c = ChildProc::spawn_with(&["client", kind, cert, &addr, mode, &n_s], multi_thread);
     let r = c.read("result");
     let hwm = server.ask("rss", "rss");
     let hwm: u64 = hwm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -533,6 +560,7 @@ fn main() {
     let cert = std::env::temp_dir().join(format!("stt-vs-quinn-{}.der", std::process::id()));
     let cert = cert.to_str().expect("utf-8 temp path").to_string();
     println!("stt vs quinn over loopback: {rounds} interleaved rounds, medians; one core per process");
+    let mut tput_mt = [vec![], vec![]];
     let (mut tput, mut hs, mut hsc, mut p50, mut p99, mut peak) = (
         [vec![], vec![]],
         [vec![], vec![]],
@@ -549,6 +577,8 @@ fn main() {
             let (r, hwm) = run(kind, "upload", bytes, &cert);
             tput[k].push(r.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).expect("MB/s"));
             peak[k].push(hwm as f64);
+            let mt = run_with(kind, "upload", bytes, &cert, true).0;
+            tput_mt[k].push(mt.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).expect("MB/s"));
             hs[k].push(run(kind, "hs", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
             hsc[k].push(run(kind, "hsc", handshakes, &cert).0.parse::<f64>().expect("hs/s"));
         }
@@ -593,6 +623,13 @@ fn main() {
             None,
             m(&tput[0]) / m(&tput[1]),
         );
+        row(
+            &format!("throughput MB/s ({} MiB, multi-thread rt)", bytes >> 20),
+            m(&tput_mt[0]),
+            m(&tput_mt[1]),
+            None,
+            m(&tput_mt[0]) / m(&tput_mt[1]),
+        );
         row(&format!("handshakes/s sequential ({handshakes})"), m(&hs[0]), m(&hs[1]), None, m(&hs[0]) / m(&hs[1]));
         row(
             &format!("handshakes/s 32 concurrent ({handshakes})"),
@@ -607,6 +644,7 @@ fn main() {
         row("server peak RSS KiB (bulk upload)", m(&peak[0]), m(&peak[1]), None, m(&peak[0]) / m(&peak[1]));
         println!();
         println!("ratio throughput_stt_over_quinn {:.3}", m(&tput[0]) / m(&tput[1]));
+        println!("ratio throughput_multi_thread_stt_over_quinn {:.3}", m(&tput_mt[0]) / m(&tput_mt[1]));
         println!("ratio handshakes_stt_over_quinn {:.3}", m(&hs[0]) / m(&hs[1]));
         println!("ratio handshakes_concurrent_stt_over_quinn {:.3}", m(&hsc[0]) / m(&hsc[1]));
         println!("ratio rtt_p50_stt_over_tcp {:.3}", m(&p50[0]) / m(&p50[2]));

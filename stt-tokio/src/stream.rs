@@ -367,7 +367,11 @@ impl AsyncRead for RecvStream {
             };
             // Nothing yet: take what the socket holds now, in this task, instead of waiting
             // for the driver to take it and wake us (one hop fewer on a round trip).
-            if matches!(r, Err(ReadError::Blocked)) && !took_input && st.recv_inline(&shared.io) {
+            if matches!(r, Err(ReadError::Blocked))
+                && shared.readers_take_input
+                && !took_input
+                && st.recv_inline(&shared.io)
+            {
                 took_input = true;
                 shared.flush(&mut st);
                 continue;
@@ -388,9 +392,9 @@ impl AsyncRead for RecvStream {
                     app.read = Some(cx.waker().clone());
                 }
                 drop(st);
-                // Woken by the driver's event, and also straight by the socket: whichever
-                // comes first takes the datagram.
-                if shared.io.socket.poll_recv_ready(cx).is_ready() {
+                // Woken by the driver's event, and on a current-thread runtime also straight
+                // by the socket: whichever comes first takes the datagram.
+                if shared.readers_take_input && shared.io.socket.poll_recv_ready(cx).is_ready() {
                     cx.waker().wake_by_ref();
                 }
                 Poll::Pending

@@ -278,7 +278,12 @@ fn main() -> ExitCode {
     if cli.verbose {
         trace::install();
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    // One thread runs the node and every transfer (the transport is one driver per node,
+    // and files are read, written and hashed on threads of their own, see `pipe`): on a
+    // multi-thread runtime the same work is handed between workers with every datagram,
+    // which measured 30-40 % slower with 0.2 % of the datagrams dropped at the receiver's
+    // socket (docs/performance.md, "Seventh round").
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stt: cannot start the async runtime: {e}");
