@@ -58,6 +58,58 @@ async fn stream_transfer_and_echo() {
     assert!(stats.bytes_out > 4 << 20);
 }
 
+/// On a multi-thread runtime only the driver takes datagrams from the socket, and readers
+/// rely on its wake-ups alone (readers take input themselves only on a current-thread
+/// runtime): many streams read at once, each in a task of its own on either worker, all
+/// complete and intact (a lost wake-up hangs a reader; `within` bounds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_on_a_multi_thread_runtime_get_every_byte() {
+    const STREAMS: usize = 16;
+    const LEN: usize = 256 << 10;
+    let shared = SharedSeed::random();
+    let a = node(&shared, Config::default()).await;
+    let b = node(&shared, Config::default()).await;
+    let (s, r) = tokio::join!(a.connect(b.local_addr(), Some(b.node_id())), b.accept());
+    let (s, r) = (s.unwrap(), r.unwrap());
+    let readers = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..STREAMS {
+            let mut rx = within(r.accept_uni()).await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                within(rx.read_to_end(&mut got)).await.unwrap();
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.unwrap());
+        }
+        (all, r)
+    });
+    let mut writers = Vec::new();
+    for i in 0..STREAMS {
+        let mut tx = s.open_uni().await.unwrap();
+        writers.push(tokio::spawn(async move {
+            let mut data = pattern(LEN);
+            data[0] = i as u8;
+            tx.write_all(&data).await.unwrap();
+            within(tx.finish()).await.unwrap();
+        }));
+    }
+    for w in writers {
+        within(w).await.unwrap();
+    }
+    let (all, _r) = within(readers).await.unwrap();
+    let mut firsts: Vec<u8> = all.iter().map(|g| g[0]).collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, (0..STREAMS as u8).collect::<Vec<_>>(), "one stream from each writer");
+    for got in &all {
+        assert_eq!(got.len(), LEN);
+        assert!(got[1..] == pattern(LEN)[1..], "stream intact");
+    }
+}
+
 #[tokio::test]
 async fn datagrams_frames_events_and_broadcast() {
     let shared = SharedSeed::random();
