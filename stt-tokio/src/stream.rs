@@ -9,6 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use stt_proto::{ReadError, StreamId, WriteError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -210,6 +211,86 @@ impl SendStream {
         Poll::Pending
     }
 
+    /// Writes all of `data` without copying it, waiting for room as `write_all` does: the
+    /// stream holds a reference to `data` (a [`Bytes`] is reference-counted) until the peer
+    /// acknowledged it. For data the application already holds as `Bytes` (a file read
+    /// once and sent to many peers, a message queue), this saves the copy into the
+    /// stream's buffer that `AsyncWrite` makes, and the memory for it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use stt_tokio::{Config, Identity, Node, NodeSeed, RandomSeed, SharedSeed};
+    /// use tokio::io::AsyncReadExt;
+    /// let shared = SharedSeed::random();
+    /// let node = |s: &SharedSeed| Identity::new(NodeSeed::random(), s.clone());
+    /// let a = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+    /// let b = Node::bind("127.0.0.1:0".parse()?, Config::default(), node(&shared)).await?;
+    /// let (s, r) = tokio::join!(a.connect(b.local_addr(), None), b.accept());
+    /// let (s, r) = (s?, r.expect("b is running"));
+    /// let payload = Bytes::from(vec![7u8; 100_000]);
+    /// let mut w = s.open_uni().await?;
+    /// w.write_chunk(payload.clone()).await?; // `payload` is shared, not copied
+    /// w.finish().await?;
+    /// let mut got = Vec::new();
+    /// r.accept_uni().await.expect("a stream").read_to_end(&mut got).await?;
+    /// assert_eq!(got, payload);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StreamClosed`] if the stream was stopped, reset or finished, or the session ended;
+    /// how much of `data` was sent by then is unknown, as with `write_all`.
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), StreamClosed> {
+        while !data.is_empty() {
+            let n =
+                std::future::poll_fn(|cx| self.poll_write_core(cx, |s, now, id| s.write_bytes(now, id, data.clone())))
+                    .await?;
+            data.advance(n.min(data.len()));
+        }
+        Ok(())
+    }
+
+    /// Runs one write on the core (`write`: copying or by reference) and sends what it
+    /// produced; `Pending` with the waker kept while the stream has no room.
+    fn poll_write_core(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut stt_proto::SessionRef<'_>, stt_proto::Instant, StreamId) -> Result<usize, WriteError>,
+    ) -> Poll<Result<usize, StreamClosed>> {
+        if self.ended {
+            return Poll::Ready(Err(StreamClosed::Finished));
+        }
+        let (sid, id) = (self.h.session.id(), self.h.id);
+        let shared = self.h.session.node().shared();
+        let mut st = shared.lock();
+        if !st.sessions.contains_key(&sid) {
+            return Poll::Ready(Err(self.h.gone()));
+        }
+        let now = st.clock.now();
+        let r = match st.core.session(sid) {
+            Some(mut s) => write(&mut s, now, id),
+            None => Err(WriteError::NotEstablished),
+        };
+        match r {
+            Ok(n) => {
+                shared.flush(&mut st);
+                Poll::Ready(Ok(n))
+            }
+            Err(WriteError::Blocked) => {
+                if let Some(app) = st.stream_app(sid, id) {
+                    app.write = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Err(WriteError::Stopped(c)) => Poll::Ready(Err(StreamClosed::Stopped(c))),
+            Err(WriteError::Finished) => Poll::Ready(Err(StreamClosed::Finished)),
+            Err(_) => Poll::Ready(Err(self.h.gone())),
+        }
+    }
+
     /// Abandons the stream with `code` (the peer sees a reset; unsent data is dropped).
     pub fn reset(&mut self, code: u64) {
         self.ended = true;
@@ -233,36 +314,7 @@ impl Drop for SendStream {
 
 impl AsyncWrite for SendStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(Err(StreamClosed::Finished.into_io()));
-        }
-        let (sid, id) = (this.h.session.id(), this.h.id);
-        let shared = this.h.session.node().shared();
-        let mut st = shared.lock();
-        if !st.sessions.contains_key(&sid) {
-            return Poll::Ready(Err(this.h.gone().into_io()));
-        }
-        let now = st.clock.now();
-        let r = match st.core.session(sid) {
-            Some(mut s) => s.write(now, id, buf),
-            None => Err(WriteError::NotEstablished),
-        };
-        match r {
-            Ok(n) => {
-                shared.flush(&mut st);
-                Poll::Ready(Ok(n))
-            }
-            Err(WriteError::Blocked) => {
-                if let Some(app) = st.stream_app(sid, id) {
-                    app.write = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-            Err(WriteError::Stopped(c)) => Poll::Ready(Err(StreamClosed::Stopped(c).into_io())),
-            Err(WriteError::Finished) => Poll::Ready(Err(StreamClosed::Finished.into_io())),
-            Err(_) => Poll::Ready(Err(this.h.gone().into_io())),
-        }
+        self.get_mut().poll_write_core(cx, |s, now, id| s.write(now, id, buf)).map_err(StreamClosed::into_io)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -93,6 +93,45 @@ async fn dropped_recv_stream_stops_and_reset_is_typed() {
     assert_eq!(StreamClosed::of(&e), Some(StreamClosed::Reset(7)), "{e}");
 }
 
+/// `write_chunk` hands `Bytes` to the stream without copying: a chunk far larger than the
+/// stream's unsent allowance (256 KiB at most) goes in pieces, waiting for room, and
+/// arrives intact and in order; on a stream the reader stopped it fails with
+/// `Stopped`, and after `finish` with `Finished`.
+#[tokio::test]
+async fn write_chunk_sends_shared_bytes_whole_and_reports_a_stop() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let data: Bytes = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut w = s.open_uni().await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut rx = within(r.accept_uni()).await.unwrap();
+        let mut got = Vec::new();
+        within(rx.read_to_end(&mut got)).await.unwrap();
+        (got, r)
+    });
+    within(w.write_chunk(data.slice(..1_000_000))).await.unwrap();
+    within(w.write_chunk(data.slice(1_000_000..))).await.unwrap();
+    within(w.finish()).await.unwrap();
+    assert_eq!(w.write_chunk(Bytes::from_static(b"late")).await, Err(StreamClosed::Finished));
+    let (got, r) = within(reader).await.unwrap();
+    assert!(got == data, "3 MB intact and in order ({} bytes arrived)", got.len());
+
+    // A stopped stream: the writer learns it from a later chunk (once the stop arrived).
+    let mut w = s.open_uni().await.unwrap();
+    w.write_chunk(Bytes::from_static(b"first")).await.unwrap();
+    let rx = within(r.accept_uni()).await.unwrap();
+    drop(rx);
+    let chunk = Bytes::from(vec![1u8; 64 << 10]);
+    let err = within(async {
+        loop {
+            if let Err(e) = w.write_chunk(chunk.clone()).await {
+                break e;
+            }
+        }
+    })
+    .await;
+    assert_eq!(err, StreamClosed::Stopped(0));
+}
+
 /// When the last handle of a session (sessions and streams) is dropped, the session
 /// closes and the peer learns it (before: it stayed open until the idle timeout).
 #[tokio::test]

@@ -234,7 +234,7 @@ pub(crate) async fn wait_for_go() {
 /// `n` sessions upload `per` bytes each, all at once. Prints `result <aggregate MB/s>
 /// <Jain index> <slowest session MB/s> <fastest session MB/s> <seconds>`.
 async fn active(kind: &str, addr: SocketAddr, cert: &str, n: u64, per: u64) {
-    type Stream = (super::BoxWrite, super::BoxRead);
+    type Stream = (Writer, super::BoxRead);
     // Set up every session (and its stream) first; hold the nodes / endpoint.
     let mut streams: Vec<Stream> = Vec::new();
     let mut stt_nodes = Vec::new();
@@ -277,12 +277,16 @@ async fn active(kind: &str, addr: SocketAddr, cert: &str, n: u64, per: u64) {
     }
     for s in &stt_sessions {
         let (tx, rx) = s.open_bi().await.expect("open");
-        streams.push((Box::new(tx), Box::new(rx)));
+        streams.push((Writer::Stt(tx), Box::new(rx)));
     }
     for c in &quinn_conns {
         let (tx, rx) = c.open_bi().await.expect("open");
-        streams.push((Box::new(tx), Box::new(rx)));
+        streams.push((Writer::Quinn(tx), Box::new(rx)));
     }
+    // Each session sends shared `Bytes` (`write_chunk`, both stacks): what is measured is
+    // the transport, not the first touch of a fresh copy of all the data in a fresh
+    // process. STT_BENCH_ACTIVE_COPY=1 writes through `AsyncWrite` (a copy) instead.
+    let copy = std::env::var("STT_BENCH_ACTIVE_COPY").is_ok_and(|v| v == "1");
     wait_for_go().await;
     let chunk = Bytes::from(vec![0xa5u8; super::CHUNK]);
     let start = Arc::new(tokio::sync::Barrier::new(streams.len() + 1));
@@ -297,7 +301,11 @@ async fn active(kind: &str, addr: SocketAddr, cert: &str, n: u64, per: u64) {
             let mut left = per;
             while left > 0 {
                 let k = left.min(chunk.len() as u64) as usize;
-                tx.write_all(&chunk[..k]).await.expect("write");
+                if copy {
+                    tx.write_all(&chunk[..k]).await.expect("write");
+                } else {
+                    tx.write_chunk(chunk.slice(..k)).await;
+                }
                 left -= k as u64;
             }
             tx.shutdown().await.expect("finish");
@@ -599,5 +607,54 @@ pub(crate) fn report(plan: &Plan, stt: &Figures, quinn: &Figures) {
     if many > 0 {
         println!("bytes idle_session_stt_at_{many} {}", stt.idle_bytes[1].round() as i64);
         println!("bytes idle_session_quinn_at_{many} {}", quinn.idle_bytes[1].round() as i64);
+    }
+}
+
+/// The sending half of an active session's stream, either stack.
+enum Writer {
+    Stt(stt_tokio::SendStream),
+    Quinn(quinn::SendStream),
+}
+
+impl Writer {
+    /// Sends `data` without copying it (both stacks take `Bytes` by reference).
+    async fn write_chunk(&mut self, data: Bytes) {
+        match self {
+            Writer::Stt(w) => w.write_chunk(data).await.expect("write"),
+            Writer::Quinn(w) => w.write_chunk(data).await.expect("write"),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Writer {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Stt(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            Writer::Quinn(w) => std::pin::Pin::new(w).poll_write(cx, buf).map_err(std::io::Error::from),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Stt(w) => std::pin::Pin::new(w).poll_flush(cx),
+            Writer::Quinn(w) => std::pin::Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Stt(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            Writer::Quinn(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+        }
     }
 }
