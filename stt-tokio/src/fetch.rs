@@ -554,6 +554,14 @@ impl Job {
         Ok(())
     }
 
+    /// [`Job::advance_hash`] on the blocking pool: reading a range back and hashing it takes
+    /// milliseconds (a range is up to 16 MiB), and waiting for another worker's hashing
+    /// blocks; neither may stall the runtime thread, and the node's driver with it.
+    async fn advance_hash_blocking(self: &Arc<Self>, wait: bool) -> std::io::Result<()> {
+        let job = self.clone();
+        tokio::task::spawn_blocking(move || job.advance_hash(wait)).await.map_err(std::io::Error::other)?
+    }
+
     fn range(&self, i: u64) -> (u64, u64) {
         let off = i * self.range_size;
         (off, self.range_size.min(self.size - off))
@@ -714,7 +722,7 @@ impl Fetcher {
                 errors.push((peers[i].peer_node_id(), e));
             }
             if *job.remaining.lock().expect("job") == 0 {
-                job.advance_hash(true)?;
+                job.advance_hash_blocking(true).await?;
                 let h = job.hashing.lock().expect("job").1.take();
                 let got = match h {
                     Some(h) => h.finalize(),
@@ -829,7 +837,7 @@ impl Fetcher {
                                 *job.bytes_from.lock().expect("job").entry(p).or_default() += n;
                                 *job.remaining.lock().expect("job") -= 1;
                                 job.written.lock().expect("job")[i as usize] = true;
-                                if let Err(e) = job.advance_hash(false) {
+                                if let Err(e) = job.advance_hash_blocking(false).await {
                                     failed.lock().expect("job").push((p, format!("local read: {e}")));
                                     return;
                                 }

@@ -243,11 +243,24 @@ impl SendStream {
     /// # Errors
     /// [`StreamClosed`] if the stream was stopped, reset or finished, or the session ended;
     /// how much of `data` was sent by then is unknown, as with `write_all`.
+    ///
+    /// # Cancellation
+    /// Not cancel-safe, as `write_all`: dropped while waiting for room (a `select!`, a
+    /// `timeout`), the future may have queued a prefix of `data`, and writing `data` again
+    /// would send that prefix twice. Time out the whole stream (`reset`) instead.
     pub async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), StreamClosed> {
+        if self.ended {
+            return Err(StreamClosed::Finished);
+        }
         while !data.is_empty() {
             let n =
                 std::future::poll_fn(|cx| self.poll_write_core(cx, |s, now, id| s.write_bytes(now, id, data.clone())))
                     .await?;
+            if n == 0 {
+                // Only a stream at its largest offset (2^62 bytes) takes nothing: it can
+                // carry no more, as if finished.
+                return Err(StreamClosed::Finished);
+            }
             data.advance(n.min(data.len()));
         }
         Ok(())
@@ -287,7 +300,11 @@ impl SendStream {
             }
             Err(WriteError::Stopped(c)) => Poll::Ready(Err(StreamClosed::Stopped(c))),
             Err(WriteError::Finished) => Poll::Ready(Err(StreamClosed::Finished)),
-            Err(_) => Poll::Ready(Err(self.h.gone())),
+            // The core freed the stream: after a stop (its reset was acknowledged), say so.
+            Err(_) => match st.stream_app(sid, id).and_then(|a| a.stopped) {
+                Some(c) => Poll::Ready(Err(StreamClosed::Stopped(c))),
+                None => Poll::Ready(Err(self.h.gone())),
+            },
         }
     }
 
@@ -402,7 +419,9 @@ impl Drop for RecvStream {
 impl AsyncRead for RecvStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.done {
+        if this.done || out.remaining() == 0 {
+            // A full buffer reads nothing (not "blocked": that would wait for data that
+            // may already be here).
             return Poll::Ready(Ok(()));
         }
         let (sid, id) = (this.h.session.id(), this.h.id);

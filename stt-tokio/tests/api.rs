@@ -130,6 +130,36 @@ async fn write_chunk_sends_shared_bytes_whole_and_reports_a_stop() {
     })
     .await;
     assert_eq!(err, StreamClosed::Stopped(0));
+    // Once the reset that answered the stop is acknowledged, the core frees the stream: a
+    // later write still says "stopped" (it said "node shut down").
+    within(s.flush()).await.unwrap();
+    assert_eq!(w.write_chunk(chunk.clone()).await, Err(StreamClosed::Stopped(0)));
+    let copy = vec![0u8; 10];
+    let e = w.write(&copy).await.unwrap_err();
+    assert_eq!(StreamClosed::of(&e), Some(StreamClosed::Stopped(0)), "{e}");
+    // After `finish`, even an empty chunk is refused, as an empty `write` is.
+    let mut w = s.open_uni().await.unwrap();
+    within(w.finish()).await.unwrap_or(());
+    assert_eq!(w.write_chunk(Bytes::new()).await, Err(StreamClosed::Finished));
+}
+
+/// A read into a buffer with no room returns at once with nothing (before: the core said
+/// "blocked", which cleared its readable flag; on a multi-thread runtime, where readers wait
+/// only for the driver's events, a reader then waited forever for data that was there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_into_a_full_buffer_returns_and_the_data_stays_readable() {
+    let (_a, _b, s, r) = pair(Config::default()).await;
+    let mut w = s.open_uni().await.unwrap();
+    w.write_all(b"0123456789").await.unwrap();
+    let mut rx = within(r.accept_uni()).await.unwrap();
+    let mut first = [0u8; 1];
+    within(rx.read_exact(&mut first)).await.unwrap();
+    within(s.flush()).await.unwrap(); // everything has arrived
+    let mut none: [u8; 0] = [];
+    assert_eq!(within(rx.read(&mut none)).await.unwrap(), 0);
+    let mut rest = [0u8; 9];
+    within(rx.read_exact(&mut rest)).await.unwrap();
+    assert_eq!(&rest, b"123456789");
 }
 
 /// When the last handle of a session (sessions and streams) is dropped, the session

@@ -993,20 +993,27 @@ async fn receive(
     // A resumable transfer's partial file is named after the sender, the name and the size,
     // so that the sender's next try finds it (and nobody else's does).
     let tag = header.resumable.then(|| resume_tag(session.peer_node_id(), &header.name, header.size.unwrap_or(0)));
-    let open = |dir: &Path, base: &str| match &tag {
-        Some(tag) => Partial::open_resumable(dir, base, tag),
-        None => Partial::create(dir, base).map(|(p, f)| (p, f, 0)),
-    };
-    let mut partial = match target {
-        Target::Dir(dir) => Some(open(dir, &name).map(|(p, f, held)| (p, f, held, dir.clone()))),
+    let place = match target {
+        Target::Dir(dir) => Some((dir.clone(), name.clone())),
         Target::File { path, .. } => {
-            let dir = parent_dir(path);
-            let base = path.file_name().map_or("received".into(), |n| n.to_string_lossy().into_owned());
-            Some(open(&dir, &base).map(|(p, f, held)| (p, f, held, dir)))
+            Some((parent_dir(path), path.file_name().map_or("received".into(), |n| n.to_string_lossy().into_owned())))
         }
         Target::Discard => None,
-    }
-    .transpose();
+    };
+    // File system calls run on the blocking pool: the CLI's one runtime thread also runs
+    // the node, and a slow disk must not stall every session.
+    let mut partial = match place {
+        Some((dir, base)) => tokio::task::spawn_blocking(move || {
+            let opened = match &tag {
+                Some(tag) => Partial::open_resumable(&dir, &base, tag),
+                None => Partial::create(&dir, &base).map(|(p, f)| (p, f, 0)),
+            };
+            opened.map(|(p, f, held)| Some((p, f, held, dir)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        None => Ok(None),
+    };
     let (mut file, held) = match &mut partial {
         Ok(Some((_, f, held, _))) => {
             (Some(tokio::fs::File::from_std(f.try_clone().map_err(|e| e.to_string())?)), *held)
@@ -1091,11 +1098,16 @@ async fn receive(
     }
     let digest: [u8; 32] = hasher.map_or([0; 32], |h| h.finalize().into());
     // Written and synced (above), then published under the final name, and the directory synced.
-    let stored = match (has_file, &mut partial) {
-        (true, Ok(Some((p, _, _, dir)))) => {
-            let done = async {
-                let to = match target {
-                    Target::File { path, force } => p.publish(path, *force).map(|()| path.clone()).map_err(|e| {
+    let stored = match (has_file, std::mem::replace(&mut partial, Ok(None))) {
+        (true, Ok(Some((mut p, f, _, dir)))) => {
+            let (file_target, unique_name) = match target {
+                Target::File { path, force } => (Some((path.clone(), *force)), String::new()),
+                _ => (None, name.clone()),
+            };
+            // On the blocking pool, as the open above (a directory sync can take long).
+            let done = tokio::task::spawn_blocking(move || {
+                let to = match file_target {
+                    Some((path, force)) => p.publish(&path, force).map(|()| path.clone()).map_err(|e| {
                         if e.kind() == std::io::ErrorKind::AlreadyExists {
                             std::io::Error::new(
                                 e.kind(),
@@ -1105,12 +1117,13 @@ async fn receive(
                             e
                         }
                     })?,
-                    _ => p.publish_unique(dir, &name)?,
+                    None => p.publish_unique(&dir, &unique_name)?,
                 };
-                sync_dir(dir)?;
+                sync_dir(&dir)?;
+                drop(f);
                 Ok::<_, std::io::Error>(to)
-            };
-            match done.await {
+            });
+            match done.await.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
                 Ok(to) => Some(to),
                 Err(e) => {
                     let msg = format!("cannot store {name}: {e}");
