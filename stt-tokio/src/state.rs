@@ -95,7 +95,10 @@ pub(crate) struct StateGuard<'a> {
 
 impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
-        self.wakes = std::mem::take(&mut self.guard.wakes);
+        // Most critical sections wake nobody: nothing to move out then.
+        if self.guard.wakes.len > 0 {
+            self.wakes = std::mem::take(&mut self.guard.wakes);
+        }
     }
 }
 
