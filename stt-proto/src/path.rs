@@ -71,7 +71,9 @@ pub(crate) struct Paths {
     /// Challenges, owed responses and other addresses' credit; `None` when there are none.
     pub(crate) probing: Option<Box<Probing>>,
     last_move: Option<Instant>,
-    /// Moves ignored by the rate limit.
+    /// When an authenticated packet last came from `remote`.
+    heard_at: Option<Instant>,
+    /// Moves ignored by the rate limit, or held back on the direct path (spec [PU-8]).
     pub(crate) moves_ignored: u64,
     /// The relayed path a direct path replaced (spec [PU-5], [PU-6]): never probed as an
     /// "old path" (it always answers), but returned to when the direct path fails.
@@ -87,6 +89,16 @@ pub(crate) enum Validation {
     NewPath(PathAddr),
     /// The old path answered: it is current again.
     Restored(PathAddr),
+}
+
+/// How often a session may move (spec [MG-1], [PU-8]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MoveLimits {
+    /// At most one move per this interval (the smoothed RTT).
+    pub(crate) interval: Duration,
+    /// A direct path silent for this long (a PTO with the maximum acknowledgement delay)
+    /// lets a packet through the relayed fallback move the session back.
+    pub(crate) quiet: Duration,
 }
 
 /// What a received packet did to the path.
@@ -107,6 +119,7 @@ impl Paths {
             bytes_out: 0,
             probing: None,
             last_move: None,
+            heard_at: None,
             moves_ignored: 0,
             fallback: None,
         }
@@ -136,25 +149,32 @@ impl Paths {
     }
 
     /// An authenticated packet of `len` bytes arrived from `from`; `highest` says whether
-    /// it carried the highest packet number so far (spec [MG-1]).
+    /// it carried the highest packet number so far (spec [MG-1]), within `limits`.
     pub(crate) fn on_packet(
         &mut self,
         now: Instant,
         from: PathAddr,
         len: usize,
         highest: bool,
-        min_interval: Duration,
+        limits: MoveLimits,
         challenge: impl FnOnce() -> ([u8; 8], [u8; 8]),
     ) -> Moved {
         if from == self.remote {
             self.bytes_in += len as u64;
+            self.heard_at = Some(now);
+            return Moved::No;
+        }
+        if self.late_through_fallback(now, from, limits.quiet) {
+            // Sent through the relay before the peer saw the direct path (or queued at the
+            // relay): the direct path is alive, so no move back (spec [PU-8]).
+            self.moves_ignored += 1;
             return Moved::No;
         }
         self.credit(from, len);
         if !highest {
             return Moved::No;
         }
-        if self.last_move.is_some_and(|t| now.saturating_duration_since(t) < min_interval) {
+        if self.last_move.is_some_and(|t| now.saturating_duration_since(t) < limits.interval) {
             self.moves_ignored += 1;
             return Moved::No;
         }
@@ -176,7 +196,19 @@ impl Paths {
         self.bytes_in = len as u64;
         self.bytes_out = 0;
         self.last_move = Some(now);
+        self.heard_at = Some(now);
         Moved::Started
+    }
+
+    /// Whether a packet from `from` is one through the relayed fallback while the current
+    /// direct path was heard from within `quiet` (spec [PU-8]): such packets do not move
+    /// the session. Once the direct path has been silent that long, the peer is taken to
+    /// have gone back to the relay, and its next packet there moves the session by §8.4.
+    fn late_through_fallback(&self, now: Instant, from: PathAddr, quiet: Duration) -> bool {
+        from.relayed()
+            && !self.remote.relayed()
+            && self.fallback == Some(from)
+            && self.heard_at.is_some_and(|t| now.saturating_duration_since(t) < quiet)
     }
 
     /// Counts `len` bytes received from `addr`, which is not the current path.
@@ -234,6 +266,7 @@ impl Paths {
         }
         self.fallback = Some(relay);
         self.last_move = Some(now);
+        self.heard_at = Some(now);
     }
 
     /// Returns to the relayed fallback path, if there is one and it is not current.
@@ -363,8 +396,19 @@ mod tests {
         let (a, b, c) = (addr("192.0.2.1:1"), addr("192.0.2.1:2"), addr("198.51.100.1:3"));
         let mut p = Paths::new(a);
         let t = Instant::ZERO;
-        assert_eq!(p.on_packet(t, b, 100, false, Duration::ZERO, || ([1; 8], [2; 8])), Moved::No, "not the highest");
-        assert_eq!(p.on_packet(t, b, 100, true, Duration::ZERO, || ([1; 8], [2; 8])), Moved::Started);
+        assert_eq!(
+            p.on_packet(t, b, 100, false, MoveLimits { interval: Duration::ZERO, quiet: Duration::ZERO }, || (
+                [1; 8], [2; 8]
+            )),
+            Moved::No,
+            "not the highest"
+        );
+        assert_eq!(
+            p.on_packet(t, b, 100, true, MoveLimits { interval: Duration::ZERO, quiet: Duration::ZERO }, || (
+                [1; 8], [2; 8]
+            )),
+            Moved::Started
+        );
         assert_eq!(p.remote, b);
         assert_eq!(p.budget(), 300, "3× what arrived");
         p.on_sent(b, 250);
@@ -373,11 +417,60 @@ mod tests {
         assert_eq!(p.on_response([1; 8]), Validation::NewPath(b), "validated");
         assert_eq!(p.budget(), u64::MAX);
         // A spoofed move to c is undone when the old path (b) answers.
-        assert_eq!(p.on_packet(t, c, 100, true, Duration::ZERO, || ([3; 8], [4; 8])), Moved::Started);
+        assert_eq!(
+            p.on_packet(t, c, 100, true, MoveLimits { interval: Duration::ZERO, quiet: Duration::ZERO }, || (
+                [3; 8], [4; 8]
+            )),
+            Moved::Started
+        );
         assert_eq!(p.on_response([4; 8]), Validation::Restored(b));
         assert_eq!(p.remote, b);
         // Rate limit.
-        assert_eq!(p.on_packet(t, c, 100, true, Duration::from_secs(1), || ([5; 8], [6; 8])), Moved::No);
+        assert_eq!(
+            p.on_packet(
+                t,
+                c,
+                100,
+                true,
+                MoveLimits { interval: Duration::from_secs(1), quiet: Duration::ZERO },
+                || ([5; 8], [6; 8])
+            ),
+            Moved::No
+        );
         assert_eq!(p.moves_ignored, 1);
+    }
+
+    /// [PU-8]: after a punch, packets the peer sent through the relay before it saw the
+    /// direct path (or that queued at the relay) arrive with the highest packet numbers;
+    /// they do not move the session back while the direct path is heard from, and they do
+    /// once it has been silent for `quiet` (the peer went back to the relay).
+    #[test]
+    fn late_relayed_packets_do_not_undo_a_punch() {
+        use crate::addr::RelayAddr;
+        use crate::event::SessionId;
+        use crate::identity::NodeId;
+        let relay = PathAddr::Relay(RelayAddr { via: SessionId { index: 1, generation: 0 }, peer: NodeId([7; 32]) });
+        let direct = addr("198.51.100.7:9000");
+        let mut p = Paths::new(relay);
+        let t0 = Instant::ZERO;
+        p.punched(t0, direct, relay, 47, None);
+        assert_eq!(p.remote, direct);
+        let quiet = Duration::from_millis(26);
+        let limits = MoveLimits { interval: Duration::from_micros(300), quiet };
+        // 5 ms after the punch, well past one smoothed RTT: late, the direct path alive.
+        let t1 = t0.saturating_add(Duration::from_millis(5));
+        assert_eq!(p.on_packet(t1, relay, 60, true, limits, || ([1; 8], [2; 8])), Moved::No);
+        assert_eq!(p.remote, direct);
+        assert_eq!(p.moves_ignored, 1);
+        // The direct path keeps answering; a later relayed packet is still no reason.
+        let t2 = t1.saturating_add(Duration::from_millis(20));
+        assert_eq!(p.on_packet(t2, direct, 60, true, limits, || ([1; 8], [2; 8])), Moved::No);
+        let t3 = t2.saturating_add(Duration::from_millis(20));
+        assert_eq!(p.on_packet(t3, relay, 60, true, limits, || ([1; 8], [2; 8])), Moved::No);
+        assert_eq!(p.remote, direct);
+        // Silent for longer than `quiet`: the peer went back to the relay; follow it.
+        let t4 = t2.saturating_add(quiet);
+        assert_eq!(p.on_packet(t4, relay, 60, true, limits, || ([1; 8], [2; 8])), Moved::Started);
+        assert_eq!(p.remote, relay);
     }
 }

@@ -17,8 +17,9 @@ use crate::error::{CloseReason, DatagramError, DropReason, ExportError, Handshak
 use crate::event::{Event, EventQueue, SessionId};
 use crate::gate::{Gated, REHANDSHAKE, RELAY};
 use crate::identity::NodeId;
-use crate::path::{Moved, Paths, Validation, MIN_PATH_PACKET, PATH_PROBE_SIZE};
+use crate::path::{MoveLimits, Moved, Paths, Validation, MIN_PATH_PACKET, PATH_PROBE_SIZE};
 use crate::record::{KeyUpdatePolicy, OpenError, Record, SealError};
+use crate::recovery::ack::MAX_ACK_DELAY;
 use crate::recovery::rtt::RttEstimator;
 use crate::rehandshake::{Rekey, RekeyTimers};
 use crate::relay::{Punch, RelayLink, RelayStatus, FALLBACK_PTOS};
@@ -867,10 +868,12 @@ impl Session {
         }
         let highest = self.record.as_ref().and_then(Record::largest_received) == Some(pn) && !probing_only;
         let mut mtu_reset = false;
-        let min_interval = self.rtt().smoothed();
+        // The relayed fallback must stay silent on a direct path for a whole probe timeout
+        // (acknowledgement delay included) before its packets move the session back.
+        let limits = MoveLimits { interval: self.rtt().smoothed(), quiet: self.rtt().pto() + MAX_ACK_DELAY };
         if let Some(p) = self.paths.as_mut() {
             let entropy = &mut *ctx.entropy;
-            let moved = p.on_packet(now, from, header.len() + body.len(), highest, min_interval, || {
+            let moved = p.on_packet(now, from, header.len() + body.len(), highest, limits, || {
                 let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
                 entropy.fill(EntropyPurpose::PathChallenge, &mut a);
                 entropy.fill(EntropyPurpose::PathChallenge, &mut b);
