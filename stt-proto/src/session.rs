@@ -868,8 +868,9 @@ impl Session {
         }
         let highest = self.record.as_ref().and_then(Record::largest_received) == Some(pn) && !probing_only;
         let mut mtu_reset = false;
-        // The relayed fallback must stay silent on a direct path for a whole probe timeout
-        // (acknowledgement delay included) before its packets move the session back.
+        // A packet through the relayed fallback moves the session off a direct path only
+        // once that path has been silent for a whole probe timeout, acknowledgement delay
+        // included (spec [PU-8]).
         let limits = MoveLimits { interval: self.rtt().smoothed(), quiet: self.rtt().pto() + MAX_ACK_DELAY };
         if let Some(p) = self.paths.as_mut() {
             let entropy = &mut *ctx.entropy;
