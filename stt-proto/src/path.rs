@@ -161,7 +161,11 @@ impl Paths {
     ) -> Moved {
         if from == self.remote {
             self.bytes_in += len as u64;
-            self.heard_at = Some(now);
+            // Only what could move a session shows the path alive: a packet held back
+            // and released later, or path frames alone, do not (spec [PU-8]).
+            if highest {
+                self.heard_at = Some(now);
+            }
             return Moved::No;
         }
         if self.late_through_fallback(now, from, limits.quiet) {
@@ -231,6 +235,11 @@ impl Paths {
         if addr == self.remote {
             return self.budget();
         }
+        if self.fallback == Some(addr) {
+            // The relayed path, validated when the session ran on it: what it owes (a
+            // PATH_RESPONSE to a challenge that came through it) goes out (spec [PU-8]).
+            return u64::MAX;
+        }
         let Some(p) = self.probing.as_ref() else { return 0 };
         if p.old.is_some_and(|(c, _)| c.addr == addr) {
             return u64::MAX;
@@ -282,13 +291,14 @@ impl Paths {
         Some(relay)
     }
 
-    /// A PATH_RESPONSE arrived.
-    pub(crate) fn on_response(&mut self, data: [u8; 8]) -> Validation {
+    /// A PATH_RESPONSE arrived at `now`.
+    pub(crate) fn on_response(&mut self, now: Instant, data: [u8; 8]) -> Validation {
         let Some(p) = self.probing.as_mut() else { return Validation::Unknown };
         if p.current.is_some_and(|c| c.data == data) {
             p.current = None;
             self.validated = true;
             if self.remote == self.anchor {
+                self.heard_at = Some(now);
                 return Validation::Restored(self.remote);
             }
             self.anchor = self.remote;
@@ -301,6 +311,7 @@ impl Paths {
             self.remote = c.addr;
             self.validated = true;
             self.anchor = c.addr;
+            self.heard_at = Some(now);
             return Validation::Restored(c.addr);
         }
         Validation::Unknown
@@ -413,8 +424,8 @@ mod tests {
         assert_eq!(p.budget(), 300, "3× what arrived");
         p.on_sent(b, 250);
         assert_eq!(p.budget(), 50);
-        assert_eq!(p.on_response([9; 8]), Validation::Unknown);
-        assert_eq!(p.on_response([1; 8]), Validation::NewPath(b), "validated");
+        assert_eq!(p.on_response(t, [9; 8]), Validation::Unknown);
+        assert_eq!(p.on_response(t, [1; 8]), Validation::NewPath(b), "validated");
         assert_eq!(p.budget(), u64::MAX);
         // A spoofed move to c is undone when the old path (b) answers.
         assert_eq!(
@@ -423,7 +434,7 @@ mod tests {
             )),
             Moved::Started
         );
-        assert_eq!(p.on_response([4; 8]), Validation::Restored(b));
+        assert_eq!(p.on_response(t, [4; 8]), Validation::Restored(b));
         assert_eq!(p.remote, b);
         // Rate limit.
         assert_eq!(
@@ -468,6 +479,12 @@ mod tests {
         let t3 = t2.saturating_add(Duration::from_millis(20));
         assert_eq!(p.on_packet(t3, relay, 60, true, limits, || ([1; 8], [2; 8])), Moved::No);
         assert_eq!(p.remote, direct);
+        // What the relay path owes (a PATH_RESPONSE) may go out: it was validated.
+        assert_eq!(p.budget_to(relay), u64::MAX);
+        // A direct packet held back by someone on the path and released later (not the
+        // highest), or one with path frames alone, does not show the path alive.
+        let held = t2.saturating_add(quiet / 2);
+        assert_eq!(p.on_packet(held, direct, 60, false, limits, || ([1; 8], [2; 8])), Moved::No);
         // Silent for longer than `quiet`: the peer went back to the relay; follow it.
         let t4 = t2.saturating_add(quiet);
         assert_eq!(p.on_packet(t4, relay, 60, true, limits, || ([1; 8], [2; 8])), Moved::Started);

@@ -952,7 +952,7 @@ impl Session {
                 }
                 Frame::PathResponse(data) => {
                     if let Some(p) = self.paths.as_mut() {
-                        match p.on_response(data) {
+                        match p.on_response(now, data) {
                             Validation::NewPath(addr) => {
                                 let kind_changed = self.remote.relayed() != addr.relayed();
                                 self.remote = addr;
@@ -965,7 +965,12 @@ impl Session {
                                 }
                                 ctx.events.push_back(Event::PathChanged { session: self.id, remote: addr });
                             }
-                            Validation::Restored(addr) => self.remote = addr,
+                            Validation::Restored(addr) => {
+                                // Back from a relayed to a direct path (or the reverse):
+                                // the datagram size and congestion state restart (spec [PU-7]).
+                                mtu_reset |= self.remote.relayed() != addr.relayed();
+                                self.remote = addr;
+                            }
                             Validation::Unknown => {}
                         }
                     }
