@@ -236,10 +236,19 @@ timeout 60 "$bin" relay --bind "127.0.0.1:$rport" --shared-seed "$dir/shared.see
 relay_pid=$!
 for _ in $(seq 150); do [ "$(grep -c "reachable as\|registered with relay" "$dir/rlisten.log")" -ge 3 ] && break; sleep 0.1; done
 grep -q "registering again" "$dir/rlisten.log" || { echo "FAIL: listen did not notice the relay restart"; cat "$dir/rlisten.log"; exit 1; }
+grep -q "ended (the relay shut down)" "$dir/rlisten.log" || { echo "FAIL: members were not told the relay shut down"; cat "$dir/rlisten.log"; exit 1; }
 timeout 60 "$bin" send --relay "127.0.0.1:$rport" --peer "$id" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/rsend.err"
 cmp "$dir/payload" "$dir/rin/payload" || { echo "FAIL: file through the relay differs"; cat "$dir/rsend.err"; exit 1; }
 # (On loopback punching may finish before the first line is printed: either path is right.)
 grep -q "^registered with relay" "$dir/rsend.err" && grep -q "^path: " "$dir/rsend.err" || { echo "FAIL: send did not register or report its path"; cat "$dir/rsend.err"; exit 1; }
+# A file sent to the relay itself fails at once, saying so (it used to wait forever).
+rc=0; timeout 30 "$bin" send --to "127.0.0.1:$rport" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/torelay.err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "the peer is a relay" "$dir/torelay.err" || { echo "FAIL: send to the relay itself (exit $rc)"; cat "$dir/torelay.err"; exit 1; }
+# A malformed node id is a usage error (exit 2); a relay address without a port says so.
+rc=0; "$bin" send --relay "127.0.0.1:$rport" --peer abc --shared-seed "$dir/shared.seed" "$dir/payload" 2> /dev/null || rc=$?
+[ "$rc" -eq 2 ] || { echo "FAIL: a malformed --peer exited $rc, not 2"; exit 1; }
+rc=0; timeout 30 "$bin" send --relay 127.0.0.1 --peer "$id" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/noport.err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "port is missing" "$dir/noport.err" || { echo "FAIL: --relay without a port (exit $rc)"; cat "$dir/noport.err"; exit 1; }
 kill -INT "$rlisten_pid" "$relay_pid"; wait "$rlisten_pid" "$relay_pid" || true
 pass=$((pass + 1))
 

@@ -430,6 +430,10 @@ run_cell() {
         reason="received file missing or different"
     fi
     if [ -z "$reason" ] && [ -z "$path" ]; then reason="send printed no 'path: direct|relayed' line"; fi
+    # The receiver must know its confirmation arrived (a relayed path once lost it).
+    if [ -z "$reason" ] && grep -q "may not have reached" "$dir/listen.log" 2> /dev/null; then
+        reason="the listener doubts its confirmation reached the sender"
+    fi
     if [ -z "$reason" ] && [ "$exp" != any ] && [ "$path" != "$exp" ]; then
         reason="path $path, expected $exp"
     fi

@@ -111,7 +111,7 @@ enum Command {
         #[arg(long)]
         node_seed: Option<PathBuf>,
         /// Accept only these node ids (repeatable).
-        #[arg(long = "allow")]
+        #[arg(long = "allow", value_parser = node_id_arg)]
         allow: Vec<String>,
         /// Directory for received files; must exist and be writable. Files keep the sender's
         /// (sanitized) name, or get `NAME-N.ext` if it is taken; nothing is overwritten.
@@ -141,7 +141,7 @@ enum Command {
         #[arg(long)]
         node_seed: Option<PathBuf>,
         /// Relay only for these node ids (repeatable); others are refused.
-        #[arg(long = "member")]
+        #[arg(long = "member", value_parser = node_id_arg)]
         members: Vec<String>,
         /// Also serve members over WebSocket (ws://) on this TCP address.
         #[arg(long)]
@@ -195,7 +195,7 @@ enum Command {
         #[command(flatten)]
         store: store::StoreArgs,
         /// Serve only these node ids (repeatable); others are refused at the handshake.
-        #[arg(long = "member")]
+        #[arg(long = "member", value_parser = node_id_arg)]
         members: Vec<String>,
         /// Expose only these addresses (repeatable); others are answered "not found".
         #[arg(long = "expose")]
@@ -255,7 +255,7 @@ enum Command {
         node_seed: Option<PathBuf>,
         /// Pin the receiver: send only if it proves this node id. Without --peer, any holder
         /// of the shared seed answering at --to gets the file (stt prints whose id it was).
-        #[arg(long)]
+        #[arg(long, value_parser = node_id_arg)]
         peer: Option<String>,
         /// Make the transfer resumable, and continue an earlier interrupted one: the receiver
         /// keeps the partial file of a resumable transfer, offers how much it holds, and this
@@ -425,7 +425,7 @@ fn code_failure(code: u64, detail: &str) -> Failure {
     let words = wire::words(code);
     let msg = if detail.is_empty() { words } else { format!("{words}: {detail}") };
     match code {
-        wire::SENDER_CANCELLED | wire::RECEIVER_SHUTDOWN => Failure::PeerEnded(msg),
+        wire::SENDER_CANCELLED | wire::RECEIVER_SHUTDOWN | wire::RELAY_SHUTDOWN => Failure::PeerEnded(msg),
         _ => Failure::Error(msg),
     }
 }
@@ -553,6 +553,26 @@ fn identity(shared: &Path, node: Option<&Path>) -> Result<Identity> {
     Ok(Identity::new(node, shared))
 }
 
+/// Resolves when the process gets SIGTERM (what `timeout`, `kill` and service managers
+/// send): the commands stop on it as on Ctrl-C. Never resolves where there is no SIGTERM.
+pub(crate) async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// A node id on the command line (checked by clap, so a malformed one is a usage error,
+/// exit 2); kept as text for [`parse_id`].
+fn node_id_arg(s: &str) -> std::result::Result<String, String> {
+    NodeId::from_hex(s).map(|_| s.to_string()).map_err(|e| format!("not a node id (64 hex digits): {e}"))
+}
+
 fn parse_id(s: &str) -> Result<NodeId> {
     NodeId::from_hex(s).map_err(|e| format!("node id {s}: {e}"))
 }
@@ -658,6 +678,13 @@ async fn send(
         .parse()
         .map_err(|_| "bad bind address")?;
     let node = Node::bind(bind, Config::default(), identity).await.map_err(|e| e.to_string())?;
+    if expect == Some(node.node_id()) {
+        return Err(Failure::Error(
+            "--peer is this node's own id: the receiver and the sender use the same --node-seed \
+             (each running node needs its own)"
+                .into(),
+        ));
+    }
     // Through a relay, its session must outlive the transfer: it is the relayed path.
     let mut relay_session = None;
     let connect = async {
@@ -665,7 +692,9 @@ async fn send(
             (Some(addr), _) => node.connect(addr, expect).await.map_err(|e| e.to_string()),
             (None, Some(peer)) if via_relay => {
                 let r = relay::register(&node, to).await?;
-                let s = node.connect_via_relay(&r, peer).await.map_err(|e| e.to_string());
+                let s = node.connect_via_relay(&r, peer).await.map_err(|e| {
+                    format!("{e} (through the relay: is a node with id {peer} registered there? `stt listen --relay` prints the id it registers)")
+                });
                 relay_session = Some(r);
                 s
             }
@@ -705,11 +734,12 @@ async fn send(
     let lost = losses(&session).await;
     match result {
         Ok(sent) => {
+            session.close(wire::DONE);
+            let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+            // Only now the relay: on a relayed path the close above travels through it.
             if let Some(r) = relay_session.as_ref() {
                 r.close(0);
             }
-            session.close(wire::DONE);
-            let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
             node.shutdown().await;
             let what = if sent.reply.status == wire::DISCARDED {
                 "the receiver counted and DISCARDED it (it runs without --out)".to_string()
@@ -863,6 +893,18 @@ async fn transfer(
         Ok(Err(e)) => return Err(format!("bad reply from the receiver: {e}").into()),
         Err(_) => return Err(format!("no reply from the receiver within {} s", REPLY_TIMEOUT.as_secs()).into()),
     };
+    // Read on to the reply's end (it comes with the reply) so that dropping `rx` stops
+    // nothing: a STOP_SENDING that overtakes the acknowledgement (through a relay, say)
+    // would tell the receiver its confirmation may not have arrived.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut rest = [0u8; 64];
+        while let Ok(n) = rx.read(&mut rest).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
     match (reply.status, digest) {
         (wire::DONE | wire::DISCARDED, None) => {
             Err(format!("send: {}", send_err.map(|e| e.0).unwrap_or_default()).into())
@@ -1359,9 +1401,16 @@ async fn listen(
     let mut live = std::collections::HashMap::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let terminate = terminated();
+    tokio::pin!(terminate);
+    let mut why = "stopped by Ctrl-C";
     loop {
         tokio::select! {
             _ = &mut ctrl_c => break,
+            _ = &mut terminate => {
+                why = "stopped by SIGTERM";
+                break;
+            }
             s = node.accept() => {
                 let Some(session) = s else { break };
                 live.insert(session.id(), session.clone());
@@ -1374,19 +1423,20 @@ async fn listen(
             }
         }
     }
-    if let Some(k) = relay_keeper {
-        // Dropping the held session closes it.
-        k.abort();
-    }
     eprintln!("shutting down: telling {} peer(s) the receiver shut down", live.len());
     for s in live.values() {
-        s.close_with_reason(wire::RECEIVER_SHUTDOWN, "stopped by Ctrl-C");
+        s.close_with_reason(wire::RECEIVER_SHUTDOWN, why);
     }
     // Transfers in flight are abandoned; their partial files are removed (those of resumable
     // transfers are kept for the sender's next try).
     sessions.shutdown().await;
     for s in live.values() {
         let _ = tokio::time::timeout(CLOSE_GRACE, s.closed()).await;
+    }
+    // The relay last: the closes above may need it (a peer on a relayed path).
+    if let Some(k) = relay_keeper {
+        // Dropping the held session closes it.
+        k.abort();
     }
     node.shutdown().await;
     Ok(())

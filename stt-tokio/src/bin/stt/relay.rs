@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use stt_tokio::{Config, Node, NodeId, PathAddr, RelayConfig, Session};
+use stt_proto::TransportCode;
+use stt_tokio::{CloseReason, Config, Ended, Node, NodeId, PathAddr, RelayConfig, Session};
 
 use crate::{identity, parse_id, short, Failure, Result, CLOSE_GRACE};
 
@@ -33,6 +34,10 @@ pub fn watch_path(session: &Session, who: String) {
 /// Connects to the relay at `relay` (HOST:PORT) and registers; returns the session, which
 /// must stay open while the node is reachable through the relay.
 pub async fn register(node: &Node, relay: &str) -> Result<Session> {
+    let port = relay.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+    if port.is_none_or(|p| p.parse::<u16>().is_err()) {
+        return Err(format!("--relay {relay}: expected HOST:PORT (the port is missing or not a number)"));
+    }
     let session = tokio::time::timeout(Duration::from_secs(20), node.connect_host(relay, None))
         .await
         .map_err(|_| format!("--relay {relay}: no answer within 20 s"))?
@@ -54,7 +59,22 @@ pub async fn keep_registered(node: Node, relay: String, mut session: Session) {
     let mut pause = Duration::from_secs(5);
     loop {
         let end = session.closed().await;
-        eprintln!("the session with relay {relay} ended ({end}); registering again");
+        if matches!(
+            end,
+            Ended::Closed(
+                CloseReason::RemoteTransport(TransportCode::Superseded)
+                    | CloseReason::LocalTransport(TransportCode::Superseded)
+            )
+        ) {
+            eprintln!(
+                "the session with relay {relay} was replaced by a newer one between the same two node ids: \
+                 another process is using this node seed (each running node needs its own); registering again"
+            );
+        } else if let Ended::Closed(CloseReason::Remote(code)) = end {
+            eprintln!("the session with relay {relay} ended ({}); registering again", crate::wire::words(code));
+        } else {
+            eprintln!("the session with relay {relay} ended ({end}); registering again");
+        }
         loop {
             tokio::time::sleep(pause).await;
             match register(&node, &relay).await {
@@ -95,21 +115,22 @@ pub async fn serve(
     }
     // Members' sessions are held until they end (a dropped handle closes its session).
     let mut members = tokio::task::JoinSet::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let terminate = crate::terminated();
+    tokio::pin!(terminate);
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut last = 0;
     loop {
         tokio::select! {
             _ = &mut ctrl_c => break,
+            _ = &mut terminate => break,
             s = node.accept() => {
                 let Some(session) = s else { break };
                 let peer = short(session.peer_node_id());
                 eprintln!("{peer}: session ({})", session.remote());
-                members.spawn(async move {
-                    let end = session.closed().await;
-                    eprintln!("{peer}: gone ({end})");
-                });
+                members.spawn(member(session, peer, stopping.clone()));
             }
             Some(_) = members.join_next(), if !members.is_empty() => {}
             _ = tick.tick() => {
@@ -129,7 +150,41 @@ pub async fn serve(
         "relay stopping: forwarded {} datagrams ({} bytes), dropped {}, refused {} registration(s)",
         st.relay_forwarded, st.relay_forwarded_bytes, st.relay_dropped, st.relay_refused
     );
+    // Every member is told why (not "closed with code 0"), and its close gets out.
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(CLOSE_GRACE * 2, async { while members.join_next().await.is_some() {} }).await;
     members.shutdown().await;
     let _ = tokio::time::timeout(CLOSE_GRACE, node.shutdown()).await;
     Ok(())
+}
+
+/// Holds a member's session until it ends. A relay receives no files: a session that opens
+/// a stream to it is closed with a code that says so, instead of waiting forever for an
+/// answer. When the relay stops, the member is told "the relay shut down".
+async fn member(session: Session, peer: String, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let refuse = |s: &Session| {
+        s.close_with_reason(crate::wire::NOT_A_RECEIVER, "a file sent to the relay itself");
+    };
+    loop {
+        tokio::select! {
+            biased;
+            end = session.closed() => {
+                eprintln!("{peer}: gone ({end})");
+                return;
+            }
+            _ = stopping.changed() => {
+                session.close_with_reason(crate::wire::RELAY_SHUTDOWN, "the relay shut down");
+                let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
+                return;
+            }
+            s = session.accept_bi() => if s.is_some() {
+                eprintln!("{peer}: opened a stream to the relay (a file sent to the relay itself?): closing its session");
+                refuse(&session);
+            },
+            s = session.accept_uni() => if s.is_some() {
+                eprintln!("{peer}: opened a stream to the relay (a file sent to the relay itself?): closing its session");
+                refuse(&session);
+            },
+        }
+    }
 }

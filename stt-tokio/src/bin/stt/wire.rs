@@ -65,6 +65,10 @@ pub const REFUSED: u64 = 4;
 pub const BUSY: u64 = 5;
 /// Reply status: the receiver counted the bytes and discarded them (no `--out`).
 pub const DISCARDED: u64 = 6;
+/// The peer is a relay: it forwards between its members and receives no files.
+pub const NOT_A_RECEIVER: u64 = 7;
+/// The relay shut down (Ctrl-C or SIGTERM).
+pub const RELAY_SHUTDOWN: u64 = 8;
 
 /// The header's first bytes.
 pub const MAGIC: &[u8; 4] = b"STTF";
@@ -95,6 +99,10 @@ pub fn words(code: u64) -> String {
         REFUSED => "the receiver refused the transfer".into(),
         BUSY => "the receiver is busy (too many transfers at once); try again".into(),
         DISCARDED => "the receiver discarded the data".into(),
+        NOT_A_RECEIVER => "the peer is a relay: it forwards between registered members and receives no files \
+                           (send to a receiver's node id with --relay ADDR --peer ID)"
+            .into(),
+        RELAY_SHUTDOWN => "the relay shut down".into(),
         other => format!("unknown application code {other}"),
     }
 }
