@@ -72,6 +72,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// The whole node was shut down.
     NodeClosed,
+    /// The session ran through a relay and this node's session with that relay ended, with
+    /// no direct path to fall back on (spec [RY-7]).
+    RelayLost,
 }
 
 impl fmt::Display for CloseReason {
@@ -83,6 +86,7 @@ impl fmt::Display for CloseReason {
             CloseReason::RemoteTransport(c) => write!(f, "closed by peer: {c:?}"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::NodeClosed => f.write_str("node shut down"),
+            CloseReason::RelayLost => f.write_str("the relay it ran through went away (no direct path)"),
         }
     }
 }
@@ -106,6 +110,9 @@ pub enum HandshakeFailure {
     Malformed,
     /// The node was shut down.
     NodeClosed,
+    /// The handshake ran through a relay, and this node's session with the relay ended
+    /// (spec [RY-7]).
+    RelayLost,
 }
 
 impl fmt::Display for HandshakeFailure {
@@ -118,6 +125,7 @@ impl fmt::Display for HandshakeFailure {
             HandshakeFailure::Superseded => f.write_str("superseded by a simultaneous session with the same peer"),
             HandshakeFailure::Malformed => f.write_str("peer sent a malformed handshake payload"),
             HandshakeFailure::NodeClosed => f.write_str("node shut down"),
+            HandshakeFailure::RelayLost => f.write_str("the relay session it ran through ended"),
         }
     }
 }

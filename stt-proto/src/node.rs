@@ -1120,14 +1120,35 @@ impl<E: Entropy> Node<E> {
                 let left = s.transport.as_ref().map_or(0, |t| t.relay_out.byte_len());
                 self.relay_queued = self.relay_queued.saturating_sub(left);
             }
+            let mut relay_link_ended = None;
             if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid, idx as u32);
                 self.free.push(idx as u32);
                 self.live -= 1;
+                if cfg!(feature = "relay") && matches!(s.relay.as_deref(), Some(RelayLink::Relay { .. })) {
+                    relay_link_ended = Some(s.id);
+                }
             }
             self.schedule.forget(idx as u32);
+            if let Some(via) = relay_link_ended {
+                self.relay_link_ended(via);
+            }
         } else {
             self.schedule.update(idx as u32, s.next_deadline(self.now), self.now, may_poll, force);
+        }
+    }
+
+    /// This node's session `via` with a relay ended (spec [RY-7]): sessions on a relayed
+    /// path through it end at once (their peer is unreachable: nothing could carry even a
+    /// SESSION_CLOSE), and direct sessions lose it as their fallback. One pass over the
+    /// slots, on the rare event of a relay session ending (a member holds few of them).
+    fn relay_link_ended(&mut self, via: SessionId) {
+        for i in 0..self.slots.len() {
+            let Some(s) = self.slots.get_mut(i).and_then(|s| s.session.as_mut()) else { continue };
+            let mut ctx = Ctx { config: &self.config, events: &mut self.events, entropy: &mut self.entropy };
+            if s.relay_link_ended(via, &mut ctx) {
+                self.after_session(i);
+            }
         }
     }
 

@@ -1429,6 +1429,34 @@ impl Session {
         }
     }
 
+    /// This node's session `via` with a relay ended (spec [RY-7]). A session whose path
+    /// runs through it ends now (`RelayLost`; during the handshake `HandshakeFailure::
+    /// RelayLost`), silently: nothing could carry a SESSION_CLOSE. A direct session only
+    /// loses it as its fallback. Returns whether anything changed.
+    pub(crate) fn relay_link_ended(&mut self, via: SessionId, ctx: &mut Ctx<'_>) -> bool {
+        let through = |a: PathAddr| matches!(a, PathAddr::Relay(r) if r.via == via);
+        let mut changed = false;
+        if let Some(p) = self.paths.as_mut().filter(|p| p.fallback.is_some_and(through)) {
+            p.fallback = None;
+            changed = true;
+        }
+        if !through(self.remote) || matches!(self.phase, Phase::Done) {
+            return changed;
+        }
+        match self.phase {
+            Phase::Hello(_) | Phase::AwaitFinal(_) => self.fail_handshake(ctx, HandshakeFailure::RelayLost),
+            _ => {
+                if self.established_emitted && matches!(self.phase, Phase::Established) {
+                    ctx.events.push_back(Event::Closed { session: self.id, reason: CloseReason::RelayLost });
+                } else if !self.established_emitted {
+                    self.fail_handshake(ctx, HandshakeFailure::RelayLost);
+                }
+                self.phase = Phase::Done;
+            }
+        }
+        true
+    }
+
     /// The session returned to its relayed fallback path (spec [PU-6]): punching may run
     /// again (the initiator retries later).
     fn fell_back(&mut self, now: Instant, ctx: &mut Ctx<'_>, relay: PathAddr) {

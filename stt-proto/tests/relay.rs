@@ -172,3 +172,53 @@ fn dead_direct_path_falls_back_to_the_relay() {
     assert!(w.node(a).stats().relay_fallbacks >= 1, "a fell back");
     assert!(w.node(a).session(sa).unwrap().remote().is_relayed());
 }
+
+fn closed(w: &World, i: usize, s: SessionId) -> Option<(stt_proto::Instant, stt_proto::CloseReason)> {
+    w.nodes[i].timed_events.iter().find_map(|(t, e)| match e {
+        Event::Closed { session, reason } if *session == s => Some((*t, *reason)),
+        _ => None,
+    })
+}
+
+/// [RY-7]: when the relay shuts down (closing its members' sessions), a session that
+/// runs through it, with no direct path, ends at once on both sides with `RelayLost`
+/// instead of waiting for the idle timeout; the members' other state is untouched.
+#[test]
+fn a_relayed_session_ends_when_its_relay_goes_away() {
+    let mut w = World::new(World::seed_from_env(906));
+    let (r, a, b, _ra, _rb) = relay_world(&mut w, Config::default().keep_relay_path(true), RelayConfig::default());
+    let (sa, sb) = connect_via(&mut w, a, _ra, b);
+    assert!(w.node(a).session(sa).unwrap().remote().is_relayed());
+    let data = pattern(50_000, 6);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
+    let start = w.now;
+    w.node(r).close(start);
+    check(w.drive_until(|w| closed(w, a, sa).is_some() && closed(w, b, sb).is_some(), 100_000));
+    for (i, s) in [(a, sa), (b, sb)] {
+        let (at, reason) = closed(&w, i, s).unwrap();
+        assert_eq!(reason, stt_proto::CloseReason::RelayLost);
+        // The idle timeout is 30 s: this took about one relay round trip.
+        assert!(
+            at.saturating_duration_since(start) < Duration::from_millis(200),
+            "after {:?}",
+            at.saturating_duration_since(start)
+        );
+        assert!(w.node(i).session(s).is_none(), "the session is gone");
+    }
+}
+
+/// [RY-7]: a session on a direct path only loses the relay as its fallback; it carries on.
+#[test]
+fn a_direct_session_outlives_its_relay() {
+    let mut w = World::new(World::seed_from_env(907));
+    let (_r, a, b, ra, _rb) = relay_world(&mut w, Config::default(), RelayConfig::default());
+    let (sa, sb) = connect_via(&mut w, a, ra, b);
+    let b_addr = w.nodes[b].addr;
+    check(w.drive_until(|w| w.node(a).session(sa).unwrap().remote() == PathAddr::Udp(b_addr), 100_000));
+    let now = w.now;
+    w.node(a).session(ra).unwrap().close(now, 0);
+    w.run_for(Duration::from_secs(1));
+    assert!(closed(&w, a, sa).is_none());
+    let data = pattern(200_000, 7);
+    assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
+}

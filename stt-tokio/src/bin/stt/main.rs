@@ -458,6 +458,9 @@ fn end_failure(end: Ended) -> Failure {
              is using the same node seed (each running node needs its own), or the peer restarted"
                 .into(),
         ),
+        Ended::Closed(CloseReason::RelayLost) => Failure::PeerEnded(
+            "the relay went away and there was no direct path to the peer (no hole could be punched)".into(),
+        ),
         Ended::Closed(CloseReason::IdleTimeout) => {
             Failure::PeerEnded("the peer stopped answering (idle timeout): it went away or the network failed".into())
         }
