@@ -1107,6 +1107,19 @@ impl<E: Entropy> Node<E> {
                 self.half_open -= 1;
             }
         }
+        // A session with a relay that stopped carrying (closing, draining or done): the
+        // sessions through it end now (spec [RY-7]), once.
+        let relay_down = (cfg!(feature = "relay")
+            && !s.relay_down_reported
+            && matches!(s.relay.as_deref(), Some(RelayLink::Relay { .. }))
+            && matches!(s.phase, Phase::Closing { .. } | Phase::Draining | Phase::Done))
+        .then_some(s.id);
+        if relay_down.is_some() {
+            if let Some(m) = slot.session.as_mut() {
+                m.relay_down_reported = true;
+            }
+        }
+        let Some(s) = slot.session.as_ref() else { return };
         if s.is_done() {
             if slot.half_open {
                 slot.half_open = false;
@@ -1120,25 +1133,21 @@ impl<E: Entropy> Node<E> {
                 let left = s.transport.as_ref().map_or(0, |t| t.relay_out.byte_len());
                 self.relay_queued = self.relay_queued.saturating_sub(left);
             }
-            let mut relay_link_ended = None;
             if let Some(s) = slot.session.take() {
                 self.routes.remove(&s.local_sid, idx as u32);
                 self.free.push(idx as u32);
                 self.live -= 1;
-                if cfg!(feature = "relay") && matches!(s.relay.as_deref(), Some(RelayLink::Relay { .. })) {
-                    relay_link_ended = Some(s.id);
-                }
             }
             self.schedule.forget(idx as u32);
-            if let Some(via) = relay_link_ended {
-                self.relay_link_ended(via);
-            }
         } else {
             self.schedule.update(idx as u32, s.next_deadline(self.now), self.now, may_poll, force);
         }
+        if let Some(via) = relay_down {
+            self.relay_link_ended(via);
+        }
     }
 
-    /// This node's session `via` with a relay ended (spec [RY-7]): sessions on a relayed
+    /// This node's session `via` with a relay stopped carrying (spec [RY-7]): sessions on a relayed
     /// path through it end at once (their peer is unreachable: nothing could carry even a
     /// SESSION_CLOSE), and direct sessions lose it as their fallback. One pass over the
     /// slots, on the rare event of a relay session ending (a member holds few of them).

@@ -159,6 +159,9 @@ pub(crate) struct Session {
     pub(crate) established_at: Option<Instant>,
     /// Set when the session has just become established; the node resolves duplicates and emits the event.
     pub(crate) just_established: bool,
+    /// This session is with a relay and stopped carrying (closing, draining or done): the
+    /// node has ended the sessions that ran through it (spec [RY-7]).
+    pub(crate) relay_down_reported: bool,
     /// Initiator on a direct path: established when it sent AUTH_PROOF (spec [HS-22]), which
     /// it repeats until the first authenticated packet from the responder confirms it.
     pub(crate) unconfirmed: Option<Box<AwaitFinalState>>,
@@ -233,6 +236,7 @@ impl Session {
             started_at: now,
             established_at: None,
             just_established: false,
+            relay_down_reported: false,
             unconfirmed: None,
             rekey_ran: false,
             established_emitted: false,
@@ -1429,11 +1433,14 @@ impl Session {
         }
     }
 
-    /// This node's session `via` with a relay ended (spec [RY-7]). A session whose path
+    /// This node's session `via` with a relay stopped carrying (spec [RY-7]). A session whose path
     /// runs through it ends now (`RelayLost`; during the handshake `HandshakeFailure::
     /// RelayLost`), silently: nothing could carry a SESSION_CLOSE. A direct session only
     /// loses it as its fallback. Returns whether anything changed.
     pub(crate) fn relay_link_ended(&mut self, via: SessionId, ctx: &mut Ctx<'_>) -> bool {
+        if self.id == via {
+            return false;
+        }
         let through = |a: PathAddr| matches!(a, PathAddr::Relay(r) if r.via == via);
         let mut changed = false;
         if let Some(p) = self.paths.as_mut().filter(|p| p.fallback.is_some_and(through)) {
