@@ -249,6 +249,15 @@ rc=0; "$bin" send --relay "127.0.0.1:$rport" --peer abc --shared-seed "$dir/shar
 [ "$rc" -eq 2 ] || { echo "FAIL: a malformed --peer exited $rc, not 2"; exit 1; }
 rc=0; timeout 30 "$bin" send --relay 127.0.0.1 --peer "$id" --shared-seed "$dir/shared.seed" "$dir/payload" 2> "$dir/noport.err" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "port is missing" "$dir/noport.err" || { echo "FAIL: --relay without a port (exit $rc)"; cat "$dir/noport.err"; exit 1; }
+# A second listener with the same node seed takes the registration over; the first says why
+# and does not register again (they used to displace each other every 5 s for ever).
+timeout 60 "$bin" listen --bind 127.0.0.1:0 --relay "127.0.0.1:$rport" --shared-seed "$dir/shared.seed" --node-seed "$dir/node.seed" --out "$dir/rin" > "$dir/rtwin.log" 2>&1 &
+rtwin_pid=$!
+for _ in $(seq 100); do grep -q "not registering again" "$dir/rlisten.log" && break; sleep 0.1; done
+grep -q "another process is using this node seed.*not registering" "$dir/rlisten.log" || { echo "FAIL: the displaced listener did not say why"; cat "$dir/rlisten.log"; exit 1; }
+sleep 6
+[ "$(grep -c "reachable as" "$dir/rtwin.log")" -eq 1 ] && ! grep -q "registering again" "$dir/rtwin.log" || { echo "FAIL: the twin listeners keep displacing each other"; cat "$dir/rtwin.log"; exit 1; }
+kill -INT "$rtwin_pid"; wait "$rtwin_pid" || true
 kill -INT "$rlisten_pid" "$relay_pid"; wait "$rlisten_pid" "$relay_pid" || true
 pass=$((pass + 1))
 

@@ -54,7 +54,8 @@ pub async fn register(node: &Node, relay: &str) -> Result<Session> {
 }
 
 /// Holds the relay session; when it ends (the relay restarted, the path died), registers
-/// again with a growing pause (5 s to 60 s), forever.
+/// again with a growing pause (5 s to 60 s), forever; but not when another process with the
+/// same node seed took the registration over (the two would take turns for ever).
 pub async fn keep_registered(node: Node, relay: String, mut session: Session) {
     let mut pause = Duration::from_secs(5);
     loop {
@@ -66,10 +67,14 @@ pub async fn keep_registered(node: Node, relay: String, mut session: Session) {
                     | CloseReason::LocalTransport(TransportCode::Superseded)
             )
         ) {
+            // Registering again would only displace the other process in turn, every few
+            // seconds, for ever: leave the registration to it.
             eprintln!(
                 "the session with relay {relay} was replaced by a newer one between the same two node ids: \
-                 another process is using this node seed (each running node needs its own); registering again"
+                 another process is using this node seed (each running node needs its own); not registering \
+                 again (this node stays reachable directly; restart it with its own --node-seed)"
             );
+            return;
         } else if let Ended::Closed(CloseReason::Remote(code)) = end {
             eprintln!("the session with relay {relay} ended ({}); registering again", crate::wire::words(code));
         } else {
