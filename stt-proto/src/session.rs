@@ -1450,17 +1450,14 @@ impl Session {
         if !through(self.remote) || matches!(self.phase, Phase::Done) {
             return changed;
         }
-        match self.phase {
-            Phase::Hello(_) | Phase::AwaitFinal(_) => self.fail_handshake(ctx, HandshakeFailure::RelayLost),
-            _ => {
-                if self.established_emitted && matches!(self.phase, Phase::Established) {
-                    ctx.events.push_back(Event::Closed { session: self.id, reason: CloseReason::RelayLost });
-                } else if !self.established_emitted {
-                    self.fail_handshake(ctx, HandshakeFailure::RelayLost);
-                }
-                self.phase = Phase::Done;
-            }
+        if !self.established_emitted {
+            // Still in its handshake (an initiator is told why).
+            self.fail_handshake(ctx, HandshakeFailure::RelayLost);
+        } else if matches!(self.phase, Phase::Established) {
+            ctx.events.push_back(Event::Closed { session: self.id, reason: CloseReason::RelayLost });
         }
+        // Closing or draining: its close could not get out anyway.
+        self.phase = Phase::Done;
         true
     }
 

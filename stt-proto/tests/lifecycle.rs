@@ -4,7 +4,11 @@
 use std::time::Duration;
 
 use stt_proto::sim::{LinkConfig, World};
-use stt_proto::{CloseReason, Config, DropReason, Event, Input, InputOutcome, Instant, SessionId};
+use stt_proto::{CloseReason, Config, DropReason, Input, InputOutcome, Instant, SessionId};
+
+mod common;
+
+use common::closed_at;
 
 fn check<T>(r: Result<T, stt_proto::sim::SimError>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
@@ -18,13 +22,6 @@ fn pair(seed: u64, config: Config) -> (World, usize, usize, SessionId, SessionId
     check(w.drive_until(|w| w.is_established(a, sa) && w.established(b).len() == 1, 1000));
     let sb = w.established(b)[0].0;
     (w, a, b, sa, sb)
-}
-
-fn closed_at(w: &World, i: usize, s: SessionId) -> Option<(Instant, CloseReason)> {
-    w.nodes[i].timed_events.iter().find_map(|(t, e)| match e {
-        Event::Closed { session, reason } if *session == s => Some((*t, *reason)),
-        _ => None,
-    })
 }
 
 /// [LC-4]: with keepalive off, each side closes exactly `idle_timeout` after the last

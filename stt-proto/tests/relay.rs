@@ -8,7 +8,7 @@ use stt_proto::{Config, Event, NodeId, PathAddr, RelayConfig, RelayStatus, Sessi
 
 mod common;
 
-use common::{check, pattern, transfer, transfer_with};
+use common::{check, closed_at, pattern, transfer, transfer_with};
 
 /// A relay node and two members registered with it. Returns (relay, a, b, a's relay
 /// session, b's relay session).
@@ -34,6 +34,12 @@ pub fn relay_world(w: &mut World, member: Config, relay: RelayConfig) -> (usize,
         10_000,
     ));
     (r, a, b, ra, rb)
+}
+
+/// Steps until `a`'s session `sa` runs on the direct path to `b`.
+fn wait_direct(w: &mut World, a: usize, sa: SessionId, b: usize) {
+    let b_addr = w.nodes[b].addr;
+    check(w.drive_until(|w| w.node(a).session(sa).unwrap().remote() == PathAddr::Udp(b_addr), 100_000));
 }
 
 fn connect_via(w: &mut World, a: usize, ra: SessionId, b: usize) -> (SessionId, SessionId) {
@@ -155,8 +161,7 @@ fn dead_direct_path_falls_back_to_the_relay() {
     let mut w = World::new(World::seed_from_env(904));
     let (_r, a, b, ra, _rb) = relay_world(&mut w, Config::default(), RelayConfig::default());
     let (sa, sb) = connect_via(&mut w, a, ra, b);
-    let b_addr = w.nodes[b].addr;
-    check(w.drive_until(|w| w.node(a).session(sa).unwrap().remote() == PathAddr::Udp(b_addr), 100_000));
+    wait_direct(&mut w, a, sa, b);
     let data = pattern(2_000_000, 5);
     let mut cut = false;
     let got = transfer_with(&mut w, a, b, sa, sb, &data, 2_000_000, |w| {
@@ -173,13 +178,6 @@ fn dead_direct_path_falls_back_to_the_relay() {
     assert!(w.node(a).session(sa).unwrap().remote().is_relayed());
 }
 
-fn closed(w: &World, i: usize, s: SessionId) -> Option<(stt_proto::Instant, stt_proto::CloseReason)> {
-    w.nodes[i].timed_events.iter().find_map(|(t, e)| match e {
-        Event::Closed { session, reason } if *session == s => Some((*t, *reason)),
-        _ => None,
-    })
-}
-
 /// [RY-7]: when the relay shuts down (closing its members' sessions), a session that
 /// runs through it, with no direct path, ends at once on both sides with `RelayLost`
 /// instead of waiting for the idle timeout; the members' other state is untouched.
@@ -193,9 +191,9 @@ fn a_relayed_session_ends_when_its_relay_goes_away() {
     assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
     let start = w.now;
     w.node(r).close(start);
-    check(w.drive_until(|w| closed(w, a, sa).is_some() && closed(w, b, sb).is_some(), 100_000));
+    check(w.drive_until(|w| closed_at(w, a, sa).is_some() && closed_at(w, b, sb).is_some(), 100_000));
     for (i, s) in [(a, sa), (b, sb)] {
-        let (at, reason) = closed(&w, i, s).unwrap();
+        let (at, reason) = closed_at(&w, i, s).unwrap();
         assert_eq!(reason, stt_proto::CloseReason::RelayLost);
         // The idle timeout is 30 s: this took about one relay round trip.
         assert!(
@@ -213,12 +211,11 @@ fn a_direct_session_outlives_its_relay() {
     let mut w = World::new(World::seed_from_env(907));
     let (_r, a, b, ra, _rb) = relay_world(&mut w, Config::default(), RelayConfig::default());
     let (sa, sb) = connect_via(&mut w, a, ra, b);
-    let b_addr = w.nodes[b].addr;
-    check(w.drive_until(|w| w.node(a).session(sa).unwrap().remote() == PathAddr::Udp(b_addr), 100_000));
+    wait_direct(&mut w, a, sa, b);
     let now = w.now;
     w.node(a).session(ra).unwrap().close(now, 0);
     w.run_for(Duration::from_secs(1));
-    assert!(closed(&w, a, sa).is_none());
+    assert!(closed_at(&w, a, sa).is_none());
     let data = pattern(200_000, 7);
     assert!(transfer(&mut w, a, b, sa, sb, &data, 1_000_000) == data);
 }

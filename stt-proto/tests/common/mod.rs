@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use stt_proto::sim::World;
-use stt_proto::{Config, ReadError, SessionId, StreamId, WriteError};
+use stt_proto::{CloseReason, Config, Event, Instant, ReadError, SessionId, StreamId, WriteError};
 
 pub fn check<T>(r: Result<T, stt_proto::sim::SimError>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
@@ -15,6 +15,14 @@ pub fn pair(w: &mut World, ca: Config, cb: Config) -> (usize, usize, SessionId, 
     check(w.drive_until(|w| w.is_established(a, sa) && w.established(b).len() == 1, 100_000));
     let sb = w.established(b)[0].0;
     (a, b, sa, sb)
+}
+
+/// When node `i` reported session `s` closed, and why.
+pub fn closed_at(w: &World, i: usize, s: SessionId) -> Option<(Instant, CloseReason)> {
+    w.nodes[i].timed_events.iter().find_map(|(t, e)| match e {
+        Event::Closed { session, reason } if *session == s => Some((*t, *reason)),
+        _ => None,
+    })
 }
 
 /// Deterministic test data.

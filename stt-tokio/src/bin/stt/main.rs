@@ -443,6 +443,18 @@ fn session_failure(session: &Session, end: Ended) -> Failure {
     }
 }
 
+/// Whether a session was replaced by a newer one between the same two node ids (another
+/// process with the same node seed, or a restart).
+pub(crate) fn superseded(end: Ended) -> bool {
+    matches!(
+        end,
+        Ended::Closed(
+            CloseReason::RemoteTransport(stt_proto::TransportCode::Superseded)
+                | CloseReason::LocalTransport(stt_proto::TransportCode::Superseded)
+        )
+    )
+}
+
 /// A session's end in words; never "NoError" for a cut transfer.
 fn end_failure(end: Ended) -> Failure {
     match end {
@@ -450,10 +462,7 @@ fn end_failure(end: Ended) -> Failure {
         Ended::Closed(CloseReason::RemoteTransport(stt_proto::TransportCode::NoError)) => {
             Failure::PeerEnded("the peer closed the session before the transfer finished".into())
         }
-        Ended::Closed(
-            CloseReason::RemoteTransport(stt_proto::TransportCode::Superseded)
-            | CloseReason::LocalTransport(stt_proto::TransportCode::Superseded),
-        ) => Failure::PeerEnded(
+        end if superseded(end) => Failure::PeerEnded(
             "the session was replaced by a newer one between the same two node ids: another process \
              is using the same node seed (each running node needs its own), or the peer restarted"
                 .into(),

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use stt_proto::TransportCode;
 use stt_tokio::{CloseReason, Config, Ended, Node, NodeId, PathAddr, RelayConfig, Session};
 
 use crate::{identity, parse_id, short, Failure, Result, CLOSE_GRACE};
@@ -60,13 +59,7 @@ pub async fn keep_registered(node: Node, relay: String, mut session: Session) {
     let mut pause = Duration::from_secs(5);
     loop {
         let end = session.closed().await;
-        if matches!(
-            end,
-            Ended::Closed(
-                CloseReason::RemoteTransport(TransportCode::Superseded)
-                    | CloseReason::LocalTransport(TransportCode::Superseded)
-            )
-        ) {
+        if crate::superseded(end) {
             // Registering again would only displace the other process in turn, every few
             // seconds, for ever: leave the registration to it.
             eprintln!(
@@ -168,6 +161,7 @@ pub async fn serve(
 /// answer. When the relay stops, the member is told "the relay shut down".
 async fn member(session: Session, peer: String, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let refuse = |s: &Session| {
+        eprintln!("{peer}: opened a stream to the relay (a file sent to the relay itself?): closing its session");
         s.close_with_reason(crate::wire::NOT_A_RECEIVER, "a file sent to the relay itself");
     };
     loop {
@@ -182,14 +176,8 @@ async fn member(session: Session, peer: String, mut stopping: tokio::sync::watch
                 let _ = tokio::time::timeout(CLOSE_GRACE, session.closed()).await;
                 return;
             }
-            s = session.accept_bi() => if s.is_some() {
-                eprintln!("{peer}: opened a stream to the relay (a file sent to the relay itself?): closing its session");
-                refuse(&session);
-            },
-            s = session.accept_uni() => if s.is_some() {
-                eprintln!("{peer}: opened a stream to the relay (a file sent to the relay itself?): closing its session");
-                refuse(&session);
-            },
+            s = session.accept_bi() => if s.is_some() { refuse(&session) },
+            s = session.accept_uni() => if s.is_some() { refuse(&session) },
         }
     }
 }
