@@ -71,7 +71,8 @@ pub(crate) struct Paths {
     /// Challenges, owed responses and other addresses' credit; `None` when there are none.
     pub(crate) probing: Option<Box<Probing>>,
     last_move: Option<Instant>,
-    /// When an authenticated packet last came from `remote`.
+    /// When `remote` last sent something that could move a session (the highest packet
+    /// number, not path frames alone), or answered a challenge that restored it (spec [PU-8]).
     heard_at: Option<Instant>,
     /// Moves ignored by the rate limit, or held back on the direct path (spec [PU-8]).
     pub(crate) moves_ignored: u64,
@@ -398,6 +399,8 @@ impl Paths {
 mod tests {
     use super::*;
 
+    const NO_LIMITS: MoveLimits = MoveLimits { interval: Duration::ZERO, quiet: Duration::ZERO };
+
     fn addr(s: &str) -> PathAddr {
         PathAddr::Udp(s.parse().unwrap())
     }
@@ -407,19 +410,8 @@ mod tests {
         let (a, b, c) = (addr("192.0.2.1:1"), addr("192.0.2.1:2"), addr("198.51.100.1:3"));
         let mut p = Paths::new(a);
         let t = Instant::ZERO;
-        assert_eq!(
-            p.on_packet(t, b, 100, false, MoveLimits { interval: Duration::ZERO, quiet: Duration::ZERO }, || (
-                [1; 8], [2; 8]
-            )),
-            Moved::No,
-            "not the highest"
-        );
-        assert_eq!(
-            p.on_packet(t, b, 100, true, MoveLimits { interval: Duration::ZERO, quiet: Duration::ZERO }, || (
-                [1; 8], [2; 8]
-            )),
-            Moved::Started
-        );
+        assert_eq!(p.on_packet(t, b, 100, false, NO_LIMITS, || ([1; 8], [2; 8])), Moved::No, "not the highest");
+        assert_eq!(p.on_packet(t, b, 100, true, NO_LIMITS, || ([1; 8], [2; 8])), Moved::Started);
         assert_eq!(p.remote, b);
         assert_eq!(p.budget(), 300, "3× what arrived");
         p.on_sent(b, 250);
@@ -428,12 +420,7 @@ mod tests {
         assert_eq!(p.on_response(t, [1; 8]), Validation::NewPath(b), "validated");
         assert_eq!(p.budget(), u64::MAX);
         // A spoofed move to c is undone when the old path (b) answers.
-        assert_eq!(
-            p.on_packet(t, c, 100, true, MoveLimits { interval: Duration::ZERO, quiet: Duration::ZERO }, || (
-                [3; 8], [4; 8]
-            )),
-            Moved::Started
-        );
+        assert_eq!(p.on_packet(t, c, 100, true, NO_LIMITS, || ([3; 8], [4; 8])), Moved::Started);
         assert_eq!(p.on_response(t, [4; 8]), Validation::Restored(b));
         assert_eq!(p.remote, b);
         // Rate limit.
